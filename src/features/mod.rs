@@ -1,0 +1,55 @@
+//! The feature store: chunked safetensors files + a manifest per version, memory-mapped reads.
+//!
+//! Contract shared with `proxy` and `strategy`: anything that serves rows of features in
+//! contiguous blocks implements [`RowBlocks`]; the store's reader serves its mapped chunks
+//! zero-copy, and an in-memory `Array2<f32>` is one block.
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+
+/// Rows of f32 features, served as contiguous blocks in row order.
+pub trait RowBlocks: Sync {
+    fn n_rows(&self) -> usize;
+    fn dim(&self) -> usize;
+    /// Contiguous blocks covering rows `0..n_rows()` in order: `(first_row, block)`.
+    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)>;
+    /// One row.
+    fn row(&self, i: usize) -> ArrayView1<'_, f32>;
+    /// Copy the given rows into a new matrix (in the order given).
+    fn gather(&self, rows: &[usize]) -> Array2<f32> {
+        let mut out = Array2::<f32>::zeros((rows.len(), self.dim()));
+        for (k, &r) in rows.iter().enumerate() {
+            out.row_mut(k).assign(&self.row(r));
+        }
+        out
+    }
+}
+
+impl RowBlocks for Array2<f32> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn dim(&self) -> usize {
+        self.ncols()
+    }
+    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
+        vec![(0, self.view())]
+    }
+    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+        Array2::row(self, i)
+    }
+}
+
+impl RowBlocks for ArrayView2<'_, f32> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn dim(&self) -> usize {
+        self.ncols()
+    }
+    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
+        vec![(0, self.view())]
+    }
+    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+        ArrayView2::row(self, i)
+    }
+}

@@ -1,0 +1,55 @@
+//! The `proxal` command line: parsing only; each subcommand calls one library function.
+use clap::{Parser, Subcommand};
+use proxal::cli;
+
+#[derive(Parser)]
+#[command(name = "proxal", version, about = "Cheap, cost-honest active learning on cached pretrained-model features")]
+struct Cli {
+    /// Home directory holding assets/, datasets/, features/ and experiments/ (default: $PROXAL_HOME or .)
+    #[arg(long, global = true)]
+    home: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Import datasets into the canonical table
+    #[command(subcommand)]
+    Data(cli::data::DataCmd),
+    /// Embed a dataset once with the backbone into a feature-store version
+    Embed(cli::embed::Args),
+    /// Re-embed a dataset with a fine-tuned checkpoint into a new feature version (alignment)
+    Refresh(cli::refresh::Args),
+    /// Fit the proxy on labelled rows and select the next batch with a query strategy
+    Select(cli::select::Args),
+    /// Run (or resume) an active-learning experiment from a TOML config
+    Run(cli::run::Args),
+    /// Report learning curves, costs and savings for a set of runs
+    Report(cli::report::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROXAL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Cli::parse();
+    let home = args.home.map(proxal::home::Home::new).unwrap_or_else(proxal::home::Home::from_env);
+    let result = match args.cmd {
+        Cmd::Data(c) => cli::data::run(&home, c),
+        Cmd::Embed(a) => cli::embed::run(&home, a),
+        Cmd::Refresh(a) => cli::refresh::run(&home, a),
+        Cmd::Select(a) => cli::select::run(&home, a),
+        Cmd::Run(a) => cli::run::run(&home, a),
+        Cmd::Report(a) => cli::report::run(&home, a),
+    };
+    if let Err(e) = result {
+        // One line: the chain of contexts, outermost first.
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("proxal: error: {msg}");
+        std::process::exit(1);
+    }
+}
