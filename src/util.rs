@@ -63,3 +63,60 @@ pub fn peak_rss_bytes() -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// Append records to a JSON Lines file, one line each, and fsync before returning: once this
+/// returns, the records survive a `kill -9` or a power cut.
+pub fn append_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r)?;
+        buf.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.write_all(&buf).with_context(|| format!("cannot write {} (disk full?)", path.display()))?;
+    f.sync_all().with_context(|| format!("cannot fsync {}", path.display()))?;
+    Ok(())
+}
+
+/// Read a JSON Lines file written by [`append_jsonl`]. A torn last line (the process was killed
+/// mid-write) is dropped and reported through `torn`; a bad line anywhere else is an error
+/// naming the file and line. A missing file reads as empty.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, bool)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], false)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut torn = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() && !complete => torn = true,
+            Err(e) => anyhow::bail!("{}: line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok((out, torn))
+}
+
+/// Rewrite a JSON Lines file atomically with exactly `records` (used to drop a torn tail).
+pub fn rewrite_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r)?;
+        buf.push(b'\n');
+    }
+    atomic_write(path, &buf)
+}

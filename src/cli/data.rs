@@ -1,10 +1,51 @@
-//! `proxal data …` (under construction).
+//! `proxal data import …` and `proxal data import-builtin …`.
+use crate::data::{self, Builtin, ImportOptions};
 use crate::home::Home;
 use anyhow::Result;
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
-pub enum DataCmd {}
+pub enum DataCmd {
+    /// Import a CSV, TSV, JSONL or Parquet file as a dataset
+    Import {
+        /// The file to import
+        file: PathBuf,
+        /// Name of the dataset to create
+        #[arg(long)]
+        name: String,
+        /// Column holding the text
+        #[arg(long, default_value = "text")]
+        text_col: String,
+        /// Column holding gold labels (omit for an unlabelled pool)
+        #[arg(long)]
+        label_col: Option<String>,
+        /// Column assigning rows to pool/train, dev or test (omit: every row is pool)
+        #[arg(long)]
+        split_col: Option<String>,
+        /// Column holding row ids (omit: row numbers)
+        #[arg(long)]
+        id_col: Option<String>,
+    },
+    /// Import a built-in benchmark dataset (fetched by `make assets`)
+    ImportBuiltin {
+        which: Builtin,
+        /// Name to store it under (default: the built-in's name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
 
-pub fn run(_home: &Home, _cmd: DataCmd) -> Result<()> {
+pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
+    let report = match cmd {
+        DataCmd::Import { file, name, text_col, label_col, split_col, id_col } => {
+            let opts = ImportOptions { name, text_col, label_col, split_col, id_col };
+            data::import_file(home, &file, &opts)?
+        }
+        DataCmd::ImportBuiltin { which, name } => data::import_builtin(home, which, name.as_deref())?,
+    };
+    for w in &report.warnings {
+        eprintln!("proxal: warning: {w}");
+    }
+    println!("{report}");
     Ok(())
 }

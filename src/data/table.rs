@@ -143,14 +143,14 @@ impl Dataset {
         let labels: Vec<Option<&str>> =
             self.labels.iter().map(|l| l.map(|i| self.label_map.name(i))).collect();
         let splits: Vec<&str> = self.splits.iter().map(|s| s.as_str()).collect();
-        let mut df = DataFrame::new(vec![
+        let mut df = DataFrame::new_infer_height(vec![
             Column::new("id".into(), &self.ids),
             Column::new("text".into(), &self.texts),
             Column::new("label".into(), labels),
             Column::new("split".into(), splits),
         ])?;
         let mut bytes = Vec::new();
-        ParquetWriter::new(&mut bytes).finish(&mut df).context("cannot encode the table as Parquet")?;
+        ParquetWriter::new(&mut bytes).finish(&mut df).map_err(|e| anyhow::anyhow!("cannot encode the table as Parquet: {e}"))?;
         util::atomic_write(&dir.join(TABLE_FILE), &bytes)?;
         util::atomic_write(&dir.join(LABELS_FILE), serde_json::to_string_pretty(&self.label_map)?.as_bytes())?;
         util::atomic_write(&dir.join(META_FILE), serde_json::to_string_pretty(&self.meta(source))?.as_bytes())?;
@@ -172,11 +172,13 @@ impl Dataset {
     pub fn load_dir(dir: &Path, name: &str) -> Result<Dataset> {
         let table = dir.join(TABLE_FILE);
         let f = std::fs::File::open(&table).with_context(|| format!("cannot open {}", table.display()))?;
-        let df = ParquetReader::new(f).finish().with_context(|| format!("{}: not a readable Parquet table", table.display()))?;
+        let df = ParquetReader::new(f)
+            .finish()
+            .map_err(|e| anyhow::anyhow!("{}: not a readable Parquet table: {e}", table.display()))?;
         let col_strings = |c: &str| -> Result<Vec<Option<String>>> {
-            let s = df.column(c).with_context(|| format!("{}: column '{c}' missing", table.display()))?;
-            let ca = s.str().with_context(|| format!("{}: column '{c}' is not text", table.display()))?;
-            Ok(ca.into_iter().map(|v| v.map(str::to_string)).collect())
+            let s = df.column(c).map_err(|_| anyhow::anyhow!("{}: column '{c}' missing", table.display()))?;
+            let ca = s.str().map_err(|_| anyhow::anyhow!("{}: column '{c}' is not text", table.display()))?;
+            Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
         };
         let ids: Vec<String> = col_strings("id")?.into_iter().map(Option::unwrap_or_default).collect();
         let texts: Vec<String> = col_strings("text")?.into_iter().map(Option::unwrap_or_default).collect();

@@ -1,1 +1,39 @@
-//! (module under construction)
+//! Training the model a policy ships, and the fine-tuned backbones that alignment re-embeds with.
+//!
+//! * [`Method::LinearProbe`] — a linear head on cached features (the proxy's logistic
+//!   regression); the backbone stays frozen.
+//! * [`Method::FineTune`] — backbone + head trained together with AdamW (backbone learning rate
+//!   ≪ head learning rate), linear warm-up then linear decay, dropout on, early stopping on a
+//!   validation split carved from the labelled set (never the test set).
+//! * [`Method::LpFt`] — linear probe first on the frozen backbone's features, then fine-tune from
+//!   the probed head (Kumar et al. 2022): keeps the pretrained features from being distorted by a
+//!   random head early on.
+//!
+//! The head reads the same vector the feature store caches (pooled, L2-normalised), so a
+//! fine-tuned model's head applies directly to features refreshed with its backbone.
+mod eval;
+mod finetune;
+
+pub use eval::{accuracy, macro_f1, Scores};
+pub use finetune::{fine_tune, FineTuneOptions, FineTuned, Head};
+
+use serde::{Deserialize, Serialize};
+
+/// How a model is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    LinearProbe,
+    FineTune,
+    LpFt,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::LinearProbe => "linear-probe",
+            Method::FineTune => "fine-tune",
+            Method::LpFt => "lp-ft",
+        }
+    }
+}

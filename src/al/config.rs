@@ -1,0 +1,206 @@
+//! The TOML run configuration: one file says everything a run does, so a policy is data.
+//!
+//! ```toml
+//! name = "banking77-asvp"
+//! dataset = "banking77"
+//! policy = "asvp"            # random | standard | svpp | asvp
+//! seed = 0
+//! initial = 200              # labels bought before round 1 (cold start)
+//! batch = 200                # labels bought per round
+//! rounds = 5
+//! strategy = "margin"        # random | least-confidence | margin | entropy | badge | coreset | cluster-margin
+//! proxy = "logreg"           # logreg | mlp
+//! eval_every = 1             # evaluate the shipped model every k rounds (and always at the end)
+//! eval_model = "linear-probe" # what the policy ships: linear-probe | fine-tune | lp-ft | auto
+//!
+//! [asvp]
+//! align_every = 2            # re-embed with a fine-tuned backbone every k rounds (0: never)
+//! align_at_labels = []       # …and when the label count first reaches these
+//! logme_drop = 0.05          # …and when LogME on the labelled cache drops by this much (0: off)
+//! ft_threshold = 1000        # below: LP-FT, at or above: full fine-tune
+//!
+//! [train]                    # fine-tuning hyper-parameters
+//! epochs = 3
+//! ```
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Random batches.
+    Random,
+    /// Fine-tune + re-embed every round, select with the fine-tuned model (the expensive baseline).
+    Standard,
+    /// Select with a proxy on the pretrained (v0) features every round.
+    Svpp,
+    /// SVPp plus feature alignment and the LP-FT → FT switch.
+    Asvp,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Random => "random",
+            PolicyKind::Standard => "standard",
+            PolicyKind::Svpp => "svpp",
+            PolicyKind::Asvp => "asvp",
+        }
+    }
+}
+
+/// How the model the policy ships is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalModel {
+    /// A linear head on the current cached features.
+    LinearProbe,
+    /// Backbone + head, fine-tuned.
+    FineTune,
+    /// Linear probe first, then fine-tune from the probed head.
+    LpFt,
+    /// The policy's own choice: standard ships its fine-tuned model, asvp uses its LP-FT/FT
+    /// switch, random and svpp a linear probe on v0.
+    Auto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsvpConfig {
+    pub align_every: usize,
+    pub align_at_labels: Vec<usize>,
+    pub logme_drop: f64,
+    pub ft_threshold: usize,
+}
+
+impl Default for AsvpConfig {
+    fn default() -> Self {
+        Self { align_every: 2, align_at_labels: vec![], logme_drop: 0.0, ft_threshold: 1000 }
+    }
+}
+
+/// Fine-tuning hyper-parameters (used by standard, asvp and fine-tuned evaluation models).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr_backbone: f64,
+    pub lr_head: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub max_len: usize,
+    /// Fraction of the labelled set held out for early stopping (never the test set).
+    pub val_fraction: f64,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// Linear-probe epochs (full-batch) before fine-tuning in LP-FT.
+    pub probe_epochs: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 16,
+            lr_backbone: 5e-5,
+            lr_head: 2e-3,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            max_len: 64,
+            val_fraction: 0.1,
+            patience: 1,
+            probe_epochs: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub name: String,
+    pub dataset: String,
+    pub policy: PolicyKind,
+    #[serde(default)]
+    pub seed: u64,
+    pub initial: usize,
+    pub batch: usize,
+    pub rounds: usize,
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    #[serde(default = "default_proxy")]
+    pub proxy: String,
+    #[serde(default = "one")]
+    pub eval_every: usize,
+    #[serde(default = "default_eval_model")]
+    pub eval_model: EvalModel,
+    /// Backbone directory (default: the fetched all-MiniLM-L6-v2).
+    #[serde(default)]
+    pub model_dir: Option<PathBuf>,
+    /// Embedding batch size.
+    #[serde(default = "default_embed_batch")]
+    pub embed_batch: usize,
+    #[serde(default)]
+    pub asvp: AsvpConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Prices for the report (see `cost::Prices`); kept verbatim.
+    #[serde(default)]
+    pub prices: Option<toml::Value>,
+}
+
+fn default_strategy() -> String {
+    "margin".into()
+}
+fn default_proxy() -> String {
+    "logreg".into()
+}
+fn one() -> usize {
+    1
+}
+fn default_eval_model() -> EvalModel {
+    EvalModel::Auto
+}
+fn default_embed_batch() -> usize {
+    32
+}
+
+impl RunConfig {
+    pub fn load(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: RunConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        cfg.validate().with_context(|| format!("{}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("name '{}' must be letters, digits, '-', '_' or '.'", self.name);
+        }
+        if self.initial == 0 {
+            bail!("initial must be at least 1");
+        }
+        if self.batch == 0 {
+            bail!("batch must be at least 1");
+        }
+        if self.eval_every == 0 {
+            bail!("eval_every must be at least 1");
+        }
+        if !(0.0..0.9).contains(&self.train.val_fraction) {
+            bail!("train.val_fraction must be in [0, 0.9)");
+        }
+        Ok(())
+    }
+
+    /// Total labels at the end of round `r` (round 0 = the initial set).
+    pub fn labels_after(&self, round: usize) -> usize {
+        self.initial + round * self.batch
+    }
+
+    /// Is round `r` an evaluation point?
+    pub fn is_eval_round(&self, round: usize) -> bool {
+        round == self.rounds || round % self.eval_every == 0
+    }
+}

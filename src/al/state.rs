@@ -1,0 +1,120 @@
+//! The run directory: everything a run has done, written so that a `kill -9` at any moment loses
+//! nothing and a rerun resumes at the last finished round.
+//!
+//! ```text
+//! experiments/runs/<name>/
+//!   config.toml        the config the run started with (a rerun with a different one is refused)
+//!   labelled.jsonl     append-only, fsynced per batch: {round, row, id, label}
+//!   progress.jsonl     one record per finished round (what the round did)
+//!   rounds.jsonl       one record per evaluation point (see `report::RoundRecord`)
+//!   ledger.jsonl       the cost ledger (see `cost::Ledger`)
+//!   features/          this run's refreshed feature versions (standard, asvp)
+//!   checkpoints/       fine-tuned models
+//! ```
+use crate::util;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One bought label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelRecord {
+    /// The round whose batch it was (0 = initial set).
+    pub round: usize,
+    /// Row index in the dataset table.
+    pub row: usize,
+    pub id: String,
+    pub label: String,
+}
+
+/// What a finished round did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    pub round: usize,
+    pub labels: usize,
+    /// Feature version selection used after this round ("v0", "run:v3", …); None for random.
+    pub features: Option<String>,
+    /// LogME of the labelled rows on the features used for selection (svpp, asvp).
+    pub logme: Option<f64>,
+    /// Why the features were refreshed this round, if they were.
+    pub aligned: Option<String>,
+    /// Training method used this round for alignment / the standard model, if any.
+    pub method: Option<String>,
+    pub test_accuracy: Option<f64>,
+}
+
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    pub fn labelled(&self) -> PathBuf {
+        self.dir.join("labelled.jsonl")
+    }
+    pub fn progress(&self) -> PathBuf {
+        self.dir.join("progress.jsonl")
+    }
+    pub fn rounds(&self) -> PathBuf {
+        self.dir.join("rounds.jsonl")
+    }
+    pub fn ledger(&self) -> PathBuf {
+        self.dir.join("ledger.jsonl")
+    }
+    pub fn features(&self) -> PathBuf {
+        self.dir.join("features")
+    }
+    pub fn checkpoint(&self, round: usize) -> PathBuf {
+        self.dir.join("checkpoints").join(format!("round-{round:03}"))
+    }
+
+    /// Create the directory with `config_text`, or check that an existing run was started with
+    /// the same configuration (compared as parsed TOML, so comments and layout may differ).
+    pub fn init(&self, config_text: &str) -> Result<bool> {
+        let path = self.config();
+        if path.exists() {
+            let old = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let a: toml::Value = toml::from_str(&old).with_context(|| format!("{}: invalid TOML", path.display()))?;
+            let b: toml::Value = toml::from_str(config_text)?;
+            if a != b {
+                bail!(
+                    "{} was started with a different config: move it away (or name the run differently) to start afresh",
+                    self.dir.display()
+                );
+            }
+            return Ok(true);
+        }
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        util::atomic_write(&path, config_text.as_bytes())?;
+        Ok(false)
+    }
+
+    /// Labels bought so far (a torn last line from a kill is dropped and the file repaired).
+    pub fn read_labels(&self) -> Result<Vec<LabelRecord>> {
+        read_repaired(&self.labelled())
+    }
+    pub fn append_labels(&self, recs: &[LabelRecord]) -> Result<()> {
+        util::append_jsonl(&self.labelled(), recs)
+    }
+    pub fn read_progress(&self) -> Result<Vec<ProgressRecord>> {
+        read_repaired(&self.progress())
+    }
+    pub fn append_progress(&self, rec: &ProgressRecord) -> Result<()> {
+        util::append_jsonl(&self.progress(), std::slice::from_ref(rec))
+    }
+}
+
+/// Read a JSONL file, rewriting it without a torn last line if there is one.
+pub fn read_repaired<T: Serialize + serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let (recs, torn) = util::read_jsonl::<T>(path)?;
+    if torn {
+        tracing::warn!("{}: dropped a torn last line (the process was killed mid-write)", path.display());
+        util::rewrite_jsonl(path, &recs)?;
+    }
+    Ok(recs)
+}

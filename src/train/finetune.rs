@@ -1,0 +1,300 @@
+//! Full fine-tuning of backbone + linear head with candle autograd.
+use crate::backbone::{pooling, Backbone, Pooling};
+use crate::proxy::{LogReg, Proxy};
+use crate::util;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use ndarray::{Array1, Array2, ArrayView2};
+use rand::seq::SliceRandom;
+use std::path::Path;
+use std::time::Instant;
+
+/// A linear classification head on pooled, normalised sentence vectors: logits = x Wᵀ + b.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// C × H.
+    pub w: Array2<f32>,
+    /// C.
+    pub b: Array1<f32>,
+}
+
+impl Head {
+    /// The head equivalent to a fitted logistic regression (which stores d × C raw-space weights).
+    pub fn from_logreg(lr: &LogReg) -> Head {
+        Head { w: lr.w.t().to_owned(), b: lr.b.clone() }
+    }
+    pub fn n_classes(&self) -> usize {
+        self.b.len()
+    }
+    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        x.dot(&self.w.t()) + &self.b
+    }
+    /// Save as safetensors (`head.weight`, `head.bias`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dev = Device::Cpu;
+        let (c, h) = self.w.dim();
+        let w = Tensor::from_vec(self.w.iter().cloned().collect::<Vec<f32>>(), (c, h), &dev)?;
+        let b = Tensor::from_vec(self.b.to_vec(), c, &dev)?;
+        let bytes = safetensors::serialize([("head.weight", &w), ("head.bias", &b)], None)
+            .context("cannot serialise the head")?;
+        util::atomic_write(path, &bytes)
+    }
+    pub fn load(path: &Path) -> Result<Head> {
+        let t = candle_core::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("{}: not a readable head checkpoint", path.display()))?;
+        let w = t.get("head.weight").with_context(|| format!("{}: no head.weight", path.display()))?;
+        let b = t.get("head.bias").with_context(|| format!("{}: no head.bias", path.display()))?;
+        let (c, h) = w.dims2()?;
+        Ok(Head {
+            w: Array2::from_shape_vec((c, h), w.flatten_all()?.to_vec1::<f32>()?)?,
+            b: Array1::from_vec(b.to_vec1::<f32>()?),
+        })
+    }
+}
+
+impl Proxy for Head {
+    fn kind(&self) -> &'static str {
+        "head"
+    }
+    fn dim(&self) -> usize {
+        self.w.ncols()
+    }
+    fn n_classes(&self) -> usize {
+        self.b.len()
+    }
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let mut z = self.logits(x);
+        crate::proxy::linalg::softmax_rows(&mut z);
+        z
+    }
+}
+
+/// Fine-tuning hyper-parameters.
+#[derive(Debug, Clone)]
+pub struct FineTuneOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr_backbone: f64,
+    pub lr_head: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub max_len: usize,
+    pub val_fraction: f64,
+    pub patience: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub seed: u64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for FineTuneOptions {
+    fn default() -> Self {
+        FineTuneOptions {
+            epochs: 3,
+            batch_size: 16,
+            lr_backbone: 5e-5,
+            lr_head: 2e-3,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            max_len: 64,
+            val_fraction: 0.1,
+            patience: 1,
+            pooling: Pooling::Mean,
+            normalize: true,
+            seed: 0,
+            progress: false,
+        }
+    }
+}
+
+/// The result of fine-tuning: the trained backbone (weights in its `VarMap`) and head.
+pub struct FineTuned {
+    pub backbone: Backbone,
+    pub head: Head,
+    pub steps: usize,
+    pub epochs: usize,
+    /// Accuracy on the held-out part of the labelled set at the kept epoch (None: no split).
+    pub val_accuracy: Option<f64>,
+    pub train_seconds: f64,
+    pub steps_per_second: f64,
+}
+
+impl FineTuned {
+    /// Write the checkpoint: a model directory (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`) the backbone loader reads, plus `head.safetensors`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.backbone.save(dir)?;
+        self.head.save(&dir.join("head.safetensors"))
+    }
+}
+
+/// Pooled (and optionally normalised) sentence vectors for a batch, with gradients.
+fn features(bb: &Backbone, texts: &[&str], opts: &FineTuneOptions) -> Result<Tensor> {
+    let (ids, mask) = bb.tokenize(texts, opts.max_len)?;
+    // Dropout stays off: candle's CPU dropout cannot be seeded, and the same seed must give the
+    // same selections. Early stopping on the held-out split regularises instead.
+    let hidden = bb.model.forward_t(&ids, &mask, false)?;
+    let pooled = pooling::pool(&hidden, &mask, opts.pooling)?;
+    Ok(if opts.normalize { pooling::l2_normalize(&pooled)? } else { pooled })
+}
+
+fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup as f64
+    } else {
+        let rest = (total - warmup).max(1) as f64;
+        peak * (1.0 - (step - warmup) as f64 / rest).max(0.0)
+    }
+}
+
+/// Fine-tune `backbone_dir`'s model with a linear head on `(texts, labels)`.
+/// `init_head`: start from a probed head (LP-FT); `None`: a small random head.
+pub fn fine_tune(
+    backbone_dir: &Path,
+    texts: &[&str],
+    labels: &[u32],
+    n_classes: usize,
+    init_head: Option<&Head>,
+    opts: &FineTuneOptions,
+) -> Result<FineTuned> {
+    if texts.len() != labels.len() {
+        bail!("fine-tune: {} texts but {} labels", texts.len(), labels.len());
+    }
+    if texts.is_empty() {
+        bail!("fine-tune: no labelled rows");
+    }
+    if let Some(&bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
+        bail!("fine-tune: label {bad} out of range for {n_classes} classes");
+    }
+    let device = Device::Cpu;
+    let bb = Backbone::load(backbone_dir, &device, true)?;
+    let h = bb.dim();
+    let mut rng = util::rng(opts.seed);
+
+    // Validation split carved from the labelled rows.
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.shuffle(&mut rng);
+    let n_val = if texts.len() >= 20 { ((texts.len() as f64) * opts.val_fraction).round() as usize } else { 0 };
+    let (val_idx, train_idx) = order.split_at(n_val);
+    let mut train_idx = train_idx.to_vec();
+
+    let (w0, b0) = match init_head {
+        Some(hd) => {
+            if hd.w.dim() != (n_classes, h) {
+                bail!("fine-tune: initial head is {:?}, expected ({n_classes}, {h})", hd.w.dim());
+            }
+            (hd.w.clone(), hd.b.clone())
+        }
+        None => {
+            let w = Array2::from_shape_fn((n_classes, h), |_| {
+                use rand::Rng;
+                rng.random_range(-0.02f32..0.02)
+            });
+            (w, Array1::zeros(n_classes))
+        }
+    };
+    let w = Var::from_vec(w0.iter().cloned().collect::<Vec<f32>>(), (n_classes, h), &device)?;
+    let b = Var::from_vec(b0.to_vec(), n_classes, &device)?;
+    let bb_vars = bb.varmap.as_ref().context("backbone not trainable")?.all_vars();
+    let mut opt_bb = AdamW::new(
+        bb_vars.clone(),
+        ParamsAdamW { lr: opts.lr_backbone, weight_decay: opts.weight_decay, ..Default::default() },
+    )?;
+    let mut opt_head =
+        AdamW::new(vec![w.clone(), b.clone()], ParamsAdamW { lr: opts.lr_head, weight_decay: 0.0, ..Default::default() })?;
+
+    let steps_per_epoch = train_idx.len().div_ceil(opts.batch_size.max(1));
+    let total = steps_per_epoch * opts.epochs.max(1);
+    let warmup = ((total as f64) * opts.warmup_ratio).round() as usize;
+    let pb = if opts.progress {
+        indicatif::ProgressBar::new(total as u64).with_style(
+            indicatif::ProgressStyle::with_template("  fine-tune {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let val_acc = |w: &Var, b: &Var| -> Result<f64> {
+        let mut right = 0usize;
+        for chunk in val_idx.chunks(64) {
+            let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let f = features(&bb, &t, opts)?;
+            let logits = f.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+            right += chunk.iter().zip(pred).filter(|(&i, p)| labels[i] == *p).count();
+        }
+        Ok(right as f64 / val_idx.len().max(1) as f64)
+    };
+    let snapshot = |vars: &[Var]| -> Result<Vec<Tensor>> { Ok(vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?) };
+    let all_vars: Vec<Var> = bb_vars.iter().cloned().chain([w.clone(), b.clone()]).collect();
+
+    let start = Instant::now();
+    let mut step = 0usize;
+    let mut best: Option<(f64, Vec<Tensor>, usize)> = None;
+    let mut since_best = 0usize;
+    let mut epochs_run = 0usize;
+    for epoch in 0..opts.epochs.max(1) {
+        train_idx.shuffle(&mut rng);
+        for batch in train_idx.chunks(opts.batch_size.max(1)) {
+            let t: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            let y: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
+            let f = features(&bb, &t, opts)?;
+            let logits = f.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let target = Tensor::from_vec(y, batch.len(), &device)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &target)?;
+            let lv = loss.to_scalar::<f32>()?;
+            if !lv.is_finite() {
+                bail!("fine-tune: loss became {lv} at step {step}; lower the learning rates");
+            }
+            let grads = loss.backward()?;
+            opt_bb.set_learning_rate(lr_at(step, total, warmup, opts.lr_backbone));
+            opt_head.set_learning_rate(lr_at(step, total, warmup, opts.lr_head));
+            opt_bb.step(&grads)?;
+            opt_head.step(&grads)?;
+            step += 1;
+            pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));
+            pb.inc(1);
+        }
+        epochs_run = epoch + 1;
+        if !val_idx.is_empty() {
+            let acc = val_acc(&w, &b)?;
+            if best.as_ref().is_none_or(|(a, _, _)| acc > *a) {
+                best = Some((acc, snapshot(&all_vars)?, epochs_run));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best > opts.patience {
+                    break;
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let train_seconds = start.elapsed().as_secs_f64();
+    let mut val_accuracy = None;
+    let mut kept_epochs = epochs_run;
+    if let Some((acc, weights, ep)) = best {
+        for (v, t) in all_vars.iter().zip(weights) {
+            v.set(&t)?;
+        }
+        val_accuracy = Some(acc);
+        kept_epochs = ep;
+    }
+    let (c, hh) = w.as_tensor().dims2()?;
+    let head = Head {
+        w: Array2::from_shape_vec((c, hh), w.as_tensor().flatten_all()?.to_vec1::<f32>()?)?,
+        b: Array1::from_vec(b.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>()?),
+    };
+    Ok(FineTuned {
+        backbone: bb,
+        head,
+        steps: step,
+        epochs: kept_epochs,
+        val_accuracy,
+        train_seconds,
+        steps_per_second: step as f64 / train_seconds.max(1e-9),
+    })
+}
