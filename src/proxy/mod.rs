@@ -1,1 +1,201 @@
-//! (module under construction)
+//! The proxy: a cheap classifier head trained on cached feature rows of the labelled set, used to
+//! score the unlabelled pool every round.
+//!
+//! * [`Proxy`] — a fitted model: class probabilities for a block of rows.
+//! * [`ProxyConfig`] — which head and its hyper-parameters; [`ProxyConfig::fit`] trains one.
+//!   [`LogRegConfig`] (default): multinomial logistic regression, L2-regularised, full-batch
+//!   L-BFGS on standardised features, deterministic. [`MlpConfig`]: Linear-BatchNorm-ReLU-Linear
+//!   (the ASVP paper's head) trained with AdamW through candle.
+//! * [`map_rows`] / [`map_proba`] — stream any [`RowBlocks`] (the memory-mapped store, or an
+//!   in-memory matrix) through a closure in parallel chunks, zero-copy where rows are contiguous,
+//!   so a 1M-row pool is scored without materialising its n × C probability matrix.
+pub mod linalg;
+pub mod logreg;
+pub mod mlp;
+pub mod synth;
+
+use crate::features::RowBlocks;
+use anyhow::{bail, Result};
+use ndarray::{s, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use logreg::{ClassWeight, LogReg, LogRegConfig};
+pub use mlp::{Mlp, MlpConfig};
+
+/// A fitted proxy head.
+pub trait Proxy: Send + Sync {
+    /// Short name ("logreg", "mlp").
+    fn kind(&self) -> &'static str;
+    /// Feature dimension it was trained on.
+    fn dim(&self) -> usize;
+    fn n_classes(&self) -> usize;
+    /// Class probabilities (rows × n_classes) for a block of feature rows. Single-threaded:
+    /// callers parallelise over blocks (see [`map_proba`]).
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32>;
+    /// The input of the last linear layer for `x`, when that is not `x` itself (the MLP's hidden
+    /// activations). BADGE builds its gradient embeddings on it. `None`: the features themselves.
+    fn penultimate(&self, _x: ArrayView2<f32>) -> Option<Array2<f32>> {
+        None
+    }
+}
+
+/// Which proxy head to train, with its hyper-parameters (serialisable, for policy configs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProxyConfig {
+    Logreg(LogRegConfig),
+    Mlp(MlpConfig),
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig::Logreg(LogRegConfig::default())
+    }
+}
+
+impl ProxyConfig {
+    /// Parse a short name: "logreg" or "mlp" with default hyper-parameters.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "logreg" | "linear" | "lr" => Ok(ProxyConfig::Logreg(LogRegConfig::default())),
+            "mlp" => Ok(ProxyConfig::Mlp(MlpConfig::default())),
+            other => bail!("unknown proxy '{other}' (expected logreg or mlp)"),
+        }
+    }
+
+    /// Train on labelled rows `x` (n × d, already gathered) with labels `y` in `0..n_classes`.
+    pub fn fit(&self, x: ArrayView2<f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Box<dyn Proxy>> {
+        check_training_set(x, y, n_classes)?;
+        Ok(match self {
+            ProxyConfig::Logreg(c) => Box::new(LogReg::fit(c, x, y, n_classes, None)?),
+            ProxyConfig::Mlp(c) => Box::new(Mlp::fit(c, x, y, n_classes, seed)?),
+        })
+    }
+
+    /// Gather `rows` from `features` and train on them.
+    pub fn fit_rows(
+        &self,
+        features: &dyn RowBlocks,
+        rows: &[usize],
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Proxy>> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= features.n_rows()) {
+            bail!("labelled row {r} is out of range (the feature version has {} rows)", features.n_rows());
+        }
+        let x = features.gather(rows);
+        self.fit(x.view(), y, n_classes, seed)
+    }
+}
+
+pub(crate) fn check_training_set(x: ArrayView2<f32>, y: &[u32], n_classes: usize) -> Result<()> {
+    if x.nrows() != y.len() {
+        bail!("proxy fit: {} feature rows but {} labels", x.nrows(), y.len());
+    }
+    if x.nrows() == 0 {
+        bail!("proxy fit: no labelled rows (use a cold-start strategy for the first batch)");
+    }
+    if n_classes < 2 {
+        bail!("proxy fit: need at least 2 classes, got {n_classes}");
+    }
+    if let Some(&c) = y.iter().find(|&&c| c as usize >= n_classes) {
+        bail!("proxy fit: label {c} is out of range for {n_classes} classes");
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        bail!("proxy fit: the labelled features contain NaN or infinite values");
+    }
+    Ok(())
+}
+
+/// Rows per work item when streaming: big enough for efficient matmuls, small enough that each
+/// worker's temporaries (chunk × classes probabilities) stay in the megabytes.
+pub const CHUNK_ROWS: usize = 2048;
+
+/// Apply `f(rows, x)` to the given `rows` of `features` (sorted ascending, unique) in chunks of
+/// at most [`CHUNK_ROWS`], in parallel, returning the results in row order. `x` holds the features
+/// of exactly those rows: a zero-copy view of the block when the rows are contiguous, else a copy.
+pub fn map_rows<T, F>(features: &dyn RowBlocks, rows: &[usize], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(&[usize], ArrayView2<f32>) -> T + Sync,
+{
+    debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "map_rows: rows must be sorted and unique");
+    let blocks = features.blocks();
+    // Work items: (block index, range into `rows`).
+    let mut items: Vec<(usize, usize, usize)> = Vec::new();
+    let mut bi = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        let r = rows[i];
+        while bi < blocks.len() && blocks[bi].0 + blocks[bi].1.nrows() <= r {
+            bi += 1;
+        }
+        assert!(bi < blocks.len(), "map_rows: row {r} is beyond the last block");
+        let end_row = blocks[bi].0 + blocks[bi].1.nrows();
+        let mut j = i;
+        while j < rows.len() && rows[j] < end_row && j - i < CHUNK_ROWS {
+            j += 1;
+        }
+        items.push((bi, i, j));
+        i = j;
+    }
+    items
+        .into_par_iter()
+        .map(|(bi, lo, hi)| {
+            let (first, block) = &blocks[bi];
+            let rs = &rows[lo..hi];
+            let a = rs[0] - first;
+            let b = rs[rs.len() - 1] - first;
+            if b - a + 1 == rs.len() {
+                f(rs, block.slice(s![a..=b, ..]))
+            } else {
+                let local: Vec<usize> = rs.iter().map(|r| r - first).collect();
+                let x = block.select(Axis(0), &local);
+                f(rs, x.view())
+            }
+        })
+        .collect()
+}
+
+/// Like [`map_rows`], with the proxy's probabilities for the chunk: `f(rows, x, proba)`.
+pub fn map_proba<T, F>(proxy: &dyn Proxy, features: &dyn RowBlocks, rows: &[usize], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(&[usize], ArrayView2<f32>, ArrayView2<f32>) -> T + Sync,
+{
+    map_rows(features, rows, |rs, x| {
+        let p = proxy.predict_proba(x);
+        f(rs, x, p.view())
+    })
+}
+
+/// Probabilities for `rows` as one matrix (rows.len() × C). Convenient for small sets; for a
+/// large pool prefer [`map_proba`], which never holds more than a chunk per worker.
+pub fn predict_rows(proxy: &dyn Proxy, features: &dyn RowBlocks, rows: &[usize]) -> Array2<f32> {
+    let parts = map_proba(proxy, features, rows, |_, _, p| p.to_owned());
+    let mut out = Array2::<f32>::zeros((rows.len(), proxy.n_classes()));
+    let mut at = 0;
+    for p in parts {
+        out.slice_mut(s![at..at + p.nrows(), ..]).assign(&p);
+        at += p.nrows();
+    }
+    out
+}
+
+/// Predicted class (argmax) and its probability for each row of a probability block.
+pub fn argmax_rows(p: ArrayView2<f32>) -> Vec<(u32, f32)> {
+    p.rows()
+        .into_iter()
+        .map(|r| {
+            let mut best = (0u32, f32::NEG_INFINITY);
+            for (c, &v) in r.iter().enumerate() {
+                if v > best.1 {
+                    best = (c as u32, v);
+                }
+            }
+            best
+        })
+        .collect()
+}

@@ -1,1 +1,261 @@
-//! (module under construction)
+//! Query strategies: given the pool's cached features, the labelled rows and a fitted proxy,
+//! choose the next batch of pool rows to label, each with the score that got it picked.
+//!
+//! | name               | file                 | score reported (why it was picked)                  |
+//! |--------------------|----------------------|-----------------------------------------------------|
+//! | `random`           | `random.rs`          | 0                                                   |
+//! | `least-confidence` | `least_confidence.rs`| 1 − max p (higher = less confident)                 |
+//! | `margin`           | `margin.rs`          | p(1) − p(2) (lower = closer call)                   |
+//! | `entropy`          | `entropy.rs`         | −Σ p ln p (nats)                                    |
+//! | `badge`            | `badge.rs`           | D² in gradient-embedding space when drawn           |
+//! | `coreset`          | `coreset.rs`         | distance to the nearest labelled/picked row         |
+//! | `cluster-margin`   | `cluster_margin.rs`  | margin of the row (cluster round-robin order)       |
+//! | `typicality`       | `cold_start.rs`      | typicality 1 / mean k-NN distance in its cluster    |
+//! | `ups:<inner>`      | `ups.rs`             | the inner strategy's score, on a subsampled pool    |
+//!
+//! A [`Round`] is built once per AL round; strategies are stateful objects kept across rounds
+//! (Cluster-Margin caches its clustering, UPS its last uncertainties).
+pub mod badge;
+pub mod cluster_margin;
+pub mod cold_start;
+pub mod coreset;
+pub mod entropy;
+pub mod least_confidence;
+pub mod margin;
+pub mod random;
+pub mod ups;
+
+use crate::features::RowBlocks;
+use crate::proxy::{map_proba, Proxy};
+use anyhow::{bail, Result};
+use ndarray::ArrayView1;
+use std::borrow::Cow;
+
+pub use badge::Badge;
+pub use cluster_margin::{ClusterConfig, ClusterMargin, Clusters};
+pub use cold_start::Typicality;
+pub use coreset::CoreSet;
+pub use entropy::Entropy;
+pub use least_confidence::LeastConfidence;
+pub use margin::Margin;
+pub use random::Random;
+pub use ups::Ups;
+
+/// One chosen row: its index in the feature version, and the score that got it picked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    pub row: usize,
+    pub score: f32,
+}
+
+/// What a strategy sees in one round.
+pub struct Round<'a> {
+    /// Every row of the feature version (pool, dev and test alike), indexed by table row.
+    pub features: &'a dyn RowBlocks,
+    /// Candidate rows: unlabelled pool rows, sorted, unique, never overlapping `labelled`.
+    pub unlabelled: Vec<usize>,
+    /// Labelled rows (sorted, unique): core-set measures distances from them.
+    pub labelled: Vec<usize>,
+    /// The proxy fitted on the labelled rows; `None` at cold start.
+    pub proxy: Option<&'a dyn Proxy>,
+    pub seed: u64,
+}
+
+impl<'a> Round<'a> {
+    /// Build a round: sorts and de-duplicates both sets, drops labelled rows from the
+    /// candidates (so they can never be selected), and checks ranges and the proxy's dimension.
+    pub fn new(
+        features: &'a dyn RowBlocks,
+        pool: &[usize],
+        labelled: &[usize],
+        proxy: Option<&'a dyn Proxy>,
+        seed: u64,
+    ) -> Result<Round<'a>> {
+        let n = features.n_rows();
+        let mut labelled = labelled.to_vec();
+        labelled.sort_unstable();
+        labelled.dedup();
+        let mut unlabelled = pool.to_vec();
+        unlabelled.sort_unstable();
+        unlabelled.dedup();
+        if let Some(&r) = unlabelled.last().filter(|&&r| r >= n).or(labelled.last().filter(|&&r| r >= n)) {
+            bail!("row {r} is out of range: the feature version has {n} rows");
+        }
+        unlabelled.retain(|r| labelled.binary_search(r).is_err());
+        if let Some(p) = proxy {
+            if p.dim() != features.dim() {
+                bail!(
+                    "dimension mismatch: the proxy was trained on {}-dim features, the feature version has {}",
+                    p.dim(),
+                    features.dim()
+                );
+            }
+        }
+        Ok(Round { features, unlabelled, labelled, proxy, seed })
+    }
+
+    /// The proxy, or a clear error naming the strategy that needs it.
+    pub fn need_proxy(&self, strategy: &str) -> Result<&'a dyn Proxy> {
+        match self.proxy {
+            Some(p) => Ok(p),
+            None => bail!(
+                "strategy '{strategy}' needs a proxy fitted on labelled rows; with no labels yet use 'random' or 'typicality'"
+            ),
+        }
+    }
+
+    /// The same round over a subset of candidates (used by UPS).
+    pub fn with_candidates(&self, unlabelled: Vec<usize>) -> Round<'a> {
+        Round {
+            features: self.features,
+            unlabelled,
+            labelled: self.labelled.clone(),
+            proxy: self.proxy,
+            seed: self.seed,
+        }
+    }
+}
+
+/// A query strategy.
+pub trait Strategy: Send {
+    /// The name it is selected by (`proxal select --strategy`).
+    fn name(&self) -> &'static str;
+    /// Choose up to `k` rows of `round.unlabelled` (fewer only when the pool is smaller), in
+    /// pick order, each with its score.
+    fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>>;
+}
+
+/// Build a strategy by name (see the table above); `ups:<name>` wraps any of them in UPS.
+pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
+    let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    if let Some(inner) = n.strip_prefix("ups:") {
+        return Ok(Box::new(Ups::new(from_name(inner)?)));
+    }
+    Ok(match n.as_str() {
+        "random" => Box::new(Random),
+        "least-confidence" | "lc" | "least-confident" => Box::new(LeastConfidence),
+        "margin" | "breaking-ties" | "smallest-margin" => Box::new(Margin),
+        "entropy" => Box::new(Entropy),
+        "badge" => Box::new(Badge::default()),
+        "coreset" | "core-set" | "kcenter" | "k-center" => Box::new(CoreSet::default()),
+        "cluster-margin" | "clustermargin" => Box::new(ClusterMargin::default()),
+        "typicality" | "typiclust" | "kmeans-typicality" => Box::new(Typicality::default()),
+        other => bail!(
+            "unknown strategy '{other}' (expected random, least-confidence, margin, entropy, badge, coreset, cluster-margin, typicality, or ups:<one of these>)"
+        ),
+    })
+}
+
+/// Names accepted by [`from_name`] (without the `ups:` prefix).
+pub const STRATEGY_NAMES: &[&str] =
+    &["random", "least-confidence", "margin", "entropy", "badge", "coreset", "cluster-margin", "typicality"];
+
+// ---------------------------------------------------------------------------------------------
+// Shared scoring helpers.
+
+/// Uncertainty measures computed from one probability row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// 1 − max p.
+    LeastConfidence,
+    /// p(1) − p(2) (small = uncertain).
+    Margin,
+    /// −Σ p ln p.
+    Entropy,
+}
+
+impl Measure {
+    /// The score of one probability row.
+    pub fn score(self, p: ArrayView1<f32>) -> f32 {
+        match self {
+            Measure::LeastConfidence => 1.0 - p.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            Measure::Margin => {
+                let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+                for &v in p.iter() {
+                    if v > a {
+                        b = a;
+                        a = v;
+                    } else if v > b {
+                        b = v;
+                    }
+                }
+                if b == f32::NEG_INFINITY {
+                    1.0
+                } else {
+                    a - b
+                }
+            }
+            Measure::Entropy => {
+                let mut h = 0.0f64;
+                for &v in p.iter() {
+                    if v > 0.0 {
+                        h -= v as f64 * (v as f64).ln();
+                    }
+                }
+                h as f32
+            }
+        }
+    }
+
+    /// Higher = more worth labelling.
+    pub fn priority(self, score: f32) -> f32 {
+        match self {
+            Measure::Margin => -score,
+            _ => score,
+        }
+    }
+}
+
+/// Score every candidate of the round with `measure`, streamed over blocks in parallel.
+/// Returns one score per `round.unlabelled` row, in the same order.
+pub fn score_candidates(round: &Round, proxy: &dyn Proxy, measure: Measure) -> Vec<f32> {
+    let parts = map_proba(proxy, round.features, &round.unlabelled, |_, _, p| {
+        p.rows().into_iter().map(|r| measure.score(r)).collect::<Vec<f32>>()
+    });
+    let mut out = Vec::with_capacity(round.unlabelled.len());
+    for p in parts {
+        out.extend(p);
+    }
+    out
+}
+
+/// Indices (into `priority`) of the `k` largest priorities, best first; ties go to the lower
+/// index, so results are deterministic. O(n) selection, then a sort of the k chosen.
+pub fn top_k(priority: &[f32], k: usize) -> Vec<usize> {
+    let k = k.min(priority.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let key = |i: usize| {
+        let v = priority[i];
+        if v.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            v
+        }
+    };
+    let cmp = |a: &usize, b: &usize| key(*b).total_cmp(&key(*a)).then(a.cmp(b));
+    let mut idx: Vec<usize> = (0..priority.len()).collect();
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(cmp);
+    idx
+}
+
+/// A feature row as a slice (borrowed when contiguous, which store rows always are).
+pub(crate) fn row_slice(v: ArrayView1<'_, f32>) -> Cow<'_, [f32]> {
+    match v.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(v.to_vec()),
+    }
+}
+
+/// Pick the top `k` candidates of a round by an uncertainty measure.
+pub(crate) fn select_by_measure(round: &Round, k: usize, measure: Measure, name: &str) -> Result<Vec<Pick>> {
+    let proxy = round.need_proxy(name)?;
+    let scores = score_candidates(round, proxy, measure);
+    let priority: Vec<f32> = scores.iter().map(|&s| measure.priority(s)).collect();
+    Ok(top_k(&priority, k).into_iter().map(|i| Pick { row: round.unlabelled[i], score: scores[i] }).collect())
+}

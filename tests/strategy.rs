@@ -1,0 +1,346 @@
+//! Query strategies on small hand-checkable cases.
+use ndarray::{array, Array2, ArrayView2};
+use proxal::proxy::synth::Mixture;
+use proxal::proxy::{Proxy, ProxyConfig};
+use proxal::strategy::badge::GradEmbedding;
+use proxal::strategy::{
+    from_name, top_k, Badge, ClusterConfig, ClusterMargin, Clusters, CoreSet, Pick, Round, Strategy, Typicality,
+    Ups, STRATEGY_NAMES,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A proxy that returns a fixed probability row per feature row: the row's id is stored in
+/// feature column 0.
+struct Fixed(Array2<f32>, usize);
+
+impl Proxy for Fixed {
+    fn kind(&self) -> &'static str {
+        "fixed"
+    }
+    fn dim(&self) -> usize {
+        self.1
+    }
+    fn n_classes(&self) -> usize {
+        self.0.ncols()
+    }
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let ids: Vec<usize> = x.column(0).iter().map(|&v| v as usize).collect();
+        self.0.select(ndarray::Axis(0), &ids)
+    }
+}
+
+fn id_features(n: usize, d: usize) -> Array2<f32> {
+    Array2::from_shape_fn((n, d), |(i, j)| if j == 0 { i as f32 } else { ((i * 7 + j * 3) % 5) as f32 })
+}
+
+fn rows(p: &[Pick]) -> Vec<usize> {
+    p.iter().map(|p| p.row).collect()
+}
+
+fn probs() -> Array2<f32> {
+    array![
+        [0.90, 0.05, 0.05], // 0 confident
+        [0.40, 0.38, 0.22], // 1 margin 0.02
+        [0.34, 0.33, 0.33], // 2 margin 0.01, max entropy, lc 0.66
+        [0.60, 0.39, 0.01], // 3 margin 0.21
+        [0.50, 0.10, 0.40], // 4 margin 0.10
+        [0.98, 0.01, 0.01], // 5 confident
+    ]
+}
+
+#[test]
+fn uncertainty_strategies_pick_the_hand_computed_rows() {
+    let x = id_features(6, 3);
+    let proxy = Fixed(probs(), 3);
+    let round = Round::new(&x, &[0, 1, 2, 3, 4, 5], &[], Some(&proxy), 0).unwrap();
+    let margin = from_name("margin").unwrap().select(&round, 2).unwrap();
+    assert_eq!(rows(&margin), vec![2, 1]);
+    assert!((margin[0].score - 0.01).abs() < 1e-6);
+    let lc = from_name("least-confidence").unwrap().select(&round, 3).unwrap();
+    assert_eq!(rows(&lc), vec![2, 1, 4]);
+    let ent = from_name("entropy").unwrap().select(&round, 1).unwrap();
+    assert_eq!(rows(&ent), vec![2]);
+    assert!((ent[0].score - 1.0985).abs() < 1e-3);
+}
+
+#[test]
+fn labelled_rows_are_never_selected() {
+    let mix = Mixture::new(8, 3, 2.0, 2.0, 1);
+    let (x, y) = mix.sample(300);
+    let labelled: Vec<usize> = (0..300).step_by(3).collect();
+    let ly: Vec<u32> = labelled.iter().map(|&i| y[i]).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &labelled, &ly, 3, 0).unwrap();
+    let pool: Vec<usize> = (0..300).collect();
+    let round = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 4).unwrap();
+    assert_eq!(round.unlabelled.len(), 200);
+    let lab: HashSet<usize> = labelled.iter().copied().collect();
+    for name in STRATEGY_NAMES.iter().map(|s| s.to_string()).chain(["ups:margin".to_string()]) {
+        let picks = from_name(&name).unwrap().select(&round, 150).unwrap();
+        assert_eq!(picks.len(), 150, "{name}");
+        let set: HashSet<usize> = rows(&picks).into_iter().collect();
+        assert_eq!(set.len(), 150, "{name} picked a row twice");
+        assert!(set.is_disjoint(&lab), "{name} picked a labelled row");
+        // Asking for more than the pool returns the whole pool.
+        let all = from_name(&name).unwrap().select(&round, 1000).unwrap();
+        assert_eq!(all.len(), 200, "{name}");
+    }
+}
+
+#[test]
+fn strategies_are_deterministic_under_a_seed() {
+    let mix = Mixture::new(8, 4, 1.5, 2.0, 2);
+    let (x, y) = mix.sample(400);
+    let labelled: Vec<usize> = (0..40).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &labelled, &y[..40], 4, 0).unwrap();
+    let pool: Vec<usize> = (0..400).collect();
+    let r1 = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 9).unwrap();
+    let r2 = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 10).unwrap();
+    for name in STRATEGY_NAMES {
+        let a = from_name(name).unwrap().select(&r1, 20).unwrap();
+        let b = from_name(name).unwrap().select(&r1, 20).unwrap();
+        assert_eq!(a, b, "{name}");
+    }
+    let a = from_name("random").unwrap().select(&r1, 20).unwrap();
+    let b = from_name("random").unwrap().select(&r2, 20).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn coreset_covers_isolated_clusters_first() {
+    // Four tight clusters far apart; only cluster 0 is labelled.
+    let centres = [[0.0f32, 0.0], [100.0, 0.0], [0.0, 100.0], [100.0, 100.0]];
+    let mut x = Array2::<f32>::zeros((40, 2));
+    for i in 0..40 {
+        let c = centres[i / 10];
+        x[[i, 0]] = c[0] + (i % 10) as f32 * 0.1;
+        x[[i, 1]] = c[1] + (i % 3) as f32 * 0.1;
+    }
+    let pool: Vec<usize> = (0..40).collect();
+    let round = Round::new(&x, &pool, &[0, 1, 2], None, 0).unwrap();
+    let picks = CoreSet::default().select(&round, 3).unwrap();
+    let clusters: HashSet<usize> = picks.iter().map(|p| p.row / 10).collect();
+    assert_eq!(clusters, HashSet::from([1, 2, 3]));
+    // The far corner comes first, at distance ≈ 141.
+    assert_eq!(picks[0].row / 10, 3);
+    assert!((picks[0].score - 141.4).abs() < 1.0);
+    // Brute force agrees on a random problem.
+    let mix = Mixture::new(6, 5, 2.0, 1.0, 4);
+    let (x, _) = mix.sample(300);
+    let pool: Vec<usize> = (0..300).collect();
+    let lab = [5usize, 77, 120];
+    let round = Round::new(&x, &pool, &lab, None, 0).unwrap();
+    let fast: Vec<usize> = rows(&CoreSet::default().select(&round, 25).unwrap());
+    let mut centres: Vec<usize> = lab.to_vec();
+    let mut brute = Vec::new();
+    for _ in 0..25 {
+        let mut best = (0, -1.0f32);
+        for &i in &round.unlabelled {
+            if brute.contains(&i) {
+                continue;
+            }
+            let d = centres
+                .iter()
+                .map(|&c| (&x.row(i) - &x.row(c)).mapv(|v| v * v).sum())
+                .fold(f32::INFINITY, f32::min);
+            if d > best.1 {
+                best = (i, d);
+            }
+        }
+        brute.push(best.0);
+        centres.push(best.0);
+    }
+    assert_eq!(fast, brute);
+}
+
+#[test]
+fn badge_implicit_distance_equals_explicit() {
+    let mix = Mixture::new(5, 3, 1.0, 2.0, 8);
+    let (x, y) = mix.sample(60);
+    let lab: Vec<usize> = (0..30).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..30], 3, 0).unwrap();
+    let pool: Vec<usize> = (0..60).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
+    let ge = GradEmbedding::new(&round, proxy.as_ref());
+    for i in 0..ge.len() {
+        for j in 0..ge.len() {
+            let gi = ge.explicit(i);
+            let gj = ge.explicit(j);
+            let explicit: f32 = gi.iter().zip(&gj).map(|(a, b)| (a - b) * (a - b)).sum();
+            let implicit = ge.dist2(i, j);
+            assert!((explicit - implicit).abs() < 1e-4 * (1.0 + explicit), "{i},{j}: {explicit} vs {implicit}");
+        }
+        let n2: f32 = ge.explicit(i).iter().map(|v| v * v).sum();
+        assert!((n2 - ge.g2[i]).abs() < 1e-5 * (1.0 + n2));
+    }
+}
+
+#[test]
+fn badge_first_pick_is_largest_gradient_and_draws_follow_d2() {
+    let mix = Mixture::new(4, 3, 1.0, 2.0, 12);
+    let (x, y) = mix.sample(40);
+    let lab: Vec<usize> = (0..20).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..20], 3, 0).unwrap();
+    let pool: Vec<usize> = (0..40).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
+    let ge = GradEmbedding::new(&round, proxy.as_ref());
+    let first = (0..ge.len()).max_by(|&a, &b| ge.g2[a].total_cmp(&ge.g2[b]).then(b.cmp(&a))).unwrap();
+    let d2: Vec<f64> = (0..ge.len()).map(|i| if i == first { 0.0 } else { ge.dist2(i, first) as f64 }).collect();
+    let total: f64 = d2.iter().sum();
+    // Fast (rejection-sampling) path: second draws over many seeds follow D² / ΣD².
+    let trials = 20_000;
+    let mut counts = vec![0usize; ge.len()];
+    let badge = Badge { refresh_every: 4, uniforms: None };
+    for s in 0..trials {
+        let c = badge.seed_centres(&ge, 2, s);
+        assert_eq!(c[0].0, first);
+        counts[c[1].0] += 1;
+    }
+    for i in 0..ge.len() {
+        let expect = d2[i] / total;
+        let got = counts[i] as f64 / trials as f64;
+        let sd = (expect * (1.0 - expect) / trials as f64).sqrt();
+        assert!((got - expect).abs() < 5.0 * sd + 1e-3, "row {i}: {got} vs {expect}");
+    }
+    // Reference path with given uniforms: inverse CDF on exact D².
+    let u = 0.37;
+    let r = Badge { refresh_every: 64, uniforms: Some(vec![u]) }.seed_centres(&ge, 2, 0);
+    let mut acc = 0.0;
+    let expect = d2.iter().position(|&w| {
+        acc += w;
+        acc > u * total
+    });
+    assert_eq!(Some(r[1].0), expect);
+}
+
+#[test]
+fn badge_fast_and_reference_paths_agree_in_quality() {
+    let mix = Mixture::new(16, 6, 1.0, 2.0, 13);
+    let (x, y) = mix.sample(1500);
+    let lab: Vec<usize> = (0..150).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..150], 6, 0).unwrap();
+    let pool: Vec<usize> = (0..1500).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
+    let ge = GradEmbedding::new(&round, proxy.as_ref());
+    // Quality: k-means cost (sum of min D² to the picked centres), averaged over seeds.
+    let cost = |c: &[(usize, f32)]| -> f64 {
+        (0..ge.len())
+            .map(|i| c.iter().map(|&(j, _)| ge.dist2(i, j) as f64).fold(f64::INFINITY, f64::min))
+            .sum()
+    };
+    let mut fast = 0.0;
+    let mut refr = 0.0;
+    for s in 0..20u64 {
+        fast += cost(&Badge { refresh_every: 8, uniforms: None }.seed_centres(&ge, 30, s));
+        let mut rng = proxal::util::rng(1000 + s);
+        let us: Vec<f64> = (0..30).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
+        refr += cost(&Badge { refresh_every: 8, uniforms: Some(us) }.seed_centres(&ge, 30, s));
+    }
+    let ratio = fast / refr;
+    assert!((ratio - 1.0).abs() < 0.1, "fast/reference k-means cost ratio {ratio}");
+}
+
+#[test]
+fn cluster_margin_takes_at_most_one_row_per_cluster_per_pass() {
+    // 12 candidates in clusters of sizes 1, 2, 4, 5 (cluster = id / bucket).
+    let keyed: Vec<(usize, u64)> =
+        (0..12).map(|i| (i, if i < 1 { 0 } else if i < 3 { 1 } else if i < 7 { 2 } else { 3 })).collect();
+    let order = ClusterMargin::round_robin(&keyed, 10, 3);
+    assert_eq!(order.len(), 10);
+    let cl = |i: usize| keyed[i].1;
+    // Pass 1: one per cluster, smallest cluster first.
+    assert_eq!(order[..4].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    // Pass 2: clusters 1, 2, 3 (cluster 0 is exhausted); pass 3: clusters 2 and 3.
+    assert_eq!(order[4..7].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(order[7..9].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![2, 3]);
+    let uniq: HashSet<usize> = order.iter().copied().collect();
+    assert_eq!(uniq.len(), 10);
+}
+
+#[test]
+fn cluster_margin_end_to_end_spreads_over_clusters() {
+    let mix = Mixture::new(8, 5, 3.0, 1.0, 30);
+    let (x, y) = mix.sample(500);
+    let lab: Vec<usize> = (0..50).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..50], 5, 0).unwrap();
+    let pool: Vec<usize> = (0..500).collect();
+    let clusters = Arc::new(Clusters::compute(&x, &pool, &ClusterConfig::default(), 0).unwrap());
+    assert_eq!(clusters.n_clusters, 50);
+    assert_eq!(clusters.hac_rows, 500);
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 1).unwrap();
+    let mut cm = ClusterMargin::with_clusters(clusters.clone());
+    let picks = cm.select(&round, 20).unwrap();
+    assert_eq!(picks.len(), 20);
+    // Count how many distinct clusters the preselected rows span; the first pass covers them.
+    let distinct: HashSet<u32> = picks.iter().map(|p| clusters.of(p.row).unwrap()).collect();
+    let first_pass = distinct.len().min(20);
+    let firsts: HashSet<u32> = picks[..first_pass].iter().map(|p| clusters.of(p.row).unwrap()).collect();
+    assert_eq!(firsts.len(), first_pass);
+    // Subsampled clustering assigns every row and keeps cluster sizes sensible.
+    let cfg = ClusterConfig { target_size: 10, max_hac_rows: 200 };
+    let sub = Clusters::compute(&x, &pool, &cfg, 0).unwrap();
+    assert_eq!(sub.cluster.len(), 500);
+    assert_eq!(sub.n_clusters, 20);
+    // Save / load round trip.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.json");
+    sub.save(&path).unwrap();
+    assert_eq!(Clusters::load(&path).unwrap(), sub);
+}
+
+#[test]
+fn hac_average_matches_a_hand_checked_case() {
+    // Two tight pairs and a far point: cutting at 3 clusters gives {0,1}, {2,3}, {4}.
+    let x = array![[0.0f32, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0], [20.0, 0.0]];
+    let l = proxal::strategy::cluster_margin::hac_average(&x, 3);
+    assert_eq!(l, vec![0, 0, 1, 1, 2]);
+}
+
+#[test]
+fn ups_scores_only_a_subsample_after_the_first_round() {
+    let mix = Mixture::new(8, 4, 1.5, 2.0, 6);
+    let (x, y) = mix.sample(4000);
+    let lab: Vec<usize> = (0..100).collect();
+    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..100], 4, 0).unwrap();
+    let pool: Vec<usize> = (0..4000).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 2).unwrap();
+    let mut ups = Ups::new(from_name("margin").unwrap());
+    let full = ups.select(&round, 10).unwrap();
+    assert_eq!(ups.last_kept, 3900);
+    let sub = ups.select(&round, 10).unwrap();
+    let frac = ups.last_kept as f64 / 3900.0;
+    assert!(frac > 0.09 && frac < 0.13, "kept fraction {frac}");
+    // The most uncertain rows survive subsampling, so margin's picks agree.
+    assert_eq!(rows(&full), rows(&sub));
+}
+
+#[test]
+fn typicality_cold_start_needs_no_proxy_and_spreads() {
+    let mix = Mixture::new(8, 5, 6.0, 1.0, 40);
+    let (x, y) = mix.sample(1000);
+    let pool: Vec<usize> = (0..1000).collect();
+    let round = Round::new(&x, &pool, &[], None, 3).unwrap();
+    let picks = Typicality::default().select(&round, 5).unwrap();
+    let classes: HashSet<u32> = picks.iter().map(|p| y[p.row]).collect();
+    assert_eq!(classes.len(), 5, "one typical row per well-separated class");
+    // Strategies that need a proxy say so.
+    let err = from_name("margin").unwrap().select(&round, 5).unwrap_err().to_string();
+    assert!(err.contains("needs a proxy"), "{err}");
+}
+
+#[test]
+fn round_checks_ranges_and_dimensions() {
+    let x = id_features(10, 3);
+    assert!(Round::new(&x, &[0, 10], &[], None, 0).err().unwrap().to_string().contains("out of range"));
+    let proxy = Fixed(probs(), 4);
+    let e = Round::new(&x, &[0, 1], &[], Some(&proxy), 0).err().unwrap().to_string();
+    assert!(e.contains("dimension mismatch"), "{e}");
+    assert!(from_name("nope").is_err());
+}
+
+#[test]
+fn top_k_breaks_ties_by_index() {
+    assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0, f32::NAN], 3), vec![1, 2, 3]);
+    assert_eq!(top_k(&[0.5; 4], 2), vec![0, 1]);
+    assert!(top_k(&[], 3).is_empty());
+}
