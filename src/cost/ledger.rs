@@ -1,0 +1,362 @@
+//! The append-only cost ledger of one run.
+use super::jsonl::{append_jsonl_line, read_jsonl_tolerant};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A pipeline stage, as recorded in the ledger (`snake_case` in JSON: `"proxy_fit"`, …).
+///
+/// Every stage but [`Stage::Evaluation`] counts as compute a user pays for; evaluation (scoring the
+/// test split, and training a model only to score it) is recorded but reported apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Reading a dataset into the canonical table.
+    Ingest,
+    /// Embedding the dataset with the pretrained backbone (feature version v0).
+    Embed,
+    /// Re-embedding with a fine-tuned backbone into a new feature version (alignment).
+    Refresh,
+    /// Fitting the proxy (selection model) on cached features of the labelled rows.
+    ProxyFit,
+    /// Scoring the unlabelled pool (probabilities, uncertainty, gradient embeddings).
+    Scoring,
+    /// Picking the batch from the scores (top-k, k-means++, k-center, clustering).
+    Selection,
+    /// Indicators that steer a policy (e.g. LogME of the labelled cache).
+    Indicator,
+    /// Buying labels from the oracle (usually 0 s: the money is in `labels_bought`).
+    Labelling,
+    /// Fine-tuning the backbone (full, or LP-FT).
+    FineTune,
+    /// Training a linear head on frozen features.
+    LinearProbe,
+    /// Scoring the shipped model on the test split; reported apart, never in compute cost.
+    Evaluation,
+    /// Any stage name this version does not know (read from a newer ledger).
+    #[serde(other)]
+    Other,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order (the order plots stack them in).
+    pub const ALL: [Stage; 12] = [
+        Stage::Ingest,
+        Stage::Embed,
+        Stage::Refresh,
+        Stage::ProxyFit,
+        Stage::Scoring,
+        Stage::Selection,
+        Stage::Indicator,
+        Stage::Labelling,
+        Stage::FineTune,
+        Stage::LinearProbe,
+        Stage::Evaluation,
+        Stage::Other,
+    ];
+
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Embed => "embed",
+            Stage::Refresh => "refresh",
+            Stage::ProxyFit => "proxy_fit",
+            Stage::Scoring => "scoring",
+            Stage::Selection => "selection",
+            Stage::Indicator => "indicator",
+            Stage::Labelling => "labelling",
+            Stage::FineTune => "fine_tune",
+            Stage::LinearProbe => "linear_probe",
+            Stage::Evaluation => "evaluation",
+            Stage::Other => "other",
+        }
+    }
+
+    /// Whether the stage's seconds count as compute cost (everything but evaluation).
+    pub fn is_cost(self) -> bool {
+        self != Stage::Evaluation
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of `ledger.jsonl`: one execution of one stage.
+///
+/// ```json
+/// {"run":"banking77-svpp","round":3,"stage":"proxy_fit","wall_seconds":0.42,"cpu_seconds":0.81,
+///  "device":"cpu:2-core","rows":800,"labels_bought":0}
+/// ```
+///
+/// `round` is the round whose work it is: the report counts a record towards the evaluation point
+/// of its round when it was appended before that round's evaluation records, and towards the next
+/// evaluation point when appended after them (e.g. selecting the next batch at the end of a round).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostRecord {
+    /// Run name (the run directory's name).
+    pub run: String,
+    /// Active-learning round (0: cold start and one-off work such as embedding v0).
+    pub round: usize,
+    pub stage: Stage,
+    /// Wall-clock seconds; what a rented machine is billed for.
+    pub wall_seconds: f64,
+    /// CPU seconds of this process (user + system, all threads) during the stage.
+    pub cpu_seconds: f64,
+    /// Where it ran: `cpu:<n>-core` or `cuda:<i>` (see [`Prices`](super::Prices) for pricing).
+    pub device: String,
+    /// Rows processed (embedded, scored, trained on, …).
+    pub rows: usize,
+    /// Labels bought from the oracle by this record (normally only [`Stage::Labelling`]).
+    pub labels_bought: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The device name of this machine's CPU: `cpu:<n>-core` (n = available parallelism).
+pub fn cpu_device() -> String {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("cpu:{n}-core")
+}
+
+/// The ledger's device name for a candle device: `cpu:<n>-core`, `cuda:<i>`, `metal:<i>`.
+pub fn device_of(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => cpu_device(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// A run's `ledger.jsonl`, open for appending. Each append is one line, fsynced before it returns.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    file: std::fs::File,
+    run: String,
+    device: String,
+}
+
+impl Ledger {
+    /// Open (creating if missing) the ledger at `path` for run `run`, on this machine's CPU
+    /// ([`cpu_device`]; change it with [`Ledger::set_device`]). A torn last line left by a kill is
+    /// dropped from the file (with a warning) so that new records start on a fresh line.
+    pub fn open(path: &Path, run: &str) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        if path.exists() {
+            let read = read_jsonl_tolerant::<CostRecord>(path)?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            if read.torn_tail.is_some() || !(bytes.is_empty() || bytes.ends_with(b"\n")) {
+                if let Some(t) = &read.torn_tail {
+                    tracing::warn!("{}: dropping a torn last line ({t:?})", path.display());
+                }
+                write_all_records(path, &read.records)?;
+            }
+        }
+        let file = open_append(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            run: run.to_string(),
+            device: cpu_device(),
+        })
+    }
+
+    /// The device later records are attributed to (e.g. `"cuda:0"`, see [`device_of`]).
+    pub fn set_device(&mut self, device: impl Into<String>) {
+        self.device = device.into();
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Append a record as given (fsynced).
+    pub fn append(&mut self, record: &CostRecord) -> Result<()> {
+        append_jsonl_line(&mut self.file, record)
+            .with_context(|| format!("ledger {}", self.path.display()))
+    }
+
+    /// Append a record measured elsewhere, on the ledger's device.
+    pub fn record(
+        &mut self,
+        round: usize,
+        stage: Stage,
+        wall_seconds: f64,
+        cpu_seconds: f64,
+        rows: usize,
+        labels_bought: usize,
+    ) -> Result<()> {
+        let rec = CostRecord {
+            run: self.run.clone(),
+            round,
+            stage,
+            wall_seconds,
+            cpu_seconds,
+            device: self.device.clone(),
+            rows,
+            labels_bought,
+            note: None,
+        };
+        self.append(&rec)
+    }
+
+    /// Run `f`, time it (wall and process CPU seconds) and append one record for `stage`, then
+    /// return `f`'s result. A stage that fails still cost its seconds: it is recorded with the
+    /// note `"failed"` and the error is returned.
+    pub fn meter<T>(
+        &mut self,
+        round: usize,
+        stage: Stage,
+        rows: usize,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let m = Meter::start(round, stage).rows(rows);
+        let out = f();
+        let m = if out.is_err() { m.note("failed") } else { m };
+        m.finish(self)?;
+        out
+    }
+
+    /// Like [`Ledger::meter`], for a closure that does not fail.
+    pub fn meter_ok<T>(
+        &mut self,
+        round: usize,
+        stage: Stage,
+        rows: usize,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        self.meter(round, stage, rows, || Ok(f()))
+    }
+
+    /// Every record in the ledger file (a torn last line is skipped with a warning).
+    pub fn records(&self) -> Result<Vec<CostRecord>> {
+        Self::read(&self.path)
+    }
+
+    /// Read a ledger file: every complete record in order. A torn last line (kill -9 during an
+    /// append) is ignored with a warning; a malformed line elsewhere is an error naming the line.
+    pub fn read(path: &Path) -> Result<Vec<CostRecord>> {
+        let read = read_jsonl_tolerant::<CostRecord>(path)?;
+        if let Some(t) = &read.torn_tail {
+            tracing::warn!("{}: ignoring a torn last line ({t:?})", path.display());
+        }
+        Ok(read.records)
+    }
+
+    /// Drop every record of a round after `round` (`-1`: drop all), atomically: a resumed run
+    /// redoes an interrupted round from its start and must not pay for it twice.
+    pub fn truncate_after_round(&mut self, round: i64) -> Result<()> {
+        let records = self.records()?;
+        let keep: Vec<CostRecord> = records
+            .iter()
+            .filter(|r| (r.round as i64) <= round)
+            .cloned()
+            .collect();
+        if keep.len() != records.len() {
+            write_all_records(&self.path, &keep)?;
+            self.file = open_append(&self.path)?;
+        }
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open ledger {}", path.display()))
+}
+
+fn write_all_records(path: &Path, records: &[CostRecord]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r)?;
+        buf.push(b'\n');
+    }
+    crate::util::atomic_write(path, &buf)
+}
+
+/// A running measurement of one stage: started with [`Meter::start`], appended with
+/// [`Meter::finish`]. It borrows nothing, so the timed code may use the ledger itself (for a
+/// closure, [`Ledger::meter`] is shorter).
+#[derive(Debug)]
+#[must_use = "a Meter records nothing until finish() is called"]
+pub struct Meter {
+    round: usize,
+    stage: Stage,
+    rows: usize,
+    labels_bought: usize,
+    device: Option<String>,
+    note: Option<String>,
+    wall0: Instant,
+    cpu0: f64,
+}
+
+impl Meter {
+    /// Start the clocks (wall and process CPU).
+    pub fn start(round: usize, stage: Stage) -> Self {
+        Self {
+            round,
+            stage,
+            rows: 0,
+            labels_bought: 0,
+            device: None,
+            note: None,
+            wall0: Instant::now(),
+            cpu0: crate::util::process_cpu_seconds(),
+        }
+    }
+    pub fn rows(mut self, rows: usize) -> Self {
+        self.rows = rows;
+        self
+    }
+    pub fn labels_bought(mut self, n: usize) -> Self {
+        self.labels_bought = n;
+        self
+    }
+    /// Attribute this record to another device than the ledger's.
+    pub fn device(mut self, device: impl Into<String>) -> Self {
+        self.device = Some(device.into());
+        self
+    }
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+    /// Stop the clocks and append the record to `ledger`; returns what was appended.
+    pub fn finish(self, ledger: &mut Ledger) -> Result<CostRecord> {
+        let wall = self.wall0.elapsed().as_secs_f64();
+        let cpu = (crate::util::process_cpu_seconds() - self.cpu0).max(0.0);
+        let rec = CostRecord {
+            run: ledger.run.clone(),
+            round: self.round,
+            stage: self.stage,
+            wall_seconds: wall,
+            cpu_seconds: cpu,
+            device: self.device.unwrap_or_else(|| ledger.device.clone()),
+            rows: self.rows,
+            labels_bought: self.labels_bought,
+            note: self.note,
+        };
+        ledger.append(&rec)?;
+        Ok(rec)
+    }
+}

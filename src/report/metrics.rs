@@ -1,0 +1,623 @@
+//! The numbers of a report, recomputed from raw ledgers and round records (DESIGN.md "Metrics").
+//!
+//! Pure functions over loaded runs: no files, no plotting.
+use super::{RoundRecord, RunInput};
+use crate::cost::{CostRecord, Prices, Stage};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One evaluation point of a run with everything metered up to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub round: usize,
+    pub labels: f64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    /// Cumulative wall seconds of every non-evaluation stage, by device.
+    pub compute_seconds_by_device: BTreeMap<String, f64>,
+    /// Cumulative wall seconds of all non-evaluation stages (sum over devices).
+    pub compute_seconds: f64,
+    /// Cumulative wall seconds of evaluation (shown apart, never in cost).
+    pub eval_seconds: f64,
+    /// Labels × price per label.
+    pub label_cost: f64,
+    /// Σ over devices of price per hour × compute hours.
+    pub compute_cost: f64,
+    /// label_cost + compute_cost.
+    pub total_cost: f64,
+}
+
+/// A run's learning curve with metered compute and cost at each evaluation point.
+///
+/// A ledger record of round r counts towards the evaluation point of round r when it was appended
+/// before that round's last evaluation record (or the round has no evaluation record), and towards
+/// the next evaluation point otherwise (work done after evaluating, e.g. selecting the next batch).
+/// Records after the last evaluation point count only in whole-run totals.
+pub fn curve(rounds: &[RoundRecord], ledger: &[CostRecord], prices: &Prices) -> Result<Vec<Point>> {
+    let mut last_eval: BTreeMap<usize, usize> = BTreeMap::new();
+    for (j, r) in ledger.iter().enumerate() {
+        if r.stage == Stage::Evaluation {
+            last_eval.insert(r.round, j);
+        }
+    }
+    let n = rounds.len();
+    let mut step_dev: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); n];
+    let mut step_eval = vec![0.0; n];
+    for (j, r) in ledger.iter().enumerate() {
+        let after = last_eval.get(&r.round).is_some_and(|&e| j > e);
+        let p = rounds
+            .iter()
+            .position(|pt| r.round < pt.round || (r.round == pt.round && !after));
+        let Some(p) = p else { continue };
+        if r.stage.is_cost() {
+            *step_dev[p].entry(r.device.clone()).or_insert(0.0) += r.wall_seconds;
+        } else {
+            step_eval[p] += r.wall_seconds;
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut dev: BTreeMap<String, f64> = BTreeMap::new();
+    let mut eval = 0.0;
+    for (i, rr) in rounds.iter().enumerate() {
+        for (d, s) in &step_dev[i] {
+            *dev.entry(d.clone()).or_insert(0.0) += s;
+        }
+        eval += step_eval[i];
+        out.push(point_at(
+            rr.round,
+            rr.labels as f64,
+            rr.test_accuracy,
+            rr.test_macro_f1,
+            &dev,
+            eval,
+            prices,
+        )?);
+    }
+    Ok(out)
+}
+
+fn point_at(
+    round: usize,
+    labels: f64,
+    accuracy: f64,
+    macro_f1: f64,
+    dev: &BTreeMap<String, f64>,
+    eval: f64,
+    prices: &Prices,
+) -> Result<Point> {
+    let mut compute_cost = 0.0;
+    for (d, s) in dev {
+        compute_cost += prices.compute_cost(d, *s)?;
+    }
+    let label_cost = prices.price_per_label * labels;
+    Ok(Point {
+        round,
+        labels,
+        accuracy,
+        macro_f1,
+        compute_seconds_by_device: dev.clone(),
+        compute_seconds: dev.values().sum(),
+        eval_seconds: eval,
+        label_cost,
+        compute_cost,
+        total_cost: label_cost + compute_cost,
+    })
+}
+
+/// Where a run first reaches the target accuracy, interpolated linearly between the two
+/// evaluation points around the crossing (labels, compute seconds and cost alike).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reach {
+    /// N_m(a): labels needed.
+    pub labels: f64,
+    /// H_m(a): non-evaluation compute seconds, by device and in total.
+    pub compute_seconds_by_device: BTreeMap<String, f64>,
+    pub compute_seconds: f64,
+    /// Evaluation seconds up to the same point (shown apart).
+    pub eval_seconds: f64,
+    pub label_cost: f64,
+    pub compute_cost: f64,
+    /// C_m(a) = price_label · N_m(a) + Σ_device price_hour(device) · H_m(a, device) / 3600.
+    pub total_cost: f64,
+    /// Round of the first evaluation point at or above the target.
+    pub round: usize,
+}
+
+/// The first crossing of `target` on a curve (points in round order), or None if never reached.
+pub fn reach(points: &[Point], target: f64) -> Option<Reach> {
+    let i = points.iter().position(|p| p.accuracy >= target)?;
+    let hi = &points[i];
+    if i == 0 {
+        return Some(reach_from(hi, hi, 1.0));
+    }
+    let lo = &points[i - 1];
+    let t = if hi.accuracy > lo.accuracy {
+        ((target - lo.accuracy) / (hi.accuracy - lo.accuracy)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Some(reach_from(lo, hi, t))
+}
+
+fn reach_from(lo: &Point, hi: &Point, t: f64) -> Reach {
+    let lerp = |a: f64, b: f64| a + t * (b - a);
+    let mut dev = BTreeMap::new();
+    for d in lo
+        .compute_seconds_by_device
+        .keys()
+        .chain(hi.compute_seconds_by_device.keys())
+    {
+        let a = lo.compute_seconds_by_device.get(d).copied().unwrap_or(0.0);
+        let b = hi.compute_seconds_by_device.get(d).copied().unwrap_or(0.0);
+        dev.insert(d.clone(), lerp(a, b));
+    }
+    Reach {
+        labels: lerp(lo.labels, hi.labels),
+        compute_seconds_by_device: dev,
+        compute_seconds: lerp(lo.compute_seconds, hi.compute_seconds),
+        eval_seconds: lerp(lo.eval_seconds, hi.eval_seconds),
+        label_cost: lerp(lo.label_cost, hi.label_cost),
+        compute_cost: lerp(lo.compute_cost, hi.compute_cost),
+        total_cost: lerp(lo.total_cost, hi.total_cost),
+        round: hi.round,
+    }
+}
+
+/// Mean, sample standard deviation (None for a single value) and count.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+impl Stat {
+    pub fn of(xs: &[f64]) -> Option<Stat> {
+        if xs.is_empty() {
+            return None;
+        }
+        let n = xs.len();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let std = (n > 1)
+            .then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        Some(Stat { mean, std, n })
+    }
+}
+
+/// A comparison that may not exist. Serialised as `{"value": …, "status": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Versus {
+    pub value: Option<f64>,
+    /// `"ok"`, `"not reached"` (this method never reached the target), `"<baseline> not
+    /// reached"`, or `"no <baseline> run"`.
+    pub status: String,
+}
+
+impl Versus {
+    fn ok(v: f64) -> Self {
+        Self {
+            value: Some(v),
+            status: "ok".into(),
+        }
+    }
+    fn missing(status: impl Into<String>) -> Self {
+        Self {
+            value: None,
+            status: status.into(),
+        }
+    }
+}
+
+/// Per-run summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMetrics {
+    pub name: String,
+    pub dir: String,
+    pub group: String,
+    pub policy: String,
+    pub strategy: Option<String>,
+    pub seed: Option<i64>,
+    pub points: Vec<Point>,
+    pub final_labels: f64,
+    pub final_accuracy: f64,
+    pub final_macro_f1: f64,
+    /// Whole-run wall seconds by stage (every record in the ledger, evaluation included).
+    pub seconds_by_stage: BTreeMap<Stage, f64>,
+    pub total_compute_seconds: f64,
+    pub total_eval_seconds: f64,
+    pub total_cpu_seconds: f64,
+    pub labels_bought: usize,
+    pub devices: Vec<String>,
+    /// None: never reached the target.
+    pub reach: Option<Reach>,
+}
+
+/// Metrics of a group of runs that differ only in seed (one row of the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupMetrics {
+    pub label: String,
+    pub policy: String,
+    pub strategy: Option<String>,
+    pub runs: Vec<String>,
+    /// How many runs reached the target.
+    pub reached: usize,
+    /// N_m(a), H_m(a), evaluation seconds and C_m(a) over the runs: present only when every run of
+    /// the group reached the target.
+    pub labels: Option<Stat>,
+    pub compute_seconds: Option<Stat>,
+    pub eval_seconds: Option<Stat>,
+    pub total_cost: Option<Stat>,
+    pub label_cost: Option<Stat>,
+    pub compute_cost: Option<Stat>,
+    /// Labelling efficiency N_random(a) / N_m(a), from group means.
+    pub le: Versus,
+    /// Sample saving ratio 1 − N_m(a) / N_random(a), from group means.
+    pub ssr: Versus,
+    /// (C_std(a) − C_m(a)) / price_label, from group means.
+    pub saving_labels: Versus,
+    /// 1 − C_m(a) / C_std(a), from group means.
+    pub saving_ratio: Versus,
+    pub final_labels: Stat,
+    pub final_accuracy: Stat,
+    pub final_macro_f1: Stat,
+    pub total_compute_seconds: Stat,
+    pub total_eval_seconds: Stat,
+    /// Mean whole-run seconds per stage.
+    pub seconds_by_stage: BTreeMap<Stage, f64>,
+    pub devices: Vec<String>,
+    /// Mean curve by evaluation-point index over the runs (truncated to the shortest run).
+    pub curve: Vec<GroupPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPoint {
+    pub labels: f64,
+    pub accuracy: Stat,
+    pub total_cost: Stat,
+}
+
+/// How the target accuracy was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub accuracy: f64,
+    /// e.g. "99% of the best final accuracy (asvp, 0.8812)" or "set with --target-accuracy".
+    pub how: String,
+}
+
+/// The whole computation: runs, groups, target, baselines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    pub dataset: String,
+    pub target: Target,
+    pub prices: Prices,
+    pub runs: Vec<RunMetrics>,
+    pub groups: Vec<GroupMetrics>,
+    /// Label of the group used as the random baseline, if any.
+    pub random_group: Option<String>,
+    /// Label of the group used as the standard-AL baseline, if any.
+    pub standard_group: Option<String>,
+    /// Things the reader must know (missing baselines, ambiguous baselines, …).
+    pub notes: Vec<String>,
+}
+
+/// Options of the computation.
+#[derive(Debug, Clone)]
+pub struct MetricOptions {
+    /// Absolute target accuracy in (0, 1]; None: `target_fraction` × best final accuracy.
+    pub target_accuracy: Option<f64>,
+    pub target_fraction: f64,
+}
+
+impl Default for MetricOptions {
+    fn default() -> Self {
+        Self {
+            target_accuracy: None,
+            target_fraction: 0.99,
+        }
+    }
+}
+
+/// Compute every metric of the report from loaded runs.
+pub fn compute(runs: &[RunInput], prices: &Prices, opts: &MetricOptions) -> Result<Metrics> {
+    if runs.is_empty() {
+        bail!("no runs to report on");
+    }
+    let dataset = runs[0].meta.dataset.clone();
+    // Curves first (the target depends on final accuracies).
+    let mut curves = Vec::with_capacity(runs.len());
+    for r in runs {
+        let pts = curve(&r.rounds, &r.ledger, prices)
+            .map_err(|e| anyhow::anyhow!("run {}: {e:#}", r.meta.name))?;
+        curves.push(pts);
+    }
+    // Groups: runs whose configs differ only in name and seed, in first-appearance order.
+    let mut keys: Vec<String> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        match keys.iter().position(|k| *k == r.meta.group_key) {
+            Some(g) => members[g].push(i),
+            None => {
+                keys.push(r.meta.group_key.clone());
+                members.push(vec![i]);
+            }
+        }
+    }
+    let labels = group_labels(runs, &members);
+
+    let final_acc = |i: usize| curves[i].last().map(|p| p.accuracy).unwrap_or(0.0);
+    let target = match opts.target_accuracy {
+        Some(a) => Target {
+            accuracy: a,
+            how: "set with --target-accuracy".into(),
+        },
+        None => {
+            let (g, best) = members
+                .iter()
+                .enumerate()
+                .map(|(g, m)| {
+                    (
+                        g,
+                        m.iter().map(|&i| final_acc(i)).sum::<f64>() / m.len() as f64,
+                    )
+                })
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |acc, x| if x.1 > acc.1 { x } else { acc },
+                );
+            let per_seed = if members[g].len() > 1 {
+                " (mean over seeds)"
+            } else {
+                ""
+            };
+            Target {
+                accuracy: opts.target_fraction * best,
+                how: format!(
+                    "{}% of the best final accuracy among the compared runs: {} at {:.4}{per_seed}",
+                    fmt_pct_num(opts.target_fraction * 100.0),
+                    labels[g],
+                    best
+                ),
+            }
+        }
+    };
+
+    let mut run_metrics = Vec::with_capacity(runs.len());
+    for (i, r) in runs.iter().enumerate() {
+        let g = members.iter().position(|m| m.contains(&i)).unwrap_or(0);
+        run_metrics.push(run_summary(r, &curves[i], &labels[g], target.accuracy));
+    }
+
+    let mut notes = Vec::new();
+    let pick = |policy: &str, notes: &mut Vec<String>| -> Option<usize> {
+        let cands: Vec<usize> = (0..members.len())
+            .filter(|&g| runs[members[g][0]].meta.policy == policy)
+            .collect();
+        let best = cands
+            .iter()
+            .copied()
+            .max_by_key(|&g| (members[g].len(), std::cmp::Reverse(g)))?;
+        if cands.len() > 1 {
+            notes.push(format!(
+                "{} groups of {policy} runs: {} is the {policy} baseline",
+                cands.len(),
+                labels[best]
+            ));
+        }
+        Some(best)
+    };
+    let random_g = pick("random", &mut notes);
+    let standard_g = pick("standard", &mut notes);
+    if random_g.is_none() {
+        notes.push("no random run among the inputs: labelling efficiency (LE) and sample saving ratio (SSR) are not computed".into());
+    }
+    if standard_g.is_none() {
+        notes.push("no standard-AL run among the inputs: the equivalent-cost saving over standard AL is not computed".into());
+    }
+
+    let mut groups = Vec::with_capacity(members.len());
+    for (g, m) in members.iter().enumerate() {
+        groups.push(group_summary(
+            &labels[g],
+            m.iter().map(|&i| &run_metrics[i]).collect(),
+        ));
+    }
+    // Comparisons from group means.
+    let mean_labels = |g: usize| groups[g].labels.map(|s| s.mean);
+    let mean_cost = |g: usize| groups[g].total_cost.map(|s| s.mean);
+    let mut cmp = Vec::with_capacity(groups.len());
+    for g in 0..groups.len() {
+        let (le, ssr) = match (random_g, mean_labels(g)) {
+            (None, _) => (
+                Versus::missing("no random run"),
+                Versus::missing("no random run"),
+            ),
+            (Some(_), None) => (
+                Versus::missing("not reached"),
+                Versus::missing("not reached"),
+            ),
+            (Some(rg), Some(n)) => match mean_labels(rg) {
+                None => (
+                    Versus::missing("random not reached"),
+                    Versus::missing("random not reached"),
+                ),
+                Some(nr) => (Versus::ok(nr / n), Versus::ok(1.0 - n / nr)),
+            },
+        };
+        let (sl, sr) = match (standard_g, mean_cost(g)) {
+            (None, _) => (
+                Versus::missing("no standard run"),
+                Versus::missing("no standard run"),
+            ),
+            (Some(_), None) => (
+                Versus::missing("not reached"),
+                Versus::missing("not reached"),
+            ),
+            (Some(sg), Some(c)) => match mean_cost(sg) {
+                None => (
+                    Versus::missing("standard not reached"),
+                    Versus::missing("standard not reached"),
+                ),
+                Some(cs) => (
+                    Versus::ok((cs - c) / prices.price_per_label),
+                    Versus::ok(1.0 - c / cs),
+                ),
+            },
+        };
+        cmp.push((le, ssr, sl, sr));
+    }
+    for (g, (le, ssr, sl, sr)) in cmp.into_iter().enumerate() {
+        groups[g].le = le;
+        groups[g].ssr = ssr;
+        groups[g].saving_labels = sl;
+        groups[g].saving_ratio = sr;
+    }
+    Ok(Metrics {
+        dataset,
+        target,
+        prices: prices.clone(),
+        runs: run_metrics,
+        random_group: random_g.map(|g| labels[g].clone()),
+        standard_group: standard_g.map(|g| labels[g].clone()),
+        groups,
+        notes,
+    })
+}
+
+/// Readable group labels: `policy` or `policy/strategy`, made unique with the first run's name.
+fn group_labels(runs: &[RunInput], members: &[Vec<usize>]) -> Vec<String> {
+    let base: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let meta = &runs[m[0]].meta;
+            match (&meta.strategy, meta.policy.as_str()) {
+                (Some(s), p) if p != "random" => format!("{p}/{s}"),
+                (_, p) => p.to_string(),
+            }
+        })
+        .collect();
+    base.iter()
+        .enumerate()
+        .map(|(g, b)| {
+            if base.iter().filter(|x| *x == b).count() > 1 {
+                format!("{b} ({})", runs[members[g][0]].meta.name)
+            } else {
+                b.clone()
+            }
+        })
+        .collect()
+}
+
+fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunMetrics {
+    let mut by_stage: BTreeMap<Stage, f64> = BTreeMap::new();
+    let mut cpu = 0.0;
+    let mut bought = 0;
+    let mut devices: Vec<String> = Vec::new();
+    for rec in &r.ledger {
+        *by_stage.entry(rec.stage).or_insert(0.0) += rec.wall_seconds;
+        cpu += rec.cpu_seconds;
+        bought += rec.labels_bought;
+        if rec.stage.is_cost() && rec.wall_seconds > 0.0 && !devices.contains(&rec.device) {
+            devices.push(rec.device.clone());
+        }
+    }
+    let last = points.last();
+    RunMetrics {
+        name: r.meta.name.clone(),
+        dir: r.dir.display().to_string(),
+        group: group.to_string(),
+        policy: r.meta.policy.clone(),
+        strategy: r.meta.strategy.clone(),
+        seed: r.meta.seed,
+        points: points.to_vec(),
+        final_labels: last.map(|p| p.labels).unwrap_or(0.0),
+        final_accuracy: last.map(|p| p.accuracy).unwrap_or(0.0),
+        final_macro_f1: last.map(|p| p.macro_f1).unwrap_or(0.0),
+        total_compute_seconds: by_stage
+            .iter()
+            .filter(|(s, _)| s.is_cost())
+            .map(|(_, v)| v)
+            .sum(),
+        total_eval_seconds: by_stage.get(&Stage::Evaluation).copied().unwrap_or(0.0),
+        seconds_by_stage: by_stage,
+        total_cpu_seconds: cpu,
+        labels_bought: bought,
+        devices,
+        reach: reach(points, target),
+    }
+}
+
+fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
+    let n = runs.len();
+    let reaches: Vec<&Reach> = runs.iter().filter_map(|r| r.reach.as_ref()).collect();
+    let all = reaches.len() == n;
+    let stat = |f: &dyn Fn(&Reach) -> f64| {
+        if all {
+            Stat::of(&reaches.iter().map(|r| f(r)).collect::<Vec<_>>())
+        } else {
+            None
+        }
+    };
+    let of = |f: &dyn Fn(&RunMetrics) -> f64| {
+        Stat::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>()).expect("non-empty group")
+    };
+    let mut by_stage: BTreeMap<Stage, f64> = BTreeMap::new();
+    for r in &runs {
+        for (s, v) in &r.seconds_by_stage {
+            *by_stage.entry(*s).or_insert(0.0) += v / n as f64;
+        }
+    }
+    let mut devices: Vec<String> = Vec::new();
+    for r in &runs {
+        for d in &r.devices {
+            if !devices.contains(d) {
+                devices.push(d.clone());
+            }
+        }
+    }
+    let len = runs.iter().map(|r| r.points.len()).min().unwrap_or(0);
+    let curve = (0..len)
+        .map(|k| {
+            let col = |f: &dyn Fn(&Point) -> f64| {
+                runs.iter().map(|r| f(&r.points[k])).collect::<Vec<_>>()
+            };
+            GroupPoint {
+                labels: Stat::of(&col(&|p| p.labels)).map(|s| s.mean).unwrap_or(0.0),
+                accuracy: Stat::of(&col(&|p| p.accuracy)).expect("non-empty"),
+                total_cost: Stat::of(&col(&|p| p.total_cost)).expect("non-empty"),
+            }
+        })
+        .collect();
+    let placeholder = Versus::missing("");
+    GroupMetrics {
+        label: label.to_string(),
+        policy: runs[0].policy.clone(),
+        strategy: runs[0].strategy.clone(),
+        runs: runs.iter().map(|r| r.name.clone()).collect(),
+        reached: reaches.len(),
+        labels: stat(&|r| r.labels),
+        compute_seconds: stat(&|r| r.compute_seconds),
+        eval_seconds: stat(&|r| r.eval_seconds),
+        total_cost: stat(&|r| r.total_cost),
+        label_cost: stat(&|r| r.label_cost),
+        compute_cost: stat(&|r| r.compute_cost),
+        le: placeholder.clone(),
+        ssr: placeholder.clone(),
+        saving_labels: placeholder.clone(),
+        saving_ratio: placeholder,
+        final_labels: of(&|r| r.final_labels),
+        final_accuracy: of(&|r| r.final_accuracy),
+        final_macro_f1: of(&|r| r.final_macro_f1),
+        total_compute_seconds: of(&|r| r.total_compute_seconds),
+        total_eval_seconds: of(&|r| r.total_eval_seconds),
+        seconds_by_stage: by_stage,
+        devices,
+        curve,
+    }
+}
+
+/// `99` → "99", `97.5` → "97.5".
+pub(crate) fn fmt_pct_num(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}

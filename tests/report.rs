@@ -1,0 +1,479 @@
+//! Report metrics recomputed from hand-built ledgers and learning curves, checked against values
+//! computed by hand; report files; one-line errors.
+use proxal::cost::{CostRecord, PricesConfig, Stage};
+use proxal::report::{self, MetricOptions, ReportOptions, RoundRecord};
+use std::path::{Path, PathBuf};
+
+const CPU: &str = "cpu:2-core";
+const GPU: &str = "cuda:0";
+
+struct Rec(usize, Stage, f64, &'static str, usize);
+
+fn write_run(
+    root: &Path,
+    name: &str,
+    policy: &str,
+    seed: u64,
+    curve: &[(usize, f64)],
+    ledger: &[Rec],
+) -> PathBuf {
+    write_run_on(root, name, policy, "banking77", seed, curve, ledger)
+}
+
+fn write_run_on(
+    root: &Path,
+    name: &str,
+    policy: &str,
+    dataset: &str,
+    seed: u64,
+    curve: &[(usize, f64)],
+    ledger: &[Rec],
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "name = \"{name}\"\ndataset = \"{dataset}\"\npolicy = \"{policy}\"\nseed = {seed}\nstrategy = \"margin\"\nbatch = 100\n"
+        ),
+    )
+    .unwrap();
+    let mut rounds = String::new();
+    for (round, &(labels, acc)) in curve.iter().enumerate() {
+        let r = RoundRecord {
+            round,
+            labels,
+            test_accuracy: acc,
+            test_macro_f1: acc - 0.01,
+        };
+        rounds.push_str(&serde_json::to_string(&r).unwrap());
+        rounds.push('\n');
+    }
+    std::fs::write(dir.join("rounds.jsonl"), rounds).unwrap();
+    let mut text = String::new();
+    for Rec(round, stage, secs, device, labels) in ledger {
+        let r = CostRecord {
+            run: name.into(),
+            round: *round,
+            stage: *stage,
+            wall_seconds: *secs,
+            cpu_seconds: *secs * 1.5,
+            device: device.to_string(),
+            rows: 0,
+            labels_bought: *labels,
+            note: None,
+        };
+        text.push_str(&serde_json::to_string(&r).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(dir.join("ledger.jsonl"), text).unwrap();
+    dir
+}
+
+use Stage::*;
+
+/// Random: 100 labels per round; selecting the next batch (1 s, CPU) after each evaluation (2 s).
+fn random_run(root: &Path, name: &str, seed: u64, curve: &[(usize, f64)]) -> PathBuf {
+    let mut l = Vec::new();
+    for r in 0..curve.len() {
+        l.push(Rec(r, Labelling, 0.0, CPU, 100));
+        l.push(Rec(r, Evaluation, 2.0, CPU, 0));
+        if r + 1 < curve.len() {
+            l.push(Rec(r, Selection, 1.0, CPU, 0));
+        }
+    }
+    write_run(root, name, "random", seed, curve, &l)
+}
+
+/// Four methods. Prices: $0.50 per label, CPU $3.60/h ($0.001/s), GPU $36/h ($0.01/s).
+fn fixture(root: &Path) -> Vec<PathBuf> {
+    let random = random_run(
+        root,
+        "rand-s0",
+        0,
+        &[
+            (100, 0.50),
+            (200, 0.60),
+            (300, 0.70),
+            (400, 0.80),
+            (500, 0.85),
+        ],
+    );
+    // Standard: fine-tune 10 s + refresh 5 s + evaluation 3 s on the GPU each round, then 1 s of CPU
+    // selection after evaluating.
+    let mut l = Vec::new();
+    for r in 0..4 {
+        l.push(Rec(r, Labelling, 0.0, CPU, 100));
+        l.push(Rec(r, FineTune, 10.0, GPU, 0));
+        l.push(Rec(r, Refresh, 5.0, GPU, 0));
+        l.push(Rec(r, Evaluation, 3.0, GPU, 0));
+        if r < 3 {
+            l.push(Rec(r, Selection, 1.0, CPU, 0));
+        }
+    }
+    let standard = write_run(
+        root,
+        "std-s0",
+        "standard",
+        0,
+        &[(100, 0.55), (200, 0.72), (300, 0.78), (400, 0.84)],
+        &l,
+    );
+    // ASVP (CPU): embed v0 20 s; align in round 1 (fine-tune 30 s + refresh 20 s); proxy fit 2 s +
+    // selection 1 s after each evaluation (1 s).
+    let mut l = vec![
+        Rec(0, Labelling, 0.0, CPU, 100),
+        Rec(0, Embed, 20.0, CPU, 0),
+    ];
+    for r in 0..4 {
+        if r > 0 {
+            l.push(Rec(r, Labelling, 0.0, CPU, 100));
+        }
+        if r == 1 {
+            l.push(Rec(1, FineTune, 30.0, CPU, 0));
+            l.push(Rec(1, Refresh, 20.0, CPU, 0));
+        }
+        l.push(Rec(r, Evaluation, 1.0, CPU, 0));
+        if r < 3 {
+            l.push(Rec(r, ProxyFit, 2.0, CPU, 0));
+            l.push(Rec(r, Selection, 1.0, CPU, 0));
+        }
+    }
+    let asvp = write_run(
+        root,
+        "asvp-s0",
+        "asvp",
+        0,
+        &[(100, 0.65), (200, 0.85), (300, 0.88), (400, 0.90)],
+        &l,
+    );
+    // SVPp (CPU) never reaches 75%.
+    let mut l = vec![
+        Rec(0, Labelling, 0.0, CPU, 100),
+        Rec(0, Embed, 20.0, CPU, 0),
+    ];
+    for r in 0..4 {
+        if r > 0 {
+            l.push(Rec(r, Labelling, 0.0, CPU, 100));
+        }
+        l.push(Rec(r, Evaluation, 1.0, CPU, 0));
+        if r < 3 {
+            l.push(Rec(r, ProxyFit, 2.0, CPU, 0));
+            l.push(Rec(r, Selection, 1.0, CPU, 0));
+        }
+    }
+    let svpp = write_run(
+        root,
+        "svpp-s0",
+        "svpp",
+        0,
+        &[(100, 0.60), (200, 0.68), (300, 0.72), (400, 0.74)],
+        &l,
+    );
+    vec![random, standard, svpp, asvp]
+}
+
+fn prices() -> PricesConfig {
+    PricesConfig {
+        price_per_label: Some(0.5),
+        price_per_device_hour: [("cpu".to_string(), 3.6), ("cuda".to_string(), 36.0)]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9 * (1.0 + b.abs())
+}
+
+macro_rules! assert_close {
+    ($a:expr, $b:expr) => {{
+        let (a, b) = ($a, $b);
+        assert!(close(a, b), "{} = {a}, expected {b}", stringify!($a));
+    }};
+}
+
+fn compute(dirs: &[PathBuf], target: Option<f64>) -> report::Metrics {
+    let runs = report::load_runs(dirs).unwrap();
+    let p = report::resolve_prices(&runs, &prices()).unwrap();
+    report::metrics::compute(
+        &runs,
+        &p,
+        &MetricOptions {
+            target_accuracy: target,
+            target_fraction: 0.99,
+        },
+    )
+    .unwrap()
+}
+
+fn group<'a>(m: &'a report::Metrics, label: &str) -> &'a report::metrics::GroupMetrics {
+    m.groups
+        .iter()
+        .find(|g| g.label == label)
+        .unwrap_or_else(|| panic!("no group {label}"))
+}
+
+#[test]
+fn metrics_match_hand_computed_values() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let m = compute(&dirs, Some(0.75));
+    assert_eq!(m.random_group.as_deref(), Some("random"));
+    assert_eq!(m.standard_group.as_deref(), Some("standard/margin"));
+
+    // Random: 0.70 @300 → 0.80 @400: t = 0.5, N = 350. Compute: one 1 s selection after each
+    // evaluation, counted at the next point: 2 s at round 2, 3 s at round 3 → H = 2.5 s.
+    // Evaluation 6 s → 8 s: 7 s. C = 0.5·350 + 0.001·2.5.
+    let r = group(&m, "random");
+    assert_close!(r.labels.unwrap().mean, 350.0);
+    assert_close!(r.compute_seconds.unwrap().mean, 2.5);
+    assert_close!(r.eval_seconds.unwrap().mean, 7.0);
+    assert_close!(r.total_cost.unwrap().mean, 175.0025);
+    assert_close!(r.le.value.unwrap(), 1.0);
+    assert_close!(r.ssr.value.unwrap(), 0.0);
+
+    // Standard: 0.72 @200 → 0.78 @300: t = 0.5, N = 250. GPU 15 s per round: 30 → 45: 37.5 s;
+    // CPU selection 1 → 2: 1.5 s. C = 125 + 0.375 + 0.0015.
+    let s = group(&m, "standard/margin");
+    assert_close!(s.labels.unwrap().mean, 250.0);
+    assert_close!(s.compute_seconds.unwrap().mean, 39.0);
+    assert_close!(s.eval_seconds.unwrap().mean, 7.5);
+    assert_close!(s.total_cost.unwrap().mean, 125.3765);
+    assert_close!(s.le.value.unwrap(), 350.0 / 250.0);
+    assert_close!(s.ssr.value.unwrap(), 1.0 - 250.0 / 350.0);
+    assert_close!(s.saving_labels.value.unwrap(), 0.0);
+    assert_close!(s.saving_ratio.value.unwrap(), 0.0);
+    let run = m.runs.iter().find(|r| r.name == "std-s0").unwrap();
+    let reach = run.reach.as_ref().unwrap();
+    assert_close!(reach.compute_seconds_by_device["cuda:0"], 37.5);
+    assert_close!(reach.compute_seconds_by_device["cpu:2-core"], 1.5);
+
+    // ASVP: 0.65 @100 → 0.85 @200: t = 0.5, N = 150. Compute at round 0: embed 20 s; at round 1:
+    // + proxy fit 2 + selection 1 (after round 0's evaluation) + fine-tune 30 + refresh 20 = 73 s
+    // → H = 46.5 s. C = 75 + 0.0465.
+    let a = group(&m, "asvp/margin");
+    assert_close!(a.labels.unwrap().mean, 150.0);
+    assert_close!(a.compute_seconds.unwrap().mean, 46.5);
+    assert_close!(a.eval_seconds.unwrap().mean, 1.5);
+    assert_close!(a.total_cost.unwrap().mean, 75.0465);
+    assert_close!(a.le.value.unwrap(), 350.0 / 150.0);
+    assert_close!(a.ssr.value.unwrap(), 1.0 - 150.0 / 350.0);
+    // Equivalent-cost saving over standard: (125.3765 − 75.0465) / 0.5 labels; 1 − C/C_std.
+    assert_close!(a.saving_labels.value.unwrap(), 100.66);
+    assert_close!(a.saving_ratio.value.unwrap(), 1.0 - 75.0465 / 125.3765);
+    assert_close!(
+        group(&m, "random").saving_labels.value.unwrap(),
+        (125.3765 - 175.0025) / 0.5
+    );
+
+    // SVPp never reaches 75%: nothing is invented.
+    let v = group(&m, "svpp/margin");
+    assert_eq!(v.reached, 0);
+    assert!(v.labels.is_none() && v.total_cost.is_none() && v.compute_seconds.is_none());
+    assert_eq!(v.le.value, None);
+    assert_eq!(v.le.status, "not reached");
+    assert_eq!(v.saving_ratio.status, "not reached");
+    assert!(m
+        .runs
+        .iter()
+        .find(|r| r.name == "svpp-s0")
+        .unwrap()
+        .reach
+        .is_none());
+
+    // Cost curve: ASVP at round 1 = 200 labels · 0.5 + 73 s · $0.001.
+    let run = m.runs.iter().find(|r| r.name == "asvp-s0").unwrap();
+    assert_close!(run.points[1].total_cost, 100.073);
+    assert_close!(run.total_compute_seconds, 20.0 + 50.0 + 3.0 * 3.0);
+    assert_close!(run.total_eval_seconds, 4.0);
+    assert_eq!(run.labels_bought, 400);
+}
+
+#[test]
+fn default_target_is_99_percent_of_the_best_final_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let m = compute(&dirs, None);
+    assert_close!(m.target.accuracy, 0.99 * 0.90);
+    // Only ASVP reaches 0.891: 0.88 @300 → 0.90 @400, t = 0.55 → N = 355.
+    let a = group(&m, "asvp/margin");
+    assert_close!(a.labels.unwrap().mean, 355.0);
+    // Neither baseline reaches it: the comparisons say so.
+    assert_eq!(a.le.value, None);
+    assert_eq!(a.le.status, "random not reached");
+    assert_eq!(a.saving_labels.status, "standard not reached");
+    assert_eq!(group(&m, "random").le.status, "not reached");
+}
+
+#[test]
+fn missing_baselines_are_reported_not_invented() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let m = compute(&dirs[2..], Some(0.70)); // svpp and asvp only
+    let a = group(&m, "asvp/margin");
+    assert!(a.labels.is_some());
+    assert_eq!(a.le.status, "no random run");
+    assert_eq!(a.ssr.value, None);
+    assert_eq!(a.saving_labels.status, "no standard run");
+    assert!(m.notes.iter().any(|n| n.contains("no random run")));
+    assert!(m.notes.iter().any(|n| n.contains("no standard-AL run")));
+    // svpp: 0.68 @200 → 0.72 @300 reaches 0.70 at t = 0.5.
+    assert_close!(group(&m, "svpp/margin").labels.unwrap().mean, 250.0);
+}
+
+#[test]
+fn seeds_are_averaged_with_a_standard_deviation() {
+    let d = tempfile::tempdir().unwrap();
+    let mut dirs = fixture(d.path());
+    // A second random seed: 0.60 @200 → 0.80 @300 crosses 0.75 at t = 0.75: N = 275.
+    dirs.push(random_run(
+        d.path(),
+        "rand-s1",
+        1,
+        &[
+            (100, 0.50),
+            (200, 0.60),
+            (300, 0.80),
+            (400, 0.82),
+            (500, 0.86),
+        ],
+    ));
+    let m = compute(&dirs, Some(0.75));
+    assert_eq!(m.groups.len(), 4, "the two random seeds form one group");
+    let r = group(&m, "random");
+    assert_eq!(r.runs.len(), 2);
+    let n = r.labels.unwrap();
+    assert_close!(n.mean, 312.5);
+    assert_close!(n.std.unwrap(), (2.0f64 * 37.5 * 37.5).sqrt());
+    // LE from group means: 312.5 / 150.
+    assert_close!(group(&m, "asvp/margin").le.value.unwrap(), 312.5 / 150.0);
+    // Mean curve over the seeds.
+    assert_close!(r.curve[2].accuracy.mean, 0.75);
+    assert_close!(
+        r.curve[2].accuracy.std.unwrap(),
+        (2.0f64 * 0.05 * 0.05).sqrt()
+    );
+}
+
+#[test]
+fn report_files_are_written() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let out = d.path().join("out");
+    let opts = ReportOptions {
+        metrics: MetricOptions {
+            target_accuracy: Some(0.75),
+            target_fraction: 0.99,
+        },
+        prices: prices(),
+    };
+    let (_m, files) = report::generate(&dirs, &opts, &out).unwrap();
+    for name in [
+        "report.md",
+        "report.html",
+        "report.csv",
+        "report.json",
+        "accuracy_vs_labels.png",
+        "accuracy_vs_labels.svg",
+        "accuracy_vs_cost.png",
+        "accuracy_vs_cost.svg",
+        "compute_by_stage.png",
+        "compute_by_stage.svg",
+    ] {
+        let p = out.join(name);
+        assert!(
+            p.is_file() && std::fs::metadata(&p).unwrap().len() > 100,
+            "{name} missing or empty"
+        );
+    }
+    let png = std::fs::read(out.join("accuracy_vs_labels.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("## Definitions"));
+    assert!(md.contains("LE (labelling efficiency vs random)"));
+    assert!(md.contains("not reached"));
+    assert!(md.contains("![Test accuracy vs labels bought"));
+    assert!(md.contains("| asvp/margin | 1 (1) | 150 |"), "{md}");
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    assert!(html.contains("data:image/png;base64,"));
+    assert_eq!(html.matches("<img ").count(), 3);
+    assert!(!html.contains("src=\"accuracy"), "images are inlined");
+    let csv = std::fs::read_to_string(&files.csv).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    assert!(csv
+        .lines()
+        .any(|l| l.contains("svpp/margin") && l.ends_with(",not reached")));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
+    assert_eq!(json["target"]["accuracy"], 0.75);
+    let svpp = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["label"] == "svpp/margin")
+        .unwrap();
+    assert!(svpp["labels"].is_null());
+    assert_eq!(svpp["le"]["status"], "not reached");
+    let svg = std::fs::read_to_string(out.join("accuracy_vs_cost.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("total cost"));
+}
+
+fn err_of(dirs: &[PathBuf]) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let e = report::generate(dirs, &ReportOptions::default(), d.path()).unwrap_err();
+    format!("{e:#}")
+}
+
+#[test]
+fn clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+
+    let e = err_of(&[d.path().join("nope")]);
+    assert!(
+        e.contains("run directory") && e.contains("does not exist"),
+        "{e}"
+    );
+
+    let other = write_run_on(
+        d.path(),
+        "clinc-rand",
+        "random",
+        "clinc",
+        0,
+        &[(100, 0.5)],
+        &[],
+    );
+    let e = err_of(&[dirs[0].clone(), other]);
+    assert!(
+        e.contains("different datasets") && e.contains("clinc") && e.contains("banking77"),
+        "{e}"
+    );
+
+    std::fs::remove_file(dirs[1].join("ledger.jsonl")).unwrap();
+    let e = err_of(&[dirs[1].clone()]);
+    assert!(e.contains("no ledger.jsonl"), "{e}");
+
+    std::fs::write(dirs[2].join("ledger.jsonl"), "{\"run\":1}\n{}\n").unwrap();
+    let e = err_of(&[dirs[2].clone()]);
+    assert!(e.contains("ledger.jsonl: line 1"), "{e}");
+
+    // A torn last line is fine.
+    let mut text = std::fs::read_to_string(dirs[3].join("ledger.jsonl")).unwrap();
+    text.push_str("{\"run\":\"asvp-s0\",\"rou");
+    std::fs::write(dirs[3].join("ledger.jsonl"), text).unwrap();
+    assert!(report::load_run(&dirs[3]).is_ok());
+
+    // Unpriced device.
+    let g = write_run(
+        d.path(),
+        "tpu",
+        "random",
+        0,
+        &[(100, 0.5)],
+        &[Rec(0, Embed, 1.0, "tpu:0", 0)],
+    );
+    let e = err_of(&[g]);
+    assert!(e.contains("tpu") && e.contains("--price-per-hour"), "{e}");
+}
