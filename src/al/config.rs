@@ -76,7 +76,12 @@ pub struct AsvpConfig {
 
 impl Default for AsvpConfig {
     fn default() -> Self {
-        Self { align_every: 2, align_at_labels: vec![], logme_drop: 0.0, ft_threshold: 1000 }
+        Self {
+            align_every: 2,
+            align_at_labels: vec![],
+            logme_drop: 0.0,
+            ft_threshold: 1000,
+        }
     }
 }
 
@@ -141,6 +146,9 @@ pub struct RunConfig {
     /// Embedding batch size.
     #[serde(default = "default_embed_batch")]
     pub embed_batch: usize,
+    /// Truncation length when the run embeds (v0 if missing; refreshed versions follow v0's).
+    #[serde(default = "default_embed_max_len")]
+    pub embed_max_len: usize,
     #[serde(default)]
     pub asvp: AsvpConfig,
     #[serde(default)]
@@ -165,19 +173,32 @@ fn default_eval_model() -> EvalModel {
 fn default_embed_batch() -> usize {
     32
 }
+fn default_embed_max_len() -> usize {
+    128
+}
 
 impl RunConfig {
     pub fn load(path: &Path) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let cfg: RunConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
-        cfg.validate().with_context(|| format!("{}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: RunConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        cfg.validate()
+            .with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            bail!("name '{}' must be letters, digits, '-', '_' or '.'", self.name);
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!(
+                "name '{}' must be letters, digits, '-', '_' or '.'",
+                self.name
+            );
         }
         if self.initial == 0 {
             bail!("initial must be at least 1");

@@ -29,10 +29,14 @@ pub fn logme(f: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<f64>
     }
     let f64m: Array2<f64> = f.mapv(f64::from);
     let gram = f64m.t().dot(&f64m);
-    let (sigma, v) = gram.eigh().context("logme: eigendecomposition of FᵀF failed")?;
+    let (sigma, v) = gram
+        .eigh()
+        .context("logme: eigendecomposition of FᵀF failed")?;
     // Keep the directions with a non-zero singular value (rank of F).
     let max_s = sigma.iter().cloned().fold(0.0f64, f64::max);
-    let keep: Vec<usize> = (0..d).filter(|&k| sigma[k] > max_s * 1e-12 && sigma[k] > 1e-20).collect();
+    let keep: Vec<usize> = (0..d)
+        .filter(|&k| sigma[k] > max_s * 1e-12 && sigma[k] > 1e-20)
+        .collect();
     let sig: Array1<f64> = keep.iter().map(|&k| sigma[k]).collect();
     // F V_k for kept k; U_k = F V_k / s_k.
     let vk = v.select(ndarray::Axis(1), &keep);
@@ -55,8 +59,17 @@ pub fn logme(f: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<f64>
         for _ in 0..11 {
             let t = alpha / beta;
             let gamma: f64 = sig.iter().map(|&sg| sg / (sg + t)).sum();
-            m2 = sig.iter().zip(&x2).map(|(&sg, &x2)| sg * x2 / ((t + sg) * (t + sg))).sum();
-            res2 = sig.iter().zip(&x2).map(|(&sg, &x2)| x2 / ((1.0 + sg / t) * (1.0 + sg / t))).sum::<f64>() + res_x2;
+            m2 = sig
+                .iter()
+                .zip(&x2)
+                .map(|(&sg, &x2)| sg * x2 / ((t + sg) * (t + sg)))
+                .sum();
+            res2 = sig
+                .iter()
+                .zip(&x2)
+                .map(|(&sg, &x2)| x2 / ((1.0 + sg / t) * (1.0 + sg / t)))
+                .sum::<f64>()
+                + res_x2;
             alpha = gamma / (m2 + 1e-5);
             beta = (n as f64 - gamma) / (res2 + 1e-5);
             if ((alpha / beta) - t).abs() / t <= 1e-3 {

@@ -19,8 +19,10 @@
 //! selected or bought again. The same seed gives the same selections.
 pub mod config;
 pub mod logme;
+pub mod run;
 pub mod state;
 
 pub use config::{AsvpConfig, EvalModel, PolicyKind, RunConfig, TrainConfig};
 pub use logme::logme;
+pub use run::{run, RunOptions, RunSummary};
 pub use state::{LabelRecord, ProgressRecord, RunDir};

@@ -70,7 +70,9 @@ impl RunDir {
         self.dir.join("features")
     }
     pub fn checkpoint(&self, round: usize) -> PathBuf {
-        self.dir.join("checkpoints").join(format!("round-{round:03}"))
+        self.dir
+            .join("checkpoints")
+            .join(format!("round-{round:03}"))
     }
 
     /// Create the directory with `config_text`, or check that an existing run was started with
@@ -78,8 +80,10 @@ impl RunDir {
     pub fn init(&self, config_text: &str) -> Result<bool> {
         let path = self.config();
         if path.exists() {
-            let old = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let a: toml::Value = toml::from_str(&old).with_context(|| format!("{}: invalid TOML", path.display()))?;
+            let old = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let a: toml::Value = toml::from_str(&old)
+                .with_context(|| format!("{}: invalid TOML", path.display()))?;
             let b: toml::Value = toml::from_str(config_text)?;
             if a != b {
                 bail!(
@@ -89,7 +93,8 @@ impl RunDir {
             }
             return Ok(true);
         }
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         util::atomic_write(&path, config_text.as_bytes())?;
         Ok(false)
     }
@@ -113,7 +118,10 @@ impl RunDir {
 pub fn read_repaired<T: Serialize + serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let (recs, torn) = util::read_jsonl::<T>(path)?;
     if torn {
-        tracing::warn!("{}: dropped a torn last line (the process was killed mid-write)", path.display());
+        tracing::warn!(
+            "{}: dropped a torn last line (the process was killed mid-write)",
+            path.display()
+        );
         util::rewrite_jsonl(path, &recs)?;
     }
     Ok(recs)

@@ -1,10 +1,40 @@
-//! `proxal run` (under construction).
+//! `proxal run <config.toml>`: run or resume one active-learning run.
+use crate::al::{self, RunOptions};
 use crate::home::Home;
-use anyhow::{bail, Result};
+use anyhow::Result;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The run's TOML config (see experiments/configs/)
+    pub config: PathBuf,
+    /// No progress output
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn run(_home: &Home, _args: Args) -> Result<()> {
-    bail!("`proxal run` is not implemented yet")
+pub fn run(home: &Home, args: Args) -> Result<()> {
+    let s = al::run(
+        home,
+        &args.config,
+        RunOptions {
+            progress: !args.quiet,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "run {}: {} rounds, {} labels{}{} → {}",
+        s.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        s.rounds_done,
+        s.labels,
+        s.last_accuracy
+            .map(|a| format!(", last test accuracy {a:.4}"))
+            .unwrap_or_default(),
+        if s.resumed { " (resumed)" } else { "" },
+        s.dir.display()
+    );
+    Ok(())
 }

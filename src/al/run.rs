@@ -1,0 +1,745 @@
+//! `proxal run`: one active-learning run, resumable.
+use super::config::{EvalModel, PolicyKind, RunConfig};
+use super::state::{LabelRecord, ProgressRecord, RunDir};
+use crate::backbone::{Backbone, EmbedOptions};
+use crate::cli::embed::{embed_dataset, EmbedJob};
+use crate::cost::{Ledger, Stage};
+use crate::data::{Dataset, Split};
+use crate::features::store::DEFAULT_CHUNK_ROWS;
+use crate::features::{FeatureVersion, RowBlocks, Store, Verify};
+use crate::home::Home;
+use crate::oracle::{Oracle, Simulated};
+use crate::proxy::{LogReg, LogRegConfig, Proxy, ProxyConfig};
+use crate::report::RoundRecord;
+use crate::strategy::{self, Strategy};
+use crate::train::{fine_tune, FineTuneOptions, FineTuned, Head, Method, Scores};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use rand::seq::SliceRandom;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Options of one invocation (not part of the run's identity).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Progress bars and per-round lines on stderr.
+    pub progress: bool,
+    /// Stop after this many rounds in this invocation (tests simulate a crash with it).
+    pub stop_after_rounds: Option<usize>,
+}
+
+/// What a run ended with.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    pub rounds_done: usize,
+    pub labels: usize,
+    pub last_accuracy: Option<f64>,
+    pub resumed: bool,
+}
+
+/// The model selection uses in a round.
+enum Selector {
+    /// No model: random batches.
+    Random,
+    /// A proxy fitted on cached features of the labelled rows.
+    Proxy(Box<dyn Proxy>),
+    /// A fine-tuned model's head, applied to that model's own features.
+    Head(Head),
+}
+
+struct Ctx<'a> {
+    cfg: &'a RunConfig,
+    home: &'a Home,
+    run: RunDir,
+    ds: &'a Dataset,
+    ledger: Ledger,
+    model_dir: PathBuf,
+    embed: EmbedOptions,
+    pool: Vec<usize>,
+    test: Vec<usize>,
+    strategy: Box<dyn Strategy>,
+    opts: RunOptions,
+}
+
+impl Ctx<'_> {
+    fn say(&self, msg: &str) {
+        if self.opts.progress {
+            eprintln!("[{}] {msg}", self.cfg.name);
+        }
+    }
+    fn ft_options(&self, seed: u64) -> FineTuneOptions {
+        let t = &self.cfg.train;
+        FineTuneOptions {
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            lr_backbone: t.lr_backbone,
+            lr_head: t.lr_head,
+            weight_decay: t.weight_decay,
+            warmup_ratio: t.warmup_ratio,
+            max_len: t.max_len,
+            val_fraction: t.val_fraction,
+            patience: t.patience,
+            pooling: self.embed.pooling,
+            normalize: self.embed.normalize,
+            seed,
+            progress: self.opts.progress,
+        }
+    }
+    fn round_seed(&self, round: usize, salt: u64) -> u64 {
+        self.cfg
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(round as u64 * 7919)
+            .wrapping_add(salt)
+    }
+}
+
+/// Run (or resume) the active-learning run described by `config_path`.
+pub fn run(home: &Home, config_path: &Path, opts: RunOptions) -> Result<RunSummary> {
+    let cfg = RunConfig::load(config_path)?;
+    let text = std::fs::read_to_string(config_path)?;
+    let run = RunDir::new(home.runs().join(&cfg.name));
+    let resumed = run.init(&text)?;
+    let ds = Dataset::load(home, &cfg.dataset)?;
+    if ds.label_map.is_empty() {
+        bail!(
+            "dataset '{}' has no labels: `proxal run` simulates the oracle from gold labels",
+            ds.name
+        );
+    }
+    let pool = ds.rows_of(Split::Pool);
+    let test = ds.rows_of(Split::Test);
+    if test.is_empty() {
+        bail!("dataset '{}' has no test split to evaluate on", ds.name);
+    }
+    let needed = cfg.labels_after(cfg.rounds);
+    if needed > pool.len() {
+        bail!(
+            "the schedule buys {needed} labels but the pool has only {} rows",
+            pool.len()
+        );
+    }
+    let model_dir = cfg
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| home.default_model_dir());
+    let ledger = Ledger::open(&run.ledger(), &cfg.name)?;
+    let mut embed = EmbedOptions {
+        batch: cfg.embed_batch,
+        max_len: cfg.embed_max_len,
+        ..Default::default()
+    };
+    // Refreshed versions must be comparable with v0: embed them the way v0 was embedded.
+    if let Ok(m) = Store::new(home, &cfg.dataset).manifest(0) {
+        embed.max_len = m.source.max_len;
+        embed.normalize = m.source.normalize;
+        embed.pooling = if m.source.pooling == "cls" {
+            crate::backbone::Pooling::Cls
+        } else {
+            crate::backbone::Pooling::Mean
+        };
+    }
+    let strategy = strategy::from_name(&cfg.strategy)?;
+    let mut cx = Ctx {
+        cfg: &cfg,
+        home,
+        run,
+        ds: &ds,
+        ledger,
+        model_dir,
+        embed,
+        pool,
+        test,
+        strategy,
+        opts,
+    };
+    drive(&mut cx, resumed)
+}
+
+fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
+    let cfg = cx.cfg;
+    let progress = cx.run.read_progress()?;
+    let done_rounds = progress.len();
+    if progress.iter().enumerate().any(|(i, p)| p.round != i) {
+        bail!("{}: rounds out of order", cx.run.progress().display());
+    }
+    // Drop ledger records of a round that was interrupted: it is redone from its start.
+    cx.ledger.truncate_after_round(done_rounds as i64 - 1)?;
+    let mut labels = cx.run.read_labels()?;
+    if resumed {
+        cx.say(&format!(
+            "resuming after round {} ({} labels stored)",
+            done_rounds as i64 - 1,
+            labels.len()
+        ));
+    }
+    let ds = cx.ds;
+    let mut oracle = Simulated::new(ds)?;
+
+    // v0: the pretrained features every proxy policy starts from.
+    let v0 = if cfg.policy != PolicyKind::Standard || cfg.eval_model == EvalModel::LinearProbe {
+        Some(ensure_v0(cx)?)
+    } else {
+        None
+    };
+    let mut current: Option<(String, FeatureVersion)> = None; // run-local refreshed version
+    let mut standard_model: Option<FineTuned> = None;
+    let mut last_logme = progress.last().and_then(|p| p.logme);
+    let mut best_logme = progress
+        .iter()
+        .filter_map(|p| p.logme)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if let Some(p) = progress.iter().rev().find_map(|p| p.features.clone()) {
+        if let Some(v) = p.strip_prefix("run:v") {
+            let v: u32 = v.parse().context("bad feature version in progress.jsonl")?;
+            let store = Store::at(cx.run.features(), &cx.ds.name);
+            current = Some((p.clone(), store.open_for(v, &cx.ds, Verify::Sizes)?));
+        }
+    }
+    let mut last_accuracy = progress.iter().rev().find_map(|p| p.test_accuracy);
+    let mut rounds_this_call = 0usize;
+
+    for round in done_rounds..=cfg.rounds {
+        if cx
+            .opts
+            .stop_after_rounds
+            .is_some_and(|n| rounds_this_call >= n)
+        {
+            break;
+        }
+        // 1. Labels in: the batch of this round, chosen at the end of the previous one.
+        if !labels.iter().any(|l| l.round == round) {
+            if round > 0 {
+                // Labels of round r are bought before round r-1 is marked finished.
+                bail!(
+                    "{}: round {} is finished but its next batch is missing",
+                    cx.run.dir.display(),
+                    round - 1
+                );
+            }
+            let rows = cold_start(cx);
+            buy(cx, &mut oracle, 0, &rows, &mut labels)?;
+        }
+        let (rows, ys) = labelled_xy(cx, &labels);
+        cx.say(&format!("round {round}: {} labels", rows.len()));
+
+        // 2. Policy work.
+        let mut rec = ProgressRecord {
+            round,
+            labels: rows.len(),
+            features: None,
+            logme: None,
+            aligned: None,
+            method: None,
+            test_accuracy: None,
+        };
+        match cfg.policy {
+            PolicyKind::Random => {}
+            PolicyKind::Svpp => {
+                rec.features = Some("v0".into());
+                rec.logme = Some(measure_logme(cx, round, v0.as_ref().unwrap(), &rows, &ys)?);
+            }
+            PolicyKind::Asvp => {
+                let feats = current
+                    .as_ref()
+                    .map(|c| &c.1)
+                    .unwrap_or_else(|| v0.as_ref().unwrap());
+                let lm = measure_logme(cx, round, feats, &rows, &ys)?;
+                rec.logme = Some(lm);
+                let reason = alignment_due(cfg, round, rows.len(), lm, last_logme, best_logme);
+                if let Some(reason) = reason {
+                    let method = if rows.len() < cfg.asvp.ft_threshold {
+                        Method::LpFt
+                    } else {
+                        Method::FineTune
+                    };
+                    cx.say(&format!(
+                        "round {round}: aligning ({reason}) with {}",
+                        method.as_str()
+                    ));
+                    let ft =
+                        train_model(cx, round, method, &rows, &ys, v0.as_ref(), Stage::FineTune)?;
+                    let (name, fv) = refresh(cx, round, &ft)?;
+                    current = Some((name, fv));
+                    rec.aligned = Some(reason);
+                    rec.method = Some(method.as_str().into());
+                    standard_model = Some(ft);
+                }
+                best_logme = best_logme.max(lm);
+                last_logme = Some(lm);
+                rec.features = Some(
+                    current
+                        .as_ref()
+                        .map(|c| c.0.clone())
+                        .unwrap_or_else(|| "v0".into()),
+                );
+            }
+            PolicyKind::Standard => {
+                let ft = train_model(
+                    cx,
+                    round,
+                    Method::FineTune,
+                    &rows,
+                    &ys,
+                    v0.as_ref(),
+                    Stage::FineTune,
+                )?;
+                let (name, fv) = refresh(cx, round, &ft)?;
+                current = Some((name.clone(), fv));
+                rec.features = Some(name);
+                rec.method = Some(Method::FineTune.as_str().into());
+                standard_model = Some(ft);
+            }
+        }
+
+        // 3. Evaluation of the model the policy ships.
+        if cfg.is_eval_round(round) {
+            let scores = evaluate(
+                cx,
+                round,
+                &rows,
+                &ys,
+                v0.as_ref(),
+                current.as_ref(),
+                standard_model.as_ref(),
+                rec.aligned.is_some(),
+            )?;
+            cx.say(&format!(
+                "round {round}: test accuracy {:.4}, macro-F1 {:.4} ({} labels)",
+                scores.accuracy,
+                scores.macro_f1,
+                rows.len()
+            ));
+            rec.test_accuracy = Some(scores.accuracy);
+            last_accuracy = Some(scores.accuracy);
+            crate::util::append_jsonl(
+                &cx.run.rounds(),
+                &[RoundRecord {
+                    round,
+                    labels: rows.len(),
+                    test_accuracy: scores.accuracy,
+                    test_macro_f1: scores.macro_f1,
+                }],
+            )?;
+        }
+
+        // 4. Select the next batch (unless this was the last round).
+        if round < cfg.rounds && !labels.iter().any(|l| l.round == round + 1) {
+            let sel = selector_for(
+                cx,
+                round,
+                &labels,
+                v0.as_ref(),
+                current.as_ref(),
+                standard_model.as_ref(),
+            )?;
+            let next = select_batch(
+                cx,
+                round,
+                &labels,
+                &sel,
+                v0.as_ref(),
+                current.as_ref(),
+                standard_model.as_ref(),
+            )?;
+            buy(cx, &mut oracle, round + 1, &next, &mut labels)?;
+        }
+        // 5. Done.
+        cx.run.append_progress(&rec)?;
+        rounds_this_call += 1;
+    }
+    let finished = cx.run.read_progress()?.len();
+    Ok(RunSummary {
+        dir: cx.run.dir.clone(),
+        rounds_done: finished,
+        labels: labels.len(),
+        last_accuracy,
+        resumed,
+    })
+}
+
+/// Label `rows` for `round` and append them, fsynced, to the run's labelled set.
+fn buy(
+    cx: &mut Ctx,
+    oracle: &mut dyn Oracle,
+    round: usize,
+    rows: &[usize],
+    labels: &mut Vec<LabelRecord>,
+) -> Result<()> {
+    let have: HashSet<usize> = labels.iter().map(|l| l.row).collect();
+    if let Some(r) = rows.iter().find(|r| have.contains(r)) {
+        bail!("internal error: row {r} selected twice");
+    }
+    let ys = oracle.label(rows)?;
+    let recs: Vec<LabelRecord> = rows
+        .iter()
+        .zip(&ys)
+        .map(|(&row, &y)| LabelRecord {
+            round,
+            row,
+            id: cx.ds.ids[row].clone(),
+            label: cx.ds.label_map.name(y).to_string(),
+        })
+        .collect();
+    cx.run.append_labels(&recs)?;
+    cx.ledger
+        .record(round, Stage::Labelling, 0.0, 0.0, 0, recs.len())?;
+    labels.extend(recs);
+    Ok(())
+}
+
+/// Rows and class ids of the labelled set, in the order bought.
+fn labelled_xy(cx: &Ctx, labels: &[LabelRecord]) -> (Vec<usize>, Vec<u32>) {
+    let rows = labels.iter().map(|l| l.row).collect();
+    let ys = labels
+        .iter()
+        .map(|l| {
+            cx.ds
+                .label_map
+                .id(&l.label)
+                .expect("label from this dataset")
+        })
+        .collect();
+    (rows, ys)
+}
+
+/// The cold-start set: a seeded random sample of the pool.
+fn cold_start(cx: &Ctx) -> Vec<usize> {
+    let mut rng = crate::util::rng(cx.round_seed(0, 17));
+    let mut pool = cx.pool.clone();
+    pool.shuffle(&mut rng);
+    pool.truncate(cx.cfg.initial);
+    pool
+}
+
+/// Open v0 of the dataset, embedding it first if it does not exist (metered as `embed`).
+fn ensure_v0(cx: &mut Ctx) -> Result<FeatureVersion> {
+    let store = Store::new(cx.home, &cx.ds.name);
+    if store.manifest(0).map(|m| m.complete).unwrap_or(false) {
+        return store.open_for(0, &cx.ds, Verify::Sizes);
+    }
+    cx.say("embedding the dataset once with the pretrained backbone (v0)");
+    let bb = Backbone::load(&cx.model_dir, &Device::Cpu, false)?;
+    let (ds, embed, progress) = (&cx.ds, cx.embed.clone(), cx.opts.progress);
+    let job = EmbedJob {
+        version: 0,
+        options: embed,
+        chunk_rows: DEFAULT_CHUNK_ROWS,
+        checkpoint: None,
+        progress,
+    };
+    cx.ledger.meter(0, Stage::Embed, ds.len(), || {
+        embed_dataset(&bb, ds, &store, &job)
+    })?;
+    store.open_for(0, &cx.ds, Verify::Sizes)
+}
+
+/// LogME of the labelled rows on `feats` (metered as `scoring`).
+fn measure_logme(
+    cx: &mut Ctx,
+    round: usize,
+    feats: &FeatureVersion,
+    rows: &[usize],
+    ys: &[u32],
+) -> Result<f64> {
+    let n = cx.ds.n_classes();
+    cx.ledger.meter(round, Stage::Indicator, rows.len(), || {
+        let x = feats.gather(rows);
+        super::logme(x.view(), ys, n)
+    })
+}
+
+/// Is an alignment due this round? Returns the reason.
+fn alignment_due(
+    cfg: &RunConfig,
+    round: usize,
+    labels: usize,
+    logme: f64,
+    last: Option<f64>,
+    best: f64,
+) -> Option<String> {
+    let a = &cfg.asvp;
+    if round == 0 {
+        return None;
+    }
+    if a.align_every > 0 && round % a.align_every == 0 {
+        return Some(format!("every {} rounds", a.align_every));
+    }
+    let prev_labels = cfg.labels_after(round - 1);
+    if let Some(m) = a
+        .align_at_labels
+        .iter()
+        .find(|&&m| prev_labels < m && labels >= m)
+    {
+        return Some(format!("reached {m} labels"));
+    }
+    if a.logme_drop > 0.0 && last.is_some() && best.is_finite() && best - logme >= a.logme_drop {
+        return Some(format!("LogME fell {:.3} below its best", best - logme));
+    }
+    None
+}
+
+/// Train a model on the labelled rows with `method` (fine-tune or LP-FT), metered as `stage`.
+fn train_model(
+    cx: &mut Ctx,
+    round: usize,
+    method: Method,
+    rows: &[usize],
+    ys: &[u32],
+    v0: Option<&FeatureVersion>,
+    stage: Stage,
+) -> Result<FineTuned> {
+    let n = cx.ds.n_classes();
+    let texts: Vec<&str> = rows.iter().map(|&r| cx.ds.texts[r].as_str()).collect();
+    let opts = cx.ft_options(cx.round_seed(round, 101));
+    let model_dir = cx.model_dir.clone();
+    let init = match method {
+        Method::LpFt => {
+            let v0 = v0.context("LP-FT needs the v0 features")?;
+            let x = v0.gather(rows);
+            let lr = cx.ledger.meter(round, Stage::LinearProbe, rows.len(), || {
+                LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
+            })?;
+            Some(Head::from_logreg(&lr))
+        }
+        _ => None,
+    };
+    let ft = cx.ledger.meter(round, stage, rows.len(), || {
+        fine_tune(&model_dir, &texts, ys, n, init.as_ref(), &opts)
+    })?;
+    cx.say(&format!(
+        "round {round}: {} on {} labels: {} steps, {:.2} steps/s, val acc {}",
+        method.as_str(),
+        rows.len(),
+        ft.steps,
+        ft.steps_per_second,
+        ft.val_accuracy
+            .map(|a| format!("{a:.3}"))
+            .unwrap_or_else(|| "n/a".into())
+    ));
+    ft.save(&cx.run.checkpoint(round))?;
+    Ok(ft)
+}
+
+/// Re-embed every row with a fine-tuned backbone into the run's next feature version.
+fn refresh(cx: &mut Ctx, round: usize, ft: &FineTuned) -> Result<(String, FeatureVersion)> {
+    let store = Store::at(cx.run.features(), &cx.ds.name);
+    let v = round as u32 + 1;
+    // A version left half-written by a killed run is resumed by embed_version.
+    let (ds, embed, progress) = (&cx.ds, cx.embed.clone(), cx.opts.progress);
+    let ckpt = cx.run.checkpoint(round).display().to_string();
+    let job = EmbedJob {
+        version: v,
+        options: embed,
+        chunk_rows: DEFAULT_CHUNK_ROWS,
+        checkpoint: Some(ckpt),
+        progress,
+    };
+    cx.ledger.meter(round, Stage::Refresh, ds.len(), || {
+        embed_dataset(&ft.backbone, ds, &store, &job)
+    })?;
+    Ok((
+        format!("run:v{v}"),
+        store.open_for(v, &cx.ds, Verify::Sizes)?,
+    ))
+}
+
+/// Build the selection model for the batch chosen at the end of `round`.
+fn selector_for(
+    cx: &mut Ctx,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+    standard: Option<&FineTuned>,
+) -> Result<Selector> {
+    let (rows, ys) = labelled_xy(cx, labels);
+    let n = cx.ds.n_classes();
+    Ok(match cx.cfg.policy {
+        PolicyKind::Random => Selector::Random,
+        PolicyKind::Standard => Selector::Head(
+            standard
+                .context("standard policy without a model")?
+                .head
+                .clone(),
+        ),
+        PolicyKind::Svpp | PolicyKind::Asvp => {
+            let feats = current.map(|c| &c.1).or(v0).context("no features")?;
+            let x = feats.gather(&rows);
+            let pc = ProxyConfig::from_name(&cx.cfg.proxy)?;
+            let seed = cx.round_seed(round, 29);
+            let proxy = cx.ledger.meter(round, Stage::ProxyFit, rows.len(), || {
+                pc.fit(x.view(), &ys, n, seed)
+            })?;
+            Selector::Proxy(proxy)
+        }
+    })
+}
+
+/// Choose the next batch of `cfg.batch` unlabelled pool rows.
+fn select_batch(
+    cx: &mut Ctx,
+    round: usize,
+    labels: &[LabelRecord],
+    sel: &Selector,
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+    _standard: Option<&FineTuned>,
+) -> Result<Vec<usize>> {
+    let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
+    let unlabelled: Vec<usize> = cx
+        .pool
+        .iter()
+        .copied()
+        .filter(|r| !labelled.contains(r))
+        .collect();
+    let k = cx.cfg.batch.min(unlabelled.len());
+    let seed = cx.round_seed(round, 53);
+    let rows = match sel {
+        Selector::Random => {
+            let mut rng = crate::util::rng(seed);
+            let mut u = unlabelled;
+            u.shuffle(&mut rng);
+            u.truncate(k);
+            u
+        }
+        Selector::Proxy(p) => {
+            let feats = current.map(|c| &c.1).or(v0).context("no features")?;
+            let (rows, _) = labelled_xy(cx, labels);
+            strategy_select(cx, round, feats, p.as_ref(), &rows, &unlabelled, k, seed)?
+        }
+        Selector::Head(h) => {
+            let feats = current
+                .map(|c| &c.1)
+                .context("standard policy without refreshed features")?;
+            let (rows, _) = labelled_xy(cx, labels);
+            strategy_select(cx, round, feats, h, &rows, &unlabelled, k, seed)?
+        }
+    };
+    Ok(rows)
+}
+
+/// Train and score the model the policy ships at this evaluation point (metered as `evaluation`,
+/// except when the policy's own model is reused).
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    cx: &mut Ctx,
+    round: usize,
+    rows: &[usize],
+    ys: &[u32],
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+    policy_model: Option<&FineTuned>,
+    aligned_now: bool,
+) -> Result<Scores> {
+    let n = cx.ds.n_classes();
+    let gold: Vec<u32> = cx
+        .test
+        .iter()
+        .map(|&r| cx.ds.labels[r].expect("test rows are labelled"))
+        .collect();
+    let method = match cx.cfg.eval_model {
+        EvalModel::LinearProbe => Method::LinearProbe,
+        EvalModel::FineTune => Method::FineTune,
+        EvalModel::LpFt => Method::LpFt,
+        EvalModel::Auto => {
+            if rows.len() < cx.cfg.asvp.ft_threshold {
+                Method::LpFt
+            } else {
+                Method::FineTune
+            }
+        }
+    };
+    if method == Method::LinearProbe {
+        // A linear head on the features the policy selects with (v0 for random and svpp).
+        let feats = current
+            .map(|c| &c.1)
+            .or(v0)
+            .context("no features to probe")?;
+        let x = feats.gather(rows);
+        let test_x = feats.gather(&cx.test);
+        let pred = cx.ledger.meter(
+            round,
+            Stage::Evaluation,
+            rows.len() + cx.test.len(),
+            || -> Result<Vec<u32>> {
+                let lr = LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)?;
+                Ok(argmax_rows(&lr.predict_proba(test_x.view())))
+            },
+        )?;
+        return Ok(Scores::of(&pred, &gold, n));
+    }
+    // A fine-tuned model: reuse the policy's own model when it was trained on exactly these
+    // labels this round (standard every round, asvp when it aligned now).
+    let reuse = matches!(cx.cfg.policy, PolicyKind::Standard)
+        || (cx.cfg.policy == PolicyKind::Asvp && aligned_now);
+    let owned;
+    let model = match (reuse, policy_model) {
+        (true, Some(m)) => m,
+        _ => {
+            owned = train_model(cx, round, method, rows, ys, v0, Stage::Evaluation)?;
+            &owned
+        }
+    };
+    let test_texts: Vec<&str> = cx.test.iter().map(|&r| cx.ds.texts[r].as_str()).collect();
+    let embed = cx.embed.clone();
+    let pred = cx.ledger.meter(
+        round,
+        Stage::Evaluation,
+        test_texts.len(),
+        || -> Result<Vec<u32>> {
+            let x = model.backbone.embed(&test_texts, &embed)?;
+            let x = ndarray::Array2::from_shape_vec((test_texts.len(), model.backbone.dim()), x)?;
+            Ok(argmax_rows(&model.head.logits(x.view())))
+        },
+    )?;
+    Ok(Scores::of(&pred, &gold, n))
+}
+
+fn argmax_rows(m: &ndarray::Array2<f32>) -> Vec<u32> {
+    m.rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| {
+                    if v > b.1 {
+                        (i, v)
+                    } else {
+                        b
+                    }
+                })
+                .0 as u32
+        })
+        .collect()
+}
+
+/// Run the configured strategy over the unlabelled pool (metered as `selection`).
+#[allow(clippy::too_many_arguments)]
+fn strategy_select(
+    cx: &mut Ctx,
+    round: usize,
+    feats: &FeatureVersion,
+    proxy: &dyn Proxy,
+    labelled: &[usize],
+    unlabelled: &[usize],
+    k: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
+    let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?;
+    let strat = &mut cx.strategy;
+    let picks = cx
+        .ledger
+        .meter(round, Stage::Selection, unlabelled.len(), || {
+            strat.select(&r, k)
+        })?;
+    if picks.len() != k {
+        bail!(
+            "strategy '{}' picked {} rows, expected {k}",
+            cx.cfg.strategy,
+            picks.len()
+        );
+    }
+    Ok(picks.into_iter().map(|p| p.row).collect())
+}

@@ -1,0 +1,255 @@
+//! The AL loop on a tiny random BERT: every policy for 2 rounds, resume after a simulated crash
+//! equals an uninterrupted run, and the run directory keeps every label exactly once.
+use proxal::al::{self, LabelRecord, RunOptions};
+use proxal::backbone::{tiny, BertConfig};
+use proxal::data::{import_file, ImportOptions};
+use proxal::home::Home;
+use std::path::Path;
+
+const WORDS: &[&str] = &[
+    "card", "declined", "blocked", "pin", "code", "forgot", "top", "up", "money", "add",
+    "transfer", "fee", "charge", "why", "my", "the", "is", "a", "was", "how",
+];
+
+/// 3 classes with their own words, 60 pool rows, 9 dev rows, 15 test rows.
+fn make_home(dir: &Path) -> Home {
+    let home = Home::new(dir);
+    let class_words = [
+        ["card", "declined", "blocked"],
+        ["pin", "code", "forgot"],
+        ["top", "up", "add"],
+    ];
+    let fillers = ["my", "the", "is", "a", "was", "how", "why"];
+    let mut csv = String::from("text,label,split\n");
+    for i in 0..84usize {
+        let c = i % 3;
+        let w = class_words[c];
+        let text = format!(
+            "{} {} {} {}",
+            fillers[i % 7],
+            w[i % 3],
+            fillers[(i / 3) % 7],
+            w[(i / 3 + 1) % 3]
+        );
+        let split = if i < 60 {
+            "train"
+        } else if i < 69 {
+            "dev"
+        } else {
+            "test"
+        };
+        csv += &format!("{text},class{c},{split}\n");
+    }
+    let f = dir.join("toy.csv");
+    std::fs::write(&f, csv).unwrap();
+    let mut o = ImportOptions::new("toy", "text");
+    o.label_col = Some("label".into());
+    o.split_col = Some("split".into());
+    import_file(&home, &f, &o).unwrap();
+    let mut cfg = BertConfig::tiny(0);
+    cfg.max_position_embeddings = 64;
+    tiny::write_model_dir(&dir.join("model"), WORDS, &cfg, 3).unwrap();
+    home
+}
+
+fn write_config(dir: &Path, name: &str, policy: &str, strategy: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"name = "{name}"
+dataset = "toy"
+policy = "{policy}"
+seed = 4
+initial = 6
+batch = 6
+rounds = 2
+strategy = "{strategy}"
+model_dir = "{}"
+embed_batch = 8
+embed_max_len = 32
+[asvp]
+align_every = 1
+ft_threshold = 13
+[train]
+epochs = 2
+batch_size = 4
+max_len = 16
+probe_epochs = 20
+"#,
+        dir.join("model").display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn labels_of(home: &Home, name: &str) -> Vec<LabelRecord> {
+    al::RunDir::new(home.runs().join(name))
+        .read_labels()
+        .unwrap()
+}
+
+fn rounds_of(home: &Home, name: &str) -> Vec<proxal::report::RoundRecord> {
+    proxal::util::read_jsonl(&home.runs().join(name).join("rounds.jsonl"))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn every_policy_runs_two_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    for (policy, strategy) in [
+        ("random", "random"),
+        ("svpp", "margin"),
+        ("asvp", "entropy"),
+        ("standard", "margin"),
+    ] {
+        let name = format!("toy-{policy}");
+        let cfg = write_config(dir.path(), &name, policy, strategy);
+        let s = al::run(&home, &cfg, RunOptions::default())
+            .unwrap_or_else(|e| panic!("{policy}: {e:#}"));
+        assert_eq!(s.rounds_done, 3, "{policy}: rounds 0, 1, 2");
+        let labels = labels_of(&home, &name);
+        assert_eq!(labels.len(), 18, "{policy}");
+        let mut rows: Vec<usize> = labels.iter().map(|l| l.row).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(rows.len(), 18, "{policy}: no row bought twice");
+        assert!(
+            rows.iter().all(|&r| r < 60),
+            "{policy}: only pool rows are bought"
+        );
+        let rounds = rounds_of(&home, &name);
+        assert_eq!(
+            rounds.iter().map(|r| r.labels).collect::<Vec<_>>(),
+            vec![6, 12, 18],
+            "{policy}"
+        );
+        assert!(
+            rounds
+                .iter()
+                .all(|r| (0.0..=1.0).contains(&r.test_accuracy)),
+            "{policy}"
+        );
+        let ledger =
+            proxal::cost::Ledger::read(&home.runs().join(&name).join("ledger.jsonl")).unwrap();
+        let stages: std::collections::HashSet<&str> =
+            ledger.iter().map(|r| r.stage.as_str()).collect();
+        assert!(stages.contains("evaluation"), "{policy}: {stages:?}");
+        match policy {
+            "svpp" => assert!(
+                stages.contains("proxy_fit")
+                    && stages.contains("selection")
+                    && !stages.contains("refresh")
+            ),
+            "asvp" => assert!(
+                stages.contains("refresh") && stages.contains("indicator"),
+                "{stages:?}"
+            ),
+            "standard" => assert!(stages.contains("fine_tune") && stages.contains("refresh")),
+            _ => assert!(!stages.contains("fine_tune")),
+        }
+        let progress = al::RunDir::new(home.runs().join(&name))
+            .read_progress()
+            .unwrap();
+        if policy == "asvp" {
+            assert!(
+                progress.iter().all(|p| p.logme.is_some()),
+                "LogME is logged every round"
+            );
+            assert!(
+                progress[1].aligned.is_some() && progress[1].features.as_deref() == Some("run:v2")
+            );
+            assert_eq!(
+                progress[1].method.as_deref(),
+                Some("lp-ft"),
+                "12 labels: below ft_threshold 13"
+            );
+            assert_eq!(
+                progress[2].method.as_deref(),
+                Some("fine-tune"),
+                "18 labels: at or above ft_threshold"
+            );
+        }
+    }
+}
+
+#[test]
+fn resume_after_a_crash_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    for policy in ["svpp", "asvp"] {
+        let a = write_config(dir.path(), &format!("whole-{policy}"), policy, "margin");
+        al::run(&home, &a, RunOptions::default()).unwrap();
+
+        let b = write_config(dir.path(), &format!("crashed-{policy}"), policy, "margin");
+        // Stop after round 0, then simulate a kill -9 in the middle of the next append.
+        al::run(
+            &home,
+            &b,
+            RunOptions {
+                stop_after_rounds: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let run_dir = home.runs().join(format!("crashed-{policy}"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run_dir.join("labelled.jsonl"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"round\": 2, \"row\": 1").unwrap();
+        let s = al::run(&home, &b, RunOptions::default()).unwrap();
+        assert!(s.resumed);
+        let strip = |v: Vec<LabelRecord>| {
+            v.into_iter()
+                .map(|l| (l.round, l.row, l.label))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            strip(labels_of(&home, &format!("whole-{policy}"))),
+            strip(labels_of(&home, &format!("crashed-{policy}"))),
+            "{policy}: same selections"
+        );
+        let ra = rounds_of(&home, &format!("whole-{policy}"));
+        let rb = rounds_of(&home, &format!("crashed-{policy}"));
+        assert_eq!(ra.len(), rb.len());
+        for (x, y) in ra.iter().zip(&rb) {
+            assert_eq!(x.labels, y.labels);
+            assert!(
+                (x.test_accuracy - y.test_accuracy).abs() < 1e-9,
+                "{policy}: {x:?} vs {y:?}"
+            );
+        }
+        // A third invocation has nothing left to do and buys nothing.
+        let before = labels_of(&home, &format!("crashed-{policy}")).len();
+        al::run(&home, &b, RunOptions::default()).unwrap();
+        assert_eq!(labels_of(&home, &format!("crashed-{policy}")).len(), before);
+    }
+}
+
+#[test]
+fn a_changed_config_is_refused_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    let p = write_config(dir.path(), "fixed", "random", "random");
+    al::run(
+        &home,
+        &p,
+        RunOptions {
+            stop_after_rounds: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = labels_of(&home, "fixed");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("batch = 6", "batch = 7");
+    std::fs::write(&p, text).unwrap();
+    let err = format!(
+        "{:#}",
+        al::run(&home, &p, RunOptions::default()).unwrap_err()
+    );
+    assert!(err.contains("different config"), "{err}");
+    assert_eq!(labels_of(&home, "fixed"), before);
+}
