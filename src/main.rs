@@ -3,7 +3,11 @@ use clap::{Parser, Subcommand};
 use proxal::cli;
 
 #[derive(Parser)]
-#[command(name = "proxal", version, about = "Cheap, cost-honest active learning on cached pretrained-model features")]
+#[command(
+    name = "proxal",
+    version,
+    about = "Cheap, cost-honest active learning on cached pretrained-model features"
+)]
 struct Cli {
     /// Home directory holding assets/, datasets/, features/ and experiments/ (default: $PROXAL_HOME or .)
     #[arg(long, global = true)]
@@ -32,12 +36,16 @@ enum Cmd {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PROXAL_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PROXAL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Cli::parse();
-    let home = args.home.map(proxal::home::Home::new).unwrap_or_else(proxal::home::Home::from_env);
+    let home = args
+        .home
+        .map(proxal::home::Home::new)
+        .unwrap_or_else(proxal::home::Home::from_env);
     let result = match args.cmd {
         Cmd::Data(c) => cli::data::run(&home, c),
         Cmd::Embed(a) => cli::embed::run(&home, a),

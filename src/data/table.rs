@@ -100,7 +100,9 @@ impl Dataset {
     }
     /// Row indices of one split, in table order.
     pub fn rows_of(&self, split: Split) -> Vec<usize> {
-        (0..self.len()).filter(|&i| self.splits[i] == split).collect()
+        (0..self.len())
+            .filter(|&i| self.splits[i] == split)
+            .collect()
     }
     pub fn count(&self, split: Split) -> usize {
         self.splits.iter().filter(|&&s| s == split).count()
@@ -140,8 +142,11 @@ impl Dataset {
     /// Write the table, label map and metadata under `dir` (each file atomically).
     pub fn save(&self, dir: &Path, source: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let labels: Vec<Option<&str>> =
-            self.labels.iter().map(|l| l.map(|i| self.label_map.name(i))).collect();
+        let labels: Vec<Option<&str>> = self
+            .labels
+            .iter()
+            .map(|l| l.map(|i| self.label_map.name(i)))
+            .collect();
         let splits: Vec<&str> = self.splits.iter().map(|s| s.as_str()).collect();
         let mut df = DataFrame::new_infer_height(vec![
             Column::new("id".into(), &self.ids),
@@ -150,10 +155,18 @@ impl Dataset {
             Column::new("split".into(), splits),
         ])?;
         let mut bytes = Vec::new();
-        ParquetWriter::new(&mut bytes).finish(&mut df).map_err(|e| anyhow::anyhow!("cannot encode the table as Parquet: {e}"))?;
+        ParquetWriter::new(&mut bytes)
+            .finish(&mut df)
+            .map_err(|e| anyhow::anyhow!("cannot encode the table as Parquet: {e}"))?;
         util::atomic_write(&dir.join(TABLE_FILE), &bytes)?;
-        util::atomic_write(&dir.join(LABELS_FILE), serde_json::to_string_pretty(&self.label_map)?.as_bytes())?;
-        util::atomic_write(&dir.join(META_FILE), serde_json::to_string_pretty(&self.meta(source))?.as_bytes())?;
+        util::atomic_write(
+            &dir.join(LABELS_FILE),
+            serde_json::to_string_pretty(&self.label_map)?.as_bytes(),
+        )?;
+        util::atomic_write(
+            &dir.join(META_FILE),
+            serde_json::to_string_pretty(&self.meta(source))?.as_bytes(),
+        )?;
         Ok(())
     }
 
@@ -171,17 +184,28 @@ impl Dataset {
 
     pub fn load_dir(dir: &Path, name: &str) -> Result<Dataset> {
         let table = dir.join(TABLE_FILE);
-        let f = std::fs::File::open(&table).with_context(|| format!("cannot open {}", table.display()))?;
-        let df = ParquetReader::new(f)
-            .finish()
-            .map_err(|e| anyhow::anyhow!("{}: not a readable Parquet table: {e}", table.display()))?;
+        let f = std::fs::File::open(&table)
+            .with_context(|| format!("cannot open {}", table.display()))?;
+        let df = ParquetReader::new(f).finish().map_err(|e| {
+            anyhow::anyhow!("{}: not a readable Parquet table: {e}", table.display())
+        })?;
         let col_strings = |c: &str| -> Result<Vec<Option<String>>> {
-            let s = df.column(c).map_err(|_| anyhow::anyhow!("{}: column '{c}' missing", table.display()))?;
-            let ca = s.str().map_err(|_| anyhow::anyhow!("{}: column '{c}' is not text", table.display()))?;
+            let s = df
+                .column(c)
+                .map_err(|_| anyhow::anyhow!("{}: column '{c}' missing", table.display()))?;
+            let ca = s
+                .str()
+                .map_err(|_| anyhow::anyhow!("{}: column '{c}' is not text", table.display()))?;
             Ok(ca.iter().map(|v| v.map(str::to_string)).collect())
         };
-        let ids: Vec<String> = col_strings("id")?.into_iter().map(Option::unwrap_or_default).collect();
-        let texts: Vec<String> = col_strings("text")?.into_iter().map(Option::unwrap_or_default).collect();
+        let ids: Vec<String> = col_strings("id")?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let texts: Vec<String> = col_strings("text")?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
         let labels_raw = col_strings("label")?;
         let splits_raw = col_strings("split")?;
         let lpath = dir.join(LABELS_FILE);
@@ -194,7 +218,11 @@ impl Dataset {
             labels.push(match l {
                 None => None,
                 Some(n) => Some(label_map.id(n).with_context(|| {
-                    format!("{}: row {i}: label '{n}' is not in {}", table.display(), lpath.display())
+                    format!(
+                        "{}: row {i}: label '{n}' is not in {}",
+                        table.display(),
+                        lpath.display()
+                    )
                 })?),
             });
         }
@@ -208,6 +236,14 @@ impl Dataset {
             })
             .collect::<Result<Vec<_>>>()?;
         let fingerprint = Self::compute_fingerprint(&ids, &texts);
-        Ok(Dataset { name: name.to_string(), ids, texts, labels, splits, label_map, fingerprint })
+        Ok(Dataset {
+            name: name.to_string(),
+            ids,
+            texts,
+            labels,
+            splits,
+            label_map,
+            fingerprint,
+        })
     }
 }

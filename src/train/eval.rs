@@ -10,7 +10,10 @@ pub struct Scores {
 
 impl Scores {
     pub fn of(pred: &[u32], gold: &[u32], n_classes: usize) -> Scores {
-        Scores { accuracy: accuracy(pred, gold), macro_f1: macro_f1(pred, gold, n_classes) }
+        Scores {
+            accuracy: accuracy(pred, gold),
+            macro_f1: macro_f1(pred, gold, n_classes),
+        }
     }
 }
 

