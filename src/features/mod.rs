@@ -6,6 +6,11 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
+pub mod store;
+pub use store::{
+    ChunkEntry, FeatureVersion, Manifest, Provenance, Store, Verify, VersionSpec, VersionWriter,
+};
+
 /// Rows of f32 features, served as contiguous blocks in row order.
 pub trait RowBlocks: Sync {
     fn n_rows(&self) -> usize;

@@ -1,0 +1,293 @@
+//! BERT encoder written for proxal on candle, differentiable end to end.
+//!
+//! `candle_nn::LayerNorm` (and `candle_nn::ops::softmax_last_dim`) run fused ops that have no
+//! backward pass: a model built on them silently trains only its head. Every op on
+//! [`Bert::forward_t`]'s path is a plain candle op with a gradient. A fused inference-only path
+//! lives in [`super::fast`] and is checked against this one in the tests.
+//!
+//! Variable names follow Hugging Face's `BertModel` without the `bert.` prefix
+//! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, …), so a
+//! checkpoint saved by [`Bert::save`] loads again with the same loader.
+use super::config::{BertConfig, HiddenAct};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Init, Linear, VarBuilder};
+
+/// Layer normalisation as a composition of differentiable ops.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        let weight = vb.get_with_hints(size, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// One transformer block, post-LN as in BERT.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: Linear,
+    pub attn_ln: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub out_ln: LayerNorm,
+}
+
+fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
+    candle_nn::linear(in_dim, out_dim, vb)
+}
+
+impl Layer {
+    fn new(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let eps = cfg.layer_norm_eps;
+        let att = vb.pp("attention");
+        let sa = att.pp("self");
+        Ok(Layer {
+            query: linear(sa.pp("query"), h, h)?,
+            key: linear(sa.pp("key"), h, h)?,
+            value: linear(sa.pp("value"), h, h)?,
+            attn_out: linear(att.pp("output").pp("dense"), h, h)?,
+            attn_ln: LayerNorm::new(att.pp("output").pp("LayerNorm"), h, eps)?,
+            intermediate: linear(vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
+            output: linear(vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
+            out_ln: LayerNorm::new(vb.pp("output").pp("LayerNorm"), h, eps)?,
+        })
+    }
+}
+
+/// The BERT encoder: embeddings + `num_hidden_layers` blocks (no pooler head).
+#[derive(Debug, Clone)]
+pub struct Bert {
+    pub config: BertConfig,
+    pub word_embeddings: Tensor,
+    pub position_embeddings: Tensor,
+    pub token_type_embeddings: Tensor,
+    pub emb_ln: LayerNorm,
+    pub layers: Vec<Layer>,
+    device: Device,
+}
+
+/// `hidden_act` applied to a tensor with differentiable ops.
+pub fn activation(act: HiddenAct, x: &Tensor) -> Result<Tensor> {
+    match act {
+        HiddenAct::Gelu => x.gelu_erf(),
+        HiddenAct::GeluNew => x.gelu(),
+        HiddenAct::Relu => x.relu(),
+    }
+}
+
+impl Bert {
+    /// Build the encoder from a `VarBuilder` rooted at the model (names without `bert.`).
+    /// With a `VarBuilder` over a `VarMap`, missing variables are created with BERT-style
+    /// random initialisation (tests build tiny random models this way).
+    pub fn new(vb: VarBuilder, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        let emb = vb.pp("embeddings");
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let word_embeddings =
+            emb.get_with_hints((config.vocab_size, h), "word_embeddings.weight", init)?;
+        let position_embeddings = emb.get_with_hints(
+            (config.max_position_embeddings, h),
+            "position_embeddings.weight",
+            init,
+        )?;
+        let token_type_embeddings = emb.get_with_hints(
+            (config.type_vocab_size, h),
+            "token_type_embeddings.weight",
+            init,
+        )?;
+        let emb_ln = LayerNorm::new(emb.pp("LayerNorm"), h, config.layer_norm_eps)?;
+        let enc = vb.pp("encoder").pp("layer");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::new(enc.pp(i.to_string()), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert {
+            config: config.clone(),
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            emb_ln,
+            layers,
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Every weight of the encoder with its canonical name, in a fixed order.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                self.word_embeddings.clone(),
+            ),
+            (
+                "embeddings.position_embeddings.weight".to_string(),
+                self.position_embeddings.clone(),
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".to_string(),
+                self.token_type_embeddings.clone(),
+            ),
+            (
+                "embeddings.LayerNorm.weight".to_string(),
+                self.emb_ln.weight.clone(),
+            ),
+            (
+                "embeddings.LayerNorm.bias".to_string(),
+                self.emb_ln.bias.clone(),
+            ),
+        ];
+        let lin = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
+            out.push((format!("{name}.weight"), l.weight().clone()));
+            if let Some(b) = l.bias() {
+                out.push((format!("{name}.bias"), b.clone()));
+            }
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            lin(&mut out, format!("{p}.attention.self.query"), &l.query);
+            lin(&mut out, format!("{p}.attention.self.key"), &l.key);
+            lin(&mut out, format!("{p}.attention.self.value"), &l.value);
+            lin(&mut out, format!("{p}.attention.output.dense"), &l.attn_out);
+            out.push((
+                format!("{p}.attention.output.LayerNorm.weight"),
+                l.attn_ln.weight.clone(),
+            ));
+            out.push((
+                format!("{p}.attention.output.LayerNorm.bias"),
+                l.attn_ln.bias.clone(),
+            ));
+            lin(&mut out, format!("{p}.intermediate.dense"), &l.intermediate);
+            lin(&mut out, format!("{p}.output.dense"), &l.output);
+            out.push((
+                format!("{p}.output.LayerNorm.weight"),
+                l.out_ln.weight.clone(),
+            ));
+            out.push((format!("{p}.output.LayerNorm.bias"), l.out_ln.bias.clone()));
+        }
+        out
+    }
+
+    /// Write every weight to a safetensors file (names as [`Bert::named_tensors`]).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let tensors = self.named_tensors();
+        let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        candle_core::safetensors::save(&map, path)
+    }
+
+    /// Hidden states `[batch, seq, hidden]` for `input_ids` `[batch, seq]` (u32) and
+    /// `attention_mask` `[batch, seq]` (1 for tokens, 0 for padding; any dtype). No dropout.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.forward_t(input_ids, attention_mask, false)
+    }
+
+    /// As [`Bert::forward`], with dropout (the config's probabilities) when `train` is true.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (b, s) = input_ids.dims2()?;
+        if s > cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence length {s} exceeds max_position_embeddings {}",
+                cfg.max_position_embeddings
+            );
+        }
+        let h = cfg.hidden_size;
+        let n = cfg.num_attention_heads;
+        let d = cfg.head_dim();
+        let p_hidden = if train {
+            cfg.hidden_dropout_prob as f32
+        } else {
+            0.0
+        };
+        let p_attn = if train {
+            cfg.attention_probs_dropout_prob as f32
+        } else {
+            0.0
+        };
+        let drop = |x: Tensor, p: f32| -> Result<Tensor> {
+            if p > 0.0 {
+                candle_nn::ops::dropout(&x, p)
+            } else {
+                Ok(x)
+            }
+        };
+
+        let words = self
+            .word_embeddings
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let pos = self.position_embeddings.narrow(0, 0, s)?;
+        let typ = self.token_type_embeddings.narrow(0, 0, 1)?;
+        let x = words.broadcast_add(&pos)?.broadcast_add(&typ)?;
+        let mut x = drop(self.emb_ln.forward(&x)?, p_hidden)?;
+
+        // Additive mask [b, 1, 1, s]: 0 for tokens, the most negative f32 for padding (as HF).
+        let mask = attention_mask.to_dtype(DType::F32)?;
+        let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, s))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        for l in &self.layers {
+            let heads = |lin: &Linear| -> Result<Tensor> {
+                lin.forward(&x)?
+                    .reshape((b, s, n, d))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = heads(&l.query)?;
+            let k = heads(&l.key)?;
+            let v = heads(&l.value)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask_bias)?;
+            let probs = drop(softmax_last(&scores)?, p_attn)?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, s, h))?;
+            let a = drop(l.attn_out.forward(&ctx)?, p_hidden)?;
+            x = l.attn_ln.forward(&(a + &x)?)?;
+            let i = activation(cfg.hidden_act, &l.intermediate.forward(&x)?)?;
+            let o = drop(l.output.forward(&i)?, p_hidden)?;
+            x = l.out_ln.forward(&(o + &x)?)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Softmax over the last dimension with differentiable ops.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&sum)
+}

@@ -1,0 +1,446 @@
+//! The inference-only encoder path (CPU): no padding at all, fused kernels, no backward.
+//!
+//! A batch is packed into one `[tokens, hidden]` matrix (sequences back to back, no pad rows),
+//! so the four dense layers per block are single large matmuls (candle → gemm, multithreaded)
+//! and no work is spent on padding. Everything else is fused kernels over plain slices:
+//! embedding gather + layer norm, bias + GELU, bias + residual + layer norm, and attention per
+//! (sequence, head) with the softmax in registers. Kernels are compiled twice (baseline and
+//! AVX2+FMA) and picked at run time.
+//!
+//! [`FastBert`] is a snapshot of the weights when it is made: build a new one after training.
+//! The differentiable [`Bert::forward_t`] is the reference; the tests hold the two together.
+use super::bert::Bert;
+use super::config::HiddenAct;
+use super::pooling::{l2_normalize_row, Pooling};
+use anyhow::{anyhow, bail, Result};
+use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Storage, Tensor};
+
+struct FastLayer {
+    wqkv: Tensor, // [hidden, 3 hidden], contiguous (x · wqkv)
+    bqkv: Vec<f32>,
+    wo: Tensor, // [hidden, hidden]
+    bo: Vec<f32>,
+    ln1_g: Vec<f32>,
+    ln1_b: Vec<f32>,
+    wi: Tensor, // [hidden, intermediate]
+    bi: Vec<f32>,
+    wout: Tensor, // [intermediate, hidden]
+    bout: Vec<f32>,
+    ln2_g: Vec<f32>,
+    ln2_b: Vec<f32>,
+}
+
+/// A snapshot of a [`Bert`]'s weights laid out for the fused CPU inference path.
+pub struct FastBert {
+    hidden: usize,
+    heads: usize,
+    eps: f32,
+    act: HiddenAct,
+    max_pos: usize,
+    word: Vec<f32>,
+    pos: Vec<f32>,
+    typ0: Vec<f32>,
+    emb_g: Vec<f32>,
+    emb_b: Vec<f32>,
+    layers: Vec<FastLayer>,
+}
+
+fn vec1(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?)
+}
+
+/// `[out, in]` weight → contiguous `[in, out]` copy.
+fn transposed(w: &Tensor) -> Result<Tensor> {
+    Ok(w.t()?.contiguous()?.copy()?)
+}
+
+impl FastBert {
+    /// `None` on a non-CPU device (the reference path runs there).
+    pub fn new(model: &Bert) -> Result<Option<Self>> {
+        if !matches!(model.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let cfg = &model.config;
+        let mut layers = Vec::with_capacity(model.layers.len());
+        for l in &model.layers {
+            let bias = |lin: &candle_nn::Linear| -> Result<Vec<f32>> {
+                match lin.bias() {
+                    Some(b) => vec1(b),
+                    None => Ok(vec![0.0; lin.weight().dim(0)?]),
+                }
+            };
+            let wqkv = Tensor::cat(&[l.query.weight(), l.key.weight(), l.value.weight()], 0)?;
+            let mut bqkv = bias(&l.query)?;
+            bqkv.extend(bias(&l.key)?);
+            bqkv.extend(bias(&l.value)?);
+            layers.push(FastLayer {
+                wqkv: transposed(&wqkv)?,
+                bqkv,
+                wo: transposed(l.attn_out.weight())?,
+                bo: bias(&l.attn_out)?,
+                ln1_g: vec1(&l.attn_ln.weight)?,
+                ln1_b: vec1(&l.attn_ln.bias)?,
+                wi: transposed(l.intermediate.weight())?,
+                bi: bias(&l.intermediate)?,
+                wout: transposed(l.output.weight())?,
+                bout: bias(&l.output)?,
+                ln2_g: vec1(&l.out_ln.weight)?,
+                ln2_b: vec1(&l.out_ln.bias)?,
+            });
+        }
+        Ok(Some(FastBert {
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps as f32,
+            act: cfg.hidden_act,
+            max_pos: cfg.max_position_embeddings,
+            word: vec1(&model.word_embeddings)?,
+            pos: vec1(&model.position_embeddings)?,
+            typ0: vec1(&model.token_type_embeddings.narrow(0, 0, 1)?)?,
+            emb_g: vec1(&model.emb_ln.weight)?,
+            emb_b: vec1(&model.emb_ln.bias)?,
+            layers,
+        }))
+    }
+
+    /// Final hidden states of the packed sequences: `[Σ len, hidden]`, sequences back to back.
+    pub fn hidden_states(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+        let h = self.hidden;
+        let vocab = self.word.len() / h;
+        let mut offsets = Vec::with_capacity(seqs.len() + 1);
+        offsets.push(0usize);
+        for s in seqs {
+            if s.is_empty() {
+                bail!("empty token sequence");
+            }
+            if s.len() > self.max_pos {
+                bail!(
+                    "sequence of {} tokens exceeds max_position_embeddings {}",
+                    s.len(),
+                    self.max_pos
+                );
+            }
+            if let Some(&bad) = s.iter().find(|&&id| id as usize >= vocab) {
+                bail!("token id {bad} outside the vocabulary ({vocab})");
+            }
+            offsets.push(offsets.last().unwrap() + s.len());
+        }
+        let total = *offsets.last().unwrap();
+        let mut x = vec![0f32; total * h];
+        kernels::embed_ln(seqs, &offsets, self, &mut x);
+        let mut x = Tensor::from_vec(x, (total, h), &Device::Cpu)?;
+        for l in &self.layers {
+            let qkv = x.matmul(&l.wqkv)?;
+            let ctx = with_f32(&qkv, |qkv| {
+                let mut ctx = vec![0f32; total * h];
+                kernels::attention(qkv, &l.bqkv, &offsets, self.heads, h, &mut ctx);
+                ctx
+            })?;
+            let ctx = Tensor::from_vec(ctx, (total, h), &Device::Cpu)?;
+            let a = ctx.matmul(&l.wo)?;
+            with_f32(&x, |res| {
+                a.inplace_op1(&Apply(|a: &mut [f32]| {
+                    kernels::bias_residual_ln(a, &l.bo, res, &l.ln1_g, &l.ln1_b, self.eps)
+                }))
+            })??;
+            x = a;
+            let i = x.matmul(&l.wi)?;
+            i.inplace_op1(&Apply(|i: &mut [f32]| {
+                kernels::bias_act(i, &l.bi, self.act)
+            }))?;
+            let o = i.matmul(&l.wout)?;
+            with_f32(&x, |res| {
+                o.inplace_op1(&Apply(|o: &mut [f32]| {
+                    kernels::bias_residual_ln(o, &l.bout, res, &l.ln2_g, &l.ln2_b, self.eps)
+                }))
+            })??;
+            x = o;
+        }
+        Ok(x)
+    }
+
+    /// Pooled (and optionally L2-normalised) sentence vectors, `seqs.len() × hidden`, in order.
+    pub fn embed(&self, seqs: &[&[u32]], pooling: Pooling, normalize: bool) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let x = self.hidden_states(seqs)?;
+        with_f32(&x, |x| {
+            let mut out = vec![0f32; seqs.len() * h];
+            let mut start = 0;
+            for (r, s) in seqs.iter().enumerate() {
+                let dst = &mut out[r * h..(r + 1) * h];
+                let rows = &x[start * h..(start + s.len()) * h];
+                match pooling {
+                    Pooling::Cls => dst.copy_from_slice(&rows[..h]),
+                    Pooling::Mean => {
+                        for row in rows.chunks_exact(h) {
+                            dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+                        }
+                        let inv = 1.0 / s.len() as f32;
+                        dst.iter_mut().for_each(|d| *d *= inv);
+                    }
+                }
+                if normalize {
+                    l2_normalize_row(dst);
+                }
+                start += s.len();
+            }
+            out
+        })
+    }
+}
+
+/// Run `f` over a contiguous f32 CPU tensor's data, zero-copy.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
+        bail!("fast path: expected an f32 CPU tensor");
+    };
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| anyhow!("fast path: tensor not contiguous"))?;
+    Ok(f(&v[a..b]))
+}
+
+/// An in-place op over a contiguous f32 CPU tensor's data.
+struct Apply<F: Fn(&mut [f32])>(F);
+
+impl<F: Fn(&mut [f32])> InplaceOp1 for Apply<F> {
+    fn name(&self) -> &'static str {
+        "proxal-fast-inplace"
+    }
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(v) = storage else {
+            candle_core::bail!("fast path: expected f32")
+        };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("fast path: not contiguous")
+        };
+        (self.0)(&mut v[a..b]);
+        Ok(())
+    }
+}
+
+/// The fused kernels. Each public function dispatches to an AVX2+FMA build of the same code
+/// when the CPU has it.
+pub mod kernels {
+    use super::{FastBert, HiddenAct};
+    use rayon::prelude::*;
+
+    macro_rules! multiversion {
+        ($(#[$m:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+            $(#[$m])*
+            pub fn $name($($arg: $ty),*) {
+                #[inline(always)]
+                fn inner($($arg: $ty),*) $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn avx2($($arg: $ty),*) { inner($($arg),*) }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU supports the features the function was compiled for.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                }
+                inner($($arg),*)
+            }
+        };
+    }
+
+    /// e^x for x ≤ 88, branch-free (vectorises): 2^n · p(r), r = x − n ln 2, |r| ≤ ln2/2,
+    /// p the degree-6 Taylor polynomial (relative error ~1e-7).
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+        let x = x.clamp(-87.0, 88.0);
+        let t = x * LOG2E + ROUND;
+        let n = t - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        // The low bits of t hold n; (n + 127) << 23 is 2^n as an f32.
+        let scale = f32::from_bits(t.to_bits().wrapping_add(127).wrapping_shl(23));
+        scale * p
+    }
+
+    /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7), branch-free.
+    #[inline(always)]
+    pub fn erf(x: f32) -> f32 {
+        let a = x.abs();
+        let t = 1.0 / (1.0 + 0.327_591_1 * a);
+        let poly = t
+            * (0.254_829_6
+                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+        let y = 1.0 - poly * exp(-a * a);
+        y.copysign(x)
+    }
+
+    #[inline(always)]
+    fn gelu(x: f32) -> f32 {
+        0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    }
+
+    #[inline(always)]
+    fn gelu_tanh(x: f32) -> f32 {
+        // tanh(u) = 1 − 2 / (e^{2u} + 1)
+        let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
+        let th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+        0.5 * x * (1.0 + th)
+    }
+
+    #[inline(always)]
+    fn sum8(xs: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let mut it = xs.chunks_exact(8);
+        for c in &mut it {
+            for l in 0..8 {
+                acc[l] += c[l];
+            }
+        }
+        let mut s = it.remainder().iter().sum::<f32>();
+        for a in acc {
+            s += a;
+        }
+        s
+    }
+
+    /// Normalise one row in place: (x − mean) / sqrt(var + eps) · g + b.
+    #[inline(always)]
+    fn ln_row(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+        let n = x.len() as f32;
+        let mean = sum8(x) / n;
+        x.iter_mut().for_each(|v| *v -= mean);
+        let mut acc = [0f32; 8];
+        let mut it = x.chunks_exact(8);
+        for c in &mut it {
+            for l in 0..8 {
+                acc[l] += c[l] * c[l];
+            }
+        }
+        let mut ss = it.remainder().iter().map(|v| v * v).sum::<f32>();
+        for a in acc {
+            ss += a;
+        }
+        let inv = 1.0 / (ss / n + eps).sqrt();
+        for ((v, g), b) in x.iter_mut().zip(g).zip(b) {
+            *v = *v * inv * g + b;
+        }
+    }
+
+    const ROWS_PER_TASK: usize = 16;
+
+    multiversion! {
+        /// Word + position + token-type-0 embeddings of packed sequences, then layer norm.
+        pub fn embed_ln(seqs: &[&[u32]], offsets: &[usize], m: &FastBert, out: &mut [f32]) {
+            let h = m.hidden;
+            let mut rows: Vec<(u32, usize)> = Vec::with_capacity(*offsets.last().unwrap_or(&0));
+            for s in seqs {
+                rows.extend(s.iter().enumerate().map(|(p, &id)| (id, p)));
+            }
+            out.par_chunks_mut(h * ROWS_PER_TASK).zip(rows.par_chunks(ROWS_PER_TASK)).for_each(|(o, r)| {
+                for (row, &(id, p)) in o.chunks_exact_mut(h).zip(r) {
+                    let w = &m.word[id as usize * h..(id as usize + 1) * h];
+                    let pe = &m.pos[p * h..(p + 1) * h];
+                    for i in 0..h {
+                        row[i] = w[i] + pe[i] + m.typ0[i];
+                    }
+                    ln_row(row, &m.emb_g, &m.emb_b, m.eps);
+                }
+            });
+        }
+    }
+
+    multiversion! {
+        /// x ← LN(x + bias + residual), row by row.
+        pub fn bias_residual_ln(x: &mut [f32], bias: &[f32], res: &[f32], g: &[f32], b: &[f32], eps: f32) {
+            let h = bias.len();
+            x.par_chunks_mut(h * ROWS_PER_TASK).zip(res.par_chunks(h * ROWS_PER_TASK)).for_each(|(xs, rs)| {
+                for (row, r) in xs.chunks_exact_mut(h).zip(rs.chunks_exact(h)) {
+                    for i in 0..h {
+                        row[i] += bias[i] + r[i];
+                    }
+                    ln_row(row, g, b, eps);
+                }
+            });
+        }
+    }
+
+    multiversion! {
+        /// x ← act(x + bias), row by row.
+        pub fn bias_act(x: &mut [f32], bias: &[f32], act: HiddenAct) {
+            let n = bias.len();
+            x.par_chunks_mut(n * ROWS_PER_TASK).for_each(|xs| {
+                for row in xs.chunks_exact_mut(n) {
+                    match act {
+                        HiddenAct::Gelu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b)),
+                        HiddenAct::GeluNew => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu_tanh(*v + b)),
+                        HiddenAct::Relu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
+                    }
+                }
+            });
+        }
+    }
+
+    multiversion! {
+        /// Multi-head self-attention over packed sequences. `qkv` is `[tokens, 3·hidden]`
+        /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context.
+        pub fn attention(qkv: &[f32], bqkv: &[f32], offsets: &[usize], heads: usize, hidden: usize, out: &mut [f32]) {
+            let d = hidden / heads;
+            let scale = 1.0 / (d as f32).sqrt();
+            let w = 3 * hidden;
+            // Split `out` into one block of rows per sequence.
+            let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
+            let mut rest = out;
+            for win in offsets.windows(2) {
+                let (a, b) = rest.split_at_mut((win[1] - win[0]) * hidden);
+                blocks.push((win[0], a));
+                rest = b;
+            }
+            blocks.into_par_iter().for_each(|(start, o)| {
+                let len = o.len() / hidden;
+                let mut q = vec![0f32; len * d];
+                let mut kt = vec![0f32; d * len]; // keys transposed: [d, len]
+                let mut v = vec![0f32; len * d];
+                let mut scores = vec![0f32; len];
+                for hd in 0..heads {
+                    let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
+                    for t in 0..len {
+                        let row = &qkv[(start + t) * w..(start + t + 1) * w];
+                        for c in 0..d {
+                            q[t * d + c] = (row[qo + c] + bqkv[qo + c]) * scale;
+                            kt[c * len + t] = row[ko + c] + bqkv[ko + c];
+                            v[t * d + c] = row[vo + c] + bqkv[vo + c];
+                        }
+                    }
+                    for i in 0..len {
+                        scores.iter_mut().for_each(|s| *s = 0.0);
+                        for c in 0..d {
+                            let qc = q[i * d + c];
+                            let krow = &kt[c * len..(c + 1) * len];
+                            scores.iter_mut().zip(krow).for_each(|(s, k)| *s += qc * k);
+                        }
+                        let mut max = f32::NEG_INFINITY;
+                        for &s in scores.iter() {
+                            max = max.max(s);
+                        }
+                        scores.iter_mut().for_each(|s| *s = exp(*s - max));
+                        let inv = 1.0 / sum8(&scores);
+                        let dst = &mut o[i * hidden + hd * d..i * hidden + (hd + 1) * d];
+                        dst.iter_mut().for_each(|x| *x = 0.0);
+                        for (j, &p) in scores.iter().enumerate() {
+                            let vr = &v[j * d..(j + 1) * d];
+                            dst.iter_mut().zip(vr).for_each(|(x, vv)| *x += p * vv);
+                        }
+                        dst.iter_mut().for_each(|x| *x *= inv);
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,717 @@
+//! Versioned, chunked, memory-mapped feature store.
+//!
+//! ```text
+//! features/<dataset>/v<k>/manifest.json
+//! features/<dataset>/v<k>/chunk-00000.safetensors   one f32 tensor "features" [rows, dim]
+//! features/<dataset>/v<k>/chunk-00001.safetensors   …
+//! ```
+//! v0 holds the pretrained backbone's features, v1, v2, … refreshed ones (fine-tuned
+//! checkpoints). Every chunk but the last has `chunk_rows` rows. Writing is append-only: a chunk
+//! is written to a temp file, fsynced and renamed, and only then listed in the manifest (itself
+//! replaced atomically), so a job killed at any moment leaves a valid prefix and resumes at the
+//! first missing chunk. Reading maps each chunk and serves `ArrayView2<f32>` over the mapped
+//! bytes: no copy, and only touched pages become resident.
+use super::RowBlocks;
+use crate::data::Dataset;
+use crate::home::Home;
+use anyhow::{anyhow, bail, Context, Result};
+use memmap2::Mmap;
+use ndarray::{ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const TENSOR_NAME: &str = "features";
+pub const DEFAULT_CHUNK_ROWS: usize = 4096;
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where a version's rows came from: the backbone and how it was run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Backbone name (model directory name, e.g. `minilm`).
+    pub backbone: String,
+    /// The model directory the weights were loaded from.
+    pub backbone_dir: String,
+    /// sha256 of `model.safetensors`.
+    pub weights_sha256: String,
+    /// sha256 of `tokenizer.json`.
+    pub tokenizer_sha256: String,
+    /// The fine-tuned checkpoint these features came from; `None` for pretrained (v0).
+    pub checkpoint: Option<String>,
+    /// `mean` or `cls`.
+    pub pooling: String,
+    pub normalize: bool,
+    pub max_len: usize,
+}
+
+/// One durable chunk file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub file: String,
+    pub rows: usize,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `manifest.json` of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub dataset: String,
+    pub dataset_fingerprint: String,
+    /// Rows the finished version holds (the dataset's row count).
+    pub rows: usize,
+    pub dim: usize,
+    pub dtype: String,
+    pub chunk_rows: usize,
+    pub source: Provenance,
+    /// Durable chunks, in order. A chunk appears here only after its file is fsynced.
+    pub chunks: Vec<ChunkEntry>,
+    pub complete: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub code_version: String,
+}
+
+impl Manifest {
+    pub fn rows_written(&self) -> usize {
+        self.chunks.iter().map(|c| c.rows).sum()
+    }
+    pub fn n_chunks(&self) -> usize {
+        self.rows.div_ceil(self.chunk_rows)
+    }
+}
+
+/// What a new version will hold; checked against an existing manifest on resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSpec {
+    pub dataset: String,
+    pub dataset_fingerprint: String,
+    pub rows: usize,
+    pub dim: usize,
+    pub chunk_rows: usize,
+    pub source: Provenance,
+}
+
+/// How much to check when opening a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// File sizes, safetensors headers and the sha256 of every chunk (reads every byte once,
+    /// through the page cache, not the mapping).
+    #[default]
+    Checksums,
+    /// File sizes and headers only; call [`FeatureVersion::verify`] later for the checksums.
+    Sizes,
+}
+
+/// The versions of one dataset's features: `features/<dataset>/`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    dataset: String,
+}
+
+fn version_name(v: u32) -> String {
+    format!("v{v}")
+}
+
+fn chunk_name(c: usize) -> String {
+    format!("chunk-{c:05}.safetensors")
+}
+
+impl Store {
+    /// The store of `dataset` under a home directory.
+    pub fn new(home: &Home, dataset: &str) -> Self {
+        Store {
+            dir: home.feature_dir(dataset),
+            dataset: dataset.to_string(),
+        }
+    }
+
+    /// A store rooted at an explicit directory.
+    pub fn at(dir: impl Into<PathBuf>, dataset: &str) -> Self {
+        Store {
+            dir: dir.into(),
+            dataset: dataset.to_string(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    pub fn version_dir(&self, v: u32) -> PathBuf {
+        self.dir.join(version_name(v))
+    }
+
+    /// Versions that have a manifest, ascending.
+    pub fn versions(&self) -> Result<Vec<u32>> {
+        let mut out: Vec<u32> = self
+            .version_dirs()?
+            .into_iter()
+            .filter(|&v| self.version_dir(v).join(MANIFEST_FILE).is_file())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn version_dirs(&self) -> Result<Vec<u32>> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", self.dir.display())),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.with_context(|| format!("cannot list {}", self.dir.display()))?;
+            if let Some(v) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix('v'))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                if e.path().is_dir() {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The first version number not used by any `v<k>` directory (0 for an empty store).
+    pub fn next_version(&self) -> Result<u32> {
+        Ok(self.version_dirs()?.last().map(|v| v + 1).unwrap_or(0))
+    }
+
+    /// The highest complete version, if any.
+    pub fn latest_complete(&self) -> Result<Option<u32>> {
+        for v in self.versions()?.into_iter().rev() {
+            if self.manifest(v)?.complete {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn manifest(&self, v: u32) -> Result<Manifest> {
+        read_manifest(&self.version_dir(v).join(MANIFEST_FILE))
+    }
+
+    /// Start version `v`, or resume it if its manifest exists and describes the same rows
+    /// (dataset, fingerprint, dimension, chunking, backbone and options). Listed chunks are
+    /// checked (size and sha256); the list is cut at the first bad or missing one.
+    pub fn writer(&self, v: u32, spec: VersionSpec) -> Result<VersionWriter> {
+        if spec.dim == 0 || spec.chunk_rows == 0 {
+            bail!("feature dimension and chunk rows must be positive");
+        }
+        let dir = self.version_dir(v);
+        let mpath = dir.join(MANIFEST_FILE);
+        // A dataset's versions share one dimension: proxies and selections move between them.
+        for other in self.versions()? {
+            if other == v {
+                continue;
+            }
+            let m = self.manifest(other)?;
+            if m.dim != spec.dim {
+                bail!(
+                    "dimension mismatch: {} holds {}-dim features, the new version {} would hold {}-dim ones (use another dataset name for another backbone family)",
+                    self.version_dir(other).join(MANIFEST_FILE).display(),
+                    m.dim,
+                    version_name(v),
+                    spec.dim
+                );
+            }
+        }
+        let mut manifest = if mpath.is_file() {
+            let m = read_manifest(&mpath)?;
+            check_resume(&mpath, &m, &spec)?;
+            m
+        } else {
+            let now = now_utc();
+            Manifest {
+                format: FORMAT_VERSION,
+                dataset: spec.dataset.clone(),
+                dataset_fingerprint: spec.dataset_fingerprint.clone(),
+                rows: spec.rows,
+                dim: spec.dim,
+                dtype: "f32".into(),
+                chunk_rows: spec.chunk_rows,
+                source: spec.source.clone(),
+                chunks: vec![],
+                complete: spec.rows == 0,
+                created_at: now.clone(),
+                updated_at: now,
+                code_version: code_version(),
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // Keep the longest valid prefix of listed chunks.
+        let mut good = 0;
+        for (i, c) in manifest.chunks.iter().enumerate() {
+            let expect_rows = spec.chunk_rows.min(spec.rows - i * spec.chunk_rows);
+            if c.file != chunk_name(i)
+                || c.rows != expect_rows
+                || check_chunk_file(&dir.join(&c.file), c, true).is_err()
+            {
+                break;
+            }
+            good += 1;
+        }
+        let changed = good < manifest.chunks.len() || !mpath.is_file();
+        manifest.chunks.truncate(good);
+        manifest.complete = manifest.rows_written() == manifest.rows;
+        let mut w = VersionWriter { dir, manifest };
+        if changed {
+            w.save_manifest()?;
+        }
+        Ok(w)
+    }
+
+    /// Open version `v` for reading. It must be complete.
+    pub fn open(&self, v: u32, verify: Verify) -> Result<FeatureVersion> {
+        FeatureVersion::open(&self.version_dir(v), verify)
+    }
+
+    /// Open version `v` and check it was built from exactly this dataset table.
+    pub fn open_for(&self, v: u32, dataset: &Dataset, verify: Verify) -> Result<FeatureVersion> {
+        let fv = self.open(v, verify)?;
+        fv.check_dataset(&dataset.fingerprint, dataset.len())?;
+        Ok(fv)
+    }
+}
+
+fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Result<()> {
+    let p = mpath.display();
+    if m.dim != spec.dim {
+        bail!("{p}: dimension mismatch: the version holds {}-dim features, this backbone gives {}-dim ones", m.dim, spec.dim);
+    }
+    if m.dataset_fingerprint != spec.dataset_fingerprint || m.rows != spec.rows {
+        bail!(
+            "{p}: dataset fingerprint mismatch: the version was built from a different table of '{}' ({} rows, {}…) than the current one ({} rows, {}…); use another --version",
+            m.dataset,
+            m.rows,
+            &m.dataset_fingerprint[..m.dataset_fingerprint.len().min(12)],
+            spec.rows,
+            &spec.dataset_fingerprint[..spec.dataset_fingerprint.len().min(12)]
+        );
+    }
+    if m.chunk_rows != spec.chunk_rows {
+        bail!(
+            "{p}: the version uses {} rows per chunk, not {}",
+            m.chunk_rows,
+            spec.chunk_rows
+        );
+    }
+    if m.source != spec.source {
+        let (a, b) = (&m.source, &spec.source);
+        let what = if a.weights_sha256 != b.weights_sha256 {
+            format!(
+                "backbone weights {} vs {}",
+                &a.weights_sha256[..12.min(a.weights_sha256.len())],
+                &b.weights_sha256[..12.min(b.weights_sha256.len())]
+            )
+        } else if a.pooling != b.pooling || a.normalize != b.normalize || a.max_len != b.max_len {
+            format!(
+                "options pooling={} normalize={} max_len={} vs pooling={} normalize={} max_len={}",
+                a.pooling, a.normalize, a.max_len, b.pooling, b.normalize, b.max_len
+            )
+        } else {
+            "backbone or checkpoint differs".to_string()
+        };
+        bail!("{p}: the version was built differently ({what}); use another --version");
+    }
+    Ok(())
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a feature-store manifest", path.display()))?;
+    if m.format != FORMAT_VERSION {
+        bail!(
+            "{}: manifest format {} is not supported (expected {FORMAT_VERSION})",
+            path.display(),
+            m.format
+        );
+    }
+    Ok(m)
+}
+
+/// Writes the chunks of one version, in order.
+pub struct VersionWriter {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl VersionWriter {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn is_complete(&self) -> bool {
+        self.manifest.complete
+    }
+    pub fn n_chunks(&self) -> usize {
+        self.manifest.n_chunks()
+    }
+    /// The first chunk not yet durable (== `n_chunks()` when complete).
+    pub fn next_chunk(&self) -> usize {
+        self.manifest.chunks.len()
+    }
+    pub fn rows_done(&self) -> usize {
+        self.manifest.rows_written()
+    }
+    /// Dataset rows chunk `c` holds.
+    pub fn chunk_range(&self, c: usize) -> Range<usize> {
+        let a = c * self.manifest.chunk_rows;
+        a.min(self.manifest.rows)..(a + self.manifest.chunk_rows).min(self.manifest.rows)
+    }
+
+    /// Write chunk `c` (must be `next_chunk()`): `data` is `rows × dim` floats, row-major.
+    pub fn write_chunk(&mut self, c: usize, data: &[f32]) -> Result<()> {
+        if c != self.next_chunk() {
+            bail!(
+                "chunks are written in order: expected chunk {}, got {c}",
+                self.next_chunk()
+            );
+        }
+        let range = self.chunk_range(c);
+        let rows = range.len();
+        let dim = self.manifest.dim;
+        if rows == 0 {
+            bail!("chunk {c} is past the end ({} rows)", self.manifest.rows);
+        }
+        if data.len() != rows * dim {
+            bail!(
+                "chunk {c}: expected {rows}×{dim} = {} floats, got {}",
+                rows * dim,
+                data.len()
+            );
+        }
+        let bytes = encode_chunk(data, rows, dim)?;
+        let file = chunk_name(c);
+        let path = self.dir.join(&file);
+        write_durable(&path, &bytes)?;
+        self.manifest.chunks.push(ChunkEntry {
+            file,
+            rows,
+            bytes: bytes.len() as u64,
+            sha256: crate::util::sha256_hex(&bytes),
+        });
+        self.manifest.complete = self.manifest.rows_written() == self.manifest.rows;
+        self.save_manifest()
+    }
+
+    fn save_manifest(&mut self) -> Result<()> {
+        self.manifest.updated_at = now_utc();
+        let bytes = serde_json::to_vec_pretty(&self.manifest)?;
+        write_durable(&self.dir.join(MANIFEST_FILE), &bytes)
+    }
+}
+
+/// One chunk as safetensors bytes: tensor "features", F32, `[rows, dim]`.
+pub fn encode_chunk(data: &[f32], rows: usize, dim: usize) -> Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(data.len() * 4);
+    for v in data {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, dim], &raw)
+        .map_err(|e| anyhow!("cannot build the chunk tensor: {e}"))?;
+    safetensors::serialize([(TENSOR_NAME, view)], None)
+        .map_err(|e| anyhow!("cannot encode a chunk: {e}"))
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(28)
+        || e.raw_os_error() == Some(122)
+}
+
+/// Write `bytes` to `path` durably and atomically: temp file beside it, fsync, rename, fsync
+/// the directory. A full disk is reported as such, naming the file; the temp file is removed.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        if is_disk_full(&e) {
+            bail!(
+                "disk full: cannot write {} ({} bytes)",
+                path.display(),
+                bytes.len()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Size (and with `checksum`, sha256) of a chunk file against its manifest entry.
+fn check_chunk_file(path: &Path, c: &ChunkEntry, checksum: bool) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{}: chunk file missing", path.display()))?;
+    if meta.len() != c.bytes {
+        bail!(
+            "{}: truncated or corrupt chunk: {} bytes, the manifest says {}",
+            path.display(),
+            meta.len(),
+            c.bytes
+        );
+    }
+    if checksum {
+        let got = crate::util::sha256_file(path)?;
+        if got != c.sha256 {
+            bail!(
+                "{}: corrupt chunk: sha256 {} does not match the manifest's {}",
+                path.display(),
+                got,
+                c.sha256
+            );
+        }
+    }
+    Ok(())
+}
+
+struct MappedChunk {
+    map: Mmap,
+    /// Byte offset of the f32 data in the file.
+    start: usize,
+    rows: usize,
+    path: PathBuf,
+}
+
+/// A complete version opened for reading: chunks memory-mapped, rows served zero-copy.
+pub struct FeatureVersion {
+    dir: PathBuf,
+    manifest: Manifest,
+    chunks: Vec<MappedChunk>,
+}
+
+impl FeatureVersion {
+    /// Open the version in `dir` (must be complete).
+    pub fn open(dir: &Path, verify: Verify) -> Result<Self> {
+        let mpath = dir.join(MANIFEST_FILE);
+        if !mpath.is_file() {
+            bail!(
+                "no feature version at {} ({} missing): run `proxal embed` first",
+                dir.display(),
+                MANIFEST_FILE
+            );
+        }
+        let manifest = read_manifest(&mpath)?;
+        if !manifest.complete || manifest.rows_written() != manifest.rows {
+            bail!(
+                "{}: version is incomplete ({} of {} rows): rerun `proxal embed` to finish it",
+                mpath.display(),
+                manifest.rows_written(),
+                manifest.rows
+            );
+        }
+        if manifest.dtype != "f32" {
+            bail!(
+                "{}: dtype {} is not supported (f32 only)",
+                mpath.display(),
+                manifest.dtype
+            );
+        }
+        let mut chunks = Vec::with_capacity(manifest.chunks.len());
+        for (i, c) in manifest.chunks.iter().enumerate() {
+            let path = dir.join(&c.file);
+            let expect_rows = manifest
+                .chunk_rows
+                .min(manifest.rows - i * manifest.chunk_rows);
+            if c.rows != expect_rows {
+                bail!(
+                    "{}: chunk {} lists {} rows, expected {expect_rows}",
+                    mpath.display(),
+                    c.file,
+                    c.rows
+                );
+            }
+            check_chunk_file(&path, c, verify == Verify::Checksums)?;
+            chunks.push(map_chunk(&path, c.rows, manifest.dim)?);
+        }
+        Ok(FeatureVersion {
+            dir: dir.to_path_buf(),
+            manifest,
+            chunks,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Check every chunk's sha256 (for versions opened with [`Verify::Sizes`]).
+    pub fn verify(&self) -> Result<()> {
+        for (c, e) in self.chunks.iter().zip(&self.manifest.chunks) {
+            check_chunk_file(&c.path, e, true)?;
+        }
+        Ok(())
+    }
+
+    /// Refuse to serve rows for a different dataset table.
+    pub fn check_dataset(&self, fingerprint: &str, rows: usize) -> Result<()> {
+        let m = &self.manifest;
+        if m.dataset_fingerprint != fingerprint || m.rows != rows {
+            bail!(
+                "{}: dataset fingerprint mismatch: these features were computed from a different table of '{}' ({} rows) than the one loaded ({rows} rows); re-embed with `proxal embed`",
+                self.dir.join(MANIFEST_FILE).display(),
+                m.dataset,
+                m.rows
+            );
+        }
+        Ok(())
+    }
+
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Chunk `i` as a `[rows, dim]` view over the mapped file.
+    pub fn chunk(&self, i: usize) -> ArrayView2<'_, f32> {
+        let c = &self.chunks[i];
+        let dim = self.manifest.dim;
+        let bytes = &c.map[c.start..c.start + c.rows * dim * 4];
+        // SAFETY: map_chunk checked that the data is 4-byte aligned and of this length; any bit
+        // pattern is a valid f32.
+        let (pre, floats, post) = unsafe { bytes.align_to::<f32>() };
+        debug_assert!(pre.is_empty() && post.is_empty());
+        ArrayView2::from_shape((c.rows, dim), floats).expect("chunk shape checked on open")
+    }
+
+    /// Rows `range` as one view when they lie in one chunk, else `None` (use `gather`).
+    pub fn slice(&self, range: Range<usize>) -> Option<ArrayView2<'_, f32>> {
+        let cr = self.manifest.chunk_rows;
+        if range.is_empty() || range.end > self.manifest.rows {
+            return None;
+        }
+        let c = range.start / cr;
+        if (range.end - 1) / cr != c {
+            return None;
+        }
+        let a = range.start - c * cr;
+        Some(
+            self.chunk(c)
+                .slice_move(ndarray::s![a..a + range.len(), ..]),
+        )
+    }
+}
+
+fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: chunk files are never modified in place (new data goes to a new file + rename).
+    let map = unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
+        anyhow!(
+            "{}: corrupt chunk: not a safetensors file ({e})",
+            path.display()
+        )
+    })?;
+    let t = st.tensor(TENSOR_NAME).map_err(|_| {
+        anyhow!(
+            "{}: corrupt chunk: no tensor '{TENSOR_NAME}'",
+            path.display()
+        )
+    })?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape() != [rows, dim] {
+        bail!(
+            "{}: corrupt chunk: tensor is {:?} {:?}, expected F32 [{rows}, {dim}]",
+            path.display(),
+            t.dtype(),
+            t.shape()
+        );
+    }
+    let data = t.data();
+    let start = data.as_ptr() as usize - map.as_ptr() as usize;
+    if data.as_ptr() as usize % std::mem::align_of::<f32>() != 0 || !cfg!(target_endian = "little")
+    {
+        bail!(
+            "{}: chunk data is not 4-byte aligned little-endian f32",
+            path.display()
+        );
+    }
+    drop(st);
+    Ok(MappedChunk {
+        map,
+        start,
+        rows,
+        path: path.to_path_buf(),
+    })
+}
+
+impl RowBlocks for FeatureVersion {
+    fn n_rows(&self) -> usize {
+        self.manifest.rows
+    }
+    fn dim(&self) -> usize {
+        self.manifest.dim
+    }
+    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
+        (0..self.chunks.len())
+            .map(|i| (i * self.manifest.chunk_rows, self.chunk(i)))
+            .collect()
+    }
+    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+        let cr = self.manifest.chunk_rows;
+        let c = i / cr;
+        self.chunk(c).index_axis_move(ndarray::Axis(0), i - c * cr)
+    }
+}
+
+/// `CARGO_PKG_NAME CARGO_PKG_VERSION`.
+pub fn code_version() -> String {
+    format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+}
+
+/// Current UTC time as RFC 3339 (`2025-01-31T12:00:00Z`).
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
