@@ -23,10 +23,10 @@ import json, math, os, random, sys
 out = sys.argv[1]
 # Learning curves: accuracy(labels) = top - (top - start) * exp(-labels / scale).
 methods = {
-    "random":   dict(top=0.88, start=0.55, scale=900, embed=0, ft=0, refresh=0, fit=0.0, sel=0.05, dev="cpu:2-core"),
+    "random":   dict(top=0.95, start=0.55, scale=600, embed=0, ft=0, refresh=0, fit=0.0, sel=0.05, dev="cpu:2-core"),
     "standard": dict(top=0.92, start=0.55, scale=420, embed=0, ft=95, refresh=60, fit=0.0, sel=1.5, dev="cuda:0"),
     "svpp":     dict(top=0.86, start=0.58, scale=500, embed=420, ft=0, refresh=0, fit=1.2, sel=0.9, dev="cpu:2-core"),
-    "asvp":     dict(top=0.915, start=0.58, scale=430, embed=420, ft=240, refresh=430, fit=1.2, sel=0.9, dev="cpu:2-core"),
+    "asvp":     dict(top=0.925, start=0.60, scale=360, embed=420, ft=240, refresh=430, fit=1.2, sel=0.9, dev="cpu:2-core"),
 }
 initial, batch, rounds = 100, 100, 12
 for policy, p in methods.items():

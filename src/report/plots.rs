@@ -207,8 +207,9 @@ impl Draw for LineChart {
             .y_label_formatter(&pct)
             .x_labels(10)
             .y_labels(10)
-            .light_line_style(RGBColor(235, 235, 235))
-            .bold_line_style(RGBColor(200, 200, 200))
+            .max_light_lines(1)
+            .light_line_style(RGBColor(240, 240, 240))
+            .bold_line_style(RGBColor(205, 205, 205))
             .draw()
             .map_err(pe)?;
 
@@ -223,7 +224,7 @@ impl Draw for LineChart {
                 ))
                 .map_err(pe)?
                 .label(label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], style));
+                .legend(move |(x, y)| PathElement::new(vec![(x - 4, y), (x + 18, y)], style));
         }
         for s in &self.series {
             let c = s.color;
@@ -299,25 +300,26 @@ struct StackedBars {
 impl Draw for StackedBars {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(pe)?;
+        let root = root
+            .titled(&self.title, (FONT, TITLE_SIZE).into_font())
+            .map_err(pe)?;
+        let legend_w = 300;
+        let (plot, side) = root.split_horizontally(WIDTH - legend_w);
         let n = self.groups.len();
         let totals: Vec<f64> = (0..n)
             .map(|g| self.stacks.iter().map(|s| s.2[g]).sum::<f64>() / self.unit)
             .collect();
         let ymax = totals.iter().copied().fold(0.0, f64::max).max(1e-9) * 1.12;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, TITLE_SIZE).into_font())
+        let mut chart = ChartBuilder::on(&plot)
             .margin(24)
             .x_label_area_size(70)
             .y_label_area_size(110)
-            .right_y_label_area_size(260)
             .build_cartesian_2d((0..n).into_segmented(), 0f64..ymax)
             .map_err(pe)?;
         let names = self.groups.clone();
         let xfmt = move |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                names.get(*i).cloned().unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
+            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
         };
         let yfmt = |v: &f64| {
             if ymax >= 20.0 {
@@ -337,12 +339,13 @@ impl Draw for StackedBars {
             .y_label_formatter(&yfmt)
             .x_labels(n.max(1))
             .y_labels(10)
-            .light_line_style(RGBColor(235, 235, 235))
-            .bold_line_style(RGBColor(200, 200, 200))
+            .y_max_light_lines(1)
+            .light_line_style(RGBColor(240, 240, 240))
+            .bold_line_style(RGBColor(205, 205, 205))
             .draw()
             .map_err(pe)?;
         let mut base = vec![0.0; n];
-        for (name, color, vals) in &self.stacks {
+        for (_, color, vals) in &self.stacks {
             let c = *color;
             let rects: Vec<Rectangle<(SegmentValue<usize>, f64)>> = (0..n)
                 .map(|g| {
@@ -360,13 +363,7 @@ impl Draw for StackedBars {
                     r
                 })
                 .collect();
-            chart
-                .draw_series(rects)
-                .map_err(pe)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x - 2, y - 8), (x + 16, y + 8)], c.filled())
-                });
+            chart.draw_series(rects).map_err(pe)?;
         }
         // Totals above the bars.
         let unit_name = unit_suffix(self.unit);
@@ -382,15 +379,32 @@ impl Draw for StackedBars {
                 )
             }))
             .map_err(pe)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::Coordinate(WIDTH as i32 - 290, 90))
-            .margin(12)
-            .label_font((FONT, LEGEND_SIZE))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(150, 150, 150))
-            .draw()
+        // Legend beside the plot, top to bottom in the order the stages are stacked (top first).
+        let font = (FONT, LEGEND_SIZE)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        side.draw(&Text::new(
+            "stage",
+            (10, 40),
+            (FONT, LEGEND_SIZE + 2).into_font().color(&BLACK),
+        ))
+        .map_err(pe)?;
+        for (k, (name, color, _)) in self.stacks.iter().rev().enumerate() {
+            let y = 90 + 36 * k as i32;
+            side.draw(&Rectangle::new(
+                [(10, y - 11), (34, y + 11)],
+                color.filled(),
+            ))
             .map_err(pe)?;
+            side.draw(&Rectangle::new(
+                [(10, y - 11), (34, y + 11)],
+                RGBColor(120, 120, 120).stroke_width(1),
+            ))
+            .map_err(pe)?;
+            side.draw(&Text::new(name.clone(), (44, y), font.clone()))
+                .map_err(pe)?;
+        }
         Ok(())
     }
 }

@@ -50,25 +50,28 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
-fn money(x: f64) -> String {
+/// Plain dollars (the unit is in the column header), two decimals below $100.
+fn usd(x: f64) -> String {
     if x.abs() >= 100.0 {
-        format!("${x:.0}")
+        format!("{x:.0}")
     } else {
-        format!("${x:.2}")
+        format!("{x:.2}")
     }
 }
 
+/// Plain seconds (the unit is in the column header).
 fn secs(x: f64) -> String {
-    if x >= 120.0 {
-        format!("{x:.0} s ({:.1} min)", x / 60.0)
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
     } else {
-        format!("{x:.1} s")
+        format!("{x:.1}")
     }
 }
 
+/// `mean ± std` (sample standard deviation over seeds), both in the column's format.
 fn stat_str(s: &Stat, f: &dyn Fn(f64) -> String) -> String {
     match s.std {
-        Some(sd) => format!("{} ± {}", f(s.mean), f(sd).trim_start_matches('$')),
+        Some(sd) => format!("{} ± {}", f(s.mean), f(sd)),
         None => f(s.mean),
     }
 }
@@ -84,7 +87,7 @@ fn reach_str(g: &GroupMetrics, s: &Option<Stat>, f: &dyn Fn(f64) -> String) -> S
 fn versus_str(v: &Versus, f: &dyn Fn(f64) -> String) -> String {
     match v.value {
         Some(x) => f(x),
-        None => format!("— ({})", v.status),
+        None => v.status.clone(),
     }
 }
 
@@ -131,13 +134,12 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
     let head = [
         "method",
         "runs (reached a)",
-        "N(a) labels",
+        "N(a) (labels)",
         "LE vs random",
         "SSR vs random",
-        "H(a) compute",
-        "evaluation (apart)",
-        "C(a) total",
-        "labels + compute",
+        "H(a) compute (s)",
+        "evaluation (s, apart)",
+        "C(a) total (US$)",
         "saving vs standard (labels)",
         "saving vs standard (ratio)",
         "final accuracy",
@@ -146,10 +148,6 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         .groups
         .iter()
         .map(|g| {
-            let split = match (&g.label_cost, &g.compute_cost) {
-                (Some(l), Some(c)) => format!("{} + {}", money(l.mean), money(c.mean)),
-                _ => "—".into(),
-            };
             vec![
                 g.label.clone(),
                 format!("{} ({})", g.runs.len(), g.reached),
@@ -158,8 +156,7 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
                 versus_str(&g.ssr, &frac_pct),
                 reach_str(g, &g.compute_seconds, &secs),
                 reach_str(g, &g.eval_seconds, &secs),
-                reach_str(g, &g.total_cost, &money),
-                split,
+                reach_str(g, &g.total_cost, &usd),
                 versus_str(&g.saving_labels, &signed_labels),
                 versus_str(&g.saving_ratio, &frac_pct),
                 stat_str(&g.final_accuracy, &pct),
@@ -178,6 +175,14 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         notes.push(format!("standard-AL baseline: {s}"));
     }
     for g in &m.groups {
+        if g.reached > 0 && g.reached < g.runs.len() {
+            notes.push(format!(
+                "{} reached the target in only {} of {} seeds: its N(a), H(a) and C(a) are not averaged (see the runs table)",
+                g.label,
+                g.reached,
+                g.runs.len()
+            ));
+        }
         if g.reached == 0 {
             notes.push(format!(
                 "{} never reached the target: best final accuracy {} at {} labels",
@@ -188,6 +193,67 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         }
     }
     b.push(Block::List(notes));
+
+    b.push(Block::H(
+        3,
+        "Cost at the target, by part (group means)".into(),
+    ));
+    let devices: Vec<String> = {
+        let mut d: Vec<String> = Vec::new();
+        for r in &m.runs {
+            for x in r
+                .reach
+                .iter()
+                .flat_map(|x| x.compute_seconds_by_device.keys())
+            {
+                if !d.contains(x) {
+                    d.push(x.clone());
+                }
+            }
+        }
+        d.sort();
+        d
+    };
+    let mut head = vec![
+        "method".to_string(),
+        "C(a) (US$)".into(),
+        "labels (US$)".into(),
+        "compute (US$)".into(),
+    ];
+    head.extend(devices.iter().map(|d| format!("H(a) on {d} (s)")));
+    let rows = m
+        .groups
+        .iter()
+        .map(|g| {
+            let mut r = vec![
+                g.label.clone(),
+                reach_str(g, &g.total_cost, &usd),
+                reach_str(g, &g.label_cost, &usd),
+                g.compute_cost
+                    .map(|s| format!("{:.4}", s.mean))
+                    .unwrap_or_else(|| "—".into()),
+            ];
+            for d in &devices {
+                let xs: Vec<f64> = m
+                    .runs
+                    .iter()
+                    .filter(|r| g.runs.contains(&r.name))
+                    .filter_map(|r| {
+                        r.reach
+                            .as_ref()
+                            .map(|x| x.compute_seconds_by_device.get(d).copied().unwrap_or(0.0))
+                    })
+                    .collect();
+                r.push(if xs.len() == g.runs.len() {
+                    secs(xs.iter().sum::<f64>() / xs.len() as f64)
+                } else {
+                    "—".into()
+                });
+            }
+            r
+        })
+        .collect();
+    b.push(Block::Table(head, rows));
 
     b.push(Block::H(2, "Figures".into()));
     for f in figs {
@@ -209,8 +275,8 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         .filter(|s| m.groups.iter().any(|g| g.seconds_by_stage.contains_key(s)))
         .collect();
     let mut head = vec!["method".to_string()];
-    head.extend(stages.iter().map(|s| s.as_str().to_string()));
-    head.push("total compute (no evaluation)".into());
+    head.extend(stages.iter().map(|s| format!("{} (s)", s.as_str())));
+    head.push("total compute, no evaluation (s)".into());
     head.push("device(s)".into());
     let rows = m
         .groups
@@ -238,11 +304,11 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         "final labels",
         "final accuracy",
         "final macro-F1",
-        "N(a)",
-        "C(a)",
-        "compute (whole run)",
-        "evaluation (whole run)",
-        "CPU seconds",
+        "N(a) (labels)",
+        "C(a) (US$)",
+        "compute, whole run (s)",
+        "evaluation, whole run (s)",
+        "CPU (s)",
         "labels bought (ledger)",
     ];
     let rows = m
@@ -263,7 +329,7 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
                     .unwrap_or_else(|| "not reached".into()),
                 r.reach
                     .as_ref()
-                    .map(|x| money(x.total_cost))
+                    .map(|x| usd(x.total_cost))
                     .unwrap_or_else(|| "not reached".into()),
                 secs(r.total_compute_seconds),
                 secs(r.total_eval_seconds),
