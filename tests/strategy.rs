@@ -4,8 +4,8 @@ use proxal::proxy::synth::Mixture;
 use proxal::proxy::{Proxy, ProxyConfig};
 use proxal::strategy::badge::GradEmbedding;
 use proxal::strategy::{
-    from_name, top_k, Badge, ClusterConfig, ClusterMargin, Clusters, CoreSet, Pick, Round, Strategy, Typicality,
-    Ups, STRATEGY_NAMES,
+    from_name, top_k, Badge, ClusterConfig, ClusterMargin, Clusters, CoreSet, Pick, Round,
+    Strategy, Typicality, Ups, STRATEGY_NAMES,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,7 +31,13 @@ impl Proxy for Fixed {
 }
 
 fn id_features(n: usize, d: usize) -> Array2<f32> {
-    Array2::from_shape_fn((n, d), |(i, j)| if j == 0 { i as f32 } else { ((i * 7 + j * 3) % 5) as f32 })
+    Array2::from_shape_fn((n, d), |(i, j)| {
+        if j == 0 {
+            i as f32
+        } else {
+            ((i * 7 + j * 3) % 5) as f32
+        }
+    })
 }
 
 fn rows(p: &[Pick]) -> Vec<usize> {
@@ -57,7 +63,10 @@ fn uncertainty_strategies_pick_the_hand_computed_rows() {
     let margin = from_name("margin").unwrap().select(&round, 2).unwrap();
     assert_eq!(rows(&margin), vec![2, 1]);
     assert!((margin[0].score - 0.01).abs() < 1e-6);
-    let lc = from_name("least-confidence").unwrap().select(&round, 3).unwrap();
+    let lc = from_name("least-confidence")
+        .unwrap()
+        .select(&round, 3)
+        .unwrap();
     assert_eq!(rows(&lc), vec![2, 1, 4]);
     let ent = from_name("entropy").unwrap().select(&round, 1).unwrap();
     assert_eq!(rows(&ent), vec![2]);
@@ -70,12 +79,18 @@ fn labelled_rows_are_never_selected() {
     let (x, y) = mix.sample(300);
     let labelled: Vec<usize> = (0..300).step_by(3).collect();
     let ly: Vec<u32> = labelled.iter().map(|&i| y[i]).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &labelled, &ly, 3, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &labelled, &ly, 3, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..300).collect();
     let round = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 4).unwrap();
     assert_eq!(round.unlabelled.len(), 200);
     let lab: HashSet<usize> = labelled.iter().copied().collect();
-    for name in STRATEGY_NAMES.iter().map(|s| s.to_string()).chain(["ups:margin".to_string()]) {
+    for name in STRATEGY_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["ups:margin".to_string()])
+    {
         let picks = from_name(&name).unwrap().select(&round, 150).unwrap();
         assert_eq!(picks.len(), 150, "{name}");
         let set: HashSet<usize> = rows(&picks).into_iter().collect();
@@ -92,7 +107,9 @@ fn strategies_are_deterministic_under_a_seed() {
     let mix = Mixture::new(8, 4, 1.5, 2.0, 2);
     let (x, y) = mix.sample(400);
     let labelled: Vec<usize> = (0..40).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &labelled, &y[..40], 4, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &labelled, &y[..40], 4, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..400).collect();
     let r1 = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 9).unwrap();
     let r2 = Round::new(&x, &pool, &labelled, Some(proxy.as_ref()), 10).unwrap();
@@ -158,7 +175,9 @@ fn badge_implicit_distance_equals_explicit() {
     let mix = Mixture::new(5, 3, 1.0, 2.0, 8);
     let (x, y) = mix.sample(60);
     let lab: Vec<usize> = (0..30).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..30], 3, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..30], 3, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..60).collect();
     let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
     let ge = GradEmbedding::new(&round, proxy.as_ref());
@@ -168,7 +187,10 @@ fn badge_implicit_distance_equals_explicit() {
             let gj = ge.explicit(j);
             let explicit: f32 = gi.iter().zip(&gj).map(|(a, b)| (a - b) * (a - b)).sum();
             let implicit = ge.dist2(i, j);
-            assert!((explicit - implicit).abs() < 1e-4 * (1.0 + explicit), "{i},{j}: {explicit} vs {implicit}");
+            assert!(
+                (explicit - implicit).abs() < 1e-4 * (1.0 + explicit),
+                "{i},{j}: {explicit} vs {implicit}"
+            );
         }
         let n2: f32 = ge.explicit(i).iter().map(|v| v * v).sum();
         assert!((n2 - ge.g2[i]).abs() < 1e-5 * (1.0 + n2));
@@ -180,17 +202,32 @@ fn badge_first_pick_is_largest_gradient_and_draws_follow_d2() {
     let mix = Mixture::new(4, 3, 1.0, 2.0, 12);
     let (x, y) = mix.sample(40);
     let lab: Vec<usize> = (0..20).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..20], 3, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..20], 3, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..40).collect();
     let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
     let ge = GradEmbedding::new(&round, proxy.as_ref());
-    let first = (0..ge.len()).max_by(|&a, &b| ge.g2[a].total_cmp(&ge.g2[b]).then(b.cmp(&a))).unwrap();
-    let d2: Vec<f64> = (0..ge.len()).map(|i| if i == first { 0.0 } else { ge.dist2(i, first) as f64 }).collect();
+    let first = (0..ge.len())
+        .max_by(|&a, &b| ge.g2[a].total_cmp(&ge.g2[b]).then(b.cmp(&a)))
+        .unwrap();
+    let d2: Vec<f64> = (0..ge.len())
+        .map(|i| {
+            if i == first {
+                0.0
+            } else {
+                ge.dist2(i, first) as f64
+            }
+        })
+        .collect();
     let total: f64 = d2.iter().sum();
     // Fast (rejection-sampling) path: second draws over many seeds follow D² / ΣD².
     let trials = 20_000;
     let mut counts = vec![0usize; ge.len()];
-    let badge = Badge { refresh_every: 4, uniforms: None };
+    let badge = Badge {
+        refresh_every: 4,
+        uniforms: None,
+    };
     for s in 0..trials {
         let c = badge.seed_centres(&ge, 2, s);
         assert_eq!(c[0].0, first);
@@ -200,11 +237,18 @@ fn badge_first_pick_is_largest_gradient_and_draws_follow_d2() {
         let expect = d2[i] / total;
         let got = counts[i] as f64 / trials as f64;
         let sd = (expect * (1.0 - expect) / trials as f64).sqrt();
-        assert!((got - expect).abs() < 5.0 * sd + 1e-3, "row {i}: {got} vs {expect}");
+        assert!(
+            (got - expect).abs() < 5.0 * sd + 1e-3,
+            "row {i}: {got} vs {expect}"
+        );
     }
     // Reference path with given uniforms: inverse CDF on exact D².
     let u = 0.37;
-    let r = Badge { refresh_every: 64, uniforms: Some(vec![u]) }.seed_centres(&ge, 2, 0);
+    let r = Badge {
+        refresh_every: 64,
+        uniforms: Some(vec![u]),
+    }
+    .seed_centres(&ge, 2, 0);
     let mut acc = 0.0;
     let expect = d2.iter().position(|&w| {
         acc += w;
@@ -218,41 +262,87 @@ fn badge_fast_and_reference_paths_agree_in_quality() {
     let mix = Mixture::new(16, 6, 1.0, 2.0, 13);
     let (x, y) = mix.sample(1500);
     let lab: Vec<usize> = (0..150).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..150], 6, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..150], 6, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..1500).collect();
     let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 0).unwrap();
     let ge = GradEmbedding::new(&round, proxy.as_ref());
     // Quality: k-means cost (sum of min D² to the picked centres), averaged over seeds.
     let cost = |c: &[(usize, f32)]| -> f64 {
         (0..ge.len())
-            .map(|i| c.iter().map(|&(j, _)| ge.dist2(i, j) as f64).fold(f64::INFINITY, f64::min))
+            .map(|i| {
+                c.iter()
+                    .map(|&(j, _)| ge.dist2(i, j) as f64)
+                    .fold(f64::INFINITY, f64::min)
+            })
             .sum()
     };
     let mut fast = 0.0;
     let mut refr = 0.0;
     for s in 0..20u64 {
-        fast += cost(&Badge { refresh_every: 8, uniforms: None }.seed_centres(&ge, 30, s));
+        fast += cost(
+            &Badge {
+                refresh_every: 8,
+                uniforms: None,
+            }
+            .seed_centres(&ge, 30, s),
+        );
         let mut rng = proxal::util::rng(1000 + s);
-        let us: Vec<f64> = (0..30).map(|_| rand::Rng::random::<f64>(&mut rng)).collect();
-        refr += cost(&Badge { refresh_every: 8, uniforms: Some(us) }.seed_centres(&ge, 30, s));
+        let us: Vec<f64> = (0..30)
+            .map(|_| rand::Rng::random::<f64>(&mut rng))
+            .collect();
+        refr += cost(
+            &Badge {
+                refresh_every: 8,
+                uniforms: Some(us),
+            }
+            .seed_centres(&ge, 30, s),
+        );
     }
     let ratio = fast / refr;
-    assert!((ratio - 1.0).abs() < 0.1, "fast/reference k-means cost ratio {ratio}");
+    assert!(
+        (ratio - 1.0).abs() < 0.1,
+        "fast/reference k-means cost ratio {ratio}"
+    );
 }
 
 #[test]
 fn cluster_margin_takes_at_most_one_row_per_cluster_per_pass() {
     // 12 candidates in clusters of sizes 1, 2, 4, 5 (cluster = id / bucket).
-    let keyed: Vec<(usize, u64)> =
-        (0..12).map(|i| (i, if i < 1 { 0 } else if i < 3 { 1 } else if i < 7 { 2 } else { 3 })).collect();
+    let keyed: Vec<(usize, u64)> = (0..12)
+        .map(|i| {
+            (
+                i,
+                if i < 1 {
+                    0
+                } else if i < 3 {
+                    1
+                } else if i < 7 {
+                    2
+                } else {
+                    3
+                },
+            )
+        })
+        .collect();
     let order = ClusterMargin::round_robin(&keyed, 10, 3);
     assert_eq!(order.len(), 10);
     let cl = |i: usize| keyed[i].1;
     // Pass 1: one per cluster, smallest cluster first.
-    assert_eq!(order[..4].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(
+        order[..4].iter().map(|&i| cl(i)).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
     // Pass 2: clusters 1, 2, 3 (cluster 0 is exhausted); pass 3: clusters 2 and 3.
-    assert_eq!(order[4..7].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert_eq!(order[7..9].iter().map(|&i| cl(i)).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        order[4..7].iter().map(|&i| cl(i)).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        order[7..9].iter().map(|&i| cl(i)).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     let uniq: HashSet<usize> = order.iter().copied().collect();
     assert_eq!(uniq.len(), 10);
 }
@@ -262,7 +352,9 @@ fn cluster_margin_end_to_end_spreads_over_clusters() {
     let mix = Mixture::new(8, 5, 3.0, 1.0, 30);
     let (x, y) = mix.sample(500);
     let lab: Vec<usize> = (0..50).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..50], 5, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..50], 5, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..500).collect();
     let clusters = Arc::new(Clusters::compute(&x, &pool, &ClusterConfig::default(), 0).unwrap());
     assert_eq!(clusters.n_clusters, 50);
@@ -274,10 +366,16 @@ fn cluster_margin_end_to_end_spreads_over_clusters() {
     // Count how many distinct clusters the preselected rows span; the first pass covers them.
     let distinct: HashSet<u32> = picks.iter().map(|p| clusters.of(p.row).unwrap()).collect();
     let first_pass = distinct.len().min(20);
-    let firsts: HashSet<u32> = picks[..first_pass].iter().map(|p| clusters.of(p.row).unwrap()).collect();
+    let firsts: HashSet<u32> = picks[..first_pass]
+        .iter()
+        .map(|p| clusters.of(p.row).unwrap())
+        .collect();
     assert_eq!(firsts.len(), first_pass);
     // Subsampled clustering assigns every row and keeps cluster sizes sensible.
-    let cfg = ClusterConfig { target_size: 10, max_hac_rows: 200 };
+    let cfg = ClusterConfig {
+        target_size: 10,
+        max_hac_rows: 200,
+    };
     let sub = Clusters::compute(&x, &pool, &cfg, 0).unwrap();
     assert_eq!(sub.cluster.len(), 500);
     assert_eq!(sub.n_clusters, 20);
@@ -291,7 +389,13 @@ fn cluster_margin_end_to_end_spreads_over_clusters() {
 #[test]
 fn hac_average_matches_a_hand_checked_case() {
     // Two tight pairs and a far point: cutting at 3 clusters gives {0,1}, {2,3}, {4}.
-    let x = array![[0.0f32, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0], [20.0, 0.0]];
+    let x = array![
+        [0.0f32, 0.0],
+        [0.1, 0.0],
+        [5.0, 5.0],
+        [5.1, 5.0],
+        [20.0, 0.0]
+    ];
     let l = proxal::strategy::cluster_margin::hac_average(&x, 3);
     assert_eq!(l, vec![0, 0, 1, 1, 2]);
 }
@@ -301,7 +405,9 @@ fn ups_scores_only_a_subsample_after_the_first_round() {
     let mix = Mixture::new(8, 4, 1.5, 2.0, 6);
     let (x, y) = mix.sample(4000);
     let lab: Vec<usize> = (0..100).collect();
-    let proxy = ProxyConfig::default().fit_rows(&x, &lab, &y[..100], 4, 0).unwrap();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..100], 4, 0)
+        .unwrap();
     let pool: Vec<usize> = (0..4000).collect();
     let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 2).unwrap();
     let mut ups = Ups::new(from_name("margin").unwrap());
@@ -324,16 +430,27 @@ fn typicality_cold_start_needs_no_proxy_and_spreads() {
     let classes: HashSet<u32> = picks.iter().map(|p| y[p.row]).collect();
     assert_eq!(classes.len(), 5, "one typical row per well-separated class");
     // Strategies that need a proxy say so.
-    let err = from_name("margin").unwrap().select(&round, 5).unwrap_err().to_string();
+    let err = from_name("margin")
+        .unwrap()
+        .select(&round, 5)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs a proxy"), "{err}");
 }
 
 #[test]
 fn round_checks_ranges_and_dimensions() {
     let x = id_features(10, 3);
-    assert!(Round::new(&x, &[0, 10], &[], None, 0).err().unwrap().to_string().contains("out of range"));
+    assert!(Round::new(&x, &[0, 10], &[], None, 0)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("out of range"));
     let proxy = Fixed(probs(), 4);
-    let e = Round::new(&x, &[0, 1], &[], Some(&proxy), 0).err().unwrap().to_string();
+    let e = Round::new(&x, &[0, 1], &[], Some(&proxy), 0)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("dimension mismatch"), "{e}");
     assert!(from_name("nope").is_err());
 }

@@ -20,6 +20,7 @@ use super::linalg::matmul_into;
 use super::Proxy;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -49,11 +50,24 @@ pub struct LogRegConfig {
     pub gtol: f64,
     /// L-BFGS memory (pairs kept).
     pub history: usize,
+    /// Temperature-scale the probabilities (Guo et al. 2017): refit on a seeded 80% of the
+    /// labelled rows (warm-started, so cheap), choose the temperature T that minimises the
+    /// log-loss on the other 20%, and divide the final model's logits by T. Skipped below
+    /// 50 labelled rows.
+    pub calibrate: bool,
 }
 
 impl Default for LogRegConfig {
     fn default() -> Self {
-        LogRegConfig { c: 1.0, class_weight: ClassWeight::None, standardize: true, max_iter: 500, gtol: 1e-4, history: 10 }
+        LogRegConfig {
+            c: 1.0,
+            class_weight: ClassWeight::None,
+            standardize: true,
+            max_iter: 500,
+            gtol: 1e-4,
+            history: 10,
+            calibrate: true,
+        }
     }
 }
 
@@ -75,6 +89,8 @@ pub struct LogReg {
     pub loss: f64,
     /// Largest gradient component at the end.
     pub grad_max: f64,
+    /// Temperature the logits were divided by (1 when not calibrated).
+    pub temperature: f32,
 }
 
 /// The training objective over standardised features; public so tests can check its gradient.
@@ -107,7 +123,13 @@ impl Objective {
             }
             let std = var.mapv(|v| (v / n as f32).sqrt());
             let top = std.iter().copied().fold(0.0f32, f32::max);
-            let scale = std.mapv(|s| if s > 1e-6 * top.max(1e-30) && s > 0.0 { s } else { 1.0 });
+            let scale = std.mapv(|s| {
+                if s > 1e-6 * top.max(1e-30) && s > 0.0 {
+                    s
+                } else {
+                    1.0
+                }
+            });
             (mean, scale)
         } else {
             (Array1::zeros(d), Array1::ones(d))
@@ -128,11 +150,20 @@ impl Objective {
                     counts[c as usize] += 1;
                 }
                 let present = counts.iter().filter(|&&c| c > 0).count().max(1);
-                y.iter().map(|&c| n as f32 / (present as f32 * counts[c as usize] as f32)).collect()
+                y.iter()
+                    .map(|&c| n as f32 / (present as f32 * counts[c as usize] as f32))
+                    .collect()
             }
         };
         let sw_sum: f64 = sw.iter().map(|&v| v as f64).sum();
-        let obj = Objective { xs, y: y.to_vec(), sw, sw_sum, n_classes, l2: 1.0 / (cfg.c * sw_sum) };
+        let obj = Objective {
+            xs,
+            y: y.to_vec(),
+            sw,
+            sw_sum,
+            n_classes,
+            l2: 1.0 / (cfg.c * sw_sum),
+        };
         (obj, mean, scale)
     }
 
@@ -250,7 +281,9 @@ fn lbfgs(obj: &Objective, theta0: Vec<f64>, cfg: &LogRegConfig) -> LbfgsResult {
         for (k, (s, yv, rho)) in hist.iter().enumerate() {
             let bcoef = rho * dotv(yv, &d);
             let a = alpha_buf[k];
-            d.iter_mut().zip(s).for_each(|(di, si)| *di += (a - bcoef) * si);
+            d.iter_mut()
+                .zip(s)
+                .for_each(|(di, si)| *di += (a - bcoef) * si);
         }
         let mut gd = dotv(&g, &d);
         if gd >= 0.0 {
@@ -259,12 +292,19 @@ fn lbfgs(obj: &Objective, theta0: Vec<f64>, cfg: &LogRegConfig) -> LbfgsResult {
             d.iter_mut().zip(&g).for_each(|(di, gi)| *di = -gi);
             gd = dotv(&g, &d);
         }
-        let mut step = if first_step { 1.0 / dotv(&g, &g).sqrt().max(1.0) } else { 1.0 };
+        let mut step = if first_step {
+            1.0 / dotv(&g, &g).sqrt().max(1.0)
+        } else {
+            1.0
+        };
         // Backtracking line search with safeguarded quadratic interpolation (Armijo condition).
         let mut accepted = false;
         let mut fnew = f;
         for _ in 0..40 {
-            xn.iter_mut().zip(&x).zip(&d).for_each(|((v, xi), di)| *v = xi + step * di);
+            xn.iter_mut()
+                .zip(&x)
+                .zip(&d)
+                .for_each(|((v, xi), di)| *v = xi + step * di);
             fnew = obj.eval(&xn, &mut gn);
             evals += 1;
             if fnew.is_finite() && fnew <= f + 1e-4 * step * gd {
@@ -272,7 +312,11 @@ fn lbfgs(obj: &Objective, theta0: Vec<f64>, cfg: &LogRegConfig) -> LbfgsResult {
                 break;
             }
             let denom = 2.0 * (fnew - f - gd * step);
-            let mut next = if fnew.is_finite() && denom > 0.0 { -gd * step * step / denom } else { 0.5 * step };
+            let mut next = if fnew.is_finite() && denom > 0.0 {
+                -gd * step * step / denom
+            } else {
+                0.5 * step
+            };
             next = next.clamp(0.1 * step, 0.5 * step);
             step = next;
         }
@@ -302,13 +346,55 @@ fn lbfgs(obj: &Objective, theta0: Vec<f64>, cfg: &LogRegConfig) -> LbfgsResult {
     if gm <= cfg.gtol {
         converged = true;
     }
-    LbfgsResult { theta: x, f, gmax: gm, iterations, evaluations: evals, converged }
+    LbfgsResult {
+        theta: x,
+        f,
+        gmax: gm,
+        iterations,
+        evaluations: evals,
+        converged,
+    }
 }
 
 impl LogReg {
     /// Fit on `x` (n × d) with labels `y`; `warm` (a previous fit of the same shape) starts the
     /// optimiser from its solution, which usually saves most iterations between AL rounds.
+    /// With `cfg.calibrate`, the probabilities are temperature-scaled on a held-out split.
     pub fn fit(
+        cfg: &LogRegConfig,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        n_classes: usize,
+        warm: Option<&LogReg>,
+    ) -> Result<LogReg> {
+        let n = x.nrows();
+        if !cfg.calibrate || n < 50 {
+            return Self::fit_plain(cfg, x, y, n_classes, warm);
+        }
+        // Held-out fit first (it never sees the 20% it is judged on), then the full fit
+        // warm-started from it, so calibration costs well under a second fit.
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(&mut crate::util::rng(0x7e37_ca11));
+        let (hold, train) = idx.split_at(n / 5);
+        let mut train = train.to_vec();
+        train.sort_unstable();
+        let mut hold = hold.to_vec();
+        hold.sort_unstable();
+        let yt: Vec<u32> = train.iter().map(|&i| y[i]).collect();
+        let sub = Self::fit_plain(cfg, x.select(Axis(0), &train).view(), &yt, n_classes, warm)?;
+        let z = sub.logits(x.select(Axis(0), &hold).view());
+        let yh: Vec<u32> = hold.iter().map(|&i| y[i]).collect();
+        let t = best_temperature(&z, &yh);
+        let mut m = Self::fit_plain(cfg, x, y, n_classes, Some(&sub))?;
+        m.iterations += sub.iterations;
+        m.evaluations += sub.evaluations;
+        m.w.mapv_inplace(|v| v / t);
+        m.b.mapv_inplace(|v| v / t);
+        m.temperature = t;
+        Ok(m)
+    }
+
+    fn fit_plain(
         cfg: &LogRegConfig,
         x: ArrayView2<f32>,
         y: &[u32],
@@ -324,14 +410,16 @@ impl LogReg {
         let mut theta = vec![0.0f64; obj.n_params()];
         if let Some(prev) = warm.filter(|p| p.w.dim() == (d, n_classes)) {
             // Express the previous raw-space solution in this fit's standardised coordinates.
+            // (Undo its temperature: the optimiser works on the uncalibrated objective.)
+            let t = prev.temperature;
             for j in 0..d {
                 for k in 0..n_classes {
-                    theta[j * n_classes + k] = (prev.w[[j, k]] * scale[j]) as f64;
+                    theta[j * n_classes + k] = (prev.w[[j, k]] * t * scale[j]) as f64;
                 }
             }
             for k in 0..n_classes {
-                let shift: f32 = (0..d).map(|j| mean[j] * prev.w[[j, k]]).sum();
-                theta[d * n_classes + k] = (prev.b[k] + shift) as f64;
+                let shift: f32 = (0..d).map(|j| mean[j] * prev.w[[j, k]] * t).sum();
+                theta[d * n_classes + k] = (prev.b[k] * t + shift) as f64;
             }
         }
         let res = lbfgs(&obj, theta, cfg);
@@ -356,6 +444,7 @@ impl LogReg {
             converged: res.converged,
             loss: res.f,
             grad_max: res.gmax,
+            temperature: 1.0,
         })
     }
 
@@ -371,6 +460,45 @@ impl LogReg {
         z += &self.b;
         z
     }
+}
+
+/// Mean negative log-likelihood of labels `y` under softmax(z / t).
+fn nll_at(z: &Array2<f32>, y: &[u32], t: f64) -> f64 {
+    let mut total = 0.0;
+    for (row, &c) in z.rows().into_iter().zip(y) {
+        let m = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / t));
+        let s: f64 = row.iter().map(|&v| (v as f64 / t - m).exp()).sum();
+        total += m + s.ln() - row[c as usize] as f64 / t;
+    }
+    total / y.len().max(1) as f64
+}
+
+/// The temperature in [0.05, 20] minimising held-out log-loss (golden-section search on ln t;
+/// the NLL is unimodal in 1/t).
+fn best_temperature(z: &Array2<f32>, y: &[u32]) -> f32 {
+    let (mut a, mut b) = ((0.05f64).ln(), (20.0f64).ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let mut c = b - g * (b - a);
+    let mut d = a + g * (b - a);
+    let (mut fc, mut fd) = (nll_at(z, y, c.exp()), nll_at(z, y, d.exp()));
+    for _ in 0..40 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = nll_at(z, y, c.exp());
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = nll_at(z, y, d.exp());
+        }
+    }
+    ((a + b) / 2.0).exp() as f32
 }
 
 impl Proxy for LogReg {

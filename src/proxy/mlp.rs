@@ -24,7 +24,13 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { hidden: 256, epochs: 30, batch_size: 64, lr: 1e-3, weight_decay: 1e-2 }
+        MlpConfig {
+            hidden: 256,
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-2,
+        }
     }
 }
 
@@ -42,18 +48,34 @@ pub struct Mlp {
 const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f32 = 0.1;
 
-fn uniform_tensor(rng: &mut impl Rng, shape: (usize, usize), bound: f32, dev: &Device) -> Result<Tensor> {
-    let v: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.random_range(-bound..bound)).collect();
+fn uniform_tensor(
+    rng: &mut impl Rng,
+    shape: (usize, usize),
+    bound: f32,
+    dev: &Device,
+) -> Result<Tensor> {
+    let v: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| rng.random_range(-bound..bound))
+        .collect();
     Ok(Tensor::from_vec(v, shape, dev)?)
 }
 
 fn to_ndarray2(t: &Tensor) -> Result<Array2<f32>> {
     let (r, c) = t.dims2()?;
-    Ok(Array2::from_shape_vec((r, c), t.flatten_all()?.to_vec1::<f32>()?)?)
+    Ok(Array2::from_shape_vec(
+        (r, c),
+        t.flatten_all()?.to_vec1::<f32>()?,
+    )?)
 }
 
 impl Mlp {
-    pub fn fit(cfg: &MlpConfig, x: ArrayView2<f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Mlp> {
+    pub fn fit(
+        cfg: &MlpConfig,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Mlp> {
         super::check_training_set(x, y, n_classes)?;
         if cfg.hidden == 0 || cfg.epochs == 0 || cfg.batch_size < 2 {
             bail!("mlp: hidden, epochs must be positive and batch_size at least 2");
@@ -65,20 +87,53 @@ impl Mlp {
 
         // Standardise inputs (folded into the first layer at the end).
         let mean = x.mean_axis(Axis(0)).context("empty training set")?;
-        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-6 { s } else { 1.0 });
+        let std = x
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 1e-6 { s } else { 1.0 });
         let xs = (&x - &mean) / &std;
         let x_t = Tensor::from_vec(xs.iter().copied().collect::<Vec<f32>>(), (n, d), &dev)?;
         let y_t = Tensor::from_vec(y.to_vec(), n, &dev)?;
 
-        let w1 = Var::from_tensor(&uniform_tensor(&mut rng, (d, h), 1.0 / (d as f32).sqrt(), &dev)?)?;
-        let b1 = Var::from_tensor(&uniform_tensor(&mut rng, (1, h), 1.0 / (d as f32).sqrt(), &dev)?)?;
+        let w1 = Var::from_tensor(&uniform_tensor(
+            &mut rng,
+            (d, h),
+            1.0 / (d as f32).sqrt(),
+            &dev,
+        )?)?;
+        let b1 = Var::from_tensor(&uniform_tensor(
+            &mut rng,
+            (1, h),
+            1.0 / (d as f32).sqrt(),
+            &dev,
+        )?)?;
         let gamma = Var::from_tensor(&Tensor::ones((1, h), DType::F32, &dev)?)?;
         let beta = Var::from_tensor(&Tensor::zeros((1, h), DType::F32, &dev)?)?;
-        let w2 = Var::from_tensor(&uniform_tensor(&mut rng, (h, n_classes), 1.0 / (h as f32).sqrt(), &dev)?)?;
-        let b2 = Var::from_tensor(&uniform_tensor(&mut rng, (1, n_classes), 1.0 / (h as f32).sqrt(), &dev)?)?;
+        let w2 = Var::from_tensor(&uniform_tensor(
+            &mut rng,
+            (h, n_classes),
+            1.0 / (h as f32).sqrt(),
+            &dev,
+        )?)?;
+        let b2 = Var::from_tensor(&uniform_tensor(
+            &mut rng,
+            (1, n_classes),
+            1.0 / (h as f32).sqrt(),
+            &dev,
+        )?)?;
         let mut opt = AdamW::new(
-            vec![w1.clone(), b1.clone(), gamma.clone(), beta.clone(), w2.clone(), b2.clone()],
-            ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() },
+            vec![
+                w1.clone(),
+                b1.clone(),
+                gamma.clone(),
+                beta.clone(),
+                w2.clone(),
+                b2.clone(),
+            ],
+            ParamsAdamW {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..Default::default()
+            },
         )?;
         let mut run_mean = vec![0.0f32; h];
         let mut run_var = vec![1.0f32; h];
@@ -109,7 +164,10 @@ impl Mlp {
                 } else {
                     (hpre, None, None)
                 };
-                let hb = hn.broadcast_mul(gamma.as_tensor())?.broadcast_add(beta.as_tensor())?.relu()?;
+                let hb = hn
+                    .broadcast_mul(gamma.as_tensor())?
+                    .broadcast_add(beta.as_tensor())?
+                    .relu()?;
                 let logits = hb.matmul(w2.as_tensor())?.broadcast_add(b2.as_tensor())?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
                 opt.backward_step(&loss)?;
@@ -137,8 +195,9 @@ impl Mlp {
         let beta = to_ndarray2(beta.as_tensor())?.row(0).to_owned();
         let w2 = to_ndarray2(w2.as_tensor())?;
         let b2 = to_ndarray2(b2.as_tensor())?.row(0).to_owned();
-        let bn_scale: Array1<f32> =
-            (0..h).map(|k| gamma[k] / (run_var[k] as f64 + BN_EPS).sqrt() as f32).collect();
+        let bn_scale: Array1<f32> = (0..h)
+            .map(|k| gamma[k] / (run_var[k] as f64 + BN_EPS).sqrt() as f32)
+            .collect();
         let mut fw1 = Array2::<f32>::zeros((d, h));
         for j in 0..d {
             for k in 0..h {
@@ -150,7 +209,13 @@ impl Mlp {
             let shift: f32 = (0..d).map(|j| mean[j] / std[j] * w1[[j, k]]).sum();
             fb1[k] = (b1[k] - shift - run_mean[k]) * bn_scale[k] + beta[k];
         }
-        Ok(Mlp { w1: fw1, b1: fb1, w2, b2, final_loss })
+        Ok(Mlp {
+            w1: fw1,
+            b1: fb1,
+            w2,
+            b2,
+            final_loss,
+        })
     }
 
     fn hidden(&self, x: ArrayView2<f32>) -> Array2<f32> {
@@ -184,4 +249,3 @@ impl Proxy for Mlp {
         Some(self.hidden(x))
     }
 }
-

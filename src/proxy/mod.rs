@@ -65,7 +65,13 @@ impl ProxyConfig {
     }
 
     /// Train on labelled rows `x` (n × d, already gathered) with labels `y` in `0..n_classes`.
-    pub fn fit(&self, x: ArrayView2<f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Box<dyn Proxy>> {
+    pub fn fit(
+        &self,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Proxy>> {
         check_training_set(x, y, n_classes)?;
         Ok(match self {
             ProxyConfig::Logreg(c) => Box::new(LogReg::fit(c, x, y, n_classes, None)?),
@@ -83,7 +89,10 @@ impl ProxyConfig {
         seed: u64,
     ) -> Result<Box<dyn Proxy>> {
         if let Some(&r) = rows.iter().find(|&&r| r >= features.n_rows()) {
-            bail!("labelled row {r} is out of range (the feature version has {} rows)", features.n_rows());
+            bail!(
+                "labelled row {r} is out of range (the feature version has {} rows)",
+                features.n_rows()
+            );
         }
         let x = features.gather(rows);
         self.fit(x.view(), y, n_classes, seed)
@@ -92,7 +101,11 @@ impl ProxyConfig {
 
 pub(crate) fn check_training_set(x: ArrayView2<f32>, y: &[u32], n_classes: usize) -> Result<()> {
     if x.nrows() != y.len() {
-        bail!("proxy fit: {} feature rows but {} labels", x.nrows(), y.len());
+        bail!(
+            "proxy fit: {} feature rows but {} labels",
+            x.nrows(),
+            y.len()
+        );
     }
     if x.nrows() == 0 {
         bail!("proxy fit: no labelled rows (use a cold-start strategy for the first batch)");
@@ -121,7 +134,10 @@ where
     T: Send,
     F: Fn(&[usize], ArrayView2<f32>) -> T + Sync,
 {
-    debug_assert!(rows.windows(2).all(|w| w[0] < w[1]), "map_rows: rows must be sorted and unique");
+    debug_assert!(
+        rows.windows(2).all(|w| w[0] < w[1]),
+        "map_rows: rows must be sorted and unique"
+    );
     let blocks = features.blocks();
     // Work items: (block index, range into `rows`).
     let mut items: Vec<(usize, usize, usize)> = Vec::new();
@@ -132,7 +148,10 @@ where
         while bi < blocks.len() && blocks[bi].0 + blocks[bi].1.nrows() <= r {
             bi += 1;
         }
-        assert!(bi < blocks.len(), "map_rows: row {r} is beyond the last block");
+        assert!(
+            bi < blocks.len(),
+            "map_rows: row {r} is beyond the last block"
+        );
         let end_row = blocks[bi].0 + blocks[bi].1.nrows();
         let mut j = i;
         while j < rows.len() && rows[j] < end_row && j - i < CHUNK_ROWS {

@@ -35,7 +35,13 @@ pub fn fill_normal(rng: &mut impl Rng, out: &mut [f32]) {
 
 impl Mixture {
     pub fn new(dim: usize, classes: usize, separation: f32, noise: f32, seed: u64) -> Mixture {
-        Mixture { dim, classes, separation, noise, seed }
+        Mixture {
+            dim,
+            classes,
+            separation,
+            noise,
+            seed,
+        }
     }
 
     /// The class centres (classes × dim).
@@ -59,17 +65,20 @@ impl Mixture {
         let d = self.dim;
         let scale = self.noise / (d as f32).sqrt();
         const CHUNK: usize = 4096;
-        out.par_chunks_mut(CHUNK * d).enumerate().for_each(|(k, chunk)| {
-            let start = first + k * CHUNK;
-            let mut rng = crate::util::rng(self.seed.wrapping_add(1 + (start / CHUNK) as u64 * 7919));
-            fill_normal(&mut rng, chunk);
-            for (r, row) in chunk.chunks_mut(d).enumerate() {
-                let c = centres.row(self.label(start + r) as usize);
-                for (v, &m) in row.iter_mut().zip(c.iter()) {
-                    *v = *v * scale + m;
+        out.par_chunks_mut(CHUNK * d)
+            .enumerate()
+            .for_each(|(k, chunk)| {
+                let start = first + k * CHUNK;
+                let mut rng =
+                    crate::util::rng(self.seed.wrapping_add(1 + (start / CHUNK) as u64 * 7919));
+                fill_normal(&mut rng, chunk);
+                for (r, row) in chunk.chunks_mut(d).enumerate() {
+                    let c = centres.row(self.label(start + r) as usize);
+                    for (v, &m) in row.iter_mut().zip(c.iter()) {
+                        *v = *v * scale + m;
+                    }
                 }
-            }
-        });
+            });
     }
 
     /// `n` rows and their labels. (Chunk-aligned `first` values give the same rows as one call.)

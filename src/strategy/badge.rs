@@ -42,7 +42,10 @@ pub struct Badge {
 
 impl Default for Badge {
     fn default() -> Self {
-        Badge { refresh_every: 64, uniforms: None }
+        Badge {
+            refresh_every: 64,
+            uniforms: None,
+        }
     }
 }
 
@@ -80,7 +83,10 @@ impl<'a> GradEmbedding<'a> {
         let mut g2 = Vec::with_capacity(n);
         let owned = parts.first().is_some_and(|p| p.2.is_some());
         let mut emb = if owned {
-            Some(Array2::<f32>::zeros((n, parts[0].2.as_ref().map_or(0, |e| e.ncols()))))
+            Some(Array2::<f32>::zeros((
+                n,
+                parts[0].2.as_ref().map_or(0, |e| e.ncols()),
+            )))
         } else {
             None
         };
@@ -94,8 +100,18 @@ impl<'a> GradEmbedding<'a> {
             }
             at += m;
         }
-        let rows = if emb.is_some() { (0..n).collect() } else { cand.clone() };
-        GradEmbedding { q, g2, emb_owned: emb, features: round.features, rows }
+        let rows = if emb.is_some() {
+            (0..n).collect()
+        } else {
+            cand.clone()
+        };
+        GradEmbedding {
+            q,
+            g2,
+            emb_owned: emb,
+            features: round.features,
+            rows,
+        }
     }
 
     fn emb(&self) -> &dyn RowBlocks {
@@ -118,7 +134,10 @@ impl<'a> GradEmbedding<'a> {
         let e = self.emb();
         let xi = e.row(self.rows[i]);
         let xj = e.row(self.rows[j]);
-        let qq = dot(row_slice(self.q.row(i)).as_ref(), row_slice(self.q.row(j)).as_ref());
+        let qq = dot(
+            row_slice(self.q.row(i)).as_ref(),
+            row_slice(self.q.row(j)).as_ref(),
+        );
         qq * dot(row_slice(xi).as_ref(), row_slice(xj).as_ref())
     }
 
@@ -130,7 +149,11 @@ impl<'a> GradEmbedding<'a> {
     /// The explicit embedding g_i (C·d values, class-major): for tests on small cases only.
     pub fn explicit(&self, i: usize) -> Vec<f32> {
         let x = self.emb().row(self.rows[i]).to_vec();
-        self.q.row(i).iter().flat_map(|&qc| x.iter().map(move |&xv| qc * xv)).collect()
+        self.q
+            .row(i)
+            .iter()
+            .flat_map(|&qc| x.iter().map(move |&xv| qc * xv))
+            .collect()
     }
 
     /// Minimum D² from every candidate to the given centres (candidate indices), in one
@@ -142,12 +165,21 @@ impl<'a> GradEmbedding<'a> {
         let qc = Array2::from_shape_fn((m, self.q.ncols()), |(a, b)| self.q[[centres[a], b]]);
         let g2c: Vec<f32> = centres.iter().map(|&c| self.g2[c]).collect();
         let parts = map_rows(e, &self.rows, |rs, x| {
-            let off = self.rows.binary_search(&rs[0]).expect("chunk rows come from self.rows");
+            let off = self
+                .rows
+                .binary_search(&rs[0])
+                .expect("chunk rows come from self.rows");
             let len = rs.len();
             let mut xx = Array2::<f32>::zeros((len, m));
             matmul_into(x, xc.t(), xx.view_mut(), false, false);
             let mut qq = Array2::<f32>::zeros((len, m));
-            matmul_into(self.q.slice(s![off..off + len, ..]), qc.t(), qq.view_mut(), false, false);
+            matmul_into(
+                self.q.slice(s![off..off + len, ..]),
+                qc.t(),
+                qq.view_mut(),
+                false,
+                false,
+            );
             (0..len)
                 .map(|r| {
                     let gi = self.g2[off + r];
@@ -272,8 +304,15 @@ impl Badge {
         let mut rejections = 0usize;
         let refresh = |fw: &mut Fenwick, pending: &mut Vec<usize>, chosen: &[bool]| {
             let upd = ge.min_dist2_to(pending);
-            let w: Vec<f64> =
-                (0..n).map(|i| if chosen[i] { 0.0 } else { fw.w[i].min(upd[i] as f64) }).collect();
+            let w: Vec<f64> = (0..n)
+                .map(|i| {
+                    if chosen[i] {
+                        0.0
+                    } else {
+                        fw.w[i].min(upd[i] as f64)
+                    }
+                })
+                .collect();
             *fw = Fenwick::new(w);
             pending.clear();
         };
@@ -330,7 +369,10 @@ impl Strategy for Badge {
         Ok(self
             .seed_centres(&ge, k, round.seed)
             .into_iter()
-            .map(|(i, d2)| Pick { row: round.unlabelled[i], score: d2 })
+            .map(|(i, d2)| Pick {
+                row: round.unlabelled[i],
+                score: d2,
+            })
             .collect())
     }
 }

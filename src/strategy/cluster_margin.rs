@@ -34,7 +34,10 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { target_size: 10, max_hac_rows: 10_000 }
+        ClusterConfig {
+            target_size: 10,
+            max_hac_rows: 10_000,
+        }
     }
 }
 
@@ -119,7 +122,12 @@ pub fn hac_average(x: &Array2<f32>, n_clusters: usize) -> Vec<u32> {
 
 impl Clusters {
     /// Cluster `rows` (sorted) of `features`.
-    pub fn compute(features: &dyn RowBlocks, rows: &[usize], cfg: &ClusterConfig, seed: u64) -> Result<Clusters> {
+    pub fn compute(
+        features: &dyn RowBlocks,
+        rows: &[usize],
+        cfg: &ClusterConfig,
+        seed: u64,
+    ) -> Result<Clusters> {
         if cfg.target_size == 0 || cfg.max_hac_rows < 2 {
             bail!("cluster config: target_size must be ≥ 1 and max_hac_rows ≥ 2");
         }
@@ -128,7 +136,8 @@ impl Clusters {
             ((0..n).collect(), true)
         } else {
             let mut rng = crate::util::rng(seed);
-            let mut s: Vec<usize> = rand::seq::index::sample(&mut rng, n, cfg.max_hac_rows).into_vec();
+            let mut s: Vec<usize> =
+                rand::seq::index::sample(&mut rng, n, cfg.max_hac_rows).into_vec();
             s.sort_unstable();
             (s, false)
         };
@@ -176,7 +185,13 @@ impl Clusters {
             }
             all
         };
-        Ok(Clusters { rows: rows.to_vec(), cluster, n_clusters, hac_rows: sub.len(), config: cfg.clone() })
+        Ok(Clusters {
+            rows: rows.to_vec(),
+            cluster,
+            n_clusters,
+            hac_rows: sub.len(),
+            config: cfg.clone(),
+        })
     }
 
     /// Cluster of a row, if covered.
@@ -190,8 +205,10 @@ impl Clusters {
     }
 
     pub fn load(path: &Path) -> Result<Clusters> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("{}: not a saved clustering", path.display()))
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a saved clustering", path.display()))
     }
 }
 
@@ -205,14 +222,22 @@ pub struct ClusterMargin {
 
 impl Default for ClusterMargin {
     fn default() -> Self {
-        ClusterMargin { config: ClusterConfig::default(), preselect: 10.0, clusters: None }
+        ClusterMargin {
+            config: ClusterConfig::default(),
+            preselect: 10.0,
+            clusters: None,
+        }
     }
 }
 
 impl ClusterMargin {
     /// Use a precomputed (e.g. cached) clustering.
     pub fn with_clusters(clusters: Arc<Clusters>) -> Self {
-        ClusterMargin { config: clusters.config.clone(), clusters: Some(clusters), ..Default::default() }
+        ClusterMargin {
+            config: clusters.config.clone(),
+            clusters: Some(clusters),
+            ..Default::default()
+        }
     }
 
     /// The clustering in use (computed on the first `select` when none was given).
@@ -266,9 +291,19 @@ impl Strategy for ClusterMargin {
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>> {
         let proxy = round.need_proxy("cluster-margin")?;
         if self.clusters.is_none() {
-            let mut pool: Vec<usize> = round.unlabelled.iter().chain(&round.labelled).copied().collect();
+            let mut pool: Vec<usize> = round
+                .unlabelled
+                .iter()
+                .chain(&round.labelled)
+                .copied()
+                .collect();
             pool.sort_unstable();
-            self.clusters = Some(Arc::new(Clusters::compute(round.features, &pool, &self.config, round.seed)?));
+            self.clusters = Some(Arc::new(Clusters::compute(
+                round.features,
+                &pool,
+                &self.config,
+                round.seed,
+            )?));
         }
         let clusters = self.clusters.as_ref().expect("set above");
         let margins = score_candidates(round, proxy, Measure::Margin);
@@ -285,7 +320,10 @@ impl Strategy for ClusterMargin {
             .collect();
         Ok(Self::round_robin(&keyed, k, round.seed)
             .into_iter()
-            .map(|i| Pick { row: round.unlabelled[i], score: margins[i] })
+            .map(|i| Pick {
+                row: round.unlabelled[i],
+                score: margins[i],
+            })
             .collect())
     }
 }

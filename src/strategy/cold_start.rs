@@ -20,7 +20,11 @@ pub struct Typicality {
 
 impl Default for Typicality {
     fn default() -> Self {
-        Typicality { max_rows: 20_000, iterations: 10, knn: 20 }
+        Typicality {
+            max_rows: 20_000,
+            iterations: 10,
+            knn: 20,
+        }
     }
 }
 
@@ -103,6 +107,9 @@ impl Strategy for Typicality {
     fn name(&self) -> &'static str {
         "typicality"
     }
+    fn needs_proxy(&self) -> bool {
+        false
+    }
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>> {
         let n = round.unlabelled.len();
         let k = k.min(n);
@@ -130,14 +137,20 @@ impl Strategy for Typicality {
         for m in members.iter().filter(|m| !m.is_empty()) {
             // Typicality against at most 512 seeded members of the cluster keeps this O(n·512·d).
             let refs: Vec<usize> = if m.len() > 512 {
-                rand::seq::index::sample(&mut rng, m.len(), 512).into_iter().map(|t| m[t]).collect()
+                rand::seq::index::sample(&mut rng, m.len(), 512)
+                    .into_iter()
+                    .map(|t| m[t])
+                    .collect()
             } else {
                 m.clone()
             };
             let mut best = (m[0], f32::NEG_INFINITY);
             for &i in m {
-                let mut ds: Vec<f32> =
-                    refs.iter().filter(|&&j| j != i).map(|&j| sq_dist(slice(i), slice(j)).sqrt()).collect();
+                let mut ds: Vec<f32> = refs
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| sq_dist(slice(i), slice(j)).sqrt())
+                    .collect();
                 let kk = self.knn.min(ds.len());
                 let typ = if kk == 0 {
                     0.0
@@ -151,14 +164,20 @@ impl Strategy for Typicality {
                 }
             }
             taken[sub[best.0]] = true;
-            picks.push(Pick { row: rows[best.0], score: best.1 });
+            picks.push(Pick {
+                row: rows[best.0],
+                score: best.1,
+            });
         }
         // Empty clusters: fill up with random rows not taken yet.
         while picks.len() < k {
             let i = rng.random_range(0..n);
             if !taken[i] {
                 taken[i] = true;
-                picks.push(Pick { row: round.unlabelled[i], score: 0.0 });
+                picks.push(Pick {
+                    row: round.unlabelled[i],
+                    score: 0.0,
+                });
             }
         }
         picks.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));

@@ -35,7 +35,12 @@ impl Default for CoreSet {
 }
 
 /// Squared distance from each of `rows` (sorted) to its nearest row among `centres`.
-pub fn min_dist2(features: &dyn RowBlocks, rows: &[usize], centres: &[usize], tile: usize) -> Vec<f32> {
+pub fn min_dist2(
+    features: &dyn RowBlocks,
+    rows: &[usize],
+    centres: &[usize],
+    tile: usize,
+) -> Vec<f32> {
     if centres.is_empty() {
         return vec![f32::INFINITY; rows.len()];
     }
@@ -95,7 +100,9 @@ impl CoreSet {
             }
         }
         while picks.len() < k {
-            let Some(&(_, Reverse(top))) = heap.peek() else { break };
+            let Some(&(_, Reverse(top))) = heap.peek() else {
+                break;
+            };
             let i = top as usize;
             heap.pop();
             if ev[i] as usize == pick_rows.len() {
@@ -123,7 +130,17 @@ impl Strategy for CoreSet {
     fn name(&self) -> &'static str {
         "coreset"
     }
+    fn needs_proxy(&self) -> bool {
+        false
+    }
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>> {
-        Ok(self.greedy(round, k).into_iter().map(|(i, d)| Pick { row: round.unlabelled[i], score: d }).collect())
+        Ok(self
+            .greedy(round, k)
+            .into_iter()
+            .map(|(i, d)| Pick {
+                row: round.unlabelled[i],
+                score: d,
+            })
+            .collect())
     }
 }

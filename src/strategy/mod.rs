@@ -78,7 +78,11 @@ impl<'a> Round<'a> {
         let mut unlabelled = pool.to_vec();
         unlabelled.sort_unstable();
         unlabelled.dedup();
-        if let Some(&r) = unlabelled.last().filter(|&&r| r >= n).or(labelled.last().filter(|&&r| r >= n)) {
+        if let Some(&r) = unlabelled
+            .last()
+            .filter(|&&r| r >= n)
+            .or(labelled.last().filter(|&&r| r >= n))
+        {
             bail!("row {r} is out of range: the feature version has {n} rows");
         }
         unlabelled.retain(|r| labelled.binary_search(r).is_err());
@@ -91,7 +95,13 @@ impl<'a> Round<'a> {
                 );
             }
         }
-        Ok(Round { features, unlabelled, labelled, proxy, seed })
+        Ok(Round {
+            features,
+            unlabelled,
+            labelled,
+            proxy,
+            seed,
+        })
     }
 
     /// The proxy, or a clear error naming the strategy that needs it.
@@ -120,6 +130,10 @@ impl<'a> Round<'a> {
 pub trait Strategy: Send {
     /// The name it is selected by (`proxal select --strategy`).
     fn name(&self) -> &'static str;
+    /// Whether `select` needs `round.proxy` (random, core-set and typicality do not).
+    fn needs_proxy(&self) -> bool {
+        true
+    }
     /// Choose up to `k` rows of `round.unlabelled` (fewer only when the pool is smaller), in
     /// pick order, each with its score.
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>>;
@@ -147,8 +161,16 @@ pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
 }
 
 /// Names accepted by [`from_name`] (without the `ups:` prefix).
-pub const STRATEGY_NAMES: &[&str] =
-    &["random", "least-confidence", "margin", "entropy", "badge", "coreset", "cluster-margin", "typicality"];
+pub const STRATEGY_NAMES: &[&str] = &[
+    "random",
+    "least-confidence",
+    "margin",
+    "entropy",
+    "badge",
+    "coreset",
+    "cluster-margin",
+    "typicality",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Shared scoring helpers.
@@ -210,7 +232,10 @@ impl Measure {
 /// Returns one score per `round.unlabelled` row, in the same order.
 pub fn score_candidates(round: &Round, proxy: &dyn Proxy, measure: Measure) -> Vec<f32> {
     let parts = map_proba(proxy, round.features, &round.unlabelled, |_, _, p| {
-        p.rows().into_iter().map(|r| measure.score(r)).collect::<Vec<f32>>()
+        p.rows()
+            .into_iter()
+            .map(|r| measure.score(r))
+            .collect::<Vec<f32>>()
     });
     let mut out = Vec::with_capacity(round.unlabelled.len());
     for p in parts {
@@ -253,9 +278,20 @@ pub(crate) fn row_slice(v: ArrayView1<'_, f32>) -> Cow<'_, [f32]> {
 }
 
 /// Pick the top `k` candidates of a round by an uncertainty measure.
-pub(crate) fn select_by_measure(round: &Round, k: usize, measure: Measure, name: &str) -> Result<Vec<Pick>> {
+pub(crate) fn select_by_measure(
+    round: &Round,
+    k: usize,
+    measure: Measure,
+    name: &str,
+) -> Result<Vec<Pick>> {
     let proxy = round.need_proxy(name)?;
     let scores = score_candidates(round, proxy, measure);
     let priority: Vec<f32> = scores.iter().map(|&s| measure.priority(s)).collect();
-    Ok(top_k(&priority, k).into_iter().map(|i| Pick { row: round.unlabelled[i], score: scores[i] }).collect())
+    Ok(top_k(&priority, k)
+        .into_iter()
+        .map(|i| Pick {
+            row: round.unlabelled[i],
+            score: scores[i],
+        })
+        .collect())
 }

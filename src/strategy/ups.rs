@@ -25,7 +25,15 @@ pub struct Ups {
 
 impl Ups {
     pub fn new(inner: Box<dyn Strategy>) -> Ups {
-        Ups { inner, gamma: 0.1, temperature: 0.01, full_every: 5, round: 0, uncertainty: Vec::new(), last_kept: 0 }
+        Ups {
+            inner,
+            gamma: 0.1,
+            temperature: 0.01,
+            full_every: 5,
+            round: 0,
+            uncertainty: Vec::new(),
+            last_kept: 0,
+        }
     }
 
     /// Which candidates (indices into `candidates`) to keep given the stored uncertainties.
@@ -35,7 +43,11 @@ impl Ups {
             return Vec::new();
         }
         let key = |i: usize| {
-            let u = self.uncertainty.get(candidates[i]).copied().unwrap_or(f32::NAN);
+            let u = self
+                .uncertainty
+                .get(candidates[i])
+                .copied()
+                .unwrap_or(f32::NAN);
             if u.is_nan() {
                 f32::INFINITY
             } else {
@@ -79,7 +91,11 @@ impl Strategy for Ups {
                 .collect()
         };
         // Never keep fewer rows than the batch needs.
-        let kept = if kept.len() < k { round.unlabelled.clone() } else { kept };
+        let kept = if kept.len() < k {
+            round.unlabelled.clone()
+        } else {
+            kept
+        };
         let sub = round.with_candidates(kept);
         let margins = score_candidates(&sub, proxy, Measure::Margin);
         for (&row, &m) in sub.unlabelled.iter().zip(&margins) {

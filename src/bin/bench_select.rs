@@ -1,0 +1,385 @@
+//! Benchmark of one active-learning selection round (proxy fit + scoring + selection) on a
+//! synthetic Gaussian mixture stored in the feature store. Used by `scripts/bench-select.sh`,
+//! which runs every case in its own process so peak RSS is per case.
+//!
+//! ```text
+//! bench_select gen --dir D --pool 100000 --labelled 10000     # writes D/features/synthetic/v0
+//! bench_select run --dir D --strategy margin --batch 1000      # one JSON line on stdout
+//! bench_select run … --export D/peer                           # + .npy files for the peer check
+//! ```
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use proxal::features::{FeatureVersion, Provenance, RowBlocks, Store, Verify, VersionSpec};
+use proxal::proxy::synth::Mixture;
+use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
+use proxal::strategy::{self, ClusterConfig, ClusterMargin, Clusters, Round};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a synthetic mixture (pool + labelled rows) as feature version v0 under --dir.
+    Gen(GenArgs),
+    /// One selection round on a generated version; prints one JSON line.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    strategy: String,
+    #[arg(long)]
+    batch: usize,
+    /// logreg or mlp
+    #[arg(long, default_value = "logreg")]
+    proxy: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the features' probabilities, candidate rows and picks as .npy/.json here.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Also report the proxy's accuracy and mean confidence on 20,000 unlabelled rows.
+    #[arg(long)]
+    eval: bool,
+    /// Inverse L2 strength of the logistic proxy.
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
+    /// L-BFGS gradient tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    gtol: f64,
+    /// Switch off temperature calibration.
+    #[arg(long)]
+    no_calibrate: bool,
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    pool: usize,
+    #[arg(long, default_value_t = 10_000)]
+    labelled: usize,
+    #[arg(long, default_value_t = 384)]
+    dim: usize,
+    #[arg(long, default_value_t = 150)]
+    classes: usize,
+    #[arg(long, default_value_t = 1.0)]
+    separation: f32,
+    #[arg(long, default_value_t = 1.2)]
+    noise: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Setup {
+    pool: usize,
+    labelled_rows: Vec<usize>,
+    labels: Vec<u32>,
+    classes: usize,
+    dim: usize,
+    separation: f32,
+    noise: f32,
+    seed: u64,
+}
+
+fn store_dir(dir: &Path) -> PathBuf {
+    dir.join("features").join("synthetic")
+}
+
+fn gen(a: &GenArgs) -> Result<()> {
+    let GenArgs {
+        dir,
+        pool,
+        labelled,
+        dim,
+        classes,
+        separation: sep,
+        noise,
+        seed,
+    } = a;
+    let (dir, pool, labelled, dim, classes, sep, noise, seed) = (
+        dir.as_path(),
+        *pool,
+        *labelled,
+        *dim,
+        *classes,
+        *sep,
+        *noise,
+        *seed,
+    );
+    let t = Instant::now();
+    let rows = pool + labelled;
+    let mix = Mixture::new(dim, classes, sep, noise, seed);
+    let store = Store::at(store_dir(dir), "synthetic");
+    let chunk_rows = 4096;
+    let spec = VersionSpec {
+        dataset: "synthetic".into(),
+        dataset_fingerprint: format!("mixture-{rows}-{dim}-{classes}-{sep}-{noise}-{seed}"),
+        rows,
+        dim,
+        chunk_rows,
+        source: Provenance {
+            backbone: "synthetic-gaussian-mixture".into(),
+            backbone_dir: String::new(),
+            weights_sha256: String::new(),
+            tokenizer_sha256: String::new(),
+            checkpoint: None,
+            pooling: "none".into(),
+            normalize: false,
+            max_len: 0,
+        },
+    };
+    let mut w = store.writer(0, spec)?;
+    let centres = mix.centres();
+    let mut buf = vec![0.0f32; chunk_rows * dim];
+    for c in w.next_chunk()..w.n_chunks() {
+        let r = w.chunk_range(c);
+        let data = &mut buf[..r.len() * dim];
+        mix.fill_rows(&centres, r.start, data);
+        w.write_chunk(c, data)?;
+    }
+    let mut rng = proxal::util::rng(seed ^ 0x1abe1);
+    let mut lab = rand::seq::index::sample(&mut rng, rows, labelled).into_vec();
+    lab.sort_unstable();
+    let labels = lab.iter().map(|&i| mix.label(i)).collect();
+    let setup = Setup {
+        pool,
+        labelled_rows: lab,
+        labels,
+        classes,
+        dim,
+        separation: sep,
+        noise,
+        seed,
+    };
+    proxal::util::atomic_write(&dir.join("setup.json"), &serde_json::to_vec(&setup)?)?;
+    eprintln!(
+        "generated {rows} × {dim} rows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) -> Result<()> {
+    let shape_s = match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    f.write_all(b"\x93NUMPY\x01\x00")?;
+    f.write_all(&(header.len() as u16).to_le_bytes())?;
+    f.write_all(header.as_bytes())?;
+    f.write_all(bytes)?;
+    f.flush()?;
+    Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i64_bytes(v: &[usize]) -> Vec<u8> {
+    v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect()
+}
+
+fn rss_anon_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    s.lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn run(a: &RunArgs) -> Result<()> {
+    let (dir, name, batch, proxy_name, seed, export, eval, c) = (
+        a.dir.as_path(),
+        a.strategy.as_str(),
+        a.batch,
+        a.proxy.as_str(),
+        a.seed,
+        a.export.as_deref(),
+        a.eval,
+        a.c,
+    );
+    let t_open = Instant::now();
+    let setup: Setup =
+        serde_json::from_slice(&std::fs::read(dir.join("setup.json")).context("run `gen` first")?)?;
+    let fv = FeatureVersion::open(&store_dir(dir).join("v0"), Verify::Sizes)?;
+    let open_s = t_open.elapsed().as_secs_f64();
+    let all: Vec<usize> = (0..fv.n_rows()).collect();
+    let needs_proxy = strategy::from_name(name)?.needs_proxy();
+
+    let t_fit = Instant::now();
+    let mut proxy_iters = None;
+    let proxy: Option<Box<dyn proxal::proxy::Proxy>> = if needs_proxy {
+        let cfg = ProxyConfig::from_name(proxy_name)?;
+        if let ProxyConfig::Logreg(lc) = &cfg {
+            let lc = proxal::proxy::LogRegConfig {
+                c,
+                gtol: a.gtol,
+                calibrate: !a.no_calibrate,
+                ..lc.clone()
+            };
+            let x = fv.gather(&setup.labelled_rows);
+            let m = LogReg::fit(&lc, x.view(), &setup.labels, setup.classes, None)?;
+            proxy_iters = Some(
+                serde_json::json!({"iterations": m.iterations, "evaluations": m.evaluations, "converged": m.converged, "grad_max": m.grad_max, "loss": m.loss}),
+            );
+            Some(Box::new(m))
+        } else {
+            Some(cfg.fit_rows(
+                &fv,
+                &setup.labelled_rows,
+                &setup.labels,
+                setup.classes,
+                seed,
+            )?)
+        }
+    } else {
+        None
+    };
+    let fit_s = t_fit.elapsed().as_secs_f64();
+
+    let round = Round::new(&fv, &all, &setup.labelled_rows, proxy.as_deref(), seed)?;
+    let mut cluster_s = 0.0;
+    let mut strat: Box<dyn strategy::Strategy> = if name == "cluster-margin" {
+        let t = Instant::now();
+        let mut pool = all.clone();
+        pool.sort_unstable();
+        let c = Clusters::compute(&fv, &pool, &ClusterConfig::default(), seed)?;
+        cluster_s = t.elapsed().as_secs_f64();
+        Box::new(ClusterMargin::with_clusters(Arc::new(c)))
+    } else {
+        strategy::from_name(name)?
+    };
+    let t_sel = Instant::now();
+    let picks = strat.select(&round, batch)?;
+    let select_s = t_sel.elapsed().as_secs_f64();
+    if picks.len() != batch.min(round.unlabelled.len()) {
+        bail!("{name} returned {} picks, expected {batch}", picks.len());
+    }
+    let mut quality = serde_json::Value::Null;
+    if let (true, Some(p)) = (eval, proxy.as_deref()) {
+        let mix = Mixture::new(
+            setup.dim,
+            setup.classes,
+            setup.separation,
+            setup.noise,
+            setup.seed,
+        );
+        let rows: Vec<usize> = round
+            .unlabelled
+            .iter()
+            .copied()
+            .step_by((round.unlabelled.len() / 20_000).max(1))
+            .collect();
+        let probs = predict_rows(p, &fv, &rows);
+        let am = proxal::proxy::argmax_rows(probs.view());
+        let acc = rows
+            .iter()
+            .zip(&am)
+            .filter(|(&r, &(c, _))| mix.label(r) == c)
+            .count() as f64
+            / rows.len() as f64;
+        let conf = am.iter().map(|&(_, v)| v as f64).sum::<f64>() / rows.len() as f64;
+        quality = serde_json::json!({"accuracy": acc, "mean_confidence": conf, "rows": rows.len()});
+    }
+    let out = serde_json::json!({
+        "proxy_quality": quality,
+        "strategy": name,
+        "proxy": if needs_proxy { proxy_name } else { "none" },
+        "pool_rows": round.unlabelled.len(),
+        "labelled": round.labelled.len(),
+        "classes": setup.classes,
+        "dim": fv.dim(),
+        "batch": batch,
+        "open_seconds": open_s,
+        "fit_seconds": fit_s,
+        "proxy_fit": proxy_iters,
+        "cluster_seconds": cluster_s,
+        "select_seconds": select_s,
+        "seconds": fit_s + select_s,
+        "threads": rayon::current_num_threads(),
+        "peak_rss_bytes": proxal::util::peak_rss_bytes(),
+        "rss_anon_bytes": rss_anon_bytes(),
+        "features": "feature store (mmapped safetensors chunks)",
+    });
+    println!("{out}");
+    if let Some(ex) = export {
+        std::fs::create_dir_all(ex)?;
+        let picks_rows: Vec<usize> = picks.iter().map(|p| p.row).collect();
+        write_npy(
+            &ex.join("candidates.npy"),
+            "<i8",
+            &[round.unlabelled.len()],
+            &i64_bytes(&round.unlabelled),
+        )?;
+        write_npy(
+            &ex.join("labelled.npy"),
+            "<i8",
+            &[round.labelled.len()],
+            &i64_bytes(&round.labelled),
+        )?;
+        let lab: Vec<usize> = setup.labels.iter().map(|&l| l as usize).collect();
+        write_npy(
+            &ex.join("labels.npy"),
+            "<i8",
+            &[lab.len()],
+            &i64_bytes(&lab),
+        )?;
+        write_npy(
+            &ex.join(format!("picks-{name}.npy")),
+            "<i8",
+            &[picks_rows.len()],
+            &i64_bytes(&picks_rows),
+        )?;
+        if let Some(p) = proxy.as_deref() {
+            let probs = predict_rows(p, &fv, &round.unlabelled);
+            write_npy(
+                &ex.join("proba.npy"),
+                "<f4",
+                &[probs.nrows(), probs.ncols()],
+                &f32_bytes(probs.as_slice().expect("standard layout")),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Gen(a) => gen(&a),
+        Cmd::Run(a) => run(&a),
+    }
+}
