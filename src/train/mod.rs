@@ -13,9 +13,11 @@
 //! fine-tuned model's head applies directly to features refreshed with its backbone.
 mod eval;
 mod finetune;
+pub mod optim;
 
 pub use eval::{accuracy, macro_f1, Scores};
 pub use finetune::{fine_tune, FineTuneOptions, FineTuned, Head};
+pub use optim::{AdamWConfig, FusedAdamW, ParamGroup};
 
 use serde::{Deserialize, Serialize};
 
