@@ -253,3 +253,73 @@ fn a_changed_config_is_refused_and_nothing_is_lost() {
     assert!(err.contains("different config"), "{err}");
     assert_eq!(labels_of(&home, "fixed"), before);
 }
+
+#[test]
+fn refresh_writes_the_next_version_from_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    let bin = env!("CARGO_BIN_EXE_proxal");
+    let model = dir.path().join("model");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg("--home")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let m = model.to_str().unwrap();
+    let (ok, err) = run(&[
+        "embed",
+        "--data",
+        "toy",
+        "--model-dir",
+        m,
+        "--max-len",
+        "32",
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, err) = run(&[
+        "refresh",
+        "--data",
+        "toy",
+        "--from-checkpoint",
+        m,
+        "--quiet",
+    ]);
+    assert!(ok, "{err}");
+    let store = proxal::features::Store::new(&home, "toy");
+    let m1 = store.manifest(1).unwrap();
+    assert!(m1.complete);
+    assert_eq!(m1.source.checkpoint.as_deref(), Some(m));
+    assert_eq!(
+        m1.source.max_len, 32,
+        "refresh embeds the way v0 was embedded"
+    );
+    // Same weights as v0: the refreshed version must hold the same vectors, bit for bit.
+    use proxal::features::{RowBlocks, Verify};
+    let v0 = store.open(0, Verify::Checksums).unwrap();
+    let v1 = store.open(1, Verify::Checksums).unwrap();
+    for r in 0..v0.n_rows() {
+        assert_eq!(v0.row(r), v1.row(r), "row {r}");
+    }
+    // A checkpoint directory that is not a model is a one-line error.
+    let (ok, err) = run(&[
+        "refresh",
+        "--data",
+        "toy",
+        "--from-checkpoint",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("missing config.json") || err.contains("config.json"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -194,13 +194,12 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         if let Some(v) = p.strip_prefix("run:v") {
             let v: u32 = v.parse().context("bad feature version in progress.jsonl")?;
             let store = Store::at(cx.run.features(), &cx.ds.name);
-            current = Some((p.clone(), store.open_for(v, &cx.ds, Verify::Sizes)?));
+            current = Some((p.clone(), store.open_for(v, cx.ds, Verify::Sizes)?));
         }
     }
     let mut last_accuracy = progress.iter().rev().find_map(|p| p.test_accuracy);
-    let mut rounds_this_call = 0usize;
 
-    for round in done_rounds..=cfg.rounds {
+    for (rounds_this_call, round) in (done_rounds..=cfg.rounds).enumerate() {
         if cx
             .opts
             .stop_after_rounds
@@ -347,7 +346,6 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         }
         // 5. Done.
         cx.run.append_progress(&rec)?;
-        rounds_this_call += 1;
     }
     let finished = cx.run.read_progress()?.len();
     Ok(RunSummary {
@@ -417,7 +415,7 @@ fn cold_start(cx: &Ctx) -> Vec<usize> {
 fn ensure_v0(cx: &mut Ctx) -> Result<FeatureVersion> {
     let store = Store::new(cx.home, &cx.ds.name);
     if store.manifest(0).map(|m| m.complete).unwrap_or(false) {
-        return store.open_for(0, &cx.ds, Verify::Sizes);
+        return store.open_for(0, cx.ds, Verify::Sizes);
     }
     cx.say("embedding the dataset once with the pretrained backbone (v0)");
     let bb = Backbone::load(&cx.model_dir, &Device::Cpu, false)?;
@@ -432,7 +430,7 @@ fn ensure_v0(cx: &mut Ctx) -> Result<FeatureVersion> {
     cx.ledger.meter(0, Stage::Embed, ds.len(), || {
         embed_dataset(&bb, ds, &store, &job)
     })?;
-    store.open_for(0, &cx.ds, Verify::Sizes)
+    store.open_for(0, cx.ds, Verify::Sizes)
 }
 
 /// LogME of the labelled rows on `feats` (metered as `scoring`).
@@ -494,19 +492,20 @@ fn train_model(
     let texts: Vec<&str> = rows.iter().map(|&r| cx.ds.texts[r].as_str()).collect();
     let opts = cx.ft_options(cx.round_seed(round, 101));
     let model_dir = cx.model_dir.clone();
-    let init = match method {
-        Method::LpFt => {
-            let v0 = v0.context("LP-FT needs the v0 features")?;
-            let x = v0.gather(rows);
-            let lr = cx.ledger.meter(round, Stage::LinearProbe, rows.len(), || {
-                LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
-            })?;
-            Some(Head::from_logreg(&lr))
-        }
+    // LP-FT probes on the pretrained (v0) features: the backbone it fine-tunes is the pretrained one.
+    let probe = match method {
+        Method::LpFt => Some(v0.context("LP-FT needs the v0 features")?.gather(rows)),
         _ => None,
     };
     let ft = cx.ledger.meter(round, stage, rows.len(), || {
-        fine_tune(&model_dir, &texts, ys, n, init.as_ref(), &opts)
+        fine_tune(
+            &model_dir,
+            &texts,
+            ys,
+            n,
+            probe.as_ref().map(|p| p.view()),
+            &opts,
+        )
     })?;
     cx.say(&format!(
         "round {round}: {} on {} labels: {} steps, {:.2} steps/s, val acc {}",
@@ -541,7 +540,7 @@ fn refresh(cx: &mut Ctx, round: usize, ft: &FineTuned) -> Result<(String, Featur
     })?;
     Ok((
         format!("run:v{v}"),
-        store.open_for(v, &cx.ds, Verify::Sizes)?,
+        store.open_for(v, cx.ds, Verify::Sizes)?,
     ))
 }
 

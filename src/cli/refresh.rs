@@ -1,10 +1,90 @@
-//! `proxal refresh` (under construction).
+//! `proxal refresh --data <name> --from-checkpoint <dir>`: feature alignment. Re-embed every row
+//! of a dataset with a fine-tuned backbone into a new feature version, exactly as `proxal embed`
+//! does (same pooling, normalisation and truncation as v0 unless overridden; resumable).
+use super::embed::{embed_dataset, EmbedJob};
+use crate::backbone::{Backbone, EmbedOptions, Pooling};
+use crate::data::Dataset;
+use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
 use crate::home::Home;
 use anyhow::{bail, Result};
+use candle_core::Device;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Dataset name (as imported under datasets/<name>/)
+    #[arg(long)]
+    pub data: String,
+    /// A fine-tuned model directory (config.json, tokenizer.json, model.safetensors), e.g. a
+    /// run's checkpoints/round-NNN
+    #[arg(long)]
+    pub from_checkpoint: PathBuf,
+    /// Feature version to write (default: the next free one; a half-written one is resumed)
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Sentences per forward pass
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// No progress bar
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn run(_home: &Home, _args: Args) -> Result<()> {
-    bail!("`proxal refresh` is not implemented yet")
+pub fn run(home: &Home, args: Args) -> Result<()> {
+    let ds = Dataset::load(home, &args.data)?;
+    let store = Store::new(home, &ds.name);
+    // Embed the way v0 was embedded, so versions stay comparable.
+    let mut options = EmbedOptions {
+        batch: args.batch,
+        ..Default::default()
+    };
+    if let Ok(m) = store.manifest(0) {
+        options.max_len = m.source.max_len;
+        options.normalize = m.source.normalize;
+        options.pooling = if m.source.pooling == "cls" {
+            Pooling::Cls
+        } else {
+            Pooling::Mean
+        };
+    }
+    let version = match args.version {
+        Some(0) => bail!("version 0 is the pretrained backbone's; refresh writes v1 or later"),
+        Some(v) => v,
+        None => {
+            // Resume a version this checkpoint left half-written, else take the next free one.
+            let ckpt = args.from_checkpoint.display().to_string();
+            let next = store.next_version()?.max(1);
+            match next
+                .checked_sub(1)
+                .filter(|&v| v > 0)
+                .map(|v| (v, store.manifest(v)))
+            {
+                Some((v, Ok(m)))
+                    if !m.complete && m.source.checkpoint.as_deref() == Some(&ckpt) =>
+                {
+                    v
+                }
+                _ => next,
+            }
+        }
+    };
+    let backbone = Backbone::load(&args.from_checkpoint, &Device::Cpu, false)?;
+    let job = EmbedJob {
+        version,
+        options,
+        chunk_rows: DEFAULT_CHUNK_ROWS,
+        checkpoint: Some(args.from_checkpoint.display().to_string()),
+        progress: !args.quiet,
+    };
+    let r = embed_dataset(&backbone, &ds, &store, &job)?;
+    println!(
+        "{}: {} rows × {} from {} ({} embedded in {:.1} s)",
+        r.dir.display(),
+        r.rows,
+        r.dim,
+        args.from_checkpoint.display(),
+        r.embedded_rows,
+        r.seconds
+    );
+    Ok(())
 }

@@ -402,7 +402,7 @@ impl LogReg {
         warm: Option<&LogReg>,
     ) -> Result<LogReg> {
         super::check_training_set(x, y, n_classes)?;
-        if !(cfg.c > 0.0) {
+        if cfg.c.is_nan() || cfg.c <= 0.0 {
             bail!("logreg: C must be positive, got {}", cfg.c);
         }
         let d = x.ncols();

@@ -1,10 +1,10 @@
 //! Full fine-tuning of backbone + linear head with candle autograd.
 use crate::backbone::{pooling, Backbone, Pooling};
-use crate::proxy::{LogReg, Proxy};
+use crate::proxy::{LogReg, LogRegConfig, Proxy};
+use crate::train::optim::{AdamWConfig, FusedAdamW, ParamGroup};
 use crate::util;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use std::path::Path;
@@ -161,13 +161,16 @@ fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
 }
 
 /// Fine-tune `backbone_dir`'s model with a linear head on `(texts, labels)`.
-/// `init_head`: start from a probed head (LP-FT); `None`: a small random head.
+/// `probe`: the frozen backbone's cached features of the same rows (one row per text): the head
+/// is first fitted on them by logistic regression — on the training part of the split only, so
+/// the validation rows stay unseen — and fine-tuning starts from it (LP-FT). `None`: a small
+/// random head (plain fine-tuning).
 pub fn fine_tune(
     backbone_dir: &Path,
     texts: &[&str],
     labels: &[u32],
     n_classes: usize,
-    init_head: Option<&Head>,
+    probe: Option<ArrayView2<f32>>,
     opts: &FineTuneOptions,
 ) -> Result<FineTuned> {
     if texts.len() != labels.len() {
@@ -199,15 +202,25 @@ pub fn fine_tune(
     let (val_idx, train_idx) = order.split_at(n_val);
     let mut train_idx = train_idx.to_vec();
 
-    let (w0, b0) = match init_head {
-        Some(hd) => {
-            if hd.w.dim() != (n_classes, h) {
+    let (w0, b0) = match probe {
+        Some(x) => {
+            if x.dim() != (texts.len(), h) {
                 bail!(
-                    "fine-tune: initial head is {:?}, expected ({n_classes}, {h})",
-                    hd.w.dim()
+                    "fine-tune: probe features are {:?}, expected ({}, {h})",
+                    x.dim(),
+                    texts.len()
                 );
             }
-            (hd.w.clone(), hd.b.clone())
+            let xt = x.select(ndarray::Axis(0), &train_idx);
+            let yt: Vec<u32> = train_idx.iter().map(|&i| labels[i]).collect();
+            let hd = Head::from_logreg(&LogReg::fit(
+                &LogRegConfig::default(),
+                xt.view(),
+                &yt,
+                n_classes,
+                None,
+            )?);
+            (hd.w, hd.b)
         }
         None => {
             let w = Array2::from_shape_fn((n_classes, h), |_| {
@@ -228,21 +241,21 @@ pub fn fine_tune(
         .as_ref()
         .context("backbone not trainable")?
         .all_vars();
-    let mut opt_bb = AdamW::new(
-        bb_vars.clone(),
-        ParamsAdamW {
-            lr: opts.lr_backbone,
-            weight_decay: opts.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let mut opt_head = AdamW::new(
-        vec![w.clone(), b.clone()],
-        ParamsAdamW {
-            lr: opts.lr_head,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+    // One fused AdamW, two groups: the backbone (small rate, weight decay) and the head.
+    let mut opt = FusedAdamW::new(
+        vec![
+            ParamGroup {
+                vars: bb_vars.clone(),
+                lr: opts.lr_backbone,
+                weight_decay: opts.weight_decay,
+            },
+            ParamGroup {
+                vars: vec![w.clone(), b.clone()],
+                lr: opts.lr_head,
+                weight_decay: 0.0,
+            },
+        ],
+        AdamWConfig::default(),
     )?;
 
     let steps_per_epoch = train_idx.len().div_ceil(opts.batch_size.max(1));
@@ -309,10 +322,9 @@ pub fn fine_tune(
                 bail!("fine-tune: loss became {lv} at step {step}; lower the learning rates");
             }
             let grads = loss.backward()?;
-            opt_bb.set_learning_rate(lr_at(step, total, warmup, opts.lr_backbone));
-            opt_head.set_learning_rate(lr_at(step, total, warmup, opts.lr_head));
-            opt_bb.step(&grads)?;
-            opt_head.step(&grads)?;
+            opt.set_learning_rate(0, lr_at(step, total, warmup, opts.lr_backbone));
+            opt.set_learning_rate(1, lr_at(step, total, warmup, opts.lr_head));
+            opt.step(&grads)?;
             step += 1;
             pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));
             pb.inc(1);
