@@ -88,9 +88,9 @@ fn labels_of(home: &Home, name: &str) -> Vec<LabelRecord> {
 }
 
 fn rounds_of(home: &Home, name: &str) -> Vec<proxal::report::RoundRecord> {
-    proxal::util::read_jsonl(&home.runs().join(name).join("rounds.jsonl"))
+    proxal::util::read_jsonl_tolerant(&home.runs().join(name).join("rounds.jsonl"))
         .unwrap()
-        .0
+        .records
 }
 
 #[test]

@@ -116,7 +116,11 @@ impl RunDir {
 
 /// Read a JSONL file, rewriting it without a torn last line if there is one.
 pub fn read_repaired<T: Serialize + serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let (recs, torn) = util::read_jsonl::<T>(path)?;
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    let read = util::read_jsonl_tolerant::<T>(path)?;
+    let (recs, torn) = (read.records, read.torn_tail.is_some());
     if torn {
         tracing::warn!(
             "{}: dropped a torn last line (the process was killed mid-write)",

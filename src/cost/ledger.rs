@@ -1,5 +1,5 @@
 //! The append-only cost ledger of one run.
-use super::jsonl::{append_jsonl_line, read_jsonl_tolerant};
+use crate::util::{append_jsonl_line, read_jsonl_tolerant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -15,10 +15,8 @@
 //! ledger.record(3, Stage::Labelling, 0.0, 0.0, 0, 200)?;
 //! # anyhow::Ok(())
 //! ```
-mod jsonl;
 mod ledger;
 mod prices;
 
-pub use jsonl::{append_jsonl_line, read_jsonl_tolerant, JsonlRead};
 pub use ledger::{cpu_device, device_of, CostRecord, Ledger, Meter, Stage};
 pub use prices::{device_class, Prices, PricesConfig};

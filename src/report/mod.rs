@@ -13,7 +13,8 @@ pub mod metrics;
 pub mod plots;
 pub mod render;
 
-use crate::cost::{read_jsonl_tolerant, CostRecord, Ledger, Prices, PricesConfig};
+use crate::cost::{CostRecord, Ledger, Prices, PricesConfig};
+use crate::util::read_jsonl_tolerant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
