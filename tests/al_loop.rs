@@ -137,6 +137,15 @@ fn every_policy_runs_two_rounds() {
         assert!(stages.contains("evaluation"), "{policy}: {stages:?}");
         match policy {
             "svpp" => assert!(
+                ledger
+                    .iter()
+                    .any(|r| r.stage.as_str() == "embed" && r.round == 0 && r.rows == 84),
+                "the one-off v0 embedding is charged to a proxy policy"
+            ),
+            _ => {}
+        }
+        match policy {
+            "svpp" => assert!(
                 stages.contains("proxy_fit")
                     && stages.contains("selection")
                     && !stages.contains("refresh")

@@ -2,8 +2,8 @@
 use super::config::{EvalModel, PolicyKind, RunConfig};
 use super::state::{LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};
-use crate::cli::embed::{embed_dataset, EmbedJob};
-use crate::cost::{Ledger, Stage};
+use crate::cli::embed::{embed_dataset, EmbedJob, COST_FILE};
+use crate::cost::{CostRecord, Ledger, Stage};
 use crate::data::{Dataset, Split};
 use crate::features::store::DEFAULT_CHUNK_ROWS;
 use crate::features::{FeatureVersion, RowBlocks, Store, Verify};
@@ -179,7 +179,7 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
 
     // v0: the pretrained features every proxy policy starts from.
     let v0 = if cfg.policy != PolicyKind::Standard || cfg.eval_model == EvalModel::LinearProbe {
-        Some(ensure_v0(cx)?)
+        Some(ensure_v0(cx, done_rounds == 0)?)
     } else {
         None
     };
@@ -411,25 +411,62 @@ fn cold_start(cx: &Ctx) -> Vec<usize> {
     pool
 }
 
-/// Open v0 of the dataset, embedding it first if it does not exist (metered as `embed`).
-fn ensure_v0(cx: &mut Ctx) -> Result<FeatureVersion> {
+/// Open v0 of the dataset, embedding it first if it does not exist. The one-off embedding
+/// (recorded per chunk in the version's `cost.jsonl`, whoever made it) is charged to this run in
+/// round 0: as compute when the policy selects with v0, as evaluation when v0 only serves to
+/// evaluate (random, standard).
+fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
     let store = Store::new(cx.home, &cx.ds.name);
-    if store.manifest(0).map(|m| m.complete).unwrap_or(false) {
-        return store.open_for(0, cx.ds, Verify::Sizes);
+    if !store.manifest(0).map(|m| m.complete).unwrap_or(false) {
+        cx.say("embedding the dataset once with the pretrained backbone (v0)");
+        let bb = Backbone::load(&cx.model_dir, &Device::Cpu, false)?;
+        let job = EmbedJob {
+            version: 0,
+            options: cx.embed.clone(),
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            checkpoint: None,
+            progress: cx.opts.progress,
+        };
+        embed_dataset(&bb, cx.ds, &store, &job)?;
     }
-    cx.say("embedding the dataset once with the pretrained backbone (v0)");
-    let bb = Backbone::load(&cx.model_dir, &Device::Cpu, false)?;
-    let (ds, embed, progress) = (&cx.ds, cx.embed.clone(), cx.opts.progress);
-    let job = EmbedJob {
-        version: 0,
-        options: embed,
-        chunk_rows: DEFAULT_CHUNK_ROWS,
-        checkpoint: None,
-        progress,
-    };
-    cx.ledger.meter(0, Stage::Embed, ds.len(), || {
-        embed_dataset(&bb, ds, &store, &job)
-    })?;
+    if charge {
+        let stage = match cx.cfg.policy {
+            PolicyKind::Svpp | PolicyKind::Asvp => Stage::Embed,
+            PolicyKind::Random | PolicyKind::Standard => Stage::Evaluation,
+        };
+        let path = store.version_dir(0).join(COST_FILE);
+        let recs = if path.exists() {
+            Ledger::read(&path)?
+        } else {
+            vec![]
+        };
+        let (wall, cpu, rows) = recs.iter().fold((0.0, 0.0, 0), |a, r| {
+            (a.0 + r.wall_seconds, a.1 + r.cpu_seconds, a.2 + r.rows)
+        });
+        let device = recs
+            .first()
+            .map(|r| r.device.clone())
+            .unwrap_or_else(|| cx.ledger.device().to_string());
+        cx.ledger.append(&CostRecord {
+            run: cx.cfg.name.clone(),
+            round: 0,
+            stage,
+            wall_seconds: wall,
+            cpu_seconds: cpu,
+            device,
+            rows,
+            labels_bought: 0,
+            note: Some(if recs.is_empty() {
+                "v0 has no cost record (embedded by an older proxal): charged 0".into()
+            } else {
+                format!(
+                    "one-off embedding of v0 ({} chunk records in {})",
+                    recs.len(),
+                    path.display()
+                )
+            }),
+        })?;
+    }
     store.open_for(0, cx.ds, Verify::Sizes)
 }
 

@@ -1,6 +1,7 @@
 //! `proxal embed`: run the backbone over every row of a dataset table once and cache the
 //! vectors as a feature-store version (resumable, chunk by chunk).
 use crate::backbone::{Backbone, EmbedOptions, Pooling};
+use crate::cost::{device_of, Ledger, Meter, Stage};
 use crate::data::Dataset;
 use crate::features::store::{Provenance, Store, VersionSpec, DEFAULT_CHUNK_ROWS};
 use crate::home::Home;
@@ -38,6 +39,9 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
 }
+
+/// The cost ledger kept in each version directory: one record per chunk embedded.
+pub const COST_FILE: &str = "cost.jsonl";
 
 /// What [`embed_dataset`] needs beyond the backbone and the data.
 #[derive(Debug, Clone)]
@@ -109,6 +113,17 @@ pub fn embed_dataset(
         indicatif::ProgressBar::hidden()
     };
     let mut embedded_rows = 0;
+    let stage = if job.checkpoint.is_some() {
+        Stage::Refresh
+    } else {
+        Stage::Embed
+    };
+    let mut cost = Ledger::open(
+        &w.dir().join(COST_FILE),
+        &format!("features:{}/v{}", ds.name, job.version),
+    )?;
+    cost.set_device(device_of(backbone.device()));
+    let mut meter = Meter::start(0, stage);
     for c in w.next_chunk()..w.n_chunks() {
         let range = w.chunk_range(c);
         let texts: Vec<&str> = ds.texts[range.clone()].iter().map(String::as_str).collect();
@@ -118,6 +133,11 @@ pub fn embed_dataset(
         w.write_chunk(c, &rows)
             .with_context(|| format!("writing chunk {c} of {}", w.dir().display()))?;
         embedded_rows += range.len();
+        // What this chunk cost, kept beside the version so that every run selecting with it
+        // can be charged for it (see `al`); per chunk, so a killed job's work is not lost.
+        std::mem::replace(&mut meter, Meter::start(0, stage))
+            .rows(range.len())
+            .finish(&mut cost)?;
     }
     bar.finish_and_clear();
     Ok(EmbedReport {
