@@ -93,7 +93,10 @@ fn logreg_loss_decreases_and_is_deterministic() {
     assert_eq!(a.b, b.b);
     // Warm start from the solution converges at once to the same model (uncalibrated fits:
     // calibration refits on a held-out split, which moves away from the full-data optimum).
-    let plain = LogRegConfig { calibrate: false, ..Default::default() };
+    let plain = LogRegConfig {
+        calibrate: false,
+        ..Default::default()
+    };
     let a = LogReg::fit(&plain, x.view(), &y, 5, None).unwrap();
     let c = LogReg::fit(&plain, x.view(), &y, 5, Some(&a)).unwrap();
     assert!(

@@ -61,6 +61,39 @@ struct RunArgs {
     /// Switch off temperature calibration.
     #[arg(long)]
     no_calibrate: bool,
+    /// BADGE reference mode: draw centres by inverse CDF on these uniforms (a 1-D f64 .npy).
+    #[arg(long)]
+    uniforms: Option<PathBuf>,
+    /// BADGE: count the origin as an initial centre (scikit-activeml's variant).
+    #[arg(long)]
+    badge_origin: bool,
+    /// With --export, also write every feature row as X.npy.
+    #[arg(long)]
+    export_features: bool,
+}
+
+/// Read a 1-D little-endian f64 .npy file.
+fn read_npy_f64(path: &Path) -> Result<Vec<f64>> {
+    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !b.starts_with(b"\x93NUMPY") || b.len() < 10 {
+        bail!("{}: not a .npy file", path.display());
+    }
+    let (hlen, start) = if b[6] == 1 {
+        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    };
+    let header = String::from_utf8_lossy(&b[start..start + hlen]);
+    if !header.contains("'<f8'") || header.contains("True") {
+        bail!(
+            "{}: expected a C-ordered little-endian f64 array",
+            path.display()
+        );
+    }
+    Ok(b[start + hlen..]
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 #[derive(clap::Args)]
@@ -279,6 +312,16 @@ fn run(a: &RunArgs) -> Result<()> {
         let c = Clusters::compute(&fv, &pool, &ClusterConfig::default(), seed)?;
         cluster_s = t.elapsed().as_secs_f64();
         Box::new(ClusterMargin::with_clusters(Arc::new(c)))
+    } else if name == "badge" {
+        let uniforms = match &a.uniforms {
+            Some(u) => Some(read_npy_f64(u)?),
+            None => None,
+        };
+        Box::new(proxal::strategy::Badge {
+            uniforms,
+            origin_centre: a.badge_origin,
+            ..Default::default()
+        })
     } else {
         strategy::from_name(name)?
     };
@@ -363,6 +406,15 @@ fn run(a: &RunArgs) -> Result<()> {
             &[picks_rows.len()],
             &i64_bytes(&picks_rows),
         )?;
+        if a.export_features {
+            let x = fv.gather(&all);
+            write_npy(
+                &ex.join("X.npy"),
+                "<f4",
+                &[x.nrows(), x.ncols()],
+                &f32_bytes(x.as_slice().expect("standard layout")),
+            )?;
+        }
         if let Some(p) = proxy.as_deref() {
             let probs = predict_rows(p, &fv, &round.unlabelled);
             write_npy(

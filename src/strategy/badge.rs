@@ -38,6 +38,10 @@ pub struct Badge {
     /// [0, 1) (what numpy's `RandomState.choice(p=…)` does), updating every row's D² after every
     /// centre. Exact and RNG-compatible, but memory-bound: for tests and the peer check.
     pub uniforms: Option<Vec<f64>>,
+    /// Treat the zero vector as an extra initial centre, so D²_i ≤ ||g_i||² from the start (a
+    /// confident row, g ≈ 0, counts as covered). scikit-activeml's BADGE does this; the original
+    /// BADGE code does not (default: off).
+    pub origin_centre: bool,
 }
 
 impl Default for Badge {
@@ -45,6 +49,7 @@ impl Default for Badge {
         Badge {
             refresh_every: 64,
             uniforms: None,
+            origin_centre: false,
         }
     }
 }
@@ -268,6 +273,9 @@ impl Badge {
         let mut chosen = vec![false; n];
         chosen[first] = true;
         let mut d2 = ge.min_dist2_to(&[first]);
+        if self.origin_centre {
+            d2.iter_mut().zip(&ge.g2).for_each(|(d, &g)| *d = d.min(g));
+        }
         d2[first] = 0.0;
         if let Some(us) = &self.uniforms {
             // Reference path: exact D² everywhere, inverse-CDF draws on the given uniforms.
