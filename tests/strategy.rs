@@ -227,6 +227,7 @@ fn badge_first_pick_is_largest_gradient_and_draws_follow_d2() {
     let badge = Badge {
         refresh_every: 4,
         uniforms: None,
+        origin_centre: false,
     };
     for s in 0..trials {
         let c = badge.seed_centres(&ge, 2, s);
@@ -247,6 +248,7 @@ fn badge_first_pick_is_largest_gradient_and_draws_follow_d2() {
     let r = Badge {
         refresh_every: 64,
         uniforms: Some(vec![u]),
+        origin_centre: false,
     }
     .seed_centres(&ge, 2, 0);
     let mut acc = 0.0;
@@ -285,6 +287,7 @@ fn badge_fast_and_reference_paths_agree_in_quality() {
             &Badge {
                 refresh_every: 8,
                 uniforms: None,
+                origin_centre: false,
             }
             .seed_centres(&ge, 30, s),
         );
@@ -296,6 +299,7 @@ fn badge_fast_and_reference_paths_agree_in_quality() {
             &Badge {
                 refresh_every: 8,
                 uniforms: Some(us),
+                origin_centre: false,
             }
             .seed_centres(&ge, 30, s),
         );
