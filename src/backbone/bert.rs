@@ -9,7 +9,7 @@
 //! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, …), so a
 //! checkpoint saved by [`Bert::save`] loads again with the same loader.
 use super::config::{BertConfig, HiddenAct};
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 /// Layer normalisation as a composition of differentiable ops.
@@ -28,11 +28,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        super::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -87,7 +83,7 @@ pub struct Bert {
 /// `hidden_act` applied to a tensor with differentiable ops.
 pub fn activation(act: HiddenAct, x: &Tensor) -> Result<Tensor> {
     match act {
-        HiddenAct::Gelu => x.gelu_erf(),
+        HiddenAct::Gelu => super::ops::gelu_erf(x),
         HiddenAct::GeluNew => x.gelu(),
         HiddenAct::Relu => x.relu(),
     }
@@ -286,8 +282,5 @@ impl Bert {
 
 /// Softmax over the last dimension with differentiable ops.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let e = x.broadcast_sub(&max)?.exp()?;
-    let sum = e.sum_keepdim(D::Minus1)?;
-    e.broadcast_div(&sum)
+    super::ops::softmax_last(x)
 }
