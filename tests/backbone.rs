@@ -292,3 +292,28 @@ fn loader_errors_are_one_line_and_name_the_problem() {
     let e = err(dir.path());
     assert!(e.contains("model.safetensors"), "{e}");
 }
+
+#[test]
+fn packed_matmul_matches_candle_for_every_row_tail() {
+    use proxal::backbone::gemm::PackedWeight;
+    for (k, n) in [(64usize, 96usize), (48, 40)] {
+        let w = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu).unwrap();
+        let pw = PackedWeight::new(&w).unwrap();
+        assert_eq!(pw.dims(), (k, n));
+        for m in [1usize, 5, 11, 12, 13, 97, 200] {
+            let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+            let want = a
+                .matmul(&w)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let got = pw
+                .matmul(&a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), m)
+                .unwrap();
+            let d = max_abs_diff(&want, &got);
+            assert!(d < 1e-4, "k={k} n={n} m={m}: {d}");
+        }
+    }
+}

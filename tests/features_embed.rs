@@ -70,12 +70,16 @@ fn job(chunk_rows: usize) -> EmbedJob {
     }
 }
 
-/// Every file of a version directory except the manifest's timestamps: (name, bytes).
+/// Every file of a version directory except the manifest's timestamps and the cost ledger:
+/// (name, bytes).
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
+        if name == proxal::cli::embed::COST_FILE {
+            continue; // metered seconds, not features
+        }
         if name == "manifest.json" {
             let mut m: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();

@@ -1,30 +1,32 @@
 //! The inference-only encoder path (CPU): no padding at all, fused kernels, no backward.
 //!
 //! A batch is packed into one `[tokens, hidden]` matrix (sequences back to back, no pad rows),
-//! so the four dense layers per block are single large matmuls (candle → gemm, multithreaded)
-//! and no work is spent on padding. Everything else is fused kernels over plain slices:
-//! embedding gather + layer norm, bias + GELU, bias + residual + layer norm, and attention per
-//! (sequence, head) with the softmax in registers. Kernels are compiled twice (baseline and
-//! AVX2+FMA) and picked at run time.
+//! so the four dense layers per block are single large matmuls ([`super::gemm`]: an AVX-512
+//! kernel over pre-packed weights, candle's matmul elsewhere) and no work is spent on padding.
+//! Everything else is fused kernels over plain slices: embedding gather + layer norm,
+//! bias + GELU, bias + residual + layer norm, and attention per (sequence, head) with the
+//! softmax in registers. Kernels are compiled three times (baseline, AVX2+FMA, AVX-512) and
+//! picked at run time.
 //!
 //! [`FastBert`] is a snapshot of the weights when it is made: build a new one after training.
 //! The differentiable [`Bert::forward_t`] is the reference; the tests hold the two together.
 use super::bert::Bert;
 use super::config::HiddenAct;
+use super::gemm::PackedWeight;
 use super::pooling::{l2_normalize_row, Pooling};
-use anyhow::{anyhow, bail, Result};
-use candle_core::{CpuStorage, Device, InplaceOp1, Layout, Storage, Tensor};
+use anyhow::{bail, Result};
+use candle_core::{Device, Tensor};
 
 struct FastLayer {
-    wqkv: Tensor, // [hidden, 3 hidden], contiguous (x · wqkv)
+    wqkv: PackedWeight, // [hidden, 3 hidden] (x · wqkv)
     bqkv: Vec<f32>,
-    wo: Tensor, // [hidden, hidden]
+    wo: PackedWeight, // [hidden, hidden]
     bo: Vec<f32>,
     ln1_g: Vec<f32>,
     ln1_b: Vec<f32>,
-    wi: Tensor, // [hidden, intermediate]
+    wi: PackedWeight, // [hidden, intermediate]
     bi: Vec<f32>,
-    wout: Tensor, // [intermediate, hidden]
+    wout: PackedWeight, // [intermediate, hidden]
     bout: Vec<f32>,
     ln2_g: Vec<f32>,
     ln2_b: Vec<f32>,
@@ -51,9 +53,9 @@ fn vec1(t: &Tensor) -> Result<Vec<f32>> {
         .to_vec1::<f32>()?)
 }
 
-/// `[out, in]` weight → contiguous `[in, out]` copy.
-fn transposed(w: &Tensor) -> Result<Tensor> {
-    Ok(w.t()?.contiguous()?.copy()?)
+/// `[out, in]` weight → packed `[in, out]` copy.
+fn transposed(w: &Tensor) -> Result<PackedWeight> {
+    PackedWeight::new(&w.t()?)
 }
 
 impl FastBert {
@@ -106,7 +108,7 @@ impl FastBert {
     }
 
     /// Final hidden states of the packed sequences: `[Σ len, hidden]`, sequences back to back.
-    pub fn hidden_states(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+    pub fn hidden_states(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
         let h = self.hidden;
         let vocab = self.word.len() / h;
         let mut offsets = Vec::with_capacity(seqs.len() + 1);
@@ -128,35 +130,39 @@ impl FastBert {
             offsets.push(offsets.last().unwrap() + s.len());
         }
         let total = *offsets.last().unwrap();
+        let t = profile::start();
         let mut x = vec![0f32; total * h];
         kernels::embed_ln(seqs, &offsets, self, &mut x);
-        let mut x = Tensor::from_vec(x, (total, h), &Device::Cpu)?;
+        profile::add(profile::EMBED, t);
         for l in &self.layers {
-            let qkv = x.matmul(&l.wqkv)?;
-            let ctx = with_f32(&qkv, |qkv| {
-                let mut ctx = vec![0f32; total * h];
-                kernels::attention(qkv, &l.bqkv, &offsets, self.heads, h, &mut ctx);
-                ctx
-            })?;
-            let ctx = Tensor::from_vec(ctx, (total, h), &Device::Cpu)?;
-            let a = ctx.matmul(&l.wo)?;
-            with_f32(&x, |res| {
-                a.inplace_op1(&Apply(|a: &mut [f32]| {
-                    kernels::bias_residual_ln(a, &l.bo, res, &l.ln1_g, &l.ln1_b, self.eps)
-                }))
-            })??;
+            let t = profile::start();
+            let qkv = l.wqkv.matmul(&x, total)?;
+            profile::add(profile::MATMUL, t);
+            let t = profile::start();
+            let mut ctx = vec![0f32; total * h];
+            kernels::attention(&qkv, &l.bqkv, &offsets, self.heads, h, &mut ctx);
+            drop(qkv);
+            profile::add(profile::ATTENTION, t);
+            let t = profile::start();
+            let mut a = l.wo.matmul(&ctx, total)?;
+            profile::add(profile::MATMUL, t);
+            let t = profile::start();
+            kernels::bias_residual_ln(&mut a, &l.bo, &x, &l.ln1_g, &l.ln1_b, self.eps);
             x = a;
-            let i = x.matmul(&l.wi)?;
-            i.inplace_op1(&Apply(|i: &mut [f32]| {
-                kernels::bias_act(i, &l.bi, self.act)
-            }))?;
-            let o = i.matmul(&l.wout)?;
-            with_f32(&x, |res| {
-                o.inplace_op1(&Apply(|o: &mut [f32]| {
-                    kernels::bias_residual_ln(o, &l.bout, res, &l.ln2_g, &l.ln2_b, self.eps)
-                }))
-            })??;
+            profile::add(profile::NORM, t);
+            let t = profile::start();
+            let mut i = l.wi.matmul(&x, total)?;
+            profile::add(profile::MATMUL, t);
+            let t = profile::start();
+            kernels::bias_act(&mut i, &l.bi, self.act);
+            profile::add(profile::GELU, t);
+            let t = profile::start();
+            let mut o = l.wout.matmul(&i, total)?;
+            profile::add(profile::MATMUL, t);
+            let t = profile::start();
+            kernels::bias_residual_ln(&mut o, &l.bout, &x, &l.ln2_g, &l.ln2_b, self.eps);
             x = o;
+            profile::add(profile::NORM, t);
         }
         Ok(x)
     }
@@ -165,60 +171,66 @@ impl FastBert {
     pub fn embed(&self, seqs: &[&[u32]], pooling: Pooling, normalize: bool) -> Result<Vec<f32>> {
         let h = self.hidden;
         let x = self.hidden_states(seqs)?;
-        with_f32(&x, |x| {
-            let mut out = vec![0f32; seqs.len() * h];
-            let mut start = 0;
-            for (r, s) in seqs.iter().enumerate() {
-                let dst = &mut out[r * h..(r + 1) * h];
-                let rows = &x[start * h..(start + s.len()) * h];
-                match pooling {
-                    Pooling::Cls => dst.copy_from_slice(&rows[..h]),
-                    Pooling::Mean => {
-                        for row in rows.chunks_exact(h) {
-                            dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-                        }
-                        let inv = 1.0 / s.len() as f32;
-                        dst.iter_mut().for_each(|d| *d *= inv);
+        let mut out = vec![0f32; seqs.len() * h];
+        let mut start = 0;
+        for (r, s) in seqs.iter().enumerate() {
+            let dst = &mut out[r * h..(r + 1) * h];
+            let rows = &x[start * h..(start + s.len()) * h];
+            match pooling {
+                Pooling::Cls => dst.copy_from_slice(&rows[..h]),
+                Pooling::Mean => {
+                    for row in rows.chunks_exact(h) {
+                        dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
                     }
+                    let inv = 1.0 / s.len() as f32;
+                    dst.iter_mut().for_each(|d| *d *= inv);
                 }
-                if normalize {
-                    l2_normalize_row(dst);
-                }
-                start += s.len();
             }
-            out
-        })
+            if normalize {
+                l2_normalize_row(dst);
+            }
+            start += s.len();
+        }
+        Ok(out)
     }
 }
 
-/// Run `f` over a contiguous f32 CPU tensor's data, zero-copy.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(v)) = &*storage else {
-        bail!("fast path: expected an f32 CPU tensor");
-    };
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| anyhow!("fast path: tensor not contiguous"))?;
-    Ok(f(&v[a..b]))
-}
+/// Wall-clock time spent in each part of the fast path, summed over all calls in this process
+/// (for `bench_embed` and profiling; a few nanoseconds per layer).
+pub mod profile {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
 
-/// An in-place op over a contiguous f32 CPU tensor's data.
-struct Apply<F: Fn(&mut [f32])>(F);
+    pub const EMBED: usize = 0;
+    pub const MATMUL: usize = 1;
+    pub const ATTENTION: usize = 2;
+    pub const NORM: usize = 3;
+    pub const GELU: usize = 4;
+    pub const NAMES: [&str; 5] = [
+        "embeddings+LN",
+        "matmul",
+        "attention",
+        "bias+residual+LN",
+        "bias+GELU",
+    ];
+    static NANOS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
-impl<F: Fn(&mut [f32])> InplaceOp1 for Apply<F> {
-    fn name(&self) -> &'static str {
-        "proxal-fast-inplace"
+    pub fn start() -> Instant {
+        Instant::now()
     }
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let CpuStorage::F32(v) = storage else {
-            candle_core::bail!("fast path: expected f32")
-        };
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fast path: not contiguous")
-        };
-        (self.0)(&mut v[a..b]);
-        Ok(())
+    pub fn add(slot: usize, t: Instant) {
+        NANOS[slot].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    /// `(part, seconds)` so far.
+    pub fn report() -> Vec<(&'static str, f64)> {
+        NAMES
+            .iter()
+            .zip(&NANOS)
+            .map(|(n, a)| (*n, a.load(Ordering::Relaxed) as f64 * 1e-9))
+            .collect()
+    }
+    pub fn reset() {
+        NANOS.iter().for_each(|a| a.store(0, Ordering::Relaxed));
     }
 }
 
@@ -228,18 +240,26 @@ pub mod kernels {
     use super::{FastBert, HiddenAct};
     use rayon::prelude::*;
 
+    // Rayon closures run out of line, so target features must sit on the per-block functions
+    // they call, not on the functions that split the work.
     macro_rules! multiversion {
-        ($(#[$m:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$m])*
-            pub fn $name($($arg: $ty),*) {
+            fn $name($($arg: $ty),*) {
                 #[inline(always)]
                 fn inner($($arg: $ty),*) $body
                 #[cfg(target_arch = "x86_64")]
                 {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    unsafe fn avx512($($arg: $ty),*) { inner($($arg),*) }
                     #[target_feature(enable = "avx2,fma")]
                     unsafe fn avx2($($arg: $ty),*) { inner($($arg),*) }
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    if std::is_x86_feature_detected!("avx512f") {
                         // SAFETY: the CPU supports the features the function was compiled for.
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: as above.
                         return unsafe { avx2($($arg),*) };
                     }
                 }
@@ -335,112 +355,145 @@ pub mod kernels {
 
     const ROWS_PER_TASK: usize = 16;
 
+    /// Word + position + token-type-0 embeddings of packed sequences, then layer norm.
+    pub fn embed_ln(seqs: &[&[u32]], offsets: &[usize], m: &FastBert, out: &mut [f32]) {
+        let h = m.hidden;
+        let mut rows: Vec<(u32, usize)> = Vec::with_capacity(*offsets.last().unwrap_or(&0));
+        for s in seqs {
+            rows.extend(s.iter().enumerate().map(|(p, &id)| (id, p)));
+        }
+        out.par_chunks_mut(h * ROWS_PER_TASK)
+            .zip(rows.par_chunks(ROWS_PER_TASK))
+            .for_each(|(o, r)| embed_rows(o, r, m));
+    }
+
     multiversion! {
-        /// Word + position + token-type-0 embeddings of packed sequences, then layer norm.
-        pub fn embed_ln(seqs: &[&[u32]], offsets: &[usize], m: &FastBert, out: &mut [f32]) {
+        fn embed_rows(o: &mut [f32], r: &[(u32, usize)], m: &FastBert) {
             let h = m.hidden;
-            let mut rows: Vec<(u32, usize)> = Vec::with_capacity(*offsets.last().unwrap_or(&0));
-            for s in seqs {
-                rows.extend(s.iter().enumerate().map(|(p, &id)| (id, p)));
+            for (row, &(id, p)) in o.chunks_exact_mut(h).zip(r) {
+                let w = &m.word[id as usize * h..(id as usize + 1) * h];
+                let pe = &m.pos[p * h..(p + 1) * h];
+                for i in 0..h {
+                    row[i] = w[i] + pe[i] + m.typ0[i];
+                }
+                ln_row(row, &m.emb_g, &m.emb_b, m.eps);
             }
-            out.par_chunks_mut(h * ROWS_PER_TASK).zip(rows.par_chunks(ROWS_PER_TASK)).for_each(|(o, r)| {
-                for (row, &(id, p)) in o.chunks_exact_mut(h).zip(r) {
-                    let w = &m.word[id as usize * h..(id as usize + 1) * h];
-                    let pe = &m.pos[p * h..(p + 1) * h];
-                    for i in 0..h {
-                        row[i] = w[i] + pe[i] + m.typ0[i];
-                    }
-                    ln_row(row, &m.emb_g, &m.emb_b, m.eps);
-                }
-            });
         }
     }
 
+    /// x ← LN(x + bias + residual), row by row.
+    pub fn bias_residual_ln(
+        x: &mut [f32],
+        bias: &[f32],
+        res: &[f32],
+        g: &[f32],
+        b: &[f32],
+        eps: f32,
+    ) {
+        let h = bias.len();
+        x.par_chunks_mut(h * ROWS_PER_TASK)
+            .zip(res.par_chunks(h * ROWS_PER_TASK))
+            .for_each(|(xs, rs)| bias_residual_ln_rows(xs, bias, rs, g, b, eps));
+    }
+
     multiversion! {
-        /// x ← LN(x + bias + residual), row by row.
-        pub fn bias_residual_ln(x: &mut [f32], bias: &[f32], res: &[f32], g: &[f32], b: &[f32], eps: f32) {
+        fn bias_residual_ln_rows(xs: &mut [f32], bias: &[f32], rs: &[f32], g: &[f32], b: &[f32], eps: f32) {
             let h = bias.len();
-            x.par_chunks_mut(h * ROWS_PER_TASK).zip(res.par_chunks(h * ROWS_PER_TASK)).for_each(|(xs, rs)| {
-                for (row, r) in xs.chunks_exact_mut(h).zip(rs.chunks_exact(h)) {
-                    for i in 0..h {
-                        row[i] += bias[i] + r[i];
-                    }
-                    ln_row(row, g, b, eps);
+            for (row, r) in xs.chunks_exact_mut(h).zip(rs.chunks_exact(h)) {
+                for i in 0..h {
+                    row[i] += bias[i] + r[i];
                 }
-            });
+                ln_row(row, g, b, eps);
+            }
         }
     }
 
+    /// x ← act(x + bias), row by row.
+    pub fn bias_act(x: &mut [f32], bias: &[f32], act: HiddenAct) {
+        let n = bias.len();
+        x.par_chunks_mut(n * ROWS_PER_TASK)
+            .for_each(|xs| bias_act_rows(xs, bias, act));
+    }
+
     multiversion! {
-        /// x ← act(x + bias), row by row.
-        pub fn bias_act(x: &mut [f32], bias: &[f32], act: HiddenAct) {
+        fn bias_act_rows(xs: &mut [f32], bias: &[f32], act: HiddenAct) {
             let n = bias.len();
-            x.par_chunks_mut(n * ROWS_PER_TASK).for_each(|xs| {
-                for row in xs.chunks_exact_mut(n) {
-                    match act {
-                        HiddenAct::Gelu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b)),
-                        HiddenAct::GeluNew => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu_tanh(*v + b)),
-                        HiddenAct::Relu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
-                    }
+            for row in xs.chunks_exact_mut(n) {
+                match act {
+                    HiddenAct::Gelu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b)),
+                    HiddenAct::GeluNew => row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu_tanh(*v + b)),
+                    HiddenAct::Relu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
                 }
-            });
+            }
         }
     }
 
+    /// Multi-head self-attention over packed sequences. `qkv` is `[tokens, 3·hidden]`
+    /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context.
+    pub fn attention(
+        qkv: &[f32],
+        bqkv: &[f32],
+        offsets: &[usize],
+        heads: usize,
+        hidden: usize,
+        out: &mut [f32],
+    ) {
+        // Split `out` into one block of rows per sequence.
+        let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
+        let mut rest = out;
+        for win in offsets.windows(2) {
+            let (a, b) = rest.split_at_mut((win[1] - win[0]) * hidden);
+            blocks.push((win[0], a));
+            rest = b;
+        }
+        blocks
+            .into_par_iter()
+            .for_each(|(start, o)| attention_seq(qkv, bqkv, start, heads, hidden, o));
+    }
+
     multiversion! {
-        /// Multi-head self-attention over packed sequences. `qkv` is `[tokens, 3·hidden]`
-        /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context.
-        pub fn attention(qkv: &[f32], bqkv: &[f32], offsets: &[usize], heads: usize, hidden: usize, out: &mut [f32]) {
+        /// Attention of one sequence (rows `start..start + len` of `qkv`), all heads.
+        fn attention_seq(qkv: &[f32], bqkv: &[f32], start: usize, heads: usize, hidden: usize, o: &mut [f32]) {
             let d = hidden / heads;
             let scale = 1.0 / (d as f32).sqrt();
             let w = 3 * hidden;
-            // Split `out` into one block of rows per sequence.
-            let mut blocks: Vec<(usize, &mut [f32])> = Vec::with_capacity(offsets.len());
-            let mut rest = out;
-            for win in offsets.windows(2) {
-                let (a, b) = rest.split_at_mut((win[1] - win[0]) * hidden);
-                blocks.push((win[0], a));
-                rest = b;
-            }
-            blocks.into_par_iter().for_each(|(start, o)| {
-                let len = o.len() / hidden;
-                let mut q = vec![0f32; len * d];
-                let mut kt = vec![0f32; d * len]; // keys transposed: [d, len]
-                let mut v = vec![0f32; len * d];
-                let mut scores = vec![0f32; len];
-                for hd in 0..heads {
-                    let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
-                    for t in 0..len {
-                        let row = &qkv[(start + t) * w..(start + t + 1) * w];
-                        for c in 0..d {
-                            q[t * d + c] = (row[qo + c] + bqkv[qo + c]) * scale;
-                            kt[c * len + t] = row[ko + c] + bqkv[ko + c];
-                            v[t * d + c] = row[vo + c] + bqkv[vo + c];
-                        }
-                    }
-                    for i in 0..len {
-                        scores.iter_mut().for_each(|s| *s = 0.0);
-                        for c in 0..d {
-                            let qc = q[i * d + c];
-                            let krow = &kt[c * len..(c + 1) * len];
-                            scores.iter_mut().zip(krow).for_each(|(s, k)| *s += qc * k);
-                        }
-                        let mut max = f32::NEG_INFINITY;
-                        for &s in scores.iter() {
-                            max = max.max(s);
-                        }
-                        scores.iter_mut().for_each(|s| *s = exp(*s - max));
-                        let inv = 1.0 / sum8(&scores);
-                        let dst = &mut o[i * hidden + hd * d..i * hidden + (hd + 1) * d];
-                        dst.iter_mut().for_each(|x| *x = 0.0);
-                        for (j, &p) in scores.iter().enumerate() {
-                            let vr = &v[j * d..(j + 1) * d];
-                            dst.iter_mut().zip(vr).for_each(|(x, vv)| *x += p * vv);
-                        }
-                        dst.iter_mut().for_each(|x| *x *= inv);
+            let len = o.len() / hidden;
+            let mut q = vec![0f32; len * d];
+            let mut kt = vec![0f32; d * len]; // keys transposed: [d, len]
+            let mut v = vec![0f32; len * d];
+            let mut scores = vec![0f32; len];
+            for hd in 0..heads {
+                let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
+                for t in 0..len {
+                    let row = &qkv[(start + t) * w..(start + t + 1) * w];
+                    for c in 0..d {
+                        q[t * d + c] = (row[qo + c] + bqkv[qo + c]) * scale;
+                        kt[c * len + t] = row[ko + c] + bqkv[ko + c];
+                        v[t * d + c] = row[vo + c] + bqkv[vo + c];
                     }
                 }
-            });
+                for i in 0..len {
+                    scores.iter_mut().for_each(|s| *s = 0.0);
+                    for c in 0..d {
+                        let qc = q[i * d + c];
+                        let krow = &kt[c * len..(c + 1) * len];
+                        scores.iter_mut().zip(krow).for_each(|(s, k)| *s += qc * k);
+                    }
+                    let mut max = f32::NEG_INFINITY;
+                    for &s in scores.iter() {
+                        max = max.max(s);
+                    }
+                    scores.iter_mut().for_each(|s| *s = exp(*s - max));
+                    let inv = 1.0 / sum8(&scores);
+                    let dst = &mut o[i * hidden + hd * d..i * hidden + (hd + 1) * d];
+                    dst.iter_mut().for_each(|x| *x = 0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        let vr = &v[j * d..(j + 1) * d];
+                        dst.iter_mut().zip(vr).for_each(|(x, vv)| *x += p * vv);
+                    }
+                    dst.iter_mut().for_each(|x| *x *= inv);
+                }
+            }
         }
     }
 }

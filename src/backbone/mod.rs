@@ -18,6 +18,7 @@ pub mod bert;
 pub mod config;
 pub mod embed;
 pub mod fast;
+pub mod gemm;
 pub mod ops;
 pub mod pooling;
 pub mod tiny;
