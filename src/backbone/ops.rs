@@ -188,18 +188,19 @@ impl CustomOp3 for LayerNormBwd {
                 {
                     let (mean, rstd) = ln_stats(x, self.eps);
                     let (mut su, mut sux) = (0f32, 0f32);
-                    for j in 0..h {
-                        let xh = (x[j] - mean) * rstd;
-                        let u = g[j] * w[j];
+                    let sums = dw.iter_mut().zip(db.iter_mut());
+                    for (((&x, &g), &w), (dw, db)) in x.iter().zip(g).zip(w).zip(sums) {
+                        let xh = (x - mean) * rstd;
+                        let u = g * w;
                         su += u;
                         sux += u * xh;
-                        dw[j] += g[j] * xh;
-                        db[j] += g[j];
+                        *dw += g * xh;
+                        *db += g;
                     }
                     let (mu, mux) = (su / h as f32, sux / h as f32);
-                    for j in 0..h {
-                        let xh = (x[j] - mean) * rstd;
-                        dx[j] = rstd * (g[j] * w[j] - mu - xh * mux);
+                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                        let xh = (x - mean) * rstd;
+                        *dx = rstd * (g * w - mu - xh * mux);
                     }
                 }
                 (dw, db)

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use proxal::backbone::{pooling, Backbone, Pooling};
+use proxal::backbone::{ops, pooling, Backbone, Pooling};
 use proxal::data::{Dataset, Split};
 use proxal::home::Home;
 use proxal::train::{AdamWConfig, FusedAdamW, ParamGroup};
@@ -57,8 +57,10 @@ fn run_case(
     // candle_nn::AdamW over copies of every weight, fed the same gradients: the old update's
     // cost measured in the same run, without touching the weights being trained.
     let vars: Vec<Var> = bb_vars.into_iter().chain([w.clone(), b.clone()]).collect();
+    let compare = std::env::var("BENCH_CANDLE_ADAMW").as_deref() != Ok("0");
     let shadow: Vec<Var> = vars
         .iter()
+        .filter(|_| compare)
         .map(|v| Var::from_tensor(&v.as_tensor().copy()?))
         .collect::<candle_core::Result<_>>()?;
     let mut old = AdamW::new(
@@ -116,6 +118,53 @@ fn run_case(
         update: upd,
         update_candle: upd_old,
     })
+}
+
+/// Seconds for forward + backward of Σ f(x) ⊙ r, best of `reps`.
+fn time_fb(
+    reps: usize,
+    vars: &[Var],
+    f: &dyn Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+) -> Result<f64> {
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        let y = f(&ts)?;
+        let g = y.sum_all()?.backward()?;
+        drop(g);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// The layer norms, softmaxes and GELUs of one MiniLM training step (13, 6, 6) at batch `b`
+/// and `s` tokens: (composed candle ops, fused ops) seconds for forward + backward.
+fn ops_case(b: usize, s: usize, reps: usize) -> Result<(f64, f64)> {
+    let dev = Device::Cpu;
+    let (h, heads, inter) = (384, 12, 1536);
+    let v = |shape: &[usize], shift: f64| -> Result<Var> {
+        Ok(Var::from_tensor(
+            &(Tensor::randn(0f32, 1.0, shape, &dev)? + shift)?,
+        )?)
+    };
+    let ln = [v(&[b, s, h], 0.5)?, v(&[h], 1.0)?, v(&[h], 0.0)?];
+    let sm = [v(&[b, heads, s, s], 0.0)?];
+    let ge = [v(&[b, s, inter], 0.0)?];
+    let mut fused = 0.0;
+    let mut composed = 0.0;
+    for _ in 0..2 {
+        composed += 13.0
+            * time_fb(reps, &ln, &|t| {
+                ops::layer_norm_composed(&t[0], &t[1], &t[2], 1e-12)
+            })?;
+        fused += 13.0 * time_fb(reps, &ln, &|t| ops::layer_norm(&t[0], &t[1], &t[2], 1e-12))?;
+        composed += 6.0 * time_fb(reps, &sm, &|t| ops::softmax_last_composed(&t[0]))?;
+        fused += 6.0 * time_fb(reps, &sm, &|t| ops::softmax_last(&t[0]))?;
+        composed += 6.0 * time_fb(reps, &ge, &|t| t[0].gelu_erf())?;
+        fused += 6.0 * time_fb(reps, &ge, &|t| ops::gelu_erf(&t[0]))?;
+    }
+    Ok((composed / 2.0, fused / 2.0))
 }
 
 fn main() -> Result<()> {
@@ -180,16 +229,23 @@ fn main() -> Result<()> {
     let mut json = Vec::new();
     for c in &cases {
         let per = (c.forward + c.backward + c.update) / c.steps as f64;
+        let old = if c.update_candle > 0.0 {
+            format!(
+                "{:.3} | {:.1}×",
+                c.update_candle / c.steps as f64,
+                c.update_candle / c.update.max(1e-12)
+            )
+        } else {
+            "not run | –".to_string()
+        };
         md += &format!(
-            "| {} | {:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1}× |\n",
+            "| {} | {:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {old} |\n",
             c.name,
             c.tokens_per_row,
             1.0 / per,
             c.forward / c.steps as f64,
             c.backward / c.steps as f64,
             c.update / c.steps as f64,
-            c.update_candle / c.steps as f64,
-            c.update_candle / c.update.max(1e-12)
         );
         json.push(serde_json::json!({
             "texts": c.name, "batch": 16, "tokens_per_row": c.tokens_per_row, "steps": c.steps,
@@ -200,13 +256,42 @@ fn main() -> Result<()> {
             "candle_adamw_update_seconds_per_step": c.update_candle / c.steps as f64,
         }));
     }
+    // Op-level A/B in one process: robust to the load on a shared machine, unlike whole steps.
+    md += "\nLayer norm + softmax + GELU of one training step (13 + 6 + 6 calls), forward + backward, \
+           as composed candle ops (before) and as proxal's fused ops (`backbone::ops`), best of 5:\n\n\
+           | batch × tokens | composed s | fused s | speed-up |\n|---|---|---|---|\n";
+    let mut ops_json = Vec::new();
+    for s in [37, 128] {
+        let (composed, fused) = ops_case(16, s, 5)?;
+        md += &format!(
+            "| 16 × {s} | {composed:.3} | {fused:.3} | {:.1}× |\n",
+            composed / fused.max(1e-12)
+        );
+        ops_json.push(serde_json::json!({
+            "batch": 16, "tokens": s, "composed_seconds": composed, "fused_seconds": fused,
+        }));
+    }
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
+    md += &format!(
+        "\nEnvironment: CANDLE_NUM_THREADS={}, RAYON_NUM_THREADS={}; load average at the end: {}.\n",
+        env("CANDLE_NUM_THREADS"),
+        env("RAYON_NUM_THREADS"),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    );
     print!("{md}");
     let out = home.root().join("experiments/results");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("bench-train.md"), md)?;
     std::fs::write(
         out.join("bench-train.json"),
-        serde_json::to_string_pretty(&serde_json::json!({"threads": threads, "cases": json}))?,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "threads": threads,
+            "candle_num_threads": env("CANDLE_NUM_THREADS"),
+            "cases": json,
+            "fused_ops": ops_json,
+        }))?,
     )?;
     Ok(())
 }

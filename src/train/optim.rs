@@ -364,22 +364,21 @@ mod tests {
             let loss = ((cube / 3.0)? + w.as_tensor())?.sum_all()?;
             let grads = loss.backward()?;
             opt.step(&grads)?;
-            for i in 0..n {
-                let th = theta[i] as f64;
+            let state = m.iter_mut().zip(v.iter_mut()).zip(expect.iter_mut());
+            for (&th, ((m, v), e)) in theta.iter().zip(state) {
+                let th = th as f64;
                 let g = th * th + 1.0;
-                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g;
-                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g * g;
-                let mh = m[i] / (1.0 - c.beta1.powi(t));
-                let vh = v[i] / (1.0 - c.beta2.powi(t));
-                expect[i] = th * (1.0 - lr * wd) - lr * mh / (vh.sqrt() + c.eps);
+                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+                let mh = *m / (1.0 - c.beta1.powi(t));
+                let vh = *v / (1.0 - c.beta2.powi(t));
+                *e = th * (1.0 - lr * wd) - lr * mh / (vh.sqrt() + c.eps);
             }
             theta = w.as_tensor().to_vec1::<f32>()?;
-            for i in 0..n {
+            for (i, (&got, &e)) in theta.iter().zip(&expect).enumerate() {
                 assert!(
-                    (theta[i] as f64 - expect[i]).abs() < 1e-6,
-                    "step {t}, element {i}: {} vs {}",
-                    theta[i],
-                    expect[i]
+                    (got as f64 - e).abs() < 1e-6,
+                    "step {t}, element {i}: {got} vs {e}"
                 );
             }
         }
