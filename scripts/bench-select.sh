@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# make bench-select: one selection round (proxy fit + score + select) per strategy on synthetic
+# Gaussian mixtures of 100K and 1M pool rows × 384 dims, 10K labelled, 150 classes, stored in
+# the feature store format and read through the memory map. Every case runs in its own process
+# (honest peak RSS). The peer (scikit-activeml, .venv-peer/ from scripts/peer-check.sh) runs on
+# the same features and the same probabilities where it can; its memory is capped with ulimit so
+# an O(n·C·d) allocation fails cleanly instead of taking the shared machine down.
+#
+# Writes experiments/results/bench-select.{md,json}; raw lines in target/bench-select/*.jsonl.
+# BENCH_SIZES="100000 1000000" (default) selects the pool sizes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-peer
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import skactiveml" 2>/dev/null; then
+    python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet "scikit-activeml==1.0.1"
+fi
+cargo build --quiet --bin bench_select || exit 1
+B=target/debug/bench_select
+OUT=target/bench-select
+mkdir -p "$OUT"
+OURS=$OUT/ours.jsonl
+PEER=$OUT/peer.jsonl
+if [ -z "${BENCH_KEEP:-}" ]; then  # BENCH_KEEP=1 appends to the previous run's lines
+    : > "$OURS"
+    : > "$PEER"
+fi
+SIZES=${BENCH_SIZES:-"100000 1000000"}
+PEER_MEM_KB=${PEER_MEM_KB:-8000000}   # 8 GB address space for the peer
+PEER_TIMEOUT=${PEER_TIMEOUT:-600}
+OUR_TIMEOUT=${OUR_TIMEOUT:-600}
+
+run_ours() { # dir strategy batch [extra…]
+    local d=$1 s=$2 k=$3; shift 3
+    local line
+    line=$(timeout "$OUR_TIMEOUT" $B run --dir "$d" --strategy "$s" --batch "$k" "$@" 2>/dev/null)
+    local rc=$?
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        line="{\"strategy\":\"$s\",\"batch\":$k,\"dir\":\"$d\",\"error\":\"exit $rc (124 = over ${OUR_TIMEOUT} s)\"}"
+    fi
+    echo "$line" | tee -a "$OURS"
+}
+
+for n in $SIZES; do
+    d=$OUT/p$n
+    if [ ! -f "$d/setup.json" ]; then
+        rm -rf "$d"
+        $B gen --dir "$d" --pool "$n" --labelled 10000 --dim 384 --classes 150 --noise 6 --seed 1 || exit 1
+    fi
+    # Warm the page cache once so every case reads the same way.
+    cat "$d"/features/synthetic/v0/*.safetensors > /dev/null
+    ex=$d/export
+    mkdir -p "$ex"
+    if [ "$n" -le 200000 ]; then
+        run_ours "$d" margin 1000 --eval --export "$ex" --export-features
+        for s in random least-confidence entropy badge coreset cluster-margin ups:margin typicality; do
+            run_ours "$d" "$s" 1000
+        done
+    else
+        run_ours "$d" margin 1000 --eval --export "$ex"
+        for s in random least-confidence entropy ups:margin badge coreset; do
+            run_ours "$d" "$s" 1000
+        done
+        run_ours "$d" cluster-margin 1000
+        run_ours "$d" cluster-margin 100000
+    fi
+    # The peer, on the same features (X.npy) and probabilities (proba.npy).
+    for s in proxy-fit least-confidence margin entropy coreset badge; do
+        cap=$PEER_MEM_KB
+        if [ "$n" -gt 200000 ]; then
+            # At 1M only margin: the peer's batch selection allocates a batch × n float64 utility
+            # matrix (7.5 GiB at 1K × 1M), so each uncertainty case needs ~9.5 GB; one is enough.
+            [ "$s" != margin ] && continue
+            cap=${PEER_MEM_KB_1M:-12500000}
+        fi
+        line=$( (ulimit -v "$cap"; timeout "$PEER_TIMEOUT" "$VENV/bin/python" scripts/bench-select-peer.py "$ex" "$s" 1000 "$n") 2>"$OUT/peer-$n-$s.err")
+        rc=$?
+        if [ $rc -ne 0 ] || [ -z "$line" ]; then
+            why="exit $rc"
+            [ $rc -eq 124 ] && why="timeout after ${PEER_TIMEOUT} s"
+            grep -q MemoryError "$OUT/peer-$n-$s.err" && why="out of memory (MemoryError under a ${cap} kB address-space cap)"
+            line="{\"strategy\":\"$s\",\"pool_rows\":$n,\"peer_seconds\":null,\"reason\":\"$why\"}"
+        fi
+        echo "$line" | tee -a "$PEER"
+    done
+done
+python3 scripts/bench-select-report.py "$OURS" "$PEER" experiments/results/bench-select.md experiments/results/bench-select.json
+cat experiments/results/bench-select.md
