@@ -16,7 +16,7 @@
 //! fit is deterministic (full batch, fixed-order reductions). Each evaluation is two f32 matmuls
 //! through `gemm` (n×d·d×C and d×n·n×C, multi-threaded) plus a softmax; the L-BFGS state and
 //! the loss are kept in f64, which is what keeps it converging where an all-f32 L-BFGS stalls.
-use super::linalg::{fast_exp, matmul_into};
+use super::linalg::matmul_into;
 use super::Proxy;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -200,14 +200,14 @@ impl Objective {
                     }
                     let mut s = 0.0f32;
                     for v in row.iter() {
-                        s += fast_exp(*v - m);
+                        s += (*v - m).exp();
                     }
                     let lse = m + s.ln();
                     let yi = self.y[i] as usize;
                     loss += self.sw[i] as f64 * (lse - row[yi]) as f64;
                     let wi = self.sw[i] * inv;
                     for v in row.iter_mut() {
-                        *v = fast_exp(*v - lse) * wi;
+                        *v = (*v - lse).exp() * wi;
                     }
                     row[yi] -= wi;
                 }
