@@ -222,6 +222,6 @@ impl RunConfig {
 
     /// Is round `r` an evaluation point?
     pub fn is_eval_round(&self, round: usize) -> bool {
-        round == self.rounds || round % self.eval_every == 0
+        round == self.rounds || round.is_multiple_of(self.eval_every)
     }
 }

@@ -498,7 +498,7 @@ fn alignment_due(
     if round == 0 {
         return None;
     }
-    if a.align_every > 0 && round % a.align_every == 0 {
+    if a.align_every > 0 && round.is_multiple_of(a.align_every) {
         return Some(format!("every {} rounds", a.align_every));
     }
     let prev_labels = cfg.labels_after(round - 1);

@@ -625,39 +625,68 @@ impl FeatureVersion {
 }
 
 fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: chunk files are never modified in place (new data goes to a new file + rename).
-    let map = unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
-        anyhow!(
-            "{}: corrupt chunk: not a safetensors file ({e})",
-            path.display()
-        )
-    })?;
-    let t = st.tensor(TENSOR_NAME).map_err(|_| {
-        anyhow!(
-            "{}: corrupt chunk: no tensor '{TENSOR_NAME}'",
-            path.display()
-        )
-    })?;
-    if t.dtype() != safetensors::Dtype::F32 || t.shape() != [rows, dim] {
-        bail!(
-            "{}: corrupt chunk: tensor is {:?} {:?}, expected F32 [{rows}, {dim}]",
-            path.display(),
-            t.dtype(),
-            t.shape()
-        );
+    use std::io::Read;
+    let corrupt = |why: String| anyhow!("{}: corrupt chunk: {why}", path.display());
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = f
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len();
+    // The header is read with read(), not through the mapping: a page fault on a mapping of a
+    // file in the page cache can map a whole large folio (MiBs) — opening must not cost that.
+    let mut n8 = [0u8; 8];
+    f.read_exact(&mut n8)
+        .map_err(|_| corrupt("shorter than a safetensors header".into()))?;
+    let n = u64::from_le_bytes(n8);
+    if n > 1 << 20 || 8 + n > file_len {
+        return Err(corrupt(format!("header length {n} does not fit the file")));
     }
-    let data = t.data();
-    let start = data.as_ptr() as usize - map.as_ptr() as usize;
-    if data.as_ptr() as usize % std::mem::align_of::<f32>() != 0 || !cfg!(target_endian = "little")
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|_| corrupt("truncated header".into()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| corrupt(format!("not a safetensors header ({e})")))?;
+    let t = header
+        .get(TENSOR_NAME)
+        .ok_or_else(|| corrupt(format!("no tensor '{TENSOR_NAME}'")))?;
+    let dtype = t.get("dtype").and_then(|v| v.as_str()).unwrap_or("?");
+    let shape: Vec<u64> = t
+        .get("shape")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default();
+    let offs: Vec<u64> = t
+        .get("data_offsets")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default();
+    if dtype != "F32" || shape != [rows as u64, dim as u64] {
+        return Err(corrupt(format!(
+            "tensor is {dtype} {shape:?}, expected F32 [{rows}, {dim}]"
+        )));
+    }
+    let nbytes = (rows * dim * 4) as u64;
+    if offs.len() != 2
+        || offs[1].checked_sub(offs[0]) != Some(nbytes)
+        || 8 + n + offs[1] != file_len
     {
+        return Err(corrupt(format!(
+            "data offsets {offs:?} do not match the tensor and file size"
+        )));
+    }
+    let start = (8 + n + offs[0]) as usize;
+    if !start.is_multiple_of(std::mem::align_of::<f32>()) || !cfg!(target_endian = "little") {
         bail!(
             "{}: chunk data is not 4-byte aligned little-endian f32",
             path.display()
         );
     }
-    drop(st);
+    // SAFETY: chunk files are never modified in place (new data goes to a new file + rename).
+    let map = unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+    if map.len() as u64 != file_len {
+        bail!("{}: file changed while opening", path.display());
+    }
     Ok(MappedChunk {
         map,
         start,

@@ -81,7 +81,7 @@ impl Strategy for Ups {
             self.uncertainty = vec![f32::NAN; n_rows];
             self.round = 0;
         }
-        let full = self.round % self.full_every.max(1) == 0;
+        let full = self.round.is_multiple_of(self.full_every.max(1));
         let kept: Vec<usize> = if full {
             round.unlabelled.clone()
         } else {
