@@ -156,7 +156,8 @@ fn store_rss(m: &HashMap<String, String>) -> Result<()> {
     let fv = store.open(0, Verify::Sizes)?;
     let open_s = t1.elapsed().as_secs_f64();
     let rss_open = status_kb("VmRSS:");
-    // Touch: 20 slices of 1,000 rows spread over the file, and 1,000 single rows.
+    // Touch (a) 20 slices of 1,000 rows spread over the file, then (b) 1,000 single rows
+    // scattered over every chunk.
     let t2 = Instant::now();
     let mut sum = 0f64;
     for k in 0..20 {
@@ -167,12 +168,19 @@ fn store_rss(m: &HashMap<String, String>) -> Result<()> {
             .context("slice")?;
         sum += s.iter().map(|&v| v as f64).sum::<f64>();
     }
+    let touch_s = t2.elapsed().as_secs_f64();
+    let rss_slices = [
+        status_kb("VmRSS:"),
+        status_kb("RssAnon:"),
+        status_kb("RssFile:"),
+    ];
     for k in 0..1000 {
         let i = (k * 7919 * 131) % rows;
         sum += fv.row(i).iter().map(|&v| v as f64).sum::<f64>();
     }
-    let touch_s = t2.elapsed().as_secs_f64();
     let rss_touched = status_kb("VmRSS:");
+    let rss_anon_touched = status_kb("RssAnon:");
+    let rss_file_touched = status_kb("RssFile:");
     if sum.is_nan() {
         bail!("nan");
     }
@@ -188,7 +196,11 @@ fn store_rss(m: &HashMap<String, String>) -> Result<()> {
             "verify_sha256_seconds": verify_s,
             "rss_kb_before_open": rss_before, "rss_kb_after_open": rss_open,
             "rss_kb_after_touch": rss_touched, "rss_kb_after_verify": rss_verified,
+            "rss_anon_kb_after_touch": rss_anon_touched, "rss_file_kb_after_touch": rss_file_touched,
+            "rss_kb_after_slices": rss_slices[0], "rss_anon_kb_after_slices": rss_slices[1],
+            "rss_file_kb_after_slices": rss_slices[2], "slice_rows": 20 * 1000, "scattered_rows": 1000,
             "touched_rows": 20 * 1000 + 1000,
+            "page_cache": if m.contains_key("cold") { "dropped before opening" } else { "warm (just written)" },
         })
     );
     Ok(())
