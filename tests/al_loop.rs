@@ -72,7 +72,6 @@ ft_threshold = 13
 epochs = 2
 batch_size = 4
 max_len = 16
-probe_epochs = 20
 "#,
         dir.join("model").display()
     );

@@ -22,6 +22,7 @@
 //! [train]                    # fine-tuning hyper-parameters
 //! epochs = 3
 //! ```
+pub use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -81,42 +82,6 @@ impl Default for AsvpConfig {
             align_at_labels: vec![],
             logme_drop: 0.0,
             ft_threshold: 1000,
-        }
-    }
-}
-
-/// Fine-tuning hyper-parameters (used by standard, asvp and fine-tuned evaluation models).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr_backbone: f64,
-    pub lr_head: f64,
-    pub weight_decay: f64,
-    pub warmup_ratio: f64,
-    pub max_len: usize,
-    /// Fraction of the labelled set held out for early stopping (never the test set).
-    pub val_fraction: f64,
-    /// Epochs without validation improvement before stopping.
-    pub patience: usize,
-    /// Linear-probe epochs (full-batch) before fine-tuning in LP-FT.
-    pub probe_epochs: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 3,
-            batch_size: 16,
-            lr_backbone: 5e-5,
-            lr_head: 2e-3,
-            weight_decay: 0.01,
-            warmup_ratio: 0.1,
-            max_len: 64,
-            val_fraction: 0.1,
-            patience: 1,
-            probe_epochs: 100,
         }
     }
 }

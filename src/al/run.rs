@@ -69,17 +69,8 @@ impl Ctx<'_> {
         }
     }
     fn ft_options(&self, seed: u64) -> FineTuneOptions {
-        let t = &self.cfg.train;
         FineTuneOptions {
-            epochs: t.epochs,
-            batch_size: t.batch_size,
-            lr_backbone: t.lr_backbone,
-            lr_head: t.lr_head,
-            weight_decay: t.weight_decay,
-            warmup_ratio: t.warmup_ratio,
-            max_len: t.max_len,
-            val_fraction: t.val_fraction,
-            patience: t.patience,
+            hyper: self.cfg.train.clone(),
             pooling: self.embed.pooling,
             normalize: self.embed.normalize,
             seed,

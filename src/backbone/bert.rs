@@ -2,8 +2,10 @@
 //!
 //! `candle_nn::LayerNorm` (and `candle_nn::ops::softmax_last_dim`) run fused ops that have no
 //! backward pass: a model built on them silently trains only its head. Every op on
-//! [`Bert::forward_t`]'s path is a plain candle op with a gradient. A fused inference-only path
-//! lives in [`super::fast`] and is checked against this one in the tests.
+//! [`Bert::forward_t`]'s path has a gradient: plain candle ops, and for layer norm, softmax and
+//! GELU the fused custom ops of [`super::ops`], whose hand-written backward passes are tested
+//! against the composed ops. A fused inference-only path lives in [`super::fast`] and is
+//! checked against this one in the tests.
 //!
 //! Variable names follow Hugging Face's `BertModel` without the `bert.` prefix
 //! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, …), so a

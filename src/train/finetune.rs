@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
@@ -77,9 +78,11 @@ impl Proxy for Head {
     }
 }
 
-/// Fine-tuning hyper-parameters.
-#[derive(Debug, Clone)]
-pub struct FineTuneOptions {
+/// Fine-tuning hyper-parameters: the `[train]` table of a run config (used by standard, asvp
+/// and fine-tuned evaluation models).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr_backbone: f64,
@@ -87,8 +90,33 @@ pub struct FineTuneOptions {
     pub weight_decay: f64,
     pub warmup_ratio: f64,
     pub max_len: usize,
+    /// Fraction of the labelled set held out for early stopping (never the test set).
     pub val_fraction: f64,
+    /// Epochs without validation improvement before stopping.
     pub patience: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 16,
+            lr_backbone: 5e-5,
+            lr_head: 2e-3,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            max_len: 64,
+            val_fraction: 0.1,
+            patience: 1,
+        }
+    }
+}
+
+/// Everything [`fine_tune`] needs besides the data: the hyper-parameters and how the head's
+/// input vector is made (the same way the feature store's vectors are).
+#[derive(Debug, Clone)]
+pub struct FineTuneOptions {
+    pub hyper: TrainConfig,
     pub pooling: Pooling,
     pub normalize: bool,
     pub seed: u64,
@@ -99,15 +127,7 @@ pub struct FineTuneOptions {
 impl Default for FineTuneOptions {
     fn default() -> Self {
         FineTuneOptions {
-            epochs: 3,
-            batch_size: 16,
-            lr_backbone: 5e-5,
-            lr_head: 2e-3,
-            weight_decay: 0.01,
-            warmup_ratio: 0.1,
-            max_len: 64,
-            val_fraction: 0.1,
-            patience: 1,
+            hyper: TrainConfig::default(),
             pooling: Pooling::Mean,
             normalize: true,
             seed: 0,
@@ -139,7 +159,7 @@ impl FineTuned {
 
 /// Pooled (and optionally normalised) sentence vectors for a batch, with gradients.
 fn features(bb: &Backbone, texts: &[&str], opts: &FineTuneOptions) -> Result<Tensor> {
-    let (ids, mask) = bb.tokenize(texts, opts.max_len)?;
+    let (ids, mask) = bb.tokenize(texts, opts.hyper.max_len)?;
     // Dropout stays off: candle's CPU dropout cannot be seeded, and the same seed must give the
     // same selections. Early stopping on the held-out split regularises instead.
     let hidden = bb.model.forward_t(&ids, &mask, false)?;
@@ -195,7 +215,7 @@ pub fn fine_tune(
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.shuffle(&mut rng);
     let n_val = if texts.len() >= 20 {
-        ((texts.len() as f64) * opts.val_fraction).round() as usize
+        ((texts.len() as f64) * opts.hyper.val_fraction).round() as usize
     } else {
         0
     };
@@ -246,21 +266,21 @@ pub fn fine_tune(
         vec![
             ParamGroup {
                 vars: bb_vars.clone(),
-                lr: opts.lr_backbone,
-                weight_decay: opts.weight_decay,
+                lr: opts.hyper.lr_backbone,
+                weight_decay: opts.hyper.weight_decay,
             },
             ParamGroup {
                 vars: vec![w.clone(), b.clone()],
-                lr: opts.lr_head,
+                lr: opts.hyper.lr_head,
                 weight_decay: 0.0,
             },
         ],
         AdamWConfig::default(),
     )?;
 
-    let steps_per_epoch = train_idx.len().div_ceil(opts.batch_size.max(1));
-    let total = steps_per_epoch * opts.epochs.max(1);
-    let warmup = ((total as f64) * opts.warmup_ratio).round() as usize;
+    let steps_per_epoch = train_idx.len().div_ceil(opts.hyper.batch_size.max(1));
+    let total = steps_per_epoch * opts.hyper.epochs.max(1);
+    let warmup = ((total as f64) * opts.hyper.warmup_ratio).round() as usize;
     let pb = if opts.progress {
         indicatif::ProgressBar::new(total as u64).with_style(
             indicatif::ProgressStyle::with_template(
@@ -306,9 +326,9 @@ pub fn fine_tune(
     let mut best: Option<(f64, Vec<Tensor>, usize)> = None;
     let mut since_best = 0usize;
     let mut epochs_run = 0usize;
-    for epoch in 0..opts.epochs.max(1) {
+    for epoch in 0..opts.hyper.epochs.max(1) {
         train_idx.shuffle(&mut rng);
-        for batch in train_idx.chunks(opts.batch_size.max(1)) {
+        for batch in train_idx.chunks(opts.hyper.batch_size.max(1)) {
             let t: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             let y: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
             let f = features(&bb, &t, opts)?;
@@ -322,8 +342,8 @@ pub fn fine_tune(
                 bail!("fine-tune: loss became {lv} at step {step}; lower the learning rates");
             }
             let grads = loss.backward()?;
-            opt.set_learning_rate(0, lr_at(step, total, warmup, opts.lr_backbone));
-            opt.set_learning_rate(1, lr_at(step, total, warmup, opts.lr_head));
+            opt.set_learning_rate(0, lr_at(step, total, warmup, opts.hyper.lr_backbone));
+            opt.set_learning_rate(1, lr_at(step, total, warmup, opts.hyper.lr_head));
             opt.step(&grads)?;
             step += 1;
             pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));
@@ -337,7 +357,7 @@ pub fn fine_tune(
                 since_best = 0;
             } else {
                 since_best += 1;
-                if since_best > opts.patience {
+                if since_best > opts.hyper.patience {
                     break;
                 }
             }

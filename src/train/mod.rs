@@ -16,7 +16,7 @@ mod finetune;
 pub mod optim;
 
 pub use eval::{accuracy, macro_f1, Scores};
-pub use finetune::{fine_tune, FineTuneOptions, FineTuned, Head};
+pub use finetune::{fine_tune, FineTuneOptions, FineTuned, Head, TrainConfig};
 pub use optim::{AdamWConfig, FusedAdamW, ParamGroup};
 
 use serde::{Deserialize, Serialize};
