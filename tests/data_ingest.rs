@@ -99,7 +99,10 @@ fn imports_an_unlabelled_pool_with_ids() {
     let mut o = ImportOptions::new("pool", "body");
     o.id_col = Some("doc_id".into());
     let r = import_file(&home, &f, &o).unwrap();
-    assert_eq!((r.rows, r.pool, r.labelled, r.n_labels), (2, 2, 0, 0));
+    assert_eq!(
+        (r.meta.rows, r.meta.pool, r.meta.labelled, r.meta.n_labels),
+        (2, 2, 0, 0)
+    );
     let ds = Dataset::load(&home, "pool").unwrap();
     assert_eq!(
         ds.ids,
@@ -119,7 +122,10 @@ fn builtin_importers_have_the_published_sizes() {
     std::env::set_var("PROXAL_ASSETS", &assets);
     let home = Home::new(dir.path());
     let r = import_builtin(&home, Builtin::Banking77, None).unwrap();
-    assert_eq!((r.pool, r.dev, r.test, r.n_labels), (9003, 1000, 3080, 77));
+    assert_eq!(
+        (r.meta.pool, r.meta.dev, r.meta.test, r.meta.n_labels),
+        (9003, 1000, 3080, 77)
+    );
     let ds = Dataset::load(&home, "banking77").unwrap();
     assert!(ds
         .texts
@@ -128,11 +134,11 @@ fn builtin_importers_have_the_published_sizes() {
     assert!(ds.labels.iter().all(Option::is_some));
     let r = import_builtin(&home, Builtin::Clinc150, None).unwrap();
     assert_eq!(
-        (r.pool, r.dev, r.test, r.n_labels),
+        (r.meta.pool, r.meta.dev, r.meta.test, r.meta.n_labels),
         (18000, 2250, 2250, 150)
     );
     let r = import_builtin(&home, Builtin::Stackoverflow20, None).unwrap();
-    assert_eq!((r.pool, r.n_labels), (11996, 20));
+    assert_eq!((r.meta.pool, r.meta.n_labels), (11996, 20));
 }
 
 /// Import `content` written to a file named `file`, expecting an error containing every needle.
@@ -263,7 +269,7 @@ fn label_only_in_test_is_a_warning_not_an_error() {
         "{:?}",
         r.warnings
     );
-    assert_eq!(r.n_labels, 3);
+    assert_eq!(r.meta.n_labels, 3);
 }
 
 #[test]

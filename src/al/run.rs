@@ -324,15 +324,7 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
                 current.as_ref(),
                 standard_model.as_ref(),
             )?;
-            let next = select_batch(
-                cx,
-                round,
-                &labels,
-                &sel,
-                v0.as_ref(),
-                current.as_ref(),
-                standard_model.as_ref(),
-            )?;
+            let next = select_batch(cx, round, &labels, &sel, v0.as_ref(), current.as_ref())?;
             buy(cx, &mut oracle, round + 1, &next, &mut labels)?;
         }
         // 5. Done.
@@ -612,7 +604,6 @@ fn select_batch(
     sel: &Selector,
     v0: Option<&FeatureVersion>,
     current: Option<&(String, FeatureVersion)>,
-    _standard: Option<&FineTuned>,
 ) -> Result<Vec<usize>> {
     let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
     let unlabelled: Vec<usize> = cx

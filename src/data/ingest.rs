@@ -2,7 +2,7 @@
 //!
 //! Every check names the file, and the row or column at fault, in one line; nothing is written
 //! unless the whole file passes, so a failed import never damages an earlier one.
-use super::table::{Dataset, LabelMap, Split};
+use super::table::{Dataset, LabelMap, Meta, Split};
 use crate::home::Home;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
@@ -67,30 +67,26 @@ impl ImportOptions {
 /// What an import did.
 #[derive(Debug, Clone)]
 pub struct ImportReport {
-    pub name: String,
     pub dir: PathBuf,
-    pub rows: usize,
-    pub pool: usize,
-    pub dev: usize,
-    pub test: usize,
-    pub labelled: usize,
-    pub n_labels: usize,
+    /// What was stored (the same record as `datasets/<name>/meta.json`).
+    pub meta: Meta,
     /// Non-fatal findings (e.g. a label seen in test but never in the pool).
     pub warnings: Vec<String>,
 }
 
 impl std::fmt::Display for ImportReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.meta;
         write!(
             f,
             "dataset '{}': {} rows (pool {}, dev {}, test {}), {} labelled, {} labels → {}",
-            self.name,
-            self.rows,
-            self.pool,
-            self.dev,
-            self.test,
-            self.labelled,
-            self.n_labels,
+            m.name,
+            m.rows,
+            m.pool,
+            m.dev,
+            m.test,
+            m.labelled,
+            m.n_labels,
             self.dir.display()
         )
     }
@@ -404,16 +400,9 @@ pub(crate) fn store(
     let dir = Dataset::dir(home, &ds.name);
     ds.save(&dir, source)
         .with_context(|| format!("cannot store dataset '{}'", ds.name))?;
-    let m = ds.meta(source);
     Ok(ImportReport {
-        name: ds.name.clone(),
         dir,
-        rows: m.rows,
-        pool: m.pool,
-        dev: m.dev,
-        test: m.test,
-        labelled: m.labelled,
-        n_labels: m.n_labels,
+        meta: ds.meta(source),
         warnings,
     })
 }

@@ -10,4 +10,4 @@ pub mod table;
 
 pub use builtin::{import_builtin, Builtin};
 pub use ingest::{import_file, read_table, Format, ImportOptions, ImportReport};
-pub use table::{Dataset, LabelMap, Split};
+pub use table::{Dataset, LabelMap, Meta, Split};
