@@ -18,6 +18,7 @@ pub mod data;
 pub mod features;
 pub mod home;
 pub mod oracle;
+pub mod project;
 pub mod proxy;
 pub mod report;
 pub mod strategy;

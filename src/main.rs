@@ -31,6 +31,18 @@ enum Cmd {
     Run(cli::run::Args),
     /// Report learning curves, costs and savings for a set of runs
     Report(cli::report::Args),
+    /// Start an annotation project on your own unlabelled file
+    Init(cli::project::InitArgs),
+    /// Do the policy's due work and export the next batch to annotate (CSV + Label Studio tasks)
+    Next(cli::project::NextArgs),
+    /// Import annotators' labels (CSV, JSONL or a Label Studio export), all rows checked
+    Label(cli::project::LabelArgs),
+    /// Labels, per-class counts, model quality, cost so far, and what `next` will do
+    Status(cli::project::StatusArgs),
+    /// Write the project's current model (backbone + head) to a directory
+    ExportModel(cli::project::ExportArgs),
+    /// Label a file with an exported model
+    Predict(cli::project::PredictArgs),
 }
 
 fn main() {
@@ -53,6 +65,12 @@ fn main() {
         Cmd::Select(a) => cli::select::run(&home, a),
         Cmd::Run(a) => cli::run::run(&home, a),
         Cmd::Report(a) => cli::report::run(&home, a),
+        Cmd::Init(a) => cli::project::init(&home, a),
+        Cmd::Next(a) => cli::project::next(a),
+        Cmd::Label(a) => cli::project::label(a),
+        Cmd::Status(a) => cli::project::status(a),
+        Cmd::ExportModel(a) => cli::project::export_model(a),
+        Cmd::Predict(a) => cli::project::predict(a),
     };
     if let Err(e) = result {
         // One line: the chain of contexts, outermost first.

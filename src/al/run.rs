@@ -39,7 +39,7 @@ pub struct RunSummary {
 }
 
 /// The model selection uses in a round.
-enum Selector {
+pub(crate) enum Selector {
     /// No model: random batches.
     Random,
     /// A proxy fitted on cached features of the labelled rows.
@@ -48,18 +48,18 @@ enum Selector {
     Head(Head),
 }
 
-struct Ctx<'a> {
-    cfg: &'a RunConfig,
-    home: &'a Home,
-    run: RunDir,
-    ds: &'a Dataset,
-    ledger: Ledger,
-    model_dir: PathBuf,
-    embed: EmbedOptions,
-    pool: Vec<usize>,
-    test: Vec<usize>,
-    strategy: Box<dyn Strategy>,
-    opts: RunOptions,
+pub(crate) struct Ctx<'a> {
+    pub(crate) cfg: &'a RunConfig,
+    pub(crate) home: &'a Home,
+    pub(crate) run: RunDir,
+    pub(crate) ds: &'a Dataset,
+    pub(crate) ledger: Ledger,
+    pub(crate) model_dir: PathBuf,
+    pub(crate) embed: EmbedOptions,
+    pub(crate) pool: Vec<usize>,
+    pub(crate) test: Vec<usize>,
+    pub(crate) strategy: Box<dyn Strategy>,
+    pub(crate) opts: RunOptions,
 }
 
 impl Ctx<'_> {
@@ -99,53 +99,69 @@ pub fn run(home: &Home, config_path: &Path, opts: RunOptions) -> Result<RunSumma
             ds.name
         );
     }
-    let pool = ds.rows_of(Split::Pool);
-    let test = ds.rows_of(Split::Test);
-    if test.is_empty() {
+    let needed = cfg.labels_after(cfg.rounds);
+    let pool = ds.count(Split::Pool);
+    if needed > pool {
+        bail!("the schedule buys {needed} labels but the pool has only {pool} rows");
+    }
+    let mut cx = Ctx::new(home, &cfg, &ds, run, opts)?;
+    if cx.test.is_empty() {
         bail!("dataset '{}' has no test split to evaluate on", ds.name);
     }
-    let needed = cfg.labels_after(cfg.rounds);
-    if needed > pool.len() {
-        bail!(
-            "the schedule buys {needed} labels but the pool has only {} rows",
-            pool.len()
-        );
-    }
-    let model_dir = cfg
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| home.default_model_dir());
-    let ledger = Ledger::open(&run.ledger(), &cfg.name)?;
-    let mut embed = EmbedOptions {
-        batch: cfg.embed_batch,
-        max_len: cfg.embed_max_len,
-        ..Default::default()
-    };
-    // Refreshed versions must be comparable with v0: embed them the way v0 was embedded.
-    if let Ok(m) = Store::new(home, &cfg.dataset).manifest(0) {
-        embed.max_len = m.source.max_len;
-        embed.normalize = m.source.normalize;
-        embed.pooling = if m.source.pooling == "cls" {
-            crate::backbone::Pooling::Cls
-        } else {
-            crate::backbone::Pooling::Mean
-        };
-    }
-    let strategy = strategy::from_name(&cfg.strategy)?;
-    let mut cx = Ctx {
-        cfg: &cfg,
-        home,
-        run,
-        ds: &ds,
-        ledger,
-        model_dir,
-        embed,
-        pool,
-        test,
-        strategy,
-        opts,
-    };
     drive(&mut cx, resumed)
+}
+
+impl<'a> Ctx<'a> {
+    /// The shared state of one run (or annotation project) over `ds`, writing into `run`.
+    /// Evaluation uses the test rows that have gold labels.
+    pub(crate) fn new(
+        home: &'a Home,
+        cfg: &'a RunConfig,
+        ds: &'a Dataset,
+        run: RunDir,
+        opts: RunOptions,
+    ) -> Result<Ctx<'a>> {
+        let pool = ds.rows_of(Split::Pool);
+        let test: Vec<usize> = ds
+            .rows_of(Split::Test)
+            .into_iter()
+            .filter(|&r| ds.labels[r].is_some())
+            .collect();
+        let model_dir = cfg
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| home.default_model_dir());
+        let ledger = Ledger::open(&run.ledger(), &cfg.name)?;
+        let mut embed = EmbedOptions {
+            batch: cfg.embed_batch,
+            max_len: cfg.embed_max_len,
+            ..Default::default()
+        };
+        // Refreshed versions must be comparable with v0: embed them the way v0 was embedded.
+        if let Ok(m) = Store::new(home, &cfg.dataset).manifest(0) {
+            embed.max_len = m.source.max_len;
+            embed.normalize = m.source.normalize;
+            embed.pooling = if m.source.pooling == "cls" {
+                crate::backbone::Pooling::Cls
+            } else {
+                crate::backbone::Pooling::Mean
+            };
+        }
+        let strategy = strategy::from_name(&cfg.strategy)?;
+        Ok(Ctx {
+            cfg,
+            home,
+            run,
+            ds,
+            ledger,
+            model_dir,
+            embed,
+            pool,
+            test,
+            strategy,
+            opts,
+        })
+    }
 }
 
 fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
@@ -174,20 +190,7 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
     } else {
         None
     };
-    let mut current: Option<(String, FeatureVersion)> = None; // run-local refreshed version
-    let mut standard_model: Option<FineTuned> = None;
-    let mut last_logme = progress.last().and_then(|p| p.logme);
-    let mut best_logme = progress
-        .iter()
-        .filter_map(|p| p.logme)
-        .fold(f64::NEG_INFINITY, f64::max);
-    if let Some(p) = progress.iter().rev().find_map(|p| p.features.clone()) {
-        if let Some(v) = p.strip_prefix("run:v") {
-            let v: u32 = v.parse().context("bad feature version in progress.jsonl")?;
-            let store = Store::at(cx.run.features(), &cx.ds.name);
-            current = Some((p.clone(), store.open_for(v, cx.ds, Verify::Sizes)?));
-        }
-    }
+    let mut st = PolicyState::restore(cx, &progress)?;
     let mut last_accuracy = progress.iter().rev().find_map(|p| p.test_accuracy);
 
     for (rounds_this_call, round) in (done_rounds..=cfg.rounds).enumerate() {
@@ -215,73 +218,7 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         cx.say(&format!("round {round}: {} labels", rows.len()));
 
         // 2. Policy work.
-        let mut rec = ProgressRecord {
-            round,
-            labels: rows.len(),
-            features: None,
-            logme: None,
-            aligned: None,
-            method: None,
-            test_accuracy: None,
-        };
-        match cfg.policy {
-            PolicyKind::Random => {}
-            PolicyKind::Svpp => {
-                rec.features = Some("v0".into());
-                rec.logme = Some(measure_logme(cx, round, v0.as_ref().unwrap(), &rows, &ys)?);
-            }
-            PolicyKind::Asvp => {
-                let feats = current
-                    .as_ref()
-                    .map(|c| &c.1)
-                    .unwrap_or_else(|| v0.as_ref().unwrap());
-                let lm = measure_logme(cx, round, feats, &rows, &ys)?;
-                rec.logme = Some(lm);
-                let reason = alignment_due(cfg, round, rows.len(), lm, last_logme, best_logme);
-                if let Some(reason) = reason {
-                    let method = if rows.len() < cfg.asvp.ft_threshold {
-                        Method::LpFt
-                    } else {
-                        Method::FineTune
-                    };
-                    cx.say(&format!(
-                        "round {round}: aligning ({reason}) with {}",
-                        method.as_str()
-                    ));
-                    let ft =
-                        train_model(cx, round, method, &rows, &ys, v0.as_ref(), Stage::FineTune)?;
-                    let (name, fv) = refresh(cx, round, &ft)?;
-                    current = Some((name, fv));
-                    rec.aligned = Some(reason);
-                    rec.method = Some(method.as_str().into());
-                    standard_model = Some(ft);
-                }
-                best_logme = best_logme.max(lm);
-                last_logme = Some(lm);
-                rec.features = Some(
-                    current
-                        .as_ref()
-                        .map(|c| c.0.clone())
-                        .unwrap_or_else(|| "v0".into()),
-                );
-            }
-            PolicyKind::Standard => {
-                let ft = train_model(
-                    cx,
-                    round,
-                    Method::FineTune,
-                    &rows,
-                    &ys,
-                    v0.as_ref(),
-                    Stage::FineTune,
-                )?;
-                let (name, fv) = refresh(cx, round, &ft)?;
-                current = Some((name.clone(), fv));
-                rec.features = Some(name);
-                rec.method = Some(Method::FineTune.as_str().into());
-                standard_model = Some(ft);
-            }
-        }
+        let mut rec = policy_work(cx, round, &labels, v0.as_ref(), &mut st)?;
 
         // 3. Evaluation of the model the policy ships.
         if cfg.is_eval_round(round) {
@@ -291,8 +228,8 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
                 &rows,
                 &ys,
                 v0.as_ref(),
-                current.as_ref(),
-                standard_model.as_ref(),
+                st.current.as_ref(),
+                st.standard_model.as_ref(),
                 rec.aligned.is_some(),
             )?;
             cx.say(&format!(
@@ -321,10 +258,14 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
                 round,
                 &labels,
                 v0.as_ref(),
-                current.as_ref(),
-                standard_model.as_ref(),
+                st.current.as_ref(),
+                st.standard_model.as_ref(),
             )?;
-            let next = select_batch(cx, round, &labels, &sel, v0.as_ref(), current.as_ref())?;
+            let next: Vec<usize> =
+                select_batch(cx, round, &labels, &sel, v0.as_ref(), st.current.as_ref())?
+                    .into_iter()
+                    .map(|p| p.row)
+                    .collect();
             buy(cx, &mut oracle, round + 1, &next, &mut labels)?;
         }
         // 5. Done.
@@ -338,6 +279,130 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         last_accuracy,
         resumed,
     })
+}
+
+/// What the policy carries from round to round.
+pub(crate) struct PolicyState {
+    /// The run-local refreshed feature version selection uses (None: v0).
+    pub(crate) current: Option<(String, FeatureVersion)>,
+    /// The last fine-tuned model (standard every round; asvp when it aligned).
+    pub(crate) standard_model: Option<FineTuned>,
+    pub(crate) last_logme: Option<f64>,
+    pub(crate) best_logme: f64,
+}
+
+impl PolicyState {
+    /// The state after the finished rounds `progress` (the refreshed version is reopened; a
+    /// fine-tuned model is not kept across invocations).
+    pub(crate) fn restore(cx: &Ctx, progress: &[ProgressRecord]) -> Result<Self> {
+        let mut current = None;
+        if let Some(p) = progress.iter().rev().find_map(|p| p.features.clone()) {
+            if let Some(v) = p.strip_prefix("run:v") {
+                let v: u32 = v
+                    .parse()
+                    .context("bad feature version in the progress records")?;
+                let store = Store::at(cx.run.features(), &cx.ds.name);
+                current = Some((p.clone(), store.open_for(v, cx.ds, Verify::Sizes)?));
+            }
+        }
+        Ok(PolicyState {
+            current,
+            standard_model: None,
+            last_logme: progress.last().and_then(|p| p.logme),
+            best_logme: progress
+                .iter()
+                .filter_map(|p| p.logme)
+                .fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+}
+
+/// Step 2 of a round: what the policy does with the labels so far (LogME, alignment, the
+/// standard model). Returns the round's progress record (without its test accuracy).
+pub(crate) fn policy_work(
+    cx: &mut Ctx,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    st: &mut PolicyState,
+) -> Result<ProgressRecord> {
+    let cfg = cx.cfg;
+    let (rows, ys) = labelled_xy(cx, labels);
+    let mut rec = ProgressRecord {
+        round,
+        labels: rows.len(),
+        features: None,
+        logme: None,
+        aligned: None,
+        method: None,
+        test_accuracy: None,
+    };
+    match cfg.policy {
+        PolicyKind::Random => {}
+        PolicyKind::Svpp => {
+            rec.features = Some("v0".into());
+            rec.logme = Some(measure_logme(
+                cx,
+                round,
+                v0.context("no v0 features")?,
+                &rows,
+                &ys,
+            )?);
+        }
+        PolicyKind::Asvp => {
+            let feats = match st.current.as_ref() {
+                Some(c) => &c.1,
+                None => v0.context("no v0 features")?,
+            };
+            let lm = measure_logme(cx, round, feats, &rows, &ys)?;
+            rec.logme = Some(lm);
+            let prev = labels.iter().filter(|l| l.round < round).count();
+            let reason = alignment_due(
+                cfg,
+                round,
+                prev,
+                rows.len(),
+                lm,
+                st.last_logme,
+                st.best_logme,
+            );
+            if let Some(reason) = reason {
+                let method = if rows.len() < cfg.asvp.ft_threshold {
+                    Method::LpFt
+                } else {
+                    Method::FineTune
+                };
+                cx.say(&format!(
+                    "round {round}: aligning ({reason}) with {}",
+                    method.as_str()
+                ));
+                let ft = train_model(cx, round, method, &rows, &ys, v0, Stage::FineTune)?;
+                let (name, fv) = refresh(cx, round, &ft)?;
+                st.current = Some((name, fv));
+                rec.aligned = Some(reason);
+                rec.method = Some(method.as_str().into());
+                st.standard_model = Some(ft);
+            }
+            st.best_logme = st.best_logme.max(lm);
+            st.last_logme = Some(lm);
+            rec.features = Some(
+                st.current
+                    .as_ref()
+                    .map(|c| c.0.clone())
+                    .unwrap_or_else(|| "v0".into()),
+            );
+        }
+        PolicyKind::Standard => {
+            let ft = train_model(cx, round, Method::FineTune, &rows, &ys, v0, Stage::FineTune)?;
+            let (name, fv) = refresh(cx, round, &ft)?;
+            st.current = Some((name.clone(), fv));
+            rec.features = Some(name);
+            rec.method = Some(Method::FineTune.as_str().into());
+            st.standard_model = Some(ft);
+        }
+    }
+
+    Ok(rec)
 }
 
 /// Label `rows` for `round` and append them, fsynced, to the run's labelled set.
@@ -371,7 +436,7 @@ fn buy(
 }
 
 /// Rows and class ids of the labelled set, in the order bought.
-fn labelled_xy(cx: &Ctx, labels: &[LabelRecord]) -> (Vec<usize>, Vec<u32>) {
+pub(crate) fn labelled_xy(cx: &Ctx, labels: &[LabelRecord]) -> (Vec<usize>, Vec<u32>) {
     let rows = labels.iter().map(|l| l.row).collect();
     let ys = labels
         .iter()
@@ -386,7 +451,7 @@ fn labelled_xy(cx: &Ctx, labels: &[LabelRecord]) -> (Vec<usize>, Vec<u32>) {
 }
 
 /// The cold-start set: a seeded random sample of the pool.
-fn cold_start(cx: &Ctx) -> Vec<usize> {
+pub(crate) fn cold_start(cx: &Ctx) -> Vec<usize> {
     let mut rng = crate::util::rng(cx.round_seed(0, 17));
     let mut pool = cx.pool.clone();
     pool.shuffle(&mut rng);
@@ -398,7 +463,7 @@ fn cold_start(cx: &Ctx) -> Vec<usize> {
 /// (recorded per chunk in the version's `cost.jsonl`, whoever made it) is charged to this run in
 /// round 0: as compute when the policy selects with v0, as evaluation when v0 only serves to
 /// evaluate (random, standard).
-fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
+pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
     let store = Store::new(cx.home, &cx.ds.name);
     if !store.manifest(0).map(|m| m.complete).unwrap_or(false) {
         cx.say("embedding the dataset once with the pretrained backbone (v0)");
@@ -454,7 +519,7 @@ fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
 }
 
 /// LogME of the labelled rows on `feats` (metered as `scoring`).
-fn measure_logme(
+pub(crate) fn measure_logme(
     cx: &mut Ctx,
     round: usize,
     feats: &FeatureVersion,
@@ -469,9 +534,10 @@ fn measure_logme(
 }
 
 /// Is an alignment due this round? Returns the reason.
-fn alignment_due(
+pub(crate) fn alignment_due(
     cfg: &RunConfig,
     round: usize,
+    prev_labels: usize,
     labels: usize,
     logme: f64,
     last: Option<f64>,
@@ -484,7 +550,6 @@ fn alignment_due(
     if a.align_every > 0 && round.is_multiple_of(a.align_every) {
         return Some(format!("every {} rounds", a.align_every));
     }
-    let prev_labels = cfg.labels_after(round - 1);
     if let Some(m) = a
         .align_at_labels
         .iter()
@@ -499,7 +564,7 @@ fn alignment_due(
 }
 
 /// Train a model on the labelled rows with `method` (fine-tune or LP-FT), metered as `stage`.
-fn train_model(
+pub(crate) fn train_model(
     cx: &mut Ctx,
     round: usize,
     method: Method,
@@ -542,7 +607,11 @@ fn train_model(
 }
 
 /// Re-embed every row with a fine-tuned backbone into the run's next feature version.
-fn refresh(cx: &mut Ctx, round: usize, ft: &FineTuned) -> Result<(String, FeatureVersion)> {
+pub(crate) fn refresh(
+    cx: &mut Ctx,
+    round: usize,
+    ft: &FineTuned,
+) -> Result<(String, FeatureVersion)> {
     let store = Store::at(cx.run.features(), &cx.ds.name);
     let v = round as u32 + 1;
     // A version left half-written by a killed run is resumed by embed_version.
@@ -565,7 +634,7 @@ fn refresh(cx: &mut Ctx, round: usize, ft: &FineTuned) -> Result<(String, Featur
 }
 
 /// Build the selection model for the batch chosen at the end of `round`.
-fn selector_for(
+pub(crate) fn selector_for(
     cx: &mut Ctx,
     round: usize,
     labels: &[LabelRecord],
@@ -596,15 +665,26 @@ fn selector_for(
     })
 }
 
+impl Selector {
+    /// The model behind the selection, if any (for predictions shown beside a batch).
+    pub(crate) fn model(&self) -> Option<&dyn Proxy> {
+        match self {
+            Selector::Random => None,
+            Selector::Proxy(p) => Some(p.as_ref()),
+            Selector::Head(h) => Some(h),
+        }
+    }
+}
+
 /// Choose the next batch of `cfg.batch` unlabelled pool rows.
-fn select_batch(
+pub(crate) fn select_batch(
     cx: &mut Ctx,
     round: usize,
     labels: &[LabelRecord],
     sel: &Selector,
     v0: Option<&FeatureVersion>,
     current: Option<&(String, FeatureVersion)>,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<strategy::Pick>> {
     let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
     let unlabelled: Vec<usize> = cx
         .pool
@@ -620,7 +700,9 @@ fn select_batch(
             let mut u = unlabelled;
             u.shuffle(&mut rng);
             u.truncate(k);
-            u
+            u.into_iter()
+                .map(|row| strategy::Pick { row, score: 0.0 })
+                .collect()
         }
         Selector::Proxy(p) => {
             let feats = current.map(|c| &c.1).or(v0).context("no features")?;
@@ -641,7 +723,7 @@ fn select_batch(
 /// Train and score the model the policy ships at this evaluation point (metered as `evaluation`,
 /// except when the policy's own model is reused).
 #[allow(clippy::too_many_arguments)]
-fn evaluate(
+pub(crate) fn evaluate(
     cx: &mut Ctx,
     round: usize,
     rows: &[usize],
@@ -744,7 +826,7 @@ fn strategy_select(
     unlabelled: &[usize],
     k: usize,
     seed: u64,
-) -> Result<Vec<usize>> {
+) -> Result<Vec<strategy::Pick>> {
     let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?;
     let strat = &mut cx.strategy;
     let picks = cx
@@ -759,5 +841,5 @@ fn strategy_select(
             picks.len()
         );
     }
-    Ok(picks.into_iter().map(|p| p.row).collect())
+    Ok(picks)
 }
