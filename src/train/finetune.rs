@@ -86,7 +86,11 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr_backbone: f64,
+    /// Head rate of plain fine-tuning (a random head on unit-norm features needs large weights
+    /// for confident logits; see experiments/results/tuning-ft-head-lr.md).
     pub lr_head: f64,
+    /// Head rate of LP-FT, whose head starts from the fitted probe.
+    pub lr_head_lpft: f64,
     pub weight_decay: f64,
     pub warmup_ratio: f64,
     pub max_len: usize,
@@ -102,7 +106,8 @@ impl Default for TrainConfig {
             epochs: 3,
             batch_size: 16,
             lr_backbone: 5e-5,
-            lr_head: 2e-3,
+            lr_head: 1e-1,
+            lr_head_lpft: 2e-3,
             weight_decay: 0.01,
             warmup_ratio: 0.1,
             max_len: 64,
@@ -171,6 +176,31 @@ fn features(bb: &Backbone, texts: &[&str], opts: &FineTuneOptions) -> Result<Ten
     })
 }
 
+/// Batches for one epoch: shuffle, then sort each window of [`BUCKET_BATCHES`] batches by token
+/// length before cutting it into batches, and shuffle the batch order. Rows of similar length share
+/// a batch, so dynamic padding wastes little (banking77: ~37 padded tokens per row with plain
+/// shuffling), while every row is still seen once per epoch in a seeded random order.
+fn length_bucketed_batches(
+    idx: &mut [usize],
+    lens: &[usize],
+    batch_size: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<Vec<usize>> {
+    let bs = batch_size.max(1);
+    idx.shuffle(rng);
+    let mut batches: Vec<Vec<usize>> = Vec::with_capacity(idx.len().div_ceil(bs));
+    for window in idx.chunks_mut(bs * BUCKET_BATCHES) {
+        // Stable sort: ties keep the shuffled order.
+        window.sort_by_key(|&i| lens[i]);
+        batches.extend(window.chunks(bs).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Batches per length-sorting window in [`length_bucketed_batches`].
+const BUCKET_BATCHES: usize = 32;
+
 fn lr_at(step: usize, total: usize, warmup: usize, peak: f64) -> f64 {
     if step < warmup {
         peak * (step + 1) as f64 / warmup as f64
@@ -207,6 +237,11 @@ pub fn fine_tune(
         bail!("fine-tune: label {bad} out of range for {n_classes} classes");
     }
     let device = Device::Cpu;
+    let lr_head = if probe.is_some() {
+        opts.hyper.lr_head_lpft
+    } else {
+        opts.hyper.lr_head
+    };
     let bb = Backbone::load(backbone_dir, &device, true)?;
     let h = bb.dim();
     let mut rng = util::rng(opts.seed);
@@ -271,7 +306,7 @@ pub fn fine_tune(
             },
             ParamGroup {
                 vars: vec![w.clone(), b.clone()],
-                lr: opts.hyper.lr_head,
+                lr: lr_head,
                 weight_decay: 0.0,
             },
         ],
@@ -326,9 +361,15 @@ pub fn fine_tune(
     let mut best: Option<(f64, Vec<Tensor>, usize)> = None;
     let mut since_best = 0usize;
     let mut epochs_run = 0usize;
+    let lens: Vec<usize> = bb
+        .encode(texts, opts.hyper.max_len)?
+        .iter()
+        .map(|e| e.get_ids().len())
+        .collect();
     for epoch in 0..opts.hyper.epochs.max(1) {
-        train_idx.shuffle(&mut rng);
-        for batch in train_idx.chunks(opts.hyper.batch_size.max(1)) {
+        for batch in length_bucketed_batches(&mut train_idx, &lens, opts.hyper.batch_size, &mut rng)
+        {
+            let batch = &batch[..];
             let t: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             let y: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
             let f = features(&bb, &t, opts)?;
@@ -343,7 +384,7 @@ pub fn fine_tune(
             }
             let grads = loss.backward()?;
             opt.set_learning_rate(0, lr_at(step, total, warmup, opts.hyper.lr_backbone));
-            opt.set_learning_rate(1, lr_at(step, total, warmup, opts.hyper.lr_head));
+            opt.set_learning_rate(1, lr_at(step, total, warmup, lr_head));
             opt.step(&grads)?;
             step += 1;
             pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));
