@@ -7,7 +7,10 @@
 # an O(n·C·d) allocation fails cleanly instead of taking the shared machine down.
 #
 # Writes experiments/results/bench-select.{md,json}; raw lines in target/bench-select/*.jsonl.
-# BENCH_SIZES="100000 1000000" (default) selects the pool sizes.
+# BENCH_SIZES="100000 1000000" (default) selects the pool sizes; BENCH_STRATEGIES="margin …"
+# runs only those strategies (ours and the peer's; default: all). The report is rebuilt from the
+# lines of this run only, so a subset run writes a partial report: its rows are for copying into
+# the full one by hand.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-peer
@@ -29,8 +32,12 @@ PEER_MEM_KB=${PEER_MEM_KB:-8000000}   # 8 GB address space for the peer
 PEER_TIMEOUT=${PEER_TIMEOUT:-600}
 OUR_TIMEOUT=${OUR_TIMEOUT:-600}
 
+STRATS=${BENCH_STRATEGIES:-}
+want() { [ -z "$STRATS" ] || [[ " $STRATS " == *" $1 "* ]]; }
+
 run_ours() { # dir strategy batch [extra…]
     local d=$1 s=$2 k=$3; shift 3
+    want "$s" || return 0
     local line
     line=$(timeout "$OUR_TIMEOUT" $B run --dir "$d" --strategy "$s" --batch "$k" "$@" 2>/dev/null)
     local rc=$?
@@ -65,6 +72,8 @@ for n in $SIZES; do
     fi
     # The peer, on the same features (X.npy) and probabilities (proba.npy).
     for s in proxy-fit least-confidence margin entropy coreset badge; do
+        if [ "$s" = proxy-fit ]; then want margin || want least-confidence || want entropy || continue
+        else want "$s" || continue; fi
         cap=$PEER_MEM_KB
         if [ "$n" -gt 200000 ]; then
             # At 1M only margin: the peer's batch selection allocates a batch × n float64 utility

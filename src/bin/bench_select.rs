@@ -70,6 +70,30 @@ struct RunArgs {
     /// With --export, also write every feature row as X.npy.
     #[arg(long)]
     export_features: bool,
+    /// After the timed round, run the strategy again N times alternating the reference
+    /// probability path (ndarray matmul + scalar softmax, as before the AVX-512 kernels) with
+    /// the current one, in this process; reports the best time of each, whether the picks are
+    /// the same, and the largest probability difference on 20,000 rows (logreg proxy only).
+    #[arg(long, default_value_t = 0)]
+    compare_reference: usize,
+}
+
+/// The logistic proxy through its reference (pre-AVX-512) probability path.
+struct ReferenceLogReg(LogReg);
+
+impl proxal::proxy::Proxy for ReferenceLogReg {
+    fn kind(&self) -> &'static str {
+        "logreg"
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn n_classes(&self) -> usize {
+        self.0.n_classes()
+    }
+    fn predict_proba(&self, x: ndarray::ArrayView2<f32>) -> ndarray::Array2<f32> {
+        self.0.predict_proba_reference(x)
+    }
 }
 
 /// Read a 1-D little-endian f64 .npy file.
@@ -273,6 +297,8 @@ fn run(a: &RunArgs) -> Result<()> {
     let needs_proxy = strategy::from_name(name)?.needs_proxy();
 
     let t_fit = Instant::now();
+    let mut gather_s = 0.0;
+    let mut fitted_logreg = None;
     let mut proxy_iters = None;
     let proxy: Option<Box<dyn proxal::proxy::Proxy>> = if needs_proxy {
         let cfg = ProxyConfig::from_name(proxy_name)?;
@@ -284,7 +310,11 @@ fn run(a: &RunArgs) -> Result<()> {
                 ..lc.clone()
             };
             let x = fv.gather(&setup.labelled_rows);
+            gather_s = t_fit.elapsed().as_secs_f64();
             let m = LogReg::fit(&lc, x.view(), &setup.labels, setup.classes, None)?;
+            if a.compare_reference > 0 {
+                fitted_logreg = Some(m.clone());
+            }
             proxy_iters = Some(
                 serde_json::json!({"iterations": m.iterations, "evaluations": m.evaluations, "converged": m.converged, "grad_max": m.grad_max, "loss": m.loss}),
             );
@@ -331,6 +361,69 @@ fn run(a: &RunArgs) -> Result<()> {
     if picks.len() != batch.min(round.unlabelled.len()) {
         bail!("{name} returned {} picks, expected {batch}", picks.len());
     }
+    let mut comparison = serde_json::Value::Null;
+    if let (Some(lr), Some(p)) = (fitted_logreg, proxy.as_deref()) {
+        let reference = ReferenceLogReg(lr);
+        let rr = Round::new(&fv, &all, &setup.labelled_rows, Some(&reference), seed)?;
+        let (mut best_ref, mut best_new) = (f64::INFINITY, f64::INFINITY);
+        let mut ref_picks = Vec::new();
+        let mut new_picks = Vec::new();
+        for _ in 0..a.compare_reference {
+            for (r, best, out) in [
+                (&rr, &mut best_ref, &mut ref_picks),
+                (&round, &mut best_new, &mut new_picks),
+            ] {
+                let mut s = strategy::from_name(name)?;
+                let t = Instant::now();
+                *out = s.select(r, batch)?;
+                *best = best.min(t.elapsed().as_secs_f64());
+            }
+        }
+        let rows = |v: &[strategy::Pick]| v.iter().map(|p| p.row).collect::<Vec<_>>();
+        let (rp, np) = (rows(&ref_picks), rows(&new_picks));
+        let common = np.iter().filter(|r| rp.contains(r)).count();
+        let sample: Vec<usize> = round
+            .unlabelled
+            .iter()
+            .copied()
+            .step_by((round.unlabelled.len() / 20_000).max(1))
+            .collect();
+        let pn = predict_rows(p, &fv, &sample);
+        let pr = predict_rows(&reference, &fv, &sample);
+        let max_diff = pn
+            .iter()
+            .zip(pr.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let max_rel = pn
+            .iter()
+            .zip(pr.iter())
+            .filter(|(_, y)| **y > 1e-30)
+            .map(|(x, y)| ((x - y) / y).abs())
+            .fold(0.0f32, f32::max);
+        let only = |a: &[strategy::Pick], b: &[usize]| {
+            a.iter()
+                .filter(|p| !b.contains(&p.row))
+                .map(|p| (p.row, p.score))
+                .collect::<Vec<_>>()
+        };
+        comparison = serde_json::json!({
+            "only_reference": only(&ref_picks, &np),
+            "only_new": only(&new_picks, &rp),
+            "last_score_reference": ref_picks.last().map(|p| p.score),
+            "last_score_new": new_picks.last().map(|p| p.score),
+            "repeats": a.compare_reference,
+            "reference_select_seconds": best_ref,
+            "select_seconds": best_new,
+            "speed_up": best_ref / best_new,
+            "same_picks_in_order": rp == np,
+            "common_picks": common,
+            "first_timed_picks_match": rows(&picks) == np,
+            "max_abs_proba_diff": max_diff,
+            "max_rel_proba_diff": max_rel,
+            "rows_compared": sample.len(),
+        });
+    }
     let mut quality = serde_json::Value::Null;
     if let (true, Some(p)) = (eval, proxy.as_deref()) {
         let mix = Mixture::new(
@@ -368,6 +461,7 @@ fn run(a: &RunArgs) -> Result<()> {
         "batch": batch,
         "open_seconds": open_s,
         "fit_seconds": fit_s,
+        "gather_seconds": gather_s,
         "proxy_fit": proxy_iters,
         "cluster_seconds": cluster_s,
         "select_seconds": select_s,
@@ -376,6 +470,7 @@ fn run(a: &RunArgs) -> Result<()> {
         "peak_rss_bytes": proxal::util::peak_rss_bytes(),
         "rss_anon_bytes": rss_anon_bytes(),
         "features": "feature store (mmapped safetensors chunks)",
+        "compare_reference": comparison,
     });
     println!("{out}");
     if let Some(ex) = export {

@@ -21,11 +21,28 @@ pub trait RowBlocks: Sync {
     fn row(&self, i: usize) -> ArrayView1<'_, f32>;
     /// Copy the given rows into a new matrix (in the order given).
     fn gather(&self, rows: &[usize]) -> Array2<f32> {
-        let mut out = Array2::<f32>::zeros((rows.len(), self.dim()));
-        for (k, &r) in rows.iter().enumerate() {
-            out.row_mut(k).assign(&self.row(r));
+        let mut out = Vec::with_capacity(rows.len() * self.dim());
+        for &r in rows {
+            extend_row(&mut out, self.row(r));
         }
-        out
+        Array2::from_shape_vec((rows.len(), self.dim()), out).expect("rows × dim values")
+    }
+}
+
+/// Rows `rows` of `block` (in the order given) as a new matrix: one `memcpy` per row where rows
+/// are contiguous, which ndarray's `select` is not (it goes element by element).
+pub fn select_rows(block: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
+    let mut out = Vec::with_capacity(rows.len() * block.ncols());
+    for &r in rows {
+        extend_row(&mut out, block.row(r));
+    }
+    Array2::from_shape_vec((rows.len(), block.ncols()), out).expect("rows × dim values")
+}
+
+fn extend_row(out: &mut Vec<f32>, row: ArrayView1<'_, f32>) {
+    match row.as_slice() {
+        Some(s) => out.extend_from_slice(s),
+        None => out.extend(row.iter().copied()),
     }
 }
 

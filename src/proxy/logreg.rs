@@ -14,16 +14,19 @@
 //! Why L-BFGS written here: the objective is smooth and strongly convex, so a quasi-Newton method
 //! converges in tens to a few hundred iterations with no learning rate to tune, and the whole
 //! fit is deterministic (full batch, fixed-order reductions). Each evaluation is two f32 matmuls
-//! through `gemm` (n×d·d×C and d×n·n×C, multi-threaded) plus a softmax; the L-BFGS state and
+//! (n×d·d×C through the AVX-512 kernel of `backbone::gemm` where the CPU has it, d×n·n×C through
+//! matrixmultiply; both multi-threaded) plus a softmax; the L-BFGS state and
 //! the loss are kept in f64, which is what keeps it converging where an all-f32 L-BFGS stalls.
-use super::linalg::matmul_into;
+use super::linalg::{matmul_into, softmax_rows, softmax_rows_scalar};
 use super::Proxy;
+use crate::backbone::gemm::Panels;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 
 /// Per-class loss weights.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -91,6 +94,9 @@ pub struct LogReg {
     pub grad_max: f64,
     /// Temperature the logits were divided by (1 when not calibrated).
     pub temperature: f32,
+    /// `w` packed for the AVX-512 kernel (`None` inside without AVX-512), built on the first
+    /// prediction. `w` is final by then: only `fit` changes it, before returning.
+    packed: OnceLock<Option<Panels>>,
 }
 
 /// The training objective over standardised features; public so tests can check its gradient.
@@ -180,7 +186,18 @@ impl Objective {
             .expect("theta has d·C weights");
         let b: Vec<f32> = theta[d * c..].iter().map(|&v| v as f32).collect();
         let mut z = Array2::<f32>::zeros((n, c));
-        matmul_into(self.xs.view(), w.view(), z.view_mut(), false, true);
+        let ws = w.as_slice().expect("standard layout");
+        match Panels::new(ws, d, c) {
+            // The AVX-512 kernel (W packed afresh each evaluation: d·C floats, negligible).
+            Some(p) => p.matmul_into(
+                self.xs.as_slice().expect("standard layout"),
+                n,
+                None,
+                z.as_slice_mut().expect("standard layout"),
+                true,
+            ),
+            None => matmul_into(self.xs.view(), w.view(), z.view_mut(), false, true),
+        }
         // Softmax, loss and residuals R = w_i (P - Y) / Σw, in fixed-size row chunks whose partial
         // sums are added in order: the result does not depend on thread scheduling.
         const ROWS: usize = 512;
@@ -391,6 +408,7 @@ impl LogReg {
         m.w.mapv_inplace(|v| v / t);
         m.b.mapv_inplace(|v| v / t);
         m.temperature = t;
+        m.packed = OnceLock::new(); // (still empty: nothing has predicted with `m` yet)
         Ok(m)
     }
 
@@ -445,6 +463,7 @@ impl LogReg {
             loss: res.f,
             grad_max: res.gmax,
             temperature: 1.0,
+            packed: OnceLock::new(),
         })
     }
 
@@ -453,12 +472,57 @@ impl LogReg {
         (&self.mean, &self.scale)
     }
 
-    /// Logits for a block (rows × C), single-threaded.
+    /// Logits for a block (rows × C), single-threaded. With AVX-512: the packed 12 × 32 kernel
+    /// of [`crate::backbone::gemm`] (W zero-padded to a multiple of 32 columns, accumulators
+    /// starting from the bias); elsewhere [`LogReg::logits_reference`].
     pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let Some(p) = self.panels() else {
+            return self.logits_reference(x);
+        };
+        let (m, c) = (x.nrows(), self.b.len());
+        let xs = x.as_standard_layout();
+        let mut z = Array2::<f32>::zeros((m, c));
+        p.matmul_into(
+            xs.as_slice().expect("standard layout"),
+            m,
+            self.b.as_slice(),
+            z.as_slice_mut().expect("standard layout"),
+            false,
+        );
+        z
+    }
+
+    /// Logits through ndarray's matmul (matrixmultiply) plus the bias: the portable path, and
+    /// the reference the packed kernel is tested against.
+    pub fn logits_reference(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = Array2::<f32>::zeros((x.nrows(), self.b.len()));
         matmul_into(x, self.w.view(), z.view_mut(), false, false);
         z += &self.b;
         z
+    }
+
+    /// Probabilities through [`LogReg::logits_reference`] and the scalar softmax: what
+    /// `predict_proba` computed before the AVX-512 paths (kept for tests and benchmarks).
+    pub fn predict_proba_reference(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let mut z = self.logits_reference(x);
+        softmax_rows_scalar(&mut z);
+        z
+    }
+
+    fn panels(&self) -> Option<&Panels> {
+        self.packed
+            .get_or_init(|| {
+                let (d, c) = self.w.dim();
+                Panels::new(
+                    self.w
+                        .as_standard_layout()
+                        .as_slice()
+                        .expect("standard layout"),
+                    d,
+                    c,
+                )
+            })
+            .as_ref()
     }
 }
 
@@ -513,7 +577,7 @@ impl Proxy for LogReg {
     }
     fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = self.logits(x);
-        super::linalg::softmax_rows(&mut z);
+        softmax_rows(&mut z);
         z
     }
 }

@@ -26,7 +26,7 @@ pub mod random;
 pub mod ups;
 
 use crate::features::RowBlocks;
-use crate::proxy::{map_proba, Proxy};
+use crate::proxy::{map_scores, Proxy};
 use anyhow::{bail, Result};
 use ndarray::ArrayView1;
 use std::borrow::Cow;
@@ -189,18 +189,18 @@ pub enum Measure {
 impl Measure {
     /// The score of one probability row.
     pub fn score(self, p: ArrayView1<f32>) -> f32 {
+        match p.as_slice() {
+            Some(s) => self.score_slice(s),
+            None => self.score_slice(&p.to_vec()),
+        }
+    }
+
+    /// [`Measure::score`] on a contiguous row.
+    pub fn score_slice(self, p: &[f32]) -> f32 {
         match self {
             Measure::LeastConfidence => 1.0 - p.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             Measure::Margin => {
-                let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-                for &v in p.iter() {
-                    if v > a {
-                        b = a;
-                        a = v;
-                    } else if v > b {
-                        b = v;
-                    }
-                }
+                let (a, b) = crate::proxy::linalg::top2(p);
                 if b == f32::NEG_INFINITY {
                     1.0
                 } else {
@@ -209,7 +209,7 @@ impl Measure {
             }
             Measure::Entropy => {
                 let mut h = 0.0f64;
-                for &v in p.iter() {
+                for &v in p {
                     if v > 0.0 {
                         h -= v as f64 * (v as f64).ln();
                     }
@@ -231,17 +231,9 @@ impl Measure {
 /// Score every candidate of the round with `measure`, streamed over blocks in parallel.
 /// Returns one score per `round.unlabelled` row, in the same order.
 pub fn score_candidates(round: &Round, proxy: &dyn Proxy, measure: Measure) -> Vec<f32> {
-    let parts = map_proba(proxy, round.features, &round.unlabelled, |_, _, p| {
-        p.rows()
-            .into_iter()
-            .map(|r| measure.score(r))
-            .collect::<Vec<f32>>()
-    });
-    let mut out = Vec::with_capacity(round.unlabelled.len());
-    for p in parts {
-        out.extend(p);
-    }
-    out
+    map_scores(proxy, round.features, &round.unlabelled, |p| {
+        measure.score_slice(p)
+    })
 }
 
 /// Indices (into `priority`) of the `k` largest priorities, best first; ties go to the lower
