@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments clean-features help
 
 all: build
 
@@ -15,6 +15,8 @@ help:
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
+	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
+	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -46,6 +48,14 @@ bench-select:
 
 bench-train:
 	@cargo build --bin bench_train && ./target/debug/bench_train
+
+experiments: assets
+	@cargo build --bin proxal
+	@scripts/experiments.sh
+
+report-experiments:
+	@cargo build --bin proxal
+	@scripts/report-experiments.sh
 
 clean-features:
 	rm -rf features/*/

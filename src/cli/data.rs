@@ -32,6 +32,14 @@ pub enum DataCmd {
         /// Name to store it under (default: the built-in's name)
         #[arg(long)]
         name: Option<String>,
+        /// Keep a seeded random sample of this many pool rows (dev rows are then dropped)
+        #[arg(long)]
+        sample_pool: Option<usize>,
+        /// Keep a seeded random sample of this many test rows (dev rows are then dropped)
+        #[arg(long)]
+        sample_test: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        sample_seed: u64,
     },
 }
 
@@ -54,9 +62,22 @@ pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
             };
             data::import_file(home, &file, &opts)?
         }
-        DataCmd::ImportBuiltin { which, name } => {
-            data::import_builtin(home, which, name.as_deref())?
-        }
+        DataCmd::ImportBuiltin {
+            which,
+            name,
+            sample_pool,
+            sample_test,
+            sample_seed,
+        } => data::import_builtin_sample(
+            home,
+            which,
+            name.as_deref(),
+            data::Sample {
+                pool: sample_pool,
+                test: sample_test,
+                seed: sample_seed,
+            },
+        )?,
     };
     for w in &report.warnings {
         eprintln!("proxal: warning: {w}");

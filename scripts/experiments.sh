@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make experiments`: the whole suite (experiments/configs/suite/), resumable: a finished run is
+# skipped in a second, a killed one resumes at its last finished round. Order: seed by seed, and
+# within a seed the cheap policies first, so a partial suite still has complete seeds.
+# SUITE_DATASETS / SUITE_SEEDS / SUITE_GROUPS narrow it (space-separated).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${PROXAL_BIN:-target/debug/proxal}
+DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20"}
+SEEDS=${SUITE_SEEDS:-"0 1 2"}
+SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-entropy svpp-badge svpp-coreset svpp-cluster-margin asvp-margin standard-margin"}
+LOG=experiments/runs/suite.log
+mkdir -p experiments/runs
+for ds in $DATASETS; do
+    if [ ! -f "datasets/$ds-s/table.parquet" ]; then
+        $B data import-builtin "$ds" --name "$ds-s" --sample-pool 3000 --sample-test 1000 --sample-seed 0 || exit 1
+    fi
+done
+failed=0
+for seed in $SEEDS; do
+    for ds in $DATASETS; do
+        for g in $SUITE_G; do
+            cfg=experiments/configs/suite/$ds/$g-s$seed.toml
+            [ -f "$cfg" ] || { echo "missing $cfg" >&2; exit 1; }
+            start=$(date +%s)
+            echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$LOG"
+            if $B run "$cfg" --quiet >> "$LOG" 2>&1; then
+                echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$LOG"
+            else
+                echo "$(date -u +%FT%TZ) FAILED $cfg (see $LOG)" | tee -a "$LOG"
+                failed=1
+            fi
+        done
+    done
+done
+exit $failed

