@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 B=${PROXAL_BIN:-target/debug/proxal}
 for ds in banking77 clinc150 stackoverflow20; do
     runs=$(ls -d experiments/runs/suite-$ds-* 2>/dev/null | while read -r d; do
-        [ -s "$d/rounds.jsonl" ] && echo "$d"; done || true)
+        want=$(( $(sed -n "s/^rounds = //p" "$d/config.toml") + 1 )); [ -f "$d/progress.jsonl" ] && [ "$(wc -l < "$d/progress.jsonl")" -ge "$want" ] && echo "$d"; done || true)
     if [ -z "$runs" ]; then echo "$ds: no finished runs yet"; continue; fi
     out=experiments/results/$ds
     # shellcheck disable=SC2086

@@ -341,12 +341,14 @@ pub(crate) fn policy_work(
         PolicyKind::Random => {}
         PolicyKind::Svpp => {
             rec.features = Some("v0".into());
+            // Logged for comparison with asvp; svpp never acts on it, so it is not its cost.
             rec.logme = Some(measure_logme(
                 cx,
                 round,
                 v0.context("no v0 features")?,
                 &rows,
                 &ys,
+                Stage::Evaluation,
             )?);
         }
         PolicyKind::Asvp => {
@@ -354,7 +356,7 @@ pub(crate) fn policy_work(
                 Some(c) => &c.1,
                 None => v0.context("no v0 features")?,
             };
-            let lm = measure_logme(cx, round, feats, &rows, &ys)?;
+            let lm = measure_logme(cx, round, feats, &rows, &ys, Stage::Indicator)?;
             rec.logme = Some(lm);
             let prev = labels.iter().filter(|l| l.round < round).count();
             let reason = alignment_due(
@@ -518,16 +520,19 @@ pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
     store.open_for(0, cx.ds, Verify::Sizes)
 }
 
-/// LogME of the labelled rows on `feats` (metered as `scoring`).
+/// LogME of the labelled rows on `feats`, metered as `stage`: `indicator` where the policy acts
+/// on it (asvp), `evaluation` where it is only logged for analysis (svpp) and so is no part of
+/// the policy's cost.
 pub(crate) fn measure_logme(
     cx: &mut Ctx,
     round: usize,
     feats: &FeatureVersion,
     rows: &[usize],
     ys: &[u32],
+    stage: Stage,
 ) -> Result<f64> {
     let n = cx.ds.n_classes();
-    cx.ledger.meter(round, Stage::Indicator, rows.len(), || {
+    cx.ledger.meter(round, stage, rows.len(), || {
         let x = feats.gather(rows);
         super::logme(x.view(), ys, n)
     })
