@@ -9,7 +9,8 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use proxal::backbone::{ops, pooling, Backbone, Pooling};
 use proxal::data::{Dataset, Split};
 use proxal::home::Home;
-use proxal::train::{AdamWConfig, FusedAdamW, ParamGroup};
+use proxal::train::{length_bucketed_batches, AdamWConfig, FusedAdamW, ParamGroup};
+use rand::seq::SliceRandom;
 use std::time::Instant;
 
 struct Case {
@@ -174,6 +175,61 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let bb = Backbone::load(&home.default_model_dir(), &Device::Cpu, true)?;
+    // Padding: what one epoch of fine-tuning on 1,000 random pool texts feeds the model, with
+    // plain shuffled batches and with fine_tune's length-bucketed batches (counted, not timed:
+    // a step's time grows with the padded tokens, see the rows above).
+    let mut pad_md = String::from("# Padding in fine-tuning batches\n\nMade by `make bench-train` (alone: `BENCH_TRAIN_PADDING_ONLY=1 cargo run --bin bench_train`). Padding in one epoch of fine-tuning on 1,000 random pool texts (batch 16, max_len 64, seed 0): \
+           tokens per row fed to the model with plain shuffled batches and with `fine_tune`'s \
+           length-bucketed batches (counted, not timed):\n\n\
+           | texts | real tokens/row | plain shuffle | length-bucketed | padded tokens saved |\n|---|---|---|---|---|\n");
+    let mut pad_json = Vec::new();
+    for name in ["banking77", "clinc150"] {
+        let ds = Dataset::load(&home, name)?;
+        let mut rows = ds.rows_of(Split::Pool);
+        let mut rng = proxal::util::rng(0);
+        rows.shuffle(&mut rng);
+        rows.truncate(1000);
+        let texts: Vec<&str> = rows.iter().map(|&r| ds.texts[r].as_str()).collect();
+        let lens: Vec<usize> = bb
+            .encode(&texts, 64)?
+            .iter()
+            .map(|e| e.get_ids().len())
+            .collect();
+        let fed = |batches: &[Vec<usize>]| -> f64 {
+            let t: usize = batches
+                .iter()
+                .map(|b| b.len() * b.iter().map(|&i| lens[i]).max().unwrap_or(0))
+                .sum();
+            t as f64 / lens.len() as f64
+        };
+        let mut idx: Vec<usize> = (0..lens.len()).collect();
+        idx.shuffle(&mut rng);
+        let plain: Vec<Vec<usize>> = idx.chunks(16).map(<[usize]>::to_vec).collect();
+        let bucketed = length_bucketed_batches(&mut idx, &lens, 16, &mut rng);
+        let real = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+        let (p, b) = (fed(&plain), fed(&bucketed));
+        pad_md += &format!(
+            "| {name} | {real:.1} | {p:.1} | {b:.1} | {:.0}% |\n",
+            100.0 * (p - b) / p
+        );
+        pad_json.push(serde_json::json!({
+            "texts": name, "rows": lens.len(), "real_tokens_per_row": real,
+            "plain_tokens_per_row": p, "bucketed_tokens_per_row": b,
+        }));
+    }
+
+    let out = home.root().join("experiments/results");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("bench-train-padding.md"), &pad_md)?;
+    std::fs::write(
+        out.join("bench-train-padding.json"),
+        serde_json::to_string_pretty(&pad_json)?,
+    )?;
+    print!("{pad_md}");
+    if std::env::var("BENCH_TRAIN_PADDING_ONLY").as_deref() == Ok("1") {
+        return Ok(());
+    }
+
     let mut cases = Vec::new();
     for name in ["banking77", "clinc150"] {
         let ds = Dataset::load(&home, name)

@@ -180,7 +180,7 @@ fn features(bb: &Backbone, texts: &[&str], opts: &FineTuneOptions) -> Result<Ten
 /// length before cutting it into batches, and shuffle the batch order. Rows of similar length share
 /// a batch, so dynamic padding wastes little (banking77: ~37 padded tokens per row with plain
 /// shuffling), while every row is still seen once per epoch in a seeded random order.
-fn length_bucketed_batches(
+pub fn length_bucketed_batches(
     idx: &mut [usize],
     lens: &[usize],
     batch_size: usize,

@@ -16,7 +16,9 @@ mod finetune;
 pub mod optim;
 
 pub use eval::{accuracy, macro_f1, Scores};
-pub use finetune::{fine_tune, FineTuneOptions, FineTuned, Head, TrainConfig};
+pub use finetune::{
+    fine_tune, length_bucketed_batches, FineTuneOptions, FineTuned, Head, TrainConfig,
+};
 pub use optim::{AdamWConfig, FusedAdamW, ParamGroup};
 
 use serde::{Deserialize, Serialize};
