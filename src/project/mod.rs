@@ -893,7 +893,7 @@ pub fn status(dir: &Path) -> Result<Status> {
     // Records of a round whose batch was never committed are not counted.
     let committed = batches.len() as i64 - 2;
     let mut by_stage: BTreeMap<String, (Stage, f64)> = BTreeMap::new();
-    for r in recs.iter().filter(|r| r.round as i64 <= committed.max(0)) {
+    for r in recs.iter().filter(|r| r.round as i64 <= committed) {
         let e = by_stage
             .entry(format!("{:?}", r.stage))
             .or_insert((r.stage, 0.0));
