@@ -153,6 +153,18 @@ fn every_policy_runs_two_rounds() {
                 "{stages:?}"
             ),
             "standard" => assert!(stages.contains("fine_tune") && stages.contains("refresh")),
+            _ => {}
+        }
+        // Refreshes feed selections: none in the final round (the evaluation here, `auto`,
+        // ships the fine-tuned model itself, so no refreshed cache is needed there either).
+        let refreshed: Vec<usize> = ledger
+            .iter()
+            .filter(|r| r.stage.as_str() == "refresh")
+            .map(|r| r.round)
+            .collect();
+        match policy {
+            "standard" => assert_eq!(refreshed, vec![0, 1], "{policy}"),
+            "asvp" => assert_eq!(refreshed, vec![1], "{policy}"),
             _ => assert!(!stages.contains("fine_tune")),
         }
         let progress = al::RunDir::new(home.runs().join(&name))

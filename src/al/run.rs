@@ -218,7 +218,14 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         cx.say(&format!("round {round}: {} labels", rows.len()));
 
         // 2. Policy work.
-        let mut rec = policy_work(cx, round, &labels, v0.as_ref(), &mut st)?;
+        let mut rec = policy_work(
+            cx,
+            round,
+            &labels,
+            v0.as_ref(),
+            &mut st,
+            round == cfg.rounds,
+        )?;
 
         // 3. Evaluation of the model the policy ships.
         if cfg.is_eval_round(round) {
@@ -325,8 +332,16 @@ pub(crate) fn policy_work(
     labels: &[LabelRecord],
     v0: Option<&FeatureVersion>,
     st: &mut PolicyState,
+    final_round: bool,
 ) -> Result<ProgressRecord> {
     let cfg = cx.cfg;
+    // A refresh feeds the next selection. In the final round there is none: the refreshed cache
+    // then only serves a linear-probe evaluation (metered as evaluation), or nothing (skipped).
+    let refresh_stage = match (final_round, cfg.eval_model) {
+        (false, _) => Some(Stage::Refresh),
+        (true, EvalModel::LinearProbe) => Some(Stage::Evaluation),
+        (true, _) => None,
+    };
     let (rows, ys) = labelled_xy(cx, labels);
     let mut rec = ProgressRecord {
         round,
@@ -379,8 +394,9 @@ pub(crate) fn policy_work(
                     method.as_str()
                 ));
                 let ft = train_model(cx, round, method, &rows, &ys, v0, Stage::FineTune)?;
-                let (name, fv) = refresh(cx, round, &ft)?;
-                st.current = Some((name, fv));
+                if let Some(stage) = refresh_stage {
+                    st.current = Some(refresh(cx, round, &ft, stage)?);
+                }
                 rec.aligned = Some(reason);
                 rec.method = Some(method.as_str().into());
                 st.standard_model = Some(ft);
@@ -396,9 +412,10 @@ pub(crate) fn policy_work(
         }
         PolicyKind::Standard => {
             let ft = train_model(cx, round, Method::FineTune, &rows, &ys, v0, Stage::FineTune)?;
-            let (name, fv) = refresh(cx, round, &ft)?;
-            st.current = Some((name.clone(), fv));
-            rec.features = Some(name);
+            if let Some(stage) = refresh_stage {
+                st.current = Some(refresh(cx, round, &ft, stage)?);
+            }
+            rec.features = st.current.as_ref().map(|c| c.0.clone());
             rec.method = Some(Method::FineTune.as_str().into());
             st.standard_model = Some(ft);
         }
@@ -616,6 +633,7 @@ pub(crate) fn refresh(
     cx: &mut Ctx,
     round: usize,
     ft: &FineTuned,
+    stage: Stage,
 ) -> Result<(String, FeatureVersion)> {
     let store = Store::at(cx.run.features(), &cx.ds.name);
     let v = round as u32 + 1;
@@ -629,7 +647,7 @@ pub(crate) fn refresh(
         checkpoint: Some(ckpt),
         progress,
     };
-    cx.ledger.meter(round, Stage::Refresh, ds.len(), || {
+    cx.ledger.meter(round, stage, ds.len(), || {
         embed_dataset(&ft.backbone, ds, &store, &job)
     })?;
     Ok((

@@ -526,7 +526,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
             )?;
             (picks, why, Some(rec), None)
         } else {
-            let mut rec = policy_work(&mut cx, r, &labels, Some(&v0), &mut st)?;
+            let mut rec = policy_work(&mut cx, r, &labels, Some(&v0), &mut st, false)?;
             fault_point("next-after-policy-work");
             if !cx.test.is_empty() && r.is_multiple_of(cfg.eval_every) {
                 let (rows, ys) = crate::al::run::labelled_xy(&cx, &labels);
