@@ -2,7 +2,9 @@
 # `make experiments`: the whole suite (experiments/configs/suite/), resumable: a finished run is
 # skipped in a second, a killed one resumes at its last finished round. Order: seed by seed, and
 # within a seed the cheap policies first, so a partial suite still has complete seeds.
-# SUITE_DATASETS / SUITE_SEEDS / SUITE_GROUPS narrow it (space-separated).
+# SUITE_DATASETS / SUITE_SEEDS / SUITE_GROUPS narrow it (space-separated). A finished run's record
+# (config, rounds, progress, ledger, labels) is copied to experiments/results/suite-runs/<name>/,
+# which is committed: reports are made from there, and a run recorded there is not run again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${PROXAL_BIN:-target/debug/proxal}
@@ -22,10 +24,21 @@ for seed in $SEEDS; do
         for g in $SUITE_G; do
             cfg=experiments/configs/suite/$ds/$g-s$seed.toml
             [ -f "$cfg" ] || { echo "missing $cfg" >&2; exit 1; }
+            name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$cfg")
+            keep=experiments/results/suite-runs/$name
+            want=$(( $(sed -n 's/^rounds = //p' "$cfg") + 1 ))
+            if [ -f "$keep/progress.jsonl" ] && [ "$(wc -l < "$keep/progress.jsonl")" -ge "$want" ]; then
+                continue   # finished in an earlier session: its record is committed
+            fi
             start=$(date +%s)
             echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$LOG"
             if $B run "$cfg" --quiet >> "$LOG" 2>&1; then
                 echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$LOG"
+                # The run's record (not its features or checkpoints) is kept in the repository.
+                mkdir -p "$keep"
+                for f in config.toml rounds.jsonl progress.jsonl ledger.jsonl labelled.jsonl; do
+                    cp "experiments/runs/$name/$f" "$keep/$f"
+                done
             else
                 echo "$(date -u +%FT%TZ) FAILED $cfg (see $LOG)" | tee -a "$LOG"
                 failed=1

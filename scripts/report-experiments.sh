@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make report-experiments`: one report per dataset over the suite's finished runs, copied to
+# `make report-experiments`: one report per dataset over the suite's finished runs (their records
+# under experiments/results/suite-runs/), copied to
 # experiments/results/<dataset>.md (+ plots under experiments/results/<dataset>/), and
 # experiments/results/summary.json built from the reports' JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${PROXAL_BIN:-target/debug/proxal}
 for ds in banking77 clinc150 stackoverflow20; do
-    runs=$(ls -d experiments/runs/suite-$ds-* 2>/dev/null | while read -r d; do
+    runs=$(ls -d experiments/results/suite-runs/suite-$ds-* 2>/dev/null | while read -r d; do
         want=$(( $(sed -n "s/^rounds = //p" "$d/config.toml") + 1 )); [ -f "$d/progress.jsonl" ] && [ "$(wc -l < "$d/progress.jsonl")" -ge "$want" ] && echo "$d"; done || true)
     if [ -z "$runs" ]; then echo "$ds: no finished runs yet"; continue; fi
     out=experiments/results/$ds
