@@ -160,11 +160,21 @@ fn read_delimited(text: &str, delim: u8, cols: &Columns) -> Result<ReadRows> {
             names()
         )
     })?;
+    // Physical line of a record from its byte offset (the reader's own line count skips blank
+    // lines, and a record's offset may point at the blank lines before it).
+    let line_at = |byte: u64| {
+        let b = text.as_bytes();
+        let mut at = (byte as usize).min(b.len());
+        while at < b.len() && (b[at] == b'\n' || b[at] == b'\r') {
+            at += 1;
+        }
+        b[..at].iter().filter(|&&c| c == b'\n').count() + 1
+    };
     let mut out = ReadRows::default();
     for rec in rdr.records() {
         match rec {
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| line_at(p.byte())).unwrap_or(0);
                 out.errors.push(RowError {
                     at: format!("line {line}"),
                     id: None,
@@ -172,7 +182,7 @@ fn read_delimited(text: &str, delim: u8, cols: &Columns) -> Result<ReadRows> {
                 });
             }
             Ok(r) => {
-                let line = r.position().map(|p| p.line()).unwrap_or(0);
+                let line = r.position().map(|p| line_at(p.byte())).unwrap_or(0);
                 let at = format!("line {line}");
                 if r.iter().all(|f| f.trim().is_empty()) {
                     continue; // blank line
