@@ -122,11 +122,7 @@ impl<'a> Ctx<'a> {
         opts: RunOptions,
     ) -> Result<Ctx<'a>> {
         let pool = ds.rows_of(Split::Pool);
-        let test: Vec<usize> = ds
-            .rows_of(Split::Test)
-            .into_iter()
-            .filter(|&r| ds.labels[r].is_some())
-            .collect();
+        let test = ds.labelled_rows_of(Split::Test);
         let model_dir = cfg
             .model_dir
             .clone()

@@ -104,6 +104,12 @@ impl Dataset {
             .filter(|&i| self.splits[i] == split)
             .collect()
     }
+    /// Row indices of one split that carry a label, in table order.
+    pub fn labelled_rows_of(&self, split: Split) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| self.splits[i] == split && self.labels[i].is_some())
+            .collect()
+    }
     pub fn count(&self, split: Split) -> usize {
         self.splits.iter().filter(|&&s| s == split).count()
     }

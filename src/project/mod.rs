@@ -201,12 +201,7 @@ impl Project {
 
     /// Store the whole labelled set (atomically: all of it or the old file).
     fn store_labels(&self, recs: &[LabelRecord]) -> Result<()> {
-        let mut buf = Vec::new();
-        for r in recs {
-            serde_json::to_writer(&mut buf, r)?;
-            buf.push(b'\n');
-        }
-        util::atomic_write(&self.run_dir().labelled(), &buf)
+        util::rewrite_jsonl(&self.run_dir().labelled(), recs)
     }
 }
 
@@ -251,12 +246,7 @@ batch_size = 16
 max_len = 64
 "#,
         name = toml::Value::String(name.to_string()),
-        policy = match o.policy {
-            PolicyKind::Random => "random",
-            PolicyKind::Standard => "standard",
-            PolicyKind::Svpp => "svpp",
-            PolicyKind::Asvp => "asvp",
-        },
+        policy = o.policy.as_str(),
         seed = o.seed,
         batch = o.batch,
         strategy = o.strategy,
@@ -329,11 +319,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport> {
         ds.save(&Dataset::dir(&home, DATASET), &o.data.display().to_string())?;
     }
     // Labelled pool rows are the first batch.
-    let seeds: Vec<usize> = ds
-        .rows_of(Split::Pool)
-        .into_iter()
-        .filter(|&r| ds.labels[r].is_some())
-        .collect();
+    let seeds = ds.labelled_rows_of(Split::Pool);
     let name: String = dir
         .canonicalize()
         .ok()
@@ -387,11 +373,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport> {
     }
     // The config is written last: a project exists once it does.
     util::atomic_write(&Project::config_path(dir), text.as_bytes())?;
-    let held_out = ds
-        .rows_of(Split::Test)
-        .into_iter()
-        .filter(|&r| ds.labels[r].is_some())
-        .count();
+    let held_out = ds.labelled_rows_of(Split::Test).len();
     Ok(InitReport {
         dir: dir.to_path_buf(),
         pool: ds.count(Split::Pool),
@@ -562,7 +544,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
                 cfg.strategy,
                 rec.features.as_deref().unwrap_or("v0"),
                 labels.len(),
-                policy_name(cfg.policy)
+                cfg.policy.as_str()
             );
             (picks, by, Some(rec), preds)
         }
@@ -607,15 +589,6 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
         selected_by,
         work,
     })
-}
-
-fn policy_name(p: PolicyKind) -> &'static str {
-    match p {
-        PolicyKind::Random => "random",
-        PolicyKind::Standard => "standard",
-        PolicyKind::Svpp => "svpp",
-        PolicyKind::Asvp => "asvp",
-    }
 }
 
 /// A text cell a spreadsheet would not run as a formula (OWASP: prefix a quote). Only the text
@@ -902,11 +875,7 @@ pub fn status(dir: &Path) -> Result<Status> {
     let cost: Vec<(Stage, f64)> = by_stage.into_values().collect();
     let cost_total = cost.iter().map(|c| c.1).sum();
     let pool = ds.count(Split::Pool);
-    let held_out = ds
-        .rows_of(Split::Test)
-        .into_iter()
-        .filter(|&r| ds.labels[r].is_some())
-        .count();
+    let held_out = ds.labelled_rows_of(Split::Test).len();
     let next_action = match open {
         Some((r, done, n)) => format!(
             "batch {r} is waiting for {} labels ({}): `proxal label <file>`; then `proxal next`",
