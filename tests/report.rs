@@ -419,6 +419,65 @@ fn report_files_are_written() {
     assert!(svg.contains("<svg") && svg.contains("total cost"));
 }
 
+#[test]
+fn per_round_compute_and_accuracy_tables() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let m = compute(&dirs, Some(0.75));
+    // Standard: 15 s of GPU work per round, plus 1 s of selection after each of the first three
+    // evaluations, which counts towards the next point.
+    let per_round = |label: &str| -> Vec<f64> {
+        group(&m, label)
+            .curve
+            .iter()
+            .map(|p| p.round_compute_seconds.mean)
+            .collect()
+    };
+    assert_eq!(per_round("standard/margin"), vec![15.0, 16.0, 16.0, 16.0]);
+    // ASVP: the 20 s embedding before the first point, the alignment (50 s) plus a proxy fit and a
+    // selection (3 s) before the second, 3 s before each of the others.
+    assert_eq!(per_round("asvp/margin"), vec![20.0, 53.0, 3.0, 3.0]);
+    assert_close!(group(&m, "asvp/margin").curve[3].compute_seconds.mean, 79.0);
+
+    let out = d.path().join("out");
+    let opts = ReportOptions {
+        metrics: MetricOptions {
+            target_accuracy: Some(0.75),
+            target_fraction: 0.99,
+        },
+        prices: prices(),
+    };
+    let (_m, files) = report::generate(&dirs, &opts, &out).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(
+        md.contains(
+            "| method | runs | 100 labels | 200 labels | 300 labels | 400 labels | 500 labels |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| random | 1 | 50.00% | 60.00% | 70.00% | 80.00% | 85.00% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| svpp/margin | 1 | 60.00% | 68.00% | 72.00% | 74.00% | — |"),
+        "{md}"
+    );
+    // Whole run: standard 63 s, asvp 79 s, svpp 29 s; the last column is standard ÷ this.
+    assert!(
+        md.contains("| standard/margin | 15.0 | 16.0 | 16.0 | 16.0 | — | 0.0 | 63.0 | 1.00× |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| asvp/margin | 20.0 | 53.0 | 3.0 | 3.0 | — | 0.0 | 79.0 | 0.80× |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| svpp/margin | 20.0 | 3.0 | 3.0 | 3.0 | — | 0.0 | 29.0 | 2.17× |"),
+        "{md}"
+    );
+}
+
 fn err_of(dirs: &[PathBuf]) -> String {
     let d = tempfile::tempdir().unwrap();
     let e = report::generate(dirs, &ReportOptions::default(), d.path()).unwrap_err();

@@ -275,6 +275,10 @@ pub struct GroupPoint {
     pub labels: f64,
     pub accuracy: Stat,
     pub total_cost: Stat,
+    /// Cumulative compute (non-evaluation wall seconds) up to this evaluation point.
+    pub compute_seconds: Stat,
+    /// Compute spent since the previous evaluation point (the whole start for the first one).
+    pub round_compute_seconds: Stat,
 }
 
 /// How the target accuracy was chosen.
@@ -585,6 +589,21 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
                 labels: Stat::of(&col(&|p| p.labels)).map(|s| s.mean).unwrap_or(0.0),
                 accuracy: Stat::of(&col(&|p| p.accuracy)).expect("non-empty"),
                 total_cost: Stat::of(&col(&|p| p.total_cost)).expect("non-empty"),
+                compute_seconds: Stat::of(&col(&|p| p.compute_seconds)).expect("non-empty"),
+                round_compute_seconds: Stat::of(
+                    &runs
+                        .iter()
+                        .map(|r| {
+                            let prev = if k > 0 {
+                                r.points[k - 1].compute_seconds
+                            } else {
+                                0.0
+                            };
+                            r.points[k].compute_seconds - prev
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .expect("non-empty"),
             }
         })
         .collect();

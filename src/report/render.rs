@@ -255,6 +255,8 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         .collect();
     b.push(Block::Table(head, rows));
 
+    learning_tables(m, &mut b);
+
     b.push(Block::H(2, "Figures".into()));
     for f in figs {
         b.push(Block::Image {
@@ -350,6 +352,89 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         env!("CARGO_PKG_VERSION")
     )));
     b
+}
+
+/// Label counts of every group's evaluation points (rounded, sorted, deduplicated): the columns of
+/// the per-label-count tables.
+fn label_columns(m: &Metrics) -> Vec<i64> {
+    let mut cols: Vec<i64> = m
+        .groups
+        .iter()
+        .flat_map(|g| g.curve.iter().map(|p| p.labels.round() as i64))
+        .collect();
+    cols.sort_unstable();
+    cols.dedup();
+    cols
+}
+
+/// Accuracy at each label count and compute per round, mean ± std over seeds, with the whole-run
+/// compute of each group relative to the standard-AL baseline.
+fn learning_tables(m: &Metrics, b: &mut Vec<Block>) {
+    let cols = label_columns(m);
+    let at = |g: &GroupMetrics, n: i64| g.curve.iter().position(|p| p.labels.round() as i64 == n);
+    b.push(Block::H(
+        2,
+        "Test accuracy at each label count (mean ± std over seeds)".into(),
+    ));
+    let mut head = vec!["method".to_string(), "runs".into()];
+    head.extend(cols.iter().map(|n| format!("{n} labels")));
+    let rows = m
+        .groups
+        .iter()
+        .map(|g| {
+            let mut r = vec![g.label.clone(), g.runs.len().to_string()];
+            r.extend(cols.iter().map(|&n| match at(g, n) {
+                Some(k) => stat_str(&g.curve[k].accuracy, &pct),
+                None => "—".into(),
+            }));
+            r
+        })
+        .collect();
+    b.push(Block::Table(head, rows));
+
+    b.push(Block::H(
+        2,
+        "Compute per round (s, mean ± std over seeds)".into(),
+    ));
+    b.push(Block::P("Each label-count column is the metered compute (every stage but evaluation) between the previous evaluation point and the one at that label count; the first column holds everything before the first evaluation (embedding the pool, a first fine-tune). \"After the last evaluation\" is work no evaluation point follows. The last column divides the standard-AL baseline's whole-run compute by the method's.".into()));
+    let std_total = m.standard_group.as_ref().and_then(|s| {
+        m.groups
+            .iter()
+            .find(|g| &g.label == s)
+            .map(|g| g.total_compute_seconds.mean)
+    });
+    let mut head = vec!["method".to_string()];
+    head.extend(cols.iter().map(|n| format!("{n} labels")));
+    head.push("after the last evaluation".into());
+    head.push("whole run".into());
+    head.push("standard ÷ this (whole run)".into());
+    let rows = m
+        .groups
+        .iter()
+        .map(|g| {
+            let mut r = vec![g.label.clone()];
+            r.extend(cols.iter().map(|&n| match at(g, n) {
+                Some(k) => stat_str(&g.curve[k].round_compute_seconds, &secs),
+                None => "—".into(),
+            }));
+            let last = g
+                .curve
+                .last()
+                .map(|p| p.compute_seconds.mean)
+                .unwrap_or(0.0);
+            r.push(secs((g.total_compute_seconds.mean - last).max(0.0)));
+            r.push(stat_str(&g.total_compute_seconds, &secs));
+            r.push(match std_total {
+                Some(s) if g.total_compute_seconds.mean > 0.0 => {
+                    ratio(s / g.total_compute_seconds.mean)
+                }
+                Some(_) => "no compute".into(),
+                None => "no standard run".into(),
+            });
+            r
+        })
+        .collect();
+    b.push(Block::Table(head, rows));
 }
 
 fn md_cell(s: &str) -> String {
