@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check clean-features help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
 	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
+	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -56,6 +57,10 @@ experiments: assets
 report-experiments:
 	@cargo build --bin proxal
 	@scripts/report-experiments.sh
+
+reproduce-check: assets
+	@cargo build --bin proxal
+	@scripts/reproduce.sh
 
 clean-features:
 	rm -rf features/*/

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# `make reproduce-check`: rerun suite configs from scratch in a scratch home and compare them with
+# their committed records (experiments/results/suite-runs/<name>/): the labelled rows picked in each
+# round (must be identical) and the test accuracy at each evaluation point (must agree within
+# REPRO_TOL, default 0.005). Writes experiments/results/reproduce.md; exits non-zero on a mismatch.
+# REPRO_CONFIGS narrows or widens the set (config paths, space-separated).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=$(realpath "${PROXAL_BIN:-target/debug/proxal}")
+TOL=${REPRO_TOL:-0.005}
+CONFIGS=${REPRO_CONFIGS:-"$(for g in random svpp-margin svpp-badge svpp-coreset asvp-margin standard-margin; do
+    echo experiments/configs/suite/banking77/$g-s0.toml; done)"}
+OUT=experiments/results/reproduce.md
+rows=$(mktemp)
+trap 'rm -f "$rows"' EXIT
+failed=0
+for cfg in $CONFIGS; do
+    name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$cfg")
+    ref=experiments/results/suite-runs/$name
+    [ -f "$ref/labelled.jsonl" ] || { echo "$cfg: no committed record under $ref" >&2; exit 1; }
+    home=$(mktemp -d)
+    # The scratch home shares the fetched assets, the imported datasets and the v0 feature caches
+    # (read-only inputs); the run itself (proxy, selections, fine-tunes, refreshes) starts from zero.
+    for d in assets datasets features; do ln -s "$PWD/$d" "$home/$d"; done
+    start=$(date +%s)
+    echo "$(date -u +%FT%TZ) rerun $cfg (load $(cut -d' ' -f1 /proc/loadavg))"
+    if ! "$B" run "$cfg" --home "$home" --quiet; then
+        echo "$cfg: the rerun failed" >&2; failed=1; rm -rf "$home"; continue
+    fi
+    secs=$(( $(date +%s) - start ))
+    python3 - "$ref" "$home/experiments/runs/$name" "$TOL" "$cfg" "$secs" >> "$rows" <<'EOF' || failed=1
+import json, sys
+ref, new, tol, cfg, secs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
+def picks(d):
+    out = {}
+    for line in open(f"{d}/labelled.jsonl"):
+        r = json.loads(line)
+        out.setdefault(r["round"], set()).add(r["row"])
+    return out
+def accs(d):
+    return [json.loads(l)["test_accuracy"] for l in open(f"{d}/rounds.jsonl")]
+pa, pb = picks(ref), picks(new)
+differ = sum(len(pa.get(k, set()) ^ pb.get(k, set())) for k in set(pa) | set(pb)) // 2
+aa, ab = accs(ref), accs(new)
+same_len = len(aa) == len(ab)
+delta = max(abs(x - y) for x, y in zip(aa, ab)) if same_len else float("inf")
+ok = differ == 0 and same_len and delta <= tol
+print(f"| `{cfg}` | {sum(map(len, pa.values()))} | {differ} | {' / '.join(f'{x:.3f}' for x in aa)} | "
+      f"{' / '.join(f'{x:.3f}' for x in ab)} | {delta:.4f} | {secs} | {'yes' if ok else 'NO'} |")
+sys.exit(0 if ok else 1)
+EOF
+    tail -1 "$rows"
+    rm -rf "$home"
+done
+{
+    echo "# Rerunning suite configs reproduces their committed records"
+    echo
+    echo "\`make reproduce-check\` (scripts/reproduce.sh) reran each config below from scratch, in a scratch"
+    echo "home that shares only the fetched assets, the imported datasets and the v0 feature caches, and"
+    echo "compared the rerun with the record committed under \`experiments/results/suite-runs/\`."
+    echo "\"Rows differing\" counts labelled rows picked by one run and not the other (every round,"
+    echo "the seed set included); accuracies must agree within $TOL. Run on $(date -u +%F), $(nproc) cores,"
+    echo "proxal $(git rev-parse --short HEAD)."
+    echo
+    echo "| config | labelled rows | rows differing | accuracy, committed | accuracy, rerun | max \\|Δ accuracy\\| | rerun (s) | reproduced |"
+    echo "|---|---|---|---|---|---|---|---|"
+    cat "$rows"
+} > "$OUT"
+echo "wrote $OUT"
+exit $failed
