@@ -3,6 +3,12 @@
 # under experiments/results/suite-runs/), copied to
 # experiments/results/<dataset>.md (+ plots under experiments/results/<dataset>/), and
 # experiments/results/summary.json built from the reports' JSON.
+#
+# Each dataset gets two targets. The report's default (99% of the best final accuracy) is the
+# paper-style target for savings over standard AL, but random rarely reaches it, so LE and SSR vs
+# random come out "random not reached". A second report at the lowest final accuracy of the random
+# seeds (a target every random seed reached) gives LE, SSR and savings that exist; its table is
+# spliced into <dataset>.md and its JSON feeds summary.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${PROXAL_BIN:-target/debug/proxal}
@@ -13,7 +19,37 @@ for ds in banking77 clinc150 stackoverflow20; do
     out=experiments/results/$ds
     # shellcheck disable=SC2086
     $B report $runs --out "$out"
-    sed -e "s#](\([a-z_]*\.\(png\|svg\)\))#]($ds/\1)#g" "$out/report.md" > "experiments/results/$ds.md"
+    rand=$(python3 -c 'import json,sys
+m = json.load(open(sys.argv[1]))
+a = [r["final_accuracy"] for r in m["runs"] if r["policy"] == "random"]
+print(min(a) if a else "")' "$out/report.json")
+    if [ -n "$rand" ]; then
+        # shellcheck disable=SC2086
+        $B report $runs --out "$out/at-random-final" --target-accuracy "$rand"
+        rm -f "$out/at-random-final/"*.png "$out/at-random-final/"*.svg "$out/at-random-final/report.html"
+    fi
+    python3 - "$out" "experiments/results/$ds.md" "$ds" <<'PY'
+import pathlib, re, sys
+out, dst, ds = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+md = (out / "report.md").read_text()
+md = re.sub(r"\]\(([a-z_]+\.(?:png|svg))\)", rf"]({ds}/\1)", md)
+second = out / "at-random-final" / "report.md"
+if second.exists():
+    s = second.read_text()
+    target = re.search(r"^Target accuracy a = .*$", s, re.M).group(0)
+    table = s.split("## Results at the target accuracy\n", 1)[1].split("\n### ", 1)[0]
+    section = ("## At random's final accuracy: LE, SSR and savings that exist\n\n"
+               "The target above is rarely reached by random sampling, so LE and SSR against it do "
+               "not exist. Here the target is the lowest final accuracy among the random seeds, "
+               "which every random seed reached (`at-random-final/report.json`).\n\n"
+               + target.replace("set with --target-accuracy", "the lowest final accuracy of the random seeds")
+               + "\n" + table.rstrip() + "\n\n")
+    marker = "## Test accuracy at each label count"
+    if marker not in md:
+        sys.exit(f"{out}/report.md has no '{marker}' section: a proxal older than this script?")
+    md = md.replace(marker, section + marker, 1)
+dst.write_text(md)
+PY
     rm -f "$out/report.html"   # the .md and the plots are what is committed
 done
 python3 scripts/suite-summary.py experiments/results experiments/results/summary.json
