@@ -28,6 +28,13 @@ print(min(a) if a else "")' "$out/report.json")
         $B report $runs --out "$out/at-random-final" --target-accuracy "$rand"
         rm -f "$out/at-random-final/"*.png "$out/at-random-final/"*.svg "$out/at-random-final/report.html"
     fi
+    # The four policies alone (margin for the three that select), for a readable figure.
+    pol=$(echo "$runs" | grep -E -- "-(random|svpp-margin|asvp-margin|standard-margin)-s[0-9]+$" || true)
+    if [ -n "$pol" ]; then
+        # shellcheck disable=SC2086
+        $B report $pol --out "$out/policies" > /dev/null
+        rm -f "$out/policies/report."*
+    fi
     python3 - "$out" "experiments/results/$ds.md" "$ds" <<'PY'
 import pathlib, re, sys
 out, dst, ds = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
@@ -48,6 +55,12 @@ if second.exists():
     if marker not in md:
         sys.exit(f"{out}/report.md has no '{marker}' section: a proxal older than this script?")
     md = md.replace(marker, section + marker, 1)
+if (out / "policies" / "accuracy_vs_labels.png").exists():
+    fig = "Each figure is also written as SVG"
+    if fig not in md:
+        sys.exit(f"{out}/report.md has no '{fig}' paragraph")
+    md = md.replace(fig, f"![Test accuracy vs labels bought, the four policies alone (margin for svpp, asvp and "
+                         f"standard) — {ds}]({ds}/policies/accuracy_vs_labels.png)\n\n" + fig, 1)
 dst.write_text(md)
 PY
     rm -f "$out/report.html"   # the .md and the plots are what is committed

@@ -26,9 +26,9 @@ pub struct InitArgs {
     /// The label set, comma-separated (more can be added by `label --allow-new-labels`)
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// random | svpp | asvp | standard
-    #[arg(long, default_value = "asvp")]
-    pub policy: String,
+    /// How batches are picked
+    #[arg(long, value_enum, default_value_t = PolicyKind::Asvp)]
+    pub policy: PolicyKind,
     #[arg(long, default_value = "margin")]
     pub strategy: String,
     /// Default batch size of `proxal next`
@@ -107,16 +107,6 @@ pub struct PredictArgs {
     pub id_col: Option<String>,
 }
 
-fn policy(s: &str) -> Result<PolicyKind> {
-    Ok(match s {
-        "random" => PolicyKind::Random,
-        "svpp" => PolicyKind::Svpp,
-        "asvp" => PolicyKind::Asvp,
-        "standard" => PolicyKind::Standard,
-        _ => bail!("unknown policy '{s}' (random, svpp, asvp, standard)"),
-    })
-}
-
 pub fn init(home: &Home, a: InitArgs) -> Result<()> {
     let model_dir = a.model_dir.unwrap_or_else(|| home.default_model_dir());
     let model_dir = model_dir.canonicalize().unwrap_or(model_dir);
@@ -129,7 +119,7 @@ pub fn init(home: &Home, a: InitArgs) -> Result<()> {
             label_col: a.label_col,
             split_col: a.split_col,
             labels: a.labels,
-            policy: policy(&a.policy)?,
+            policy: a.policy,
             strategy: a.strategy,
             batch: a.batch,
             seed: a.seed,

@@ -206,6 +206,16 @@ impl Project {
 }
 
 /// The open batch: the last one, if it is not closed and has rows without labels.
+/// The feature version the latest committed batch was selected on ("v0", "run:v3").
+pub(crate) fn current_features(batches: &[Batch]) -> String {
+    batches
+        .iter()
+        .rev()
+        .filter_map(|b| b.work.as_ref())
+        .find_map(|w| w.features.clone())
+        .unwrap_or_else(|| "v0".into())
+}
+
 fn open_batch<'a>(batches: &'a [Batch], labelled: &HashSet<usize>) -> Option<&'a Batch> {
     batches
         .last()
@@ -852,11 +862,7 @@ pub fn status(dir: &Path) -> Result<Status> {
         .iter()
         .rev()
         .find_map(|w| w.test_accuracy.map(|a| (w.round, a)));
-    let features = works
-        .iter()
-        .rev()
-        .find_map(|w| w.features.clone())
-        .unwrap_or_else(|| "v0".into());
+    let features = current_features(&batches);
     let ledger_path = p.run_dir().ledger();
     let recs = if ledger_path.exists() {
         crate::cost::Ledger::read(&ledger_path)?

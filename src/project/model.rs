@@ -57,12 +57,7 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<ExportReport> {
         );
     }
     let batches = p.batches()?;
-    let features = batches
-        .iter()
-        .rev()
-        .filter_map(|b| b.work.as_ref())
-        .find_map(|w| w.features.clone())
-        .unwrap_or_else(|| "v0".into());
+    let features = super::current_features(&batches);
     let (store, v, backbone_dir) = match features.strip_prefix("run:v") {
         Some(v) => {
             let v: u32 = anyhow::Context::context(

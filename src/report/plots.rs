@@ -165,11 +165,13 @@ impl Draw for LineChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(pe)?;
         let mut xmax = 0f64;
+        let mut xmin = f64::INFINITY;
         let (mut ymin, mut ymax) = (f64::INFINITY, f64::NEG_INFINITY);
         for s in &self.series {
             for &(x, y, sd) in &s.points {
                 let sd = sd.unwrap_or(0.0);
                 xmax = xmax.max(x);
+                xmin = xmin.min(x);
                 ymin = ymin.min(y - sd);
                 ymax = ymax.max(y + sd);
             }
@@ -185,15 +187,26 @@ impl Draw for LineChart {
         let y0 = nice_floor((ymin - pad).max(0.0), 1.0);
         let y1 = nice_ceil((ymax + pad).min(100.0), 1.0).max(y0 + 1.0);
         let x1 = if xmax > 0.0 { xmax * 1.04 } else { 1.0 };
+        // The x axis starts just left of the first point (curves rarely start at zero labels).
+        let x0 = if xmin.is_finite() && xmin > 0.0 {
+            let pad = if xmax > xmin {
+                (xmax - xmin) * 0.04
+            } else {
+                xmin * 0.1
+            };
+            (xmin - pad).max(0.0)
+        } else {
+            0.0
+        };
 
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, TITLE_SIZE).into_font())
             .margin(24)
             .x_label_area_size(70)
             .y_label_area_size(96)
-            .build_cartesian_2d(0f64..x1, y0..y1)
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(pe)?;
-        let money = |v: &f64| fmt_money(*v, x1);
+        let money = |v: &f64| fmt_money(*v, x1 - x0);
         let count = |v: &f64| format!("{v:.0}");
         let pct = |v: &f64| format!("{v:.0}");
         let xfmt: &dyn Fn(&f64) -> String = if self.money_x { &money } else { &count };
@@ -217,14 +230,19 @@ impl Draw for LineChart {
             let style = ShapeStyle::from(&BLACK).stroke_width(2);
             chart
                 .draw_series(DashedLineSeries::new(
-                    vec![(0.0, *t), (x1, *t)],
+                    vec![(x0, *t), (x1, *t)],
                     12,
                     8,
                     style,
                 ))
                 .map_err(pe)?
                 .label(label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x - 4, y), (x + 18, y)], style));
+                // A dashed swatch, so the target is not mistaken for a black series.
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(-4, 0), (4, 0)], style)
+                        + PathElement::new(vec![(10, 0), (18, 0)], style)
+                });
         }
         for s in &self.series {
             let c = s.color;
