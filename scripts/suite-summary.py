@@ -70,3 +70,113 @@ for ds in ["banking77", "clinc150", "stackoverflow20"]:
     }
 out.write_text(json.dumps(summary, indent=1) + "\n")
 print(f"wrote {out} ({len(summary['datasets'])} datasets)")
+
+# ---- The tables of SUMMARY.md, regenerated between its markers (the prose around them is written
+# by hand from these numbers).
+PAIRS = [
+    ("standard/margin", "svpp/margin"),
+    ("asvp/margin", "svpp/margin"),
+    ("asvp/margin", "standard/margin"),
+    ("svpp/margin", "random"),
+    ("svpp/entropy", "random"),
+    ("svpp/badge", "svpp/margin"),
+    ("svpp/coreset", "svpp/margin"),
+    ("svpp/cluster-margin", "svpp/margin"),
+]
+
+
+def pm(s, scale=100.0, fmt="{:.1f}"):
+    if s is None:
+        return "—"
+    m = fmt.format(s["mean"] * scale)
+    return m if s.get("std") is None else f"{m} ± {fmt.format(s['std'] * scale)}"
+
+
+def versus(v, fmt):
+    return fmt(v["value"]) if v and v["value"] is not None else (v["status"] if v else "—")
+
+
+def tables(results, summary):
+    out = []
+    for ds, d in summary["datasets"].items():
+        rep = json.loads((results / ds / "report.json").read_text())
+        runs = rep["runs"]
+        groups = d["groups"]
+        seeds = sorted({len(g["runs"]) for g in groups})
+        labels = [int(p["labels"]) for p in groups[0]["curve"]]
+        n_seeds = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+        out.append(f"### {ds} ({n_seeds} seed{'s' if seeds[-1] > 1 else ''} per group)\n")
+        out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute in seconds "
+                   "(whole run, mean ± std); LE and SSR vs random at random's final accuracy "
+                   f"({d['target_random_final'] * 100:.1f}%).\n")
+        head = ["policy / strategy"] + [str(n) for n in labels] + [
+            "mean over points", "compute (s)", "standard ÷ this", "LE", "SSR"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        std_c = next((g["compute_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
+        order = ["random", "svpp/margin", "svpp/entropy", "svpp/badge", "svpp/coreset",
+                 "svpp/cluster-margin", "asvp/margin", "standard/margin"]
+        for g in sorted(groups, key=lambda g: order.index(g["group"]) if g["group"] in order else 99):
+            accs = []
+            for k, _ in enumerate(labels):
+                xs = [r["points"][k]["accuracy"] for r in runs if r["name"] in g["runs"]]
+                accs.append(xs)
+            cells = [pm({"mean": p["accuracy_mean"], "std": p["accuracy_std"]}) for p in g["curve"]]
+            per_run = [sum(r["points"][k]["accuracy"] for k in range(len(labels))) / len(labels)
+                       for r in runs if r["name"] in g["runs"]]
+            mean_pts = sum(per_run) / len(per_run)
+            sd = (sum((x - mean_pts) ** 2 for x in per_run) / (len(per_run) - 1)) ** 0.5 if len(per_run) > 1 else None
+            c = g["compute_seconds"]
+            arf = g["at_random_final"] or {}
+            out.append("| " + " | ".join(
+                [g["group"]] + cells + [
+                    pm({"mean": mean_pts, "std": sd}),
+                    pm(c, 1.0, "{:.0f}"),
+                    f"{std_c / c['mean']:.1f}×" if std_c and c["mean"] > 0 else "—",
+                    versus(arf.get("le_vs_random"), lambda x: f"{x:.2f}×"),
+                    versus(arf.get("ssr_vs_random"), lambda x: f"{x * 100:.0f}%"),
+                ]) + " |")
+        out.append("")
+        # Paired by seed (same seed: same initial labelled set).
+        out.append("Paired by seed (a seed fixes the initial labelled set): difference in accuracy "
+                   "points, A − B, at 1,000 labels and averaged over all points; in how many seeds A "
+                   "was ahead at 1,000 labels.\n")
+        out.append("| A | B | Δ at final (points) | Δ mean over points | A ahead at final |")
+        out.append("|---|---|---|---|---|")
+        by_group = {g["group"]: g for g in groups}
+        for a, b in PAIRS:
+            if a not in by_group or b not in by_group:
+                continue
+            ra = {r["seed"]: r for r in runs if r["name"] in by_group[a]["runs"]}
+            rb = {r["seed"]: r for r in runs if r["name"] in by_group[b]["runs"]}
+            common = sorted(set(ra) & set(rb))
+            if not common:
+                continue
+            fin = [(ra[s]["final_accuracy"] - rb[s]["final_accuracy"]) * 100 for s in common]
+            avg = [(sum(p["accuracy"] for p in ra[s]["points"]) - sum(p["accuracy"] for p in rb[s]["points"]))
+                   / len(ra[s]["points"]) * 100 for s in common]
+            def ms(xs):
+                m = sum(xs) / len(xs)
+                if len(xs) < 2:
+                    return f"{m:+.1f}"
+                return f"{m:+.1f} ± {(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5:.1f}"
+            ahead = sum(1 for x in fin if x > 0)
+            ties = sum(1 for x in fin if x == 0)
+            out.append(f"| {a} | {b} | {ms(fin)} | {ms(avg)} | {ahead} of {len(common)}"
+                       + (f" ({ties} tied)" if ties else "") + " |")
+        ratio = d["standard_over_asvp_compute"]
+        out.append("")
+        if ratio:
+            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×**.\n")
+    return "\n".join(out)
+
+
+summary_md = results / "SUMMARY.md"
+if summary_md.exists():
+    text = summary_md.read_text()
+    b, e = "<!-- tables:begin (scripts/suite-summary.py) -->", "<!-- tables:end -->"
+    if b in text and e in text:
+        head, rest = text.split(b, 1)
+        _, tail = rest.split(e, 1)
+        summary_md.write_text(head + b + "\n" + tables(results, summary) + "\n" + e + tail)
+        print(f"rewrote the tables of {summary_md}")
