@@ -96,6 +96,27 @@ def versus(v, fmt):
     return fmt(v["value"]) if v and v["value"] is not None else (v["status"] if v else "—")
 
 
+def work(g, runs):
+    """Machine-independent compute of a group (mean over its runs), from the ledgers: labelled
+    rows × epochs of every fine-tune, and pool rows put through the backbone by the embed and
+    refresh stages (evaluation excluded, as in the compute seconds)."""
+    ft = emb = 0.0
+    for r in runs:
+        if r["name"] not in g["runs"]:
+            continue
+        d = pathlib.Path(r["dir"])
+        cfg = (d / "config.toml").read_text()
+        epochs = int(next((l.split("=")[1] for l in cfg.splitlines() if l.startswith("epochs")), "3"))
+        for line in (d / "ledger.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if rec["stage"] == "fine_tune":
+                ft += rec["rows"] * epochs
+            elif rec["stage"] in ("embed", "refresh"):
+                emb += rec["rows"]
+    n = len(g["runs"])
+    return ft / n, emb / n
+
+
 def tables(results, summary):
     out = []
     for ds, d in summary["datasets"].items():
@@ -106,11 +127,13 @@ def tables(results, summary):
         labels = [int(p["labels"]) for p in groups[0]["curve"]]
         n_seeds = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
         out.append(f"### {ds} ({n_seeds} seed{'s' if seeds[-1] > 1 else ''} per group)\n")
-        out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute in seconds "
-                   "(whole run, mean ± std); LE and SSR vs random at random's final accuracy "
+        out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute in wall seconds "
+                   "(whole run, mean ± std) and, machine-independent, fine-tuned row-epochs and rows "
+                   "embedded (embed + refresh); LE and SSR vs random at random's final accuracy "
                    f"({d['target_random_final'] * 100:.1f}%).\n")
         head = ["policy / strategy"] + [str(n) for n in labels] + [
-            "mean over points", "compute (s)", "standard ÷ this", "LE", "SSR"]
+            "mean over points", "compute (s)", "standard ÷ this", "fine-tuned row-epochs",
+            "rows embedded", "LE", "SSR"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         std_c = next((g["compute_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
@@ -128,11 +151,13 @@ def tables(results, summary):
             sd = (sum((x - mean_pts) ** 2 for x in per_run) / (len(per_run) - 1)) ** 0.5 if len(per_run) > 1 else None
             c = g["compute_seconds"]
             arf = g["at_random_final"] or {}
+            ft, emb = work(g, runs)
             out.append("| " + " | ".join(
                 [g["group"]] + cells + [
                     pm({"mean": mean_pts, "std": sd}),
                     pm(c, 1.0, "{:.0f}"),
                     f"{std_c / c['mean']:.1f}×" if std_c and c["mean"] > 0 else "—",
+                    f"{ft:,.0f}", f"{emb:,.0f}",
                     versus(arf.get("le_vs_random"), lambda x: f"{x:.2f}×"),
                     versus(arf.get("ssr_vs_random"), lambda x: f"{x * 100:.0f}%"),
                 ]) + " |")
