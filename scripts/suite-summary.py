@@ -192,7 +192,16 @@ def tables(results, summary):
         ratio = d["standard_over_asvp_compute"]
         out.append("")
         if ratio:
-            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×**.\n")
+            per_seed = []
+            sa = {r["seed"]: r for r in runs if r["name"] in by_group.get("asvp/margin", {}).get("runs", [])}
+            ss = {r["seed"]: r for r in runs if r["name"] in by_group.get("standard/margin", {}).get("runs", [])}
+            for seed in sorted(set(sa) & set(ss)):
+                if sa[seed]["total_compute_seconds"] > 0:
+                    per_seed.append(f"seed {seed} {ss[seed]['total_compute_seconds']:.0f} s ÷ "
+                                    f"{sa[seed]['total_compute_seconds']:.0f} s = "
+                                    f"{ss[seed]['total_compute_seconds'] / sa[seed]['total_compute_seconds']:.2f}×")
+            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×**"
+                       + (f" (per seed: {'; '.join(per_seed)})" if per_seed else "") + ".\n")
     return "\n".join(out)
 
 
