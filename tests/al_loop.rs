@@ -239,6 +239,26 @@ fn resume_after_a_crash_equals_an_uninterrupted_run() {
                 "{policy}: {x:?} vs {y:?}"
             );
         }
+        // The ledger counts every label once, per round, as the uninterrupted run's does (the
+        // labels bought for round 1 before the stop are not bought again, but still counted).
+        let bought = |name: &str| {
+            let mut per_round = std::collections::BTreeMap::<usize, usize>::new();
+            let recs =
+                proxal::cost::Ledger::read(&home.runs().join(name).join("ledger.jsonl")).unwrap();
+            for r in recs {
+                *per_round.entry(r.round).or_default() += r.labels_bought;
+            }
+            per_round
+        };
+        let (wa, wb) = (
+            bought(&format!("whole-{policy}")),
+            bought(&format!("crashed-{policy}")),
+        );
+        assert_eq!(wa, wb, "{policy}: labels bought per round");
+        assert_eq!(
+            wb.values().sum::<usize>(),
+            labels_of(&home, &format!("crashed-{policy}")).len()
+        );
         // A third invocation has nothing left to do and buys nothing.
         let before = labels_of(&home, &format!("crashed-{policy}")).len();
         al::run(&home, &b, RunOptions::default()).unwrap();

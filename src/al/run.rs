@@ -170,6 +170,15 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
     // Drop ledger records of a round that was interrupted: it is redone from its start.
     cx.ledger.truncate_after_round(done_rounds as i64 - 1)?;
     let mut labels = cx.run.read_labels()?;
+    // Labels bought for the interrupted round (or the one after it) stay stored and are not bought
+    // again, but the truncation just dropped their ledger records: record them again.
+    let mut kept: std::collections::BTreeMap<usize, usize> = Default::default();
+    for l in labels.iter().filter(|l| l.round >= done_rounds) {
+        *kept.entry(l.round).or_default() += 1;
+    }
+    for (round, n) in kept {
+        cx.ledger.record(round, Stage::Labelling, 0.0, 0.0, 0, n)?;
+    }
     if resumed {
         cx.say(&format!(
             "resuming after round {} ({} labels stored)",
