@@ -11,6 +11,7 @@ TOL=${REPRO_TOL:-0.005}
 CONFIGS=${REPRO_CONFIGS:-"$(for g in random svpp-margin svpp-badge svpp-coreset asvp-margin standard-margin; do
     echo experiments/configs/suite/banking77/$g-s0.toml; done)"}
 OUT=experiments/results/reproduce.md
+HEAD_AT_START=$(git rev-parse --short HEAD)
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 failed=0
@@ -60,7 +61,7 @@ done
     echo "compared the rerun with the record committed under \`experiments/results/suite-runs/\`."
     echo "\"Rows differing\" counts labelled rows picked by one run and not the other (every round,"
     echo "the seed set included); accuracies must agree within $TOL. Run on $(date -u +%F), $(nproc) cores,"
-    echo "proxal $(git rev-parse --short HEAD)."
+    echo "proxal $HEAD_AT_START."
     echo
     echo "| config | labelled rows | rows differing | accuracy, committed | accuracy, rerun | max \\|Δ accuracy\\| | rerun (s) | reproduced |"
     echo "|---|---|---|---|---|---|---|---|"
