@@ -7,6 +7,7 @@
 # which is committed: reports are made from there, and a run recorded there is not run again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
 DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20"}
 SEEDS=${SUITE_SEEDS:-"0 1 2"}
@@ -24,21 +25,16 @@ for seed in $SEEDS; do
         for g in $SUITE_G; do
             cfg=experiments/configs/suite/$ds/$g-s$seed.toml
             [ -f "$cfg" ] || { echo "missing $cfg" >&2; exit 1; }
-            name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$cfg")
+            name=$(cfg_name "$cfg")
             keep=experiments/results/suite-runs/$name
-            want=$(( $(sed -n 's/^rounds = //p' "$cfg") + 1 ))
-            if [ -f "$keep/progress.jsonl" ] && [ "$(wc -l < "$keep/progress.jsonl")" -ge "$want" ]; then
+            if run_finished "$keep"; then
                 continue   # finished in an earlier session: its record is committed
             fi
             start=$(date +%s)
             echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$LOG"
             if $B run "$cfg" --quiet >> "$LOG" 2>&1; then
                 echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$LOG"
-                # The run's record (not its features or checkpoints) is kept in the repository.
-                mkdir -p "$keep"
-                for f in config.toml rounds.jsonl progress.jsonl ledger.jsonl labelled.jsonl; do
-                    cp "experiments/runs/$name/$f" "$keep/$f"
-                done
+                keep_record "experiments/runs/$name" "$keep"
             else
                 echo "$(date -u +%FT%TZ) FAILED $cfg (see $LOG)" | tee -a "$LOG"
                 failed=1

@@ -5,16 +5,14 @@
 # and writes the report (report.md, plots, report.json) beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
 out=experiments/results/banking77-policies
 dirs=()
 for p in random svpp asvp standard; do
     d=experiments/runs/banking77-$p
     keep=$out/runs/banking77-$p
-    if [ -f "$d/progress.jsonl" ] && [ "$(wc -l < "$d/progress.jsonl")" -ge 6 ]; then
-        mkdir -p "$keep"
-        for f in config.toml rounds.jsonl progress.jsonl ledger.jsonl labelled.jsonl; do cp "$d/$f" "$keep/$f"; done
-    fi
+    if run_finished "$d"; then keep_record "$d" "$keep"; fi
     [ -f "$keep/rounds.jsonl" ] && dirs+=("$keep")
 done
 $B report "${dirs[@]}" --out "$out"

@@ -11,10 +11,11 @@
 # spliced into <dataset>.md and its JSON feeds summary.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
 for ds in banking77 clinc150 stackoverflow20; do
-    runs=$(ls -d experiments/results/suite-runs/suite-$ds-* 2>/dev/null | while read -r d; do
-        want=$(( $(sed -n "s/^rounds = //p" "$d/config.toml") + 1 )); [ -f "$d/progress.jsonl" ] && [ "$(wc -l < "$d/progress.jsonl")" -ge "$want" ] && echo "$d"; done || true)
+    runs=$(for d in experiments/results/suite-runs/suite-$ds-*; do
+        if run_finished "$d"; then echo "$d"; fi; done)
     if [ -z "$runs" ]; then echo "$ds: no finished runs yet"; continue; fi
     out=experiments/results/$ds
     # shellcheck disable=SC2086

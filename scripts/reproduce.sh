@@ -6,6 +6,7 @@
 # REPRO_CONFIGS narrows or widens the set (config paths, space-separated).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/runs-lib.sh
 B=$(realpath "${PROXAL_BIN:-target/debug/proxal}")
 TOL=${REPRO_TOL:-0.005}
 CONFIGS=${REPRO_CONFIGS:-"$(for g in random svpp-margin svpp-badge svpp-coreset asvp-margin standard-margin; do
@@ -16,7 +17,7 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 failed=0
 for cfg in $CONFIGS; do
-    name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$cfg")
+    name=$(cfg_name "$cfg")
     ref=experiments/results/suite-runs/$name
     [ -f "$ref/labelled.jsonl" ] || { echo "$cfg: no committed record under $ref" >&2; exit 1; }
     home=$(mktemp -d)

@@ -140,10 +140,6 @@ def tables(results, summary):
         order = ["random", "svpp/margin", "svpp/entropy", "svpp/badge", "svpp/coreset",
                  "svpp/cluster-margin", "asvp/margin", "standard/margin"]
         for g in sorted(groups, key=lambda g: order.index(g["group"]) if g["group"] in order else 99):
-            accs = []
-            for k, _ in enumerate(labels):
-                xs = [r["points"][k]["accuracy"] for r in runs if r["name"] in g["runs"]]
-                accs.append(xs)
             cells = [pm({"mean": p["accuracy_mean"], "std": p["accuracy_std"]}) for p in g["curve"]]
             per_run = [sum(r["points"][k]["accuracy"] for k in range(len(labels))) / len(labels)
                        for r in runs if r["name"] in g["runs"]]

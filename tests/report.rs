@@ -356,11 +356,8 @@ fn seeds_are_averaged_with_a_standard_deviation() {
     );
 }
 
-#[test]
-fn report_files_are_written() {
-    let d = tempfile::tempdir().unwrap();
-    let dirs = fixture(d.path());
-    let out = d.path().join("out");
+/// The report files of `dirs` at a 75% target, written under `out`.
+fn generate_at_75(dirs: &[PathBuf], out: &Path) -> report::ReportFiles {
     let opts = ReportOptions {
         metrics: MetricOptions {
             target_accuracy: Some(0.75),
@@ -368,7 +365,15 @@ fn report_files_are_written() {
         },
         prices: prices(),
     };
-    let (_m, files) = report::generate(&dirs, &opts, &out).unwrap();
+    report::generate(dirs, &opts, out).unwrap().1
+}
+
+#[test]
+fn report_files_are_written() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let out = d.path().join("out");
+    let files = generate_at_75(&dirs, &out);
     for name in [
         "report.md",
         "report.html",
@@ -440,14 +445,7 @@ fn per_round_compute_and_accuracy_tables() {
     assert_close!(group(&m, "asvp/margin").curve[3].compute_seconds.mean, 79.0);
 
     let out = d.path().join("out");
-    let opts = ReportOptions {
-        metrics: MetricOptions {
-            target_accuracy: Some(0.75),
-            target_fraction: 0.99,
-        },
-        prices: prices(),
-    };
-    let (_m, files) = report::generate(&dirs, &opts, &out).unwrap();
+    let files = generate_at_75(&dirs, &out);
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     assert!(
         md.contains(

@@ -205,7 +205,6 @@ impl Project {
     }
 }
 
-/// The open batch: the last one, if it is not closed and has rows without labels.
 /// The feature version the latest committed batch was selected on ("v0", "run:v3").
 pub(crate) fn current_features(batches: &[Batch]) -> String {
     batches
@@ -216,6 +215,7 @@ pub(crate) fn current_features(batches: &[Batch]) -> String {
         .unwrap_or_else(|| "v0".into())
 }
 
+/// The open batch: the last one, if it is not closed and has rows without labels.
 fn open_batch<'a>(batches: &'a [Batch], labelled: &HashSet<usize>) -> Option<&'a Batch> {
     batches
         .last()
