@@ -127,6 +127,8 @@ fn a_bad_line_in_the_middle_is_an_error_naming_it() {
         device: "cpu:2-core".into(),
         rows: 1,
         labels_bought: 0,
+        embedded_rows: None,
+        trained_rows: None,
         note: None,
     })
     .unwrap();

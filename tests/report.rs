@@ -61,6 +61,8 @@ fn write_run_on(
             device: device.to_string(),
             rows: 0,
             labels_bought: *labels,
+            embedded_rows: None,
+            trained_rows: None,
             note: None,
         };
         text.push_str(&serde_json::to_string(&r).unwrap());
@@ -533,4 +535,108 @@ fn clear_errors() {
     );
     let e = err_of(&[g]);
     assert!(e.contains("tpu") && e.contains("--price-per-hour"), "{e}");
+}
+
+/// The shipped model is compute (DESIGN.md "Metrics"): at each evaluation point H counts the path
+/// so far plus the `ship` records of that point only; earlier points' ship training only drew the
+/// curve and is evaluation there. Whole-run compute = path + the last point's ship. CPU seconds
+/// and machine-independent work follow the same rule.
+#[test]
+fn shipped_model_counts_at_its_own_point_only() {
+    let d = tempfile::tempdir().unwrap();
+    // SVPp (CPU): embed 20 s (1,000 rows); per round: ship 4 s (a probe; the last round a
+    // fine-tune of 50 s that trained 900 rows), scoring 1 s, then proxy fit 2 s + selection 1 s.
+    let mut recs: Vec<CostRecord> = Vec::new();
+    let rec = |round: usize, stage: Stage, wall: f64| CostRecord {
+        run: "svpp-ship".into(),
+        round,
+        stage,
+        wall_seconds: wall,
+        cpu_seconds: wall * 2.0,
+        device: CPU.into(),
+        rows: 0,
+        labels_bought: 0,
+        embedded_rows: None,
+        trained_rows: None,
+        note: None,
+    };
+    recs.push(CostRecord {
+        embedded_rows: Some(1000),
+        ..rec(0, Embed, 20.0)
+    });
+    for r in 0..3 {
+        recs.push(CostRecord {
+            labels_bought: 100,
+            ..rec(r, Labelling, 0.0)
+        });
+        if r == 2 {
+            recs.push(CostRecord {
+                trained_rows: Some(900),
+                ..rec(r, Ship, 50.0)
+            });
+        } else {
+            recs.push(rec(r, Ship, 4.0));
+        }
+        recs.push(rec(r, Evaluation, 1.0));
+        if r < 2 {
+            recs.push(rec(r, ProxyFit, 2.0));
+            recs.push(rec(r, Selection, 1.0));
+        }
+    }
+    let dir = write_run(
+        d.path(),
+        "svpp-ship",
+        "svpp",
+        0,
+        &[(100, 0.60), (200, 0.70), (300, 0.80)],
+        &[],
+    );
+    let text: String = recs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(dir.join("ledger.jsonl"), text).unwrap();
+
+    let m = compute(&[dir], Some(0.75));
+    let run = &m.runs[0];
+    // Point 0: embed 20 + ship 4 = 24 s; point 1: path 20 + 3 + ship 4 = 27 s; point 2: path
+    // 20 + 3 + 3 + ship 50 = 76 s. Evaluation: scoring 1, 2, 3 s plus earlier ships 0, 4, 8 s.
+    let h: Vec<f64> = run.points.iter().map(|p| p.compute_seconds).collect();
+    assert_eq!(h, vec![24.0, 27.0, 76.0]);
+    let ship: Vec<f64> = run.points.iter().map(|p| p.ship_seconds).collect();
+    assert_eq!(ship, vec![4.0, 4.0, 50.0]);
+    let ev: Vec<f64> = run.points.iter().map(|p| p.eval_seconds).collect();
+    assert_eq!(ev, vec![1.0, 6.0, 11.0]);
+    let cpu: Vec<f64> = run.points.iter().map(|p| p.cpu_seconds).collect();
+    assert_eq!(cpu, vec![48.0, 54.0, 152.0]);
+    assert!(run.points.iter().all(|p| p.rows_embedded == 1000.0));
+    let re: Vec<f64> = run.points.iter().map(|p| p.row_epochs).collect();
+    assert_eq!(re, vec![0.0, 0.0, 900.0]);
+    assert!(run.points.iter().all(|p| p.row_epochs_complete));
+    // Whole run: path 26 s + the last ship 50 s; evaluation 3 s scoring + 8 s of earlier ships.
+    assert_close!(run.total_compute_seconds, 76.0);
+    assert_close!(run.total_ship_seconds, 50.0);
+    assert_close!(run.total_eval_seconds, 11.0);
+    assert_close!(run.total_cpu_seconds, 152.0);
+    assert_close!(run.total_row_epochs, 900.0);
+    // Reached between 200 (0.70) and 300 (0.80) labels: t = 0.5, H = (27 + 76) / 2.
+    let reach = run.reach.as_ref().unwrap();
+    assert_close!(reach.labels, 250.0);
+    assert_close!(reach.compute_seconds, 51.5);
+    assert_close!(reach.cpu_seconds, 103.0);
+    assert_close!(reach.row_epochs, 450.0);
+
+    // A fine-tune record without its step count (an older ledger) makes row-epochs unknown, not 0.
+    let mut old = recs.clone();
+    old.insert(1, rec(0, FineTune, 10.0));
+    let dir2 = d.path().join("svpp-ship");
+    let text: String = old
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(dir2.join("ledger.jsonl"), text).unwrap();
+    let m = compute(&[dir2], Some(0.75));
+    assert!(!m.runs[0].row_epochs_complete);
+    assert!(m.groups[0].total_row_epochs.is_none());
+    assert!(m.groups[0].row_epochs.is_none());
 }

@@ -340,12 +340,13 @@ pub(crate) fn policy_work(
     final_round: bool,
 ) -> Result<ProgressRecord> {
     let cfg = cx.cfg;
-    // A refresh feeds the next selection. In the final round there is none: the refreshed cache
-    // then only serves a linear-probe evaluation (metered as evaluation), or nothing (skipped).
-    let refresh_stage = match (final_round, cfg.eval_model) {
-        (false, _) => Some(Stage::Refresh),
-        (true, EvalModel::LinearProbe) => Some(Stage::Evaluation),
-        (true, _) => None,
+    // A refresh feeds the next selection. In the final round there is none: a fine-tune then only
+    // trains the model that ships, and the refreshed cache only serves a linear probe on it (both
+    // metered as `ship`), or nothing (the refresh is skipped).
+    let (train_stage, refresh_stage) = match (final_round, cfg.eval_model) {
+        (false, _) => (Stage::FineTune, Some(Stage::Refresh)),
+        (true, EvalModel::LinearProbe) => (Stage::Ship, Some(Stage::Ship)),
+        (true, _) => (Stage::Ship, None),
     };
     let (rows, ys) = labelled_xy(cx, labels);
     let mut rec = ProgressRecord {
@@ -398,7 +399,7 @@ pub(crate) fn policy_work(
                     "round {round}: aligning ({reason}) with {}",
                     method.as_str()
                 ));
-                let ft = train_model(cx, round, method, &rows, &ys, v0, Stage::FineTune)?;
+                let ft = train_model(cx, round, method, &rows, &ys, v0, train_stage)?;
                 if let Some(stage) = refresh_stage {
                     st.current = Some(refresh(cx, round, &ft, stage)?);
                 }
@@ -416,7 +417,7 @@ pub(crate) fn policy_work(
             );
         }
         PolicyKind::Standard => {
-            let ft = train_model(cx, round, Method::FineTune, &rows, &ys, v0, Stage::FineTune)?;
+            let ft = train_model(cx, round, Method::FineTune, &rows, &ys, v0, train_stage)?;
             if let Some(stage) = refresh_stage {
                 st.current = Some(refresh(cx, round, &ft, stage)?);
             }
@@ -485,8 +486,9 @@ pub(crate) fn cold_start(cx: &Ctx) -> Vec<usize> {
 
 /// Open v0 of the dataset, embedding it first if it does not exist. The one-off embedding
 /// (recorded per chunk in the version's `cost.jsonl`, whoever made it) is charged to this run in
-/// round 0: as compute when the policy selects with v0, as evaluation when v0 only serves to
-/// evaluate (random, standard).
+/// round 0: as compute (`embed`) when the policy selects with v0 or the model it ships is trained
+/// on v0 (random's probe or LP-FT), as evaluation when nothing the policy pays for uses it
+/// (standard, which selects with and ships its own fine-tuned model).
 pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
     let store = Store::new(cx.home, &cx.ds.name);
     if !store.manifest(0).map(|m| m.complete).unwrap_or(false) {
@@ -502,9 +504,12 @@ pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
         embed_dataset(&bb, cx.ds, &store, &job)?;
     }
     if charge {
-        let stage = match cx.cfg.policy {
-            PolicyKind::Svpp | PolicyKind::Asvp => Stage::Embed,
-            PolicyKind::Random | PolicyKind::Standard => Stage::Evaluation,
+        let stage = match (cx.cfg.policy, cx.cfg.eval_model) {
+            (PolicyKind::Svpp | PolicyKind::Asvp, _) => Stage::Embed,
+            (PolicyKind::Random, EvalModel::FineTune) | (PolicyKind::Standard, _) => {
+                Stage::Evaluation
+            }
+            (PolicyKind::Random, _) => Stage::Embed,
         };
         let path = store.version_dir(0).join(COST_FILE);
         let recs = if path.exists() {
@@ -528,6 +533,8 @@ pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
             device,
             rows,
             labels_bought: 0,
+            embedded_rows: Some(rows),
+            trained_rows: None,
             note: Some(if recs.is_empty() {
                 "v0 has no cost record (embedded by an older proxal): charged 0".into()
             } else {
@@ -609,16 +616,25 @@ pub(crate) fn train_model(
         Method::LpFt => Some(v0.context("LP-FT needs the v0 features")?.gather(rows)),
         _ => None,
     };
-    let ft = cx.ledger.meter(round, stage, rows.len(), || {
-        fine_tune(
-            &model_dir,
-            &texts,
-            ys,
-            n,
-            probe.as_ref().map(|p| p.view()),
-            &opts,
-        )
-    })?;
+    let meter = crate::cost::Meter::start(round, stage).rows(rows.len());
+    let ft = fine_tune(
+        &model_dir,
+        &texts,
+        ys,
+        n,
+        probe.as_ref().map(|p| p.view()),
+        &opts,
+    );
+    let ft = match ft {
+        Ok(ft) => {
+            meter.trained_rows(ft.trained_rows).finish(&mut cx.ledger)?;
+            ft
+        }
+        Err(e) => {
+            meter.note("failed").finish(&mut cx.ledger)?;
+            return Err(e);
+        }
+    };
     cx.say(&format!(
         "round {round}: {} on {} labels: {} steps, {:.2} steps/s, val acc {}",
         method.as_str(),
@@ -652,9 +668,16 @@ pub(crate) fn refresh(
         checkpoint: Some(ckpt),
         progress,
     };
-    cx.ledger.meter(round, stage, ds.len(), || {
-        embed_dataset(&ft.backbone, ds, &store, &job)
-    })?;
+    let meter = crate::cost::Meter::start(round, stage)
+        .rows(ds.len())
+        .embedded_rows(ds.len());
+    let out = embed_dataset(&ft.backbone, ds, &store, &job);
+    if out.is_err() {
+        meter.note("failed").finish(&mut cx.ledger)?;
+    } else {
+        meter.finish(&mut cx.ledger)?;
+    }
+    out?;
     Ok((
         format!("run:v{v}"),
         store.open_for(v, cx.ds, Verify::Sizes)?,
@@ -748,8 +771,9 @@ pub(crate) fn select_batch(
     Ok(rows)
 }
 
-/// Train and score the model the policy ships at this evaluation point (metered as `evaluation`,
-/// except when the policy's own model is reused).
+/// Train and score the model the policy ships at this evaluation point. Training it is metered as
+/// `ship` (compute at this point: DESIGN.md "Metrics"), unless the policy's own work this round
+/// already trained it; scoring the test split is metered as `evaluation`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate(
     cx: &mut Ctx,
@@ -786,16 +810,15 @@ pub(crate) fn evaluate(
             .or(v0)
             .context("no features to probe")?;
         let x = feats.gather(rows);
+        let lr = cx.ledger.meter(round, Stage::Ship, rows.len(), || {
+            LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
+        })?;
         let test_x = feats.gather(&cx.test);
-        let pred = cx.ledger.meter(
-            round,
-            Stage::Evaluation,
-            rows.len() + cx.test.len(),
-            || -> Result<Vec<u32>> {
-                let lr = LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)?;
-                Ok(argmax_rows(&lr.predict_proba(test_x.view())))
-            },
-        )?;
+        let pred = cx
+            .ledger
+            .meter_ok(round, Stage::Evaluation, cx.test.len(), || {
+                argmax_rows(&lr.predict_proba(test_x.view()))
+            })?;
         return Ok(Scores::of(&pred, &gold, n));
     }
     // A fine-tuned model: reuse the policy's own model when it was trained on exactly these
@@ -806,7 +829,7 @@ pub(crate) fn evaluate(
     let model = match (reuse, policy_model) {
         (true, Some(m)) => m,
         _ => {
-            owned = train_model(cx, round, method, rows, ys, v0, Stage::Evaluation)?;
+            owned = train_model(cx, round, method, rows, ys, v0, Stage::Ship)?;
             &owned
         }
     };

@@ -137,6 +137,7 @@ pub fn embed_dataset(
         // can be charged for it (see `al`); per chunk, so a killed job's work is not lost.
         std::mem::replace(&mut meter, Meter::start(0, stage))
             .rows(range.len())
+            .embedded_rows(range.len())
             .finish(&mut cost)?;
     }
     bar.finish_and_clear();

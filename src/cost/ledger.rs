@@ -7,8 +7,12 @@ use std::time::Instant;
 
 /// A pipeline stage, as recorded in the ledger (`snake_case` in JSON: `"proxy_fit"`, …).
 ///
-/// Every stage but [`Stage::Evaluation`] counts as compute a user pays for; evaluation (scoring the
-/// test split, and training a model only to score it) is recorded but reported apart.
+/// Every stage but [`Stage::Evaluation`] is on a policy's path to its model and counts as compute
+/// a user pays for. [`Stage::Ship`] is training the model the policy would ship at an evaluation
+/// point: it counts at that point (DESIGN.md "Metrics": H_m(a) includes training the model that
+/// ships at a, once, for every policy alike) and, once a later point exists, it was only drawn for
+/// the learning curve and counts as evaluation there. [`Stage::Evaluation`] (scoring the test split,
+/// indicators logged only for analysis) is recorded but never compute cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -32,7 +36,12 @@ pub enum Stage {
     FineTune,
     /// Training a linear head on frozen features.
     LinearProbe,
-    /// Scoring the shipped model on the test split; reported apart, never in compute cost.
+    /// Training the model the policy ships at this evaluation point when the policy's own work did
+    /// not already produce it: svpp's/asvp's final linear probe or fine-tune, and the re-embedding a
+    /// probe on a fine-tuned backbone's features needs. Compute at its own point only.
+    Ship,
+    /// Scoring the shipped model on the test split, and numbers logged only for analysis;
+    /// reported apart, never in compute cost.
     Evaluation,
     /// Any stage name this version does not know (read from a newer ledger).
     #[serde(other)]
@@ -41,7 +50,7 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order (the order plots stack them in).
-    pub const ALL: [Stage; 12] = [
+    pub const ALL: [Stage; 13] = [
         Stage::Ingest,
         Stage::Embed,
         Stage::Refresh,
@@ -52,6 +61,7 @@ impl Stage {
         Stage::Labelling,
         Stage::FineTune,
         Stage::LinearProbe,
+        Stage::Ship,
         Stage::Evaluation,
         Stage::Other,
     ];
@@ -69,14 +79,16 @@ impl Stage {
             Stage::Labelling => "labelling",
             Stage::FineTune => "fine_tune",
             Stage::LinearProbe => "linear_probe",
+            Stage::Ship => "ship",
             Stage::Evaluation => "evaluation",
             Stage::Other => "other",
         }
     }
 
-    /// Whether the stage's seconds count as compute cost (everything but evaluation).
-    pub fn is_cost(self) -> bool {
-        self != Stage::Evaluation
+    /// Whether the stage is on the policy's selection path: compute at every later point
+    /// (everything but [`Stage::Ship`] and [`Stage::Evaluation`]).
+    pub fn is_path(self) -> bool {
+        !matches!(self, Stage::Ship | Stage::Evaluation)
     }
 }
 
@@ -113,9 +125,34 @@ pub struct CostRecord {
     pub rows: usize,
     /// Labels bought from the oracle by this record (normally only [`Stage::Labelling`]).
     pub labels_bought: usize,
+    /// Rows put through the backbone to embed them (embed, refresh, a shipped model's refresh):
+    /// machine-independent work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_rows: Option<usize>,
+    /// Rows put forward and backward through the backbone by the optimiser steps actually run
+    /// (Σ batch sizes; one row-epoch per row per epoch): machine-independent fine-tuning work.
+    /// Absent from ledgers written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_rows: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
+
+impl CostRecord {
+    /// Whether this record trained the backbone but does not say how many rows it trained on (a
+    /// fine-tune in a ledger older than `trained_rows`; migrated records say so in their note).
+    pub fn training_untracked(&self) -> bool {
+        self.trained_rows.is_none()
+            && (self.stage == Stage::FineTune
+                || self
+                    .note
+                    .as_deref()
+                    .is_some_and(|n| n.contains(STEPS_NOT_RECORDED)))
+    }
+}
+
+/// The note marker of a migrated training record whose optimiser steps were not recorded.
+pub const STEPS_NOT_RECORDED: &str = "steps not recorded";
 
 /// The device name of this machine's CPU: `cpu:<n>-core` (n = available parallelism).
 pub fn cpu_device() -> String {
@@ -212,6 +249,8 @@ impl Ledger {
             device: self.device.clone(),
             rows,
             labels_bought,
+            embedded_rows: None,
+            trained_rows: None,
             note: None,
         };
         self.append(&rec)
@@ -304,6 +343,8 @@ pub struct Meter {
     stage: Stage,
     rows: usize,
     labels_bought: usize,
+    embedded_rows: Option<usize>,
+    trained_rows: Option<usize>,
     device: Option<String>,
     note: Option<String>,
     wall0: Instant,
@@ -318,6 +359,8 @@ impl Meter {
             stage,
             rows: 0,
             labels_bought: 0,
+            embedded_rows: None,
+            trained_rows: None,
             device: None,
             note: None,
             wall0: Instant::now(),
@@ -330,6 +373,16 @@ impl Meter {
     }
     pub fn labels_bought(mut self, n: usize) -> Self {
         self.labels_bought = n;
+        self
+    }
+    /// Rows embedded by the stage (see [`CostRecord::embedded_rows`]).
+    pub fn embedded_rows(mut self, n: usize) -> Self {
+        self.embedded_rows = Some(n);
+        self
+    }
+    /// Rows trained on by the optimiser steps run (see [`CostRecord::trained_rows`]).
+    pub fn trained_rows(mut self, n: usize) -> Self {
+        self.trained_rows = Some(n);
         self
     }
     /// Attribute this record to another device than the ledger's.
@@ -354,6 +407,8 @@ impl Meter {
             device: self.device.unwrap_or_else(|| ledger.device.clone()),
             rows: self.rows,
             labels_bought: self.labels_bought,
+            embedded_rows: self.embedded_rows,
+            trained_rows: self.trained_rows,
             note: self.note,
         };
         ledger.append(&rec)?;

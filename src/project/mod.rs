@@ -879,7 +879,20 @@ pub fn status(dir: &Path) -> Result<Status> {
         e.1 += r.wall_seconds;
     }
     let cost: Vec<(Stage, f64)> = by_stage.into_values().collect();
-    let cost_total = cost.iter().map(|c| c.1).sum();
+    // Compute: the selection path plus the model that ships now (the latest `ship` round); the
+    // test scoring and earlier ship training only measured quality (DESIGN.md "Metrics").
+    let counted: Vec<&crate::cost::CostRecord> =
+        recs.iter().filter(|r| r.round as i64 <= committed).collect();
+    let last_ship = counted
+        .iter()
+        .filter(|r| r.stage == Stage::Ship)
+        .map(|r| r.round)
+        .max();
+    let cost_total = counted
+        .iter()
+        .filter(|r| r.stage.is_path() || (r.stage == Stage::Ship && Some(r.round) == last_ship))
+        .map(|r| r.wall_seconds)
+        .sum();
     let pool = ds.count(Split::Pool);
     let held_out = ds.labelled_rows_of(Split::Test).len();
     let next_action = match open {
@@ -973,12 +986,12 @@ impl std::fmt::Display for Status {
             .collect();
         writeln!(
             f,
-            "compute: {:.1} s{}",
+            "compute: {:.1} s (path + the model that ships now; per stage, all rounds:{})",
             self.cost_total,
             if stages.is_empty() {
-                String::new()
+                " none".to_string()
             } else {
-                format!(" ({})", stages.join(", "))
+                format!(" {}", stages.join(", "))
             }
         )?;
         write!(f, "next: {}", self.next_action)

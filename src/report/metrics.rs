@@ -8,17 +8,32 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One evaluation point of a run with everything metered up to it.
+///
+/// Compute at a point (DESIGN.md "Metrics") is every selection-path stage up to the point plus
+/// training the model that ships at this point ([`Stage::Ship`] records of its own round, once):
+/// the ship records of earlier points only drew the learning curve and count as evaluation here.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
     pub round: usize,
     pub labels: f64,
     pub accuracy: f64,
     pub macro_f1: f64,
-    /// Cumulative wall seconds of every non-evaluation stage, by device.
+    /// Compute wall seconds (path so far + this point's ship), by device.
     pub compute_seconds_by_device: BTreeMap<String, f64>,
-    /// Cumulative wall seconds of all non-evaluation stages (sum over devices).
+    /// Compute wall seconds (sum over devices).
     pub compute_seconds: f64,
-    /// Cumulative wall seconds of evaluation (shown apart, never in cost).
+    /// Process CPU seconds of the same records (user + system, all threads).
+    pub cpu_seconds: f64,
+    /// Of `compute_seconds`: training the model shipped at this point.
+    pub ship_seconds: f64,
+    /// Machine-independent work of the same records: rows put through the backbone to embed them.
+    pub rows_embedded: f64,
+    /// Machine-independent work: row-epochs fine-tuned, counted from the optimiser steps run.
+    pub row_epochs: f64,
+    /// False when a fine-tune in scope predates the step count (its row-epochs are missing).
+    pub row_epochs_complete: bool,
+    /// Wall seconds of evaluation up to this point (scoring, logged indicators, and the ship
+    /// training of earlier points); shown apart, never in cost.
     pub eval_seconds: f64,
     /// Labels × price per label.
     pub label_cost: f64,
@@ -28,21 +43,55 @@ pub struct Point {
     pub total_cost: f64,
 }
 
+/// Compute metered by a set of ledger records.
+#[derive(Debug, Clone, Default)]
+struct Work {
+    by_device: BTreeMap<String, f64>,
+    cpu: f64,
+    embedded: f64,
+    trained: f64,
+    untracked: usize,
+}
+
+impl Work {
+    fn add(&mut self, r: &CostRecord) {
+        *self.by_device.entry(r.device.clone()).or_insert(0.0) += r.wall_seconds;
+        self.cpu += r.cpu_seconds;
+        self.embedded += r.embedded_rows.unwrap_or(0) as f64;
+        self.trained += r.trained_rows.unwrap_or(0) as f64;
+        self.untracked += r.training_untracked() as usize;
+    }
+    fn merge(&mut self, o: &Work) {
+        for (d, s) in &o.by_device {
+            *self.by_device.entry(d.clone()).or_insert(0.0) += s;
+        }
+        self.cpu += o.cpu;
+        self.embedded += o.embedded;
+        self.trained += o.trained;
+        self.untracked += o.untracked;
+    }
+    fn wall(&self) -> f64 {
+        self.by_device.values().sum()
+    }
+}
+
 /// A run's learning curve with metered compute and cost at each evaluation point.
 ///
 /// A ledger record of round r counts towards the evaluation point of round r when it was appended
-/// before that round's last evaluation record (or the round has no evaluation record), and towards
-/// the next evaluation point otherwise (work done after evaluating, e.g. selecting the next batch).
-/// Records after the last evaluation point count only in whole-run totals.
+/// before that round's last evaluation or ship record (or the round has none), and towards the
+/// next evaluation point otherwise (work done after evaluating, e.g. selecting the next batch).
+/// Records after the last evaluation point count only in whole-run totals. Ship records count at
+/// their own point only (see [`Point`]).
 pub fn curve(rounds: &[RoundRecord], ledger: &[CostRecord], prices: &Prices) -> Result<Vec<Point>> {
     let mut last_eval: BTreeMap<usize, usize> = BTreeMap::new();
     for (j, r) in ledger.iter().enumerate() {
-        if r.stage == Stage::Evaluation {
+        if !r.stage.is_path() {
             last_eval.insert(r.round, j);
         }
     }
     let n = rounds.len();
-    let mut step_dev: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); n];
+    let mut step_path: Vec<Work> = vec![Work::default(); n];
+    let mut ship: Vec<Work> = vec![Work::default(); n];
     let mut step_eval = vec![0.0; n];
     for (j, r) in ledger.iter().enumerate() {
         let after = last_eval.get(&r.round).is_some_and(|&e| j > e);
@@ -50,54 +99,52 @@ pub fn curve(rounds: &[RoundRecord], ledger: &[CostRecord], prices: &Prices) -> 
             .iter()
             .position(|pt| r.round < pt.round || (r.round == pt.round && !after));
         let Some(p) = p else { continue };
-        if r.stage.is_cost() {
-            *step_dev[p].entry(r.device.clone()).or_insert(0.0) += r.wall_seconds;
-        } else {
-            step_eval[p] += r.wall_seconds;
+        match r.stage {
+            Stage::Ship => ship[p].add(r),
+            Stage::Evaluation => step_eval[p] += r.wall_seconds,
+            _ => step_path[p].add(r),
         }
     }
     let mut out = Vec::with_capacity(n);
-    let mut dev: BTreeMap<String, f64> = BTreeMap::new();
+    let mut path = Work::default();
     let mut eval = 0.0;
     for (i, rr) in rounds.iter().enumerate() {
-        for (d, s) in &step_dev[i] {
-            *dev.entry(d.clone()).or_insert(0.0) += s;
-        }
+        path.merge(&step_path[i]);
         eval += step_eval[i];
-        out.push(point_at(
-            rr.round,
-            rr.labels as f64,
-            rr.test_accuracy,
-            rr.test_macro_f1,
-            &dev,
-            eval,
-            prices,
-        )?);
+        let mut at = path.clone();
+        at.merge(&ship[i]);
+        out.push(point_at(rr, &at, ship[i].wall(), eval, prices)?);
+        // From the next point on, this point's ship training only drew the curve.
+        eval += ship[i].wall();
     }
     Ok(out)
 }
 
 fn point_at(
-    round: usize,
-    labels: f64,
-    accuracy: f64,
-    macro_f1: f64,
-    dev: &BTreeMap<String, f64>,
+    rr: &RoundRecord,
+    w: &Work,
+    ship_seconds: f64,
     eval: f64,
     prices: &Prices,
 ) -> Result<Point> {
     let mut compute_cost = 0.0;
-    for (d, s) in dev {
+    for (d, s) in &w.by_device {
         compute_cost += prices.compute_cost(d, *s)?;
     }
+    let labels = rr.labels as f64;
     let label_cost = prices.price_per_label * labels;
     Ok(Point {
-        round,
+        round: rr.round,
         labels,
-        accuracy,
-        macro_f1,
-        compute_seconds_by_device: dev.clone(),
-        compute_seconds: dev.values().sum(),
+        accuracy: rr.test_accuracy,
+        macro_f1: rr.test_macro_f1,
+        compute_seconds_by_device: w.by_device.clone(),
+        compute_seconds: w.wall(),
+        cpu_seconds: w.cpu,
+        ship_seconds,
+        rows_embedded: w.embedded,
+        row_epochs: w.trained,
+        row_epochs_complete: w.untracked == 0,
         eval_seconds: eval,
         label_cost,
         compute_cost,
@@ -114,6 +161,11 @@ pub struct Reach {
     /// H_m(a): non-evaluation compute seconds, by device and in total.
     pub compute_seconds_by_device: BTreeMap<String, f64>,
     pub compute_seconds: f64,
+    /// CPU seconds and machine-independent work of the same compute.
+    pub cpu_seconds: f64,
+    pub rows_embedded: f64,
+    pub row_epochs: f64,
+    pub row_epochs_complete: bool,
     /// Evaluation seconds up to the same point (shown apart).
     pub eval_seconds: f64,
     pub label_cost: f64,
@@ -156,6 +208,10 @@ fn reach_from(lo: &Point, hi: &Point, t: f64) -> Reach {
         labels: lerp(lo.labels, hi.labels),
         compute_seconds_by_device: dev,
         compute_seconds: lerp(lo.compute_seconds, hi.compute_seconds),
+        cpu_seconds: lerp(lo.cpu_seconds, hi.cpu_seconds),
+        rows_embedded: lerp(lo.rows_embedded, hi.rows_embedded),
+        row_epochs: lerp(lo.row_epochs, hi.row_epochs),
+        row_epochs_complete: lo.row_epochs_complete && hi.row_epochs_complete,
         eval_seconds: lerp(lo.eval_seconds, hi.eval_seconds),
         label_cost: lerp(lo.label_cost, hi.label_cost),
         compute_cost: lerp(lo.compute_cost, hi.compute_cost),
@@ -224,9 +280,17 @@ pub struct RunMetrics {
     pub final_macro_f1: f64,
     /// Whole-run wall seconds by stage (every record in the ledger, evaluation included).
     pub seconds_by_stage: BTreeMap<Stage, f64>,
+    /// Whole-run compute: every selection-path record plus the ship records of the last
+    /// evaluation point (the model the run ships); wall and CPU seconds, and work.
     pub total_compute_seconds: f64,
-    pub total_eval_seconds: f64,
     pub total_cpu_seconds: f64,
+    pub total_rows_embedded: f64,
+    pub total_row_epochs: f64,
+    pub row_epochs_complete: bool,
+    /// Of the whole-run compute: training the shipped model.
+    pub total_ship_seconds: f64,
+    /// Evaluation, and the ship training of earlier evaluation points.
+    pub total_eval_seconds: f64,
     pub labels_bought: usize,
     pub devices: Vec<String>,
     /// None: never reached the target.
@@ -246,6 +310,10 @@ pub struct GroupMetrics {
     /// the group reached the target.
     pub labels: Option<Stat>,
     pub compute_seconds: Option<Stat>,
+    /// CPU seconds and work of H_m(a) (row-epochs only when every run's count is complete).
+    pub cpu_seconds: Option<Stat>,
+    pub rows_embedded: Option<Stat>,
+    pub row_epochs: Option<Stat>,
     pub eval_seconds: Option<Stat>,
     pub total_cost: Option<Stat>,
     pub label_cost: Option<Stat>,
@@ -262,6 +330,11 @@ pub struct GroupMetrics {
     pub final_accuracy: Stat,
     pub final_macro_f1: Stat,
     pub total_compute_seconds: Stat,
+    pub total_cpu_seconds: Stat,
+    pub total_rows_embedded: Stat,
+    /// None when a run's fine-tunes predate the step count.
+    pub total_row_epochs: Option<Stat>,
+    pub total_ship_seconds: Stat,
     pub total_eval_seconds: Stat,
     /// Mean whole-run seconds per stage.
     pub seconds_by_stage: BTreeMap<Stage, f64>,
@@ -275,9 +348,14 @@ pub struct GroupPoint {
     pub labels: f64,
     pub accuracy: Stat,
     pub total_cost: Stat,
-    /// Cumulative compute (non-evaluation wall seconds) up to this evaluation point.
+    /// Compute wall seconds up to this evaluation point (path + this point's ship).
     pub compute_seconds: Stat,
-    /// Compute spent since the previous evaluation point (the whole start for the first one).
+    pub cpu_seconds: Stat,
+    pub rows_embedded: Stat,
+    /// None when a run's fine-tunes predate the step count.
+    pub row_epochs: Option<Stat>,
+    /// Compute added since the previous evaluation point (the whole start for the first one):
+    /// the difference of the cumulative figures, so a point's ship training replaces the last.
     pub round_compute_seconds: Stat,
 }
 
@@ -514,15 +592,35 @@ fn group_labels(runs: &[RunInput], members: &[Vec<usize>]) -> Vec<String> {
 
 fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunMetrics {
     let mut by_stage: BTreeMap<Stage, f64> = BTreeMap::new();
-    let mut cpu = 0.0;
     let mut bought = 0;
     let mut devices: Vec<String> = Vec::new();
+    // The model the run ships is trained at its last evaluation point (or, with no point, in the
+    // last round that trained one).
+    let ship_round = points.last().map(|p| p.round).or_else(|| {
+        r.ledger
+            .iter()
+            .filter(|x| x.stage == Stage::Ship)
+            .map(|x| x.round)
+            .max()
+    });
+    let mut total = Work::default();
+    let mut ship = 0.0;
+    let mut eval = 0.0;
     for rec in &r.ledger {
         *by_stage.entry(rec.stage).or_insert(0.0) += rec.wall_seconds;
-        cpu += rec.cpu_seconds;
         bought += rec.labels_bought;
-        if rec.stage.is_cost() && rec.wall_seconds > 0.0 && !devices.contains(&rec.device) {
-            devices.push(rec.device.clone());
+        let counts = rec.stage.is_path()
+            || (rec.stage == Stage::Ship && Some(rec.round) == ship_round);
+        if counts {
+            total.add(rec);
+            if rec.stage == Stage::Ship {
+                ship += rec.wall_seconds;
+            }
+            if rec.wall_seconds > 0.0 && !devices.contains(&rec.device) {
+                devices.push(rec.device.clone());
+            }
+        } else {
+            eval += rec.wall_seconds;
         }
     }
     let last = points.last();
@@ -537,14 +635,14 @@ fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunM
         final_labels: last.map(|p| p.labels).unwrap_or(0.0),
         final_accuracy: last.map(|p| p.accuracy).unwrap_or(0.0),
         final_macro_f1: last.map(|p| p.macro_f1).unwrap_or(0.0),
-        total_compute_seconds: by_stage
-            .iter()
-            .filter(|(s, _)| s.is_cost())
-            .map(|(_, v)| v)
-            .sum(),
-        total_eval_seconds: by_stage.get(&Stage::Evaluation).copied().unwrap_or(0.0),
+        total_compute_seconds: total.wall(),
+        total_cpu_seconds: total.cpu,
+        total_rows_embedded: total.embedded,
+        total_row_epochs: total.trained,
+        row_epochs_complete: total.untracked == 0,
+        total_ship_seconds: ship,
+        total_eval_seconds: eval,
         seconds_by_stage: by_stage,
-        total_cpu_seconds: cpu,
         labels_bought: bought,
         devices,
         reach: reach(points, target),
@@ -590,6 +688,12 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
                 accuracy: Stat::of(&col(&|p| p.accuracy)).expect("non-empty"),
                 total_cost: Stat::of(&col(&|p| p.total_cost)).expect("non-empty"),
                 compute_seconds: Stat::of(&col(&|p| p.compute_seconds)).expect("non-empty"),
+                cpu_seconds: Stat::of(&col(&|p| p.cpu_seconds)).expect("non-empty"),
+                rows_embedded: Stat::of(&col(&|p| p.rows_embedded)).expect("non-empty"),
+                row_epochs: runs
+                    .iter()
+                    .all(|r| r.points[k].row_epochs_complete)
+                    .then(|| Stat::of(&col(&|p| p.row_epochs)).expect("non-empty")),
                 round_compute_seconds: Stat::of(
                     &runs
                         .iter()
@@ -616,6 +720,13 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
         reached: reaches.len(),
         labels: stat(&|r| r.labels),
         compute_seconds: stat(&|r| r.compute_seconds),
+        cpu_seconds: stat(&|r| r.cpu_seconds),
+        rows_embedded: stat(&|r| r.rows_embedded),
+        row_epochs: if reaches.iter().all(|r| r.row_epochs_complete) {
+            stat(&|r| r.row_epochs)
+        } else {
+            None
+        },
         eval_seconds: stat(&|r| r.eval_seconds),
         total_cost: stat(&|r| r.total_cost),
         label_cost: stat(&|r| r.label_cost),
@@ -628,6 +739,13 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
         final_accuracy: of(&|r| r.final_accuracy),
         final_macro_f1: of(&|r| r.final_macro_f1),
         total_compute_seconds: of(&|r| r.total_compute_seconds),
+        total_cpu_seconds: of(&|r| r.total_cpu_seconds),
+        total_rows_embedded: of(&|r| r.total_rows_embedded),
+        total_row_epochs: runs
+            .iter()
+            .all(|r| r.row_epochs_complete)
+            .then(|| of(&|r| r.total_row_epochs)),
+        total_ship_seconds: of(&|r| r.total_ship_seconds),
         total_eval_seconds: of(&|r| r.total_eval_seconds),
         seconds_by_stage: by_stage,
         devices,

@@ -449,6 +449,7 @@ fn stage_color(s: Stage) -> RGBColor {
         Stage::Labelling => RGBColor(0x44, 0x44, 0x44),
         Stage::FineTune => RGBColor(0xD5, 0x5E, 0x00),
         Stage::LinearProbe => RGBColor(0x00, 0x9E, 0x73),
+        Stage::Ship => RGBColor(0xB2, 0x22, 0x22),
         Stage::Evaluation => RGBColor(0xDD, 0xDD, 0xDD),
         Stage::Other => RGBColor(0x66, 0x33, 0x00),
     }
@@ -571,6 +572,8 @@ pub fn figures(m: &Metrics) -> Result<Vec<Figure>> {
                 .map(|&s| {
                     let name = if s == Stage::Evaluation {
                         "evaluation (not a cost)".to_string()
+                    } else if s == Stage::Ship {
+                        "ship (every point's model; the last one is a cost)".to_string()
                     } else {
                         s.as_str().replace('_', " ")
                     };

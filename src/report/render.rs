@@ -19,7 +19,7 @@ pub const DEFINITIONS: [(&str, &str); 9] = [
     ("SSR (sample saving ratio vs random)", "1 − N_m(a) / N_random(a); the fraction of random's labels saved."),
     (
         "H_m(a) (compute)",
-        "metered wall-clock seconds of every stage (embed, refresh, proxy fit, scoring, selection, indicators, fine-tune, linear probe, …) up to the point where a is reached, interpolated like N_m(a); the device is recorded with every ledger record. Evaluation (scoring the test split, or training a model only to score it) is excluded and shown apart: it is not a cost a user pays in production. Work done after a round's evaluation (e.g. selecting the next batch) counts towards the next evaluation point.",
+        "metered wall-clock seconds of every stage on the policy's path (embed, refresh, proxy fit, scoring, selection, indicators, fine-tune, …) up to the point where a is reached, plus training the model that ships at that point (the `ship` stage: svpp's/asvp's final probe or fine-tune and the re-embedding it needs; standard AL's own fine-tune is its shipped model), once, for every policy alike; interpolated like N_m(a). The device is recorded with every ledger record. Shown in wall seconds, CPU seconds and machine-independent work (rows embedded; row-epochs fine-tuned, counted from the optimiser steps actually run). Evaluation (scoring the test split, indicators only logged, and the ship training of earlier evaluation points, which only drew the learning curve) is excluded and shown apart. Work done after a round's evaluation (e.g. selecting the next batch) counts towards the next evaluation point.",
     ),
     (
         "C_m(a) (total cost)",
@@ -91,6 +91,19 @@ fn versus_str(v: &Versus, f: &dyn Fn(f64) -> String) -> String {
     }
 }
 
+fn count(x: f64) -> String {
+    format!("{x:.0}")
+}
+
+/// H(a)'s row-epochs, or why they are missing.
+fn row_epochs_str(g: &GroupMetrics) -> String {
+    match (&g.row_epochs, g.reached == g.runs.len()) {
+        (Some(s), _) => stat_str(s, &count),
+        (None, true) => "n/a (steps not recorded)".into(),
+        (None, false) => reach_str(g, &None, &count),
+    }
+}
+
 fn ratio(x: f64) -> String {
     format!("{x:.2}×")
 }
@@ -138,6 +151,9 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         "LE vs random",
         "SSR vs random",
         "H(a) compute (s)",
+        "H(a) CPU (s)",
+        "H(a) rows embedded",
+        "H(a) row-epochs fine-tuned",
         "evaluation (s, apart)",
         "C(a) total (US$)",
         "saving vs standard (labels)",
@@ -155,6 +171,9 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
                 versus_str(&g.le, &ratio),
                 versus_str(&g.ssr, &frac_pct),
                 reach_str(g, &g.compute_seconds, &secs),
+                reach_str(g, &g.cpu_seconds, &secs),
+                reach_str(g, &g.rows_embedded, &count),
+                row_epochs_str(g),
                 reach_str(g, &g.eval_seconds, &secs),
                 reach_str(g, &g.total_cost, &usd),
                 versus_str(&g.saving_labels, &signed_labels),
@@ -278,7 +297,7 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         .collect();
     let mut head = vec!["method".to_string()];
     head.extend(stages.iter().map(|s| format!("{} (s)", s.as_str())));
-    head.push("total compute, no evaluation (s)".into());
+    head.push("whole-run compute: path + shipped model (s)".into());
     head.push("device(s)".into());
     let rows = m
         .groups
@@ -309,8 +328,11 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
         "N(a) (labels)",
         "C(a) (US$)",
         "compute, whole run (s)",
+        "of which the shipped model (s)",
+        "compute CPU (s)",
+        "rows embedded",
+        "row-epochs fine-tuned",
         "evaluation, whole run (s)",
-        "CPU (s)",
         "labels bought (ledger)",
     ];
     let rows = m
@@ -334,8 +356,15 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
                     .map(|x| usd(x.total_cost))
                     .unwrap_or_else(|| "not reached".into()),
                 secs(r.total_compute_seconds),
-                secs(r.total_eval_seconds),
+                secs(r.total_ship_seconds),
                 format!("{:.1}", r.total_cpu_seconds),
+                count(r.total_rows_embedded),
+                if r.row_epochs_complete {
+                    count(r.total_row_epochs)
+                } else {
+                    "n/a (steps not recorded)".into()
+                },
+                secs(r.total_eval_seconds),
                 r.labels_bought.to_string(),
             ]
         })
@@ -396,7 +425,7 @@ fn learning_tables(m: &Metrics, b: &mut Vec<Block>) {
         2,
         "Compute per round (s, mean ± std over seeds)".into(),
     ));
-    b.push(Block::P("Each label-count column is the metered compute (every stage but evaluation) between the previous evaluation point and the one at that label count; the first column holds everything before the first evaluation (embedding the pool, a first fine-tune). \"After the last evaluation\" is work no evaluation point follows. The last column divides the standard-AL baseline's whole-run compute by the method's.".into()));
+    b.push(Block::P("Each label-count column is the compute added between the previous evaluation point and the one at that label count (the difference of H at the two points: the path's work in between, plus this point's shipped model, minus the previous point's); the first column holds everything up to the first evaluation (embedding the pool, a first fine-tune). \"After the last evaluation\" is work no evaluation point follows. The last column divides the standard-AL baseline's whole-run compute by the method's.".into()));
     let std_total = m.standard_group.as_ref().and_then(|s| {
         m.groups
             .iter()
@@ -435,6 +464,75 @@ fn learning_tables(m: &Metrics, b: &mut Vec<Block>) {
         })
         .collect();
     b.push(Block::Table(head, rows));
+    whole_run_table(m, b);
+}
+
+/// Whole-run compute in wall seconds, CPU seconds and machine-independent work, each with the
+/// standard-AL baseline ÷ the method.
+fn whole_run_table(m: &Metrics, b: &mut Vec<Block>) {
+    b.push(Block::H(
+        2,
+        "Whole-run compute: wall, CPU and work (mean ± std over seeds)".into(),
+    ));
+    b.push(Block::P("Every selection-path stage of the run plus training the model it ships at its last evaluation point. Wall seconds are what a rented machine bills; CPU seconds are the process's user + system time on all threads; rows embedded and row-epochs fine-tuned (from the optimiser steps actually run) do not depend on the machine or its load. \"standard ÷\" divides the standard-AL baseline's mean by the method's.".into()));
+    let std = m
+        .standard_group
+        .as_ref()
+        .and_then(|s| m.groups.iter().find(|g| &g.label == s));
+    let div = |s: Option<f64>, x: f64| match s {
+        Some(s) if x > 0.0 => ratio(s / x),
+        Some(_) => "—".into(),
+        None => "no standard run".into(),
+    };
+    let head = [
+        "method",
+        "wall (s)",
+        "of which shipped model (s)",
+        "CPU (s)",
+        "rows embedded",
+        "row-epochs fine-tuned",
+        "standard ÷ this: wall",
+        "CPU",
+        "rows embedded",
+        "row-epochs",
+    ];
+    let rows = m
+        .groups
+        .iter()
+        .map(|g| {
+            let re = g.total_row_epochs.as_ref();
+            vec![
+                g.label.clone(),
+                stat_str(&g.total_compute_seconds, &secs),
+                stat_str(&g.total_ship_seconds, &secs),
+                stat_str(&g.total_cpu_seconds, &secs),
+                stat_str(&g.total_rows_embedded, &count),
+                re.map(|s| stat_str(s, &count))
+                    .unwrap_or_else(|| "n/a (steps not recorded)".into()),
+                div(
+                    std.map(|s| s.total_compute_seconds.mean),
+                    g.total_compute_seconds.mean,
+                ),
+                div(
+                    std.map(|s| s.total_cpu_seconds.mean),
+                    g.total_cpu_seconds.mean,
+                ),
+                div(
+                    std.map(|s| s.total_rows_embedded.mean),
+                    g.total_rows_embedded.mean,
+                ),
+                match (std.and_then(|s| s.total_row_epochs.as_ref()), re) {
+                    (Some(s), Some(x)) => div(Some(s.mean), x.mean),
+                    (None, _) if std.is_none() => "no standard run".into(),
+                    _ => "n/a".into(),
+                },
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        head.iter().map(|s| s.to_string()).collect(),
+        rows,
+    ));
 }
 
 fn md_cell(s: &str) -> String {
@@ -604,6 +702,9 @@ pub fn csv(m: &Metrics) -> String {
         "ssr_vs_random",
         "compute_seconds_mean",
         "compute_seconds_std",
+        "cpu_seconds_mean",
+        "rows_embedded_mean",
+        "row_epochs_mean",
         "eval_seconds_mean",
         "total_cost_usd_mean",
         "total_cost_usd_std",
@@ -616,6 +717,10 @@ pub fn csv(m: &Metrics) -> String {
         "final_accuracy_std",
         "final_macro_f1_mean",
         "total_compute_seconds_mean",
+        "total_ship_seconds_mean",
+        "total_cpu_seconds_mean",
+        "total_rows_embedded_mean",
+        "total_row_epochs_mean",
         "total_eval_seconds_mean",
         "price_per_label_usd",
         "status",
@@ -643,6 +748,9 @@ pub fn csv(m: &Metrics) -> String {
             opt(g.ssr.value),
             opt(g.compute_seconds.map(|s| s.mean)),
             opt(g.compute_seconds.and_then(|s| s.std)),
+            opt(g.cpu_seconds.map(|s| s.mean)),
+            opt(g.rows_embedded.map(|s| s.mean)),
+            opt(g.row_epochs.map(|s| s.mean)),
             opt(g.eval_seconds.map(|s| s.mean)),
             opt(g.total_cost.map(|s| s.mean)),
             opt(g.total_cost.and_then(|s| s.std)),
@@ -655,6 +763,10 @@ pub fn csv(m: &Metrics) -> String {
             opt(g.final_accuracy.std),
             format!("{}", g.final_macro_f1.mean),
             format!("{}", g.total_compute_seconds.mean),
+            format!("{}", g.total_ship_seconds.mean),
+            format!("{}", g.total_cpu_seconds.mean),
+            format!("{}", g.total_rows_embedded.mean),
+            opt(g.total_row_epochs.map(|s| s.mean)),
             format!("{}", g.total_eval_seconds.mean),
             format!("{}", m.prices.price_per_label),
             status,

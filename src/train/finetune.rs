@@ -146,6 +146,9 @@ pub struct FineTuned {
     pub backbone: Backbone,
     pub head: Head,
     pub steps: usize,
+    /// Rows put forward and backward through the backbone by the steps run (Σ batch sizes): the
+    /// row-epochs actually fine-tuned (early stopping may run fewer than the configured epochs).
+    pub trained_rows: usize,
     pub epochs: usize,
     /// Accuracy on the held-out part of the labelled set at the kept epoch (None: no split).
     pub val_accuracy: Option<f64>,
@@ -358,6 +361,7 @@ pub fn fine_tune(
 
     let start = Instant::now();
     let mut step = 0usize;
+    let mut trained_rows = 0usize;
     let mut best: Option<(f64, Vec<Tensor>, usize)> = None;
     let mut since_best = 0usize;
     let mut epochs_run = 0usize;
@@ -387,6 +391,7 @@ pub fn fine_tune(
             opt.set_learning_rate(1, lr_at(step, total, warmup, lr_head));
             opt.step(&grads)?;
             step += 1;
+            trained_rows += batch.len();
             pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));
             pb.inc(1);
         }
@@ -424,6 +429,7 @@ pub fn fine_tune(
         backbone: bb,
         head,
         steps: step,
+        trained_rows,
         epochs: kept_epochs,
         val_accuracy,
         train_seconds,
