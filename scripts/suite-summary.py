@@ -9,6 +9,37 @@ import json
 import pathlib
 import sys
 
+def work(g, runs):
+    """Machine-independent compute of a group (mean over its runs), whole run as the report counts
+    it (selection path + the shipped model of the last point): rows embedded, from the report; and
+    fine-tuned row-epochs, from the steps actually run where the ledger recorded them
+    (`trained_rows`), else an upper bound from the configured epochs (labelled rows × epochs;
+    early stopping may have run fewer). Returns (row-epochs, exact?, rows embedded)."""
+    ft = emb = 0.0
+    exact = True
+    for r in runs:
+        if r["name"] not in g["runs"]:
+            continue
+        emb += r["total_rows_embedded"]
+        if r["row_epochs_complete"]:
+            ft += r["total_row_epochs"]
+            continue
+        exact = False
+        d = pathlib.Path(r["dir"])
+        cfg = (d / "config.toml").read_text()
+        epochs = int(next((l.split("=")[1] for l in cfg.splitlines() if l.startswith("epochs")), "3"))
+        last = r["points"][-1]["round"] if r["points"] else None
+        for line in (d / "ledger.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            trains = rec["stage"] == "fine_tune" or (
+                rec["stage"] == "ship" and rec["round"] == last
+                and "steps not recorded" in (rec.get("note") or ""))
+            if trains:
+                ft += rec["trained_rows"] if "trained_rows" in rec else rec["rows"] * epochs
+    n = len(g["runs"])
+    return ft / n, exact, emb / n
+
+
 results, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 summary = {"datasets": {}}
 for ds in ["banking77", "clinc150", "stackoverflow20"]:
@@ -39,6 +70,10 @@ for ds in ["banking77", "clinc150", "stackoverflow20"]:
                        "accuracy_std": p["accuracy"]["std"], "seeds": p["accuracy"]["n"]}
                       for p in g["curve"]],
             "compute_seconds": g["total_compute_seconds"],
+            "ship_seconds": g["total_ship_seconds"],
+            "cpu_seconds": g["total_cpu_seconds"],
+            "rows_embedded": g["total_rows_embedded"],
+            "row_epochs": dict(zip(("mean", "exact"), work(g, m["runs"])[:2])),
             "compute_seconds_per_round_mean": mean_round,
             "eval_seconds": g["total_eval_seconds"],
             "le_vs_random": g["le"],
@@ -58,14 +93,23 @@ for ds in ["banking77", "clinc150", "stackoverflow20"]:
     std_ = by.get(("standard", "margin"))
     asvp = by.get(("asvp", "margin"))
     ratio = None
+    ratios = None
     if std_ and asvp and asvp["compute_seconds"]["mean"] > 0:
         ratio = std_["compute_seconds"]["mean"] / asvp["compute_seconds"]["mean"]
+        ratios = {
+            "wall_seconds": ratio,
+            "cpu_seconds": std_["cpu_seconds"]["mean"] / asvp["cpu_seconds"]["mean"],
+            "rows_embedded": std_["rows_embedded"]["mean"] / asvp["rows_embedded"]["mean"],
+            "row_epochs": std_["row_epochs"]["mean"] / asvp["row_epochs"]["mean"],
+            "row_epochs_exact": std_["row_epochs"]["exact"] and asvp["row_epochs"]["exact"],
+        }
     summary["datasets"][ds] = {
         "target": m["target"],
         "target_random_final": m2["target"]["accuracy"] if m2 else None,
         "prices": m["prices"],
         "notes": m["notes"],
         "standard_over_asvp_compute": ratio,
+        "standard_over_asvp": ratios,
         "groups": groups,
     }
 out.write_text(json.dumps(summary, indent=1) + "\n")
@@ -96,27 +140,6 @@ def versus(v, fmt):
     return fmt(v["value"]) if v and v["value"] is not None else (v["status"] if v else "—")
 
 
-def work(g, runs):
-    """Machine-independent compute of a group (mean over its runs), from the ledgers: labelled
-    rows × epochs of every fine-tune, and pool rows put through the backbone by the embed and
-    refresh stages (evaluation excluded, as in the compute seconds)."""
-    ft = emb = 0.0
-    for r in runs:
-        if r["name"] not in g["runs"]:
-            continue
-        d = pathlib.Path(r["dir"])
-        cfg = (d / "config.toml").read_text()
-        epochs = int(next((l.split("=")[1] for l in cfg.splitlines() if l.startswith("epochs")), "3"))
-        for line in (d / "ledger.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            if rec["stage"] == "fine_tune":
-                ft += rec["rows"] * epochs
-            elif rec["stage"] in ("embed", "refresh"):
-                emb += rec["rows"]
-    n = len(g["runs"])
-    return ft / n, emb / n
-
-
 def tables(results, summary):
     out = []
     for ds, d in summary["datasets"].items():
@@ -127,16 +150,19 @@ def tables(results, summary):
         labels = [int(p["labels"]) for p in groups[0]["curve"]]
         n_seeds = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
         out.append(f"### {ds} ({n_seeds} seed{'s' if seeds[-1] > 1 else ''} per group)\n")
-        out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute in wall seconds "
-                   "(whole run, mean ± std) and, machine-independent, fine-tuned row-epochs and rows "
-                   "embedded (embed + refresh); LE and SSR vs random at random's final accuracy "
-                   f"({d['target_random_final'] * 100:.1f}%).\n")
+        out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute of the whole run "
+                   "(selection path + training the shipped model) in wall seconds (mean ± std), CPU "
+                   "seconds and, machine-independent, fine-tuned row-epochs and rows embedded; LE and "
+                   f"SSR vs random at random's final accuracy ({d['target_random_final'] * 100:.1f}%). "
+                   "Row-epochs marked ≤ are an upper bound from the configured epochs: these ledgers "
+                   "predate the step count, and early stopping may have run fewer.\n")
         head = ["policy / strategy"] + [str(n) for n in labels] + [
-            "mean over points", "compute (s)", "standard ÷ this", "fine-tuned row-epochs",
-            "rows embedded", "LE", "SSR"]
+            "mean over points", "compute (s)", "standard ÷ this", "CPU (s)", "standard ÷ this (CPU)",
+            "fine-tuned row-epochs", "rows embedded", "LE", "SSR"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         std_c = next((g["compute_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
+        std_cpu = next((g["cpu_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
         order = ["random", "svpp/margin", "svpp/entropy", "svpp/badge", "svpp/coreset",
                  "svpp/cluster-margin", "asvp/margin", "standard/margin"]
         for g in sorted(groups, key=lambda g: order.index(g["group"]) if g["group"] in order else 99):
@@ -147,13 +173,16 @@ def tables(results, summary):
             sd = (sum((x - mean_pts) ** 2 for x in per_run) / (len(per_run) - 1)) ** 0.5 if len(per_run) > 1 else None
             c = g["compute_seconds"]
             arf = g["at_random_final"] or {}
-            ft, emb = work(g, runs)
+            ft, exact, emb = work(g, runs)
+            cpu = g["cpu_seconds"]
             out.append("| " + " | ".join(
                 [g["group"]] + cells + [
                     pm({"mean": mean_pts, "std": sd}),
                     pm(c, 1.0, "{:.0f}"),
-                    f"{std_c / c['mean']:.1f}×" if std_c and c["mean"] > 0 else "—",
-                    f"{ft:,.0f}", f"{emb:,.0f}",
+                    f"{std_c / c['mean']:.2f}×" if std_c and c["mean"] > 0 else "—",
+                    pm(cpu, 1.0, "{:.0f}"),
+                    f"{std_cpu / cpu['mean']:.2f}×" if std_cpu and cpu["mean"] > 0 else "—",
+                    ("" if exact or ft == 0 else "≤ ") + f"{ft:,.0f}", f"{emb:,.0f}",
                     versus(arf.get("le_vs_random"), lambda x: f"{x:.2f}×"),
                     versus(arf.get("ssr_vs_random"), lambda x: f"{x * 100:.0f}%"),
                 ]) + " |")
@@ -196,8 +225,12 @@ def tables(results, summary):
                     per_seed.append(f"seed {seed} {ss[seed]['total_compute_seconds']:.0f} s ÷ "
                                     f"{sa[seed]['total_compute_seconds']:.0f} s = "
                                     f"{ss[seed]['total_compute_seconds'] / sa[seed]['total_compute_seconds']:.2f}×")
-            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×**"
-                       + (f" (per seed: {'; '.join(per_seed)})" if per_seed else "") + ".\n")
+            r = d["standard_over_asvp"]
+            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×** wall"
+                       + (f" (per seed: {'; '.join(per_seed)})" if per_seed else "")
+                       + f"; {r['cpu_seconds']:.2f}× CPU seconds; {r['rows_embedded']:.2f}× rows embedded; "
+                       + f"{r['row_epochs']:.2f}× fine-tuned row-epochs"
+                       + ("" if r["row_epochs_exact"] else " (from configured epochs: an estimate)") + ".\n")
     return "\n".join(out)
 
 
