@@ -167,6 +167,34 @@ fn every_policy_runs_two_rounds() {
             "asvp" => assert_eq!(refreshed, vec![1], "{policy}"),
             _ => assert!(!stages.contains("fine_tune")),
         }
+        // Every policy pays for the model it ships (`auto`: LP-FT below ft_threshold, then a full
+        // fine-tune): training it is `ship`, not evaluation, unless the policy's own work this
+        // round already trained it; every backbone training records the rows its steps ran on.
+        let ships: Vec<usize> = ledger
+            .iter()
+            .filter(|r| r.stage == proxal::cost::Stage::Ship)
+            .map(|r| r.round)
+            .collect();
+        let want: &[usize] = match policy {
+            "random" | "svpp" => &[0, 1, 2],
+            // Round 1 aligned (its LP-FT model ships); round 2 aligned in the last round, so that
+            // fine-tune only made the shipped model.
+            "asvp" => &[0, 2],
+            // Its last fine-tune feeds no selection: it only makes the shipped model.
+            _ => &[2],
+        };
+        assert_eq!(ships, want, "{policy}: rounds with a ship record");
+        for r in &ledger {
+            let trains = matches!(
+                r.stage,
+                proxal::cost::Stage::FineTune | proxal::cost::Stage::Ship
+            );
+            assert_eq!(
+                r.trained_rows.is_some_and(|n| n > 0),
+                trains,
+                "{policy}: trained_rows on {r:?}"
+            );
+        }
         let progress = al::RunDir::new(home.runs().join(&name))
             .read_progress()
             .unwrap();
