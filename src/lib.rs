@@ -17,6 +17,7 @@ pub mod cost;
 pub mod data;
 pub mod features;
 pub mod home;
+pub mod numerics;
 pub mod oracle;
 pub mod project;
 pub mod proxy;

@@ -1,5 +1,5 @@
 //! Small shared helpers: atomic file writes, hashing, seeded RNGs.
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeOwned;
@@ -10,19 +10,28 @@ use std::path::Path;
 
 /// Write `bytes` to `path` atomically: write a temp file beside it, fsync, rename, fsync the dir.
 /// A reader (or a process killed half-way) sees either the old file or the new one, never a torn one.
+/// A full disk is reported as such, naming the file; the temp file is removed.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
         f.sync_all()
-            .with_context(|| format!("cannot fsync {}", tmp.display()))?;
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        if is_disk_full(&e) {
+            bail!(
+                "disk full: cannot write {} ({} bytes)",
+                path.display(),
+                bytes.len()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
@@ -30,6 +39,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Whether an I/O error says the disk (or the quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(28)
+        || e.raw_os_error() == Some(122)
 }
 
 /// Hex sha256 of a byte slice.

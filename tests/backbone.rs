@@ -295,7 +295,7 @@ fn loader_errors_are_one_line_and_name_the_problem() {
 
 #[test]
 fn packed_matmul_matches_candle_for_every_row_tail() {
-    use proxal::backbone::gemm::PackedWeight;
+    use proxal::numerics::gemm::PackedWeight;
     for (k, n) in [(64usize, 96usize), (48, 40)] {
         let w = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu).unwrap();
         let pw = PackedWeight::new(&w).unwrap();

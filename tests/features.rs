@@ -1,7 +1,8 @@
 //! The feature store: chunked writes, manifest, mapped zero-copy reads, versions, and the
 //! errors it must raise (corrupt/truncated chunk, dimension and dataset mismatch, incomplete).
 use ndarray::Array2;
-use proxal::features::store::{write_durable, DEFAULT_CHUNK_ROWS};
+use proxal::features::store::DEFAULT_CHUNK_ROWS;
+use proxal::util::atomic_write as write_durable;
 use proxal::features::{Provenance, RowBlocks, Store, Verify, VersionSpec};
 
 fn provenance() -> Provenance {

@@ -3,7 +3,7 @@
 //! bit-identical to an uninterrupted run.
 use candle_core::Device;
 use proxal::backbone::{tiny, Backbone, BertConfig, EmbedOptions};
-use proxal::cli::embed::{embed_dataset, EmbedJob};
+use proxal::features::embed::{embed_dataset, EmbedJob};
 use proxal::data::{Dataset, LabelMap, Split};
 use proxal::features::{RowBlocks, Store, Verify};
 use std::path::Path;
@@ -77,7 +77,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name == proxal::cli::embed::COST_FILE {
+        if name == proxal::features::embed::COST_FILE {
             continue; // metered seconds, not features
         }
         if name == "manifest.json" {

@@ -2,7 +2,9 @@
 use ndarray::{s, Array2, ArrayView1, ArrayView2};
 use proxal::features::RowBlocks;
 use proxal::proxy::logreg::Objective;
-use proxal::proxy::synth::Mixture;
+#[path = "common/synth.rs"]
+mod synth;
+use synth::Mixture;
 use proxal::proxy::{
     map_proba, predict_rows, ClassWeight, LogReg, LogRegConfig, Mlp, MlpConfig, Proxy, ProxyConfig,
 };

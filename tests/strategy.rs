@@ -1,6 +1,8 @@
 //! Query strategies on small hand-checkable cases.
 use ndarray::{array, Array2, ArrayView2};
-use proxal::proxy::synth::Mixture;
+#[path = "common/synth.rs"]
+mod synth;
+use synth::Mixture;
 use proxal::proxy::{Proxy, ProxyConfig};
 use proxal::strategy::badge::GradEmbedding;
 use proxal::strategy::{
@@ -490,7 +492,8 @@ impl Proxy for ReferenceLogReg {
 /// pool sizes off the 2,048-row streaming chunk and the 12-row register tile.
 #[test]
 fn packed_probability_path_matches_the_reference() {
-    use proxal::proxy::{argmax_rows, predict_rows, LogReg, LogRegConfig};
+    use proxal::numerics::argmax_rows;
+    use proxal::proxy::{predict_rows, LogReg, LogRegConfig};
     for &(classes, dim, pool) in &[
         (150usize, 64usize, 5003usize),
         (7, 40, 2051),

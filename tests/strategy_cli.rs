@@ -2,7 +2,9 @@
 use proxal::data::{Dataset, LabelMap, Split};
 use proxal::features::{Provenance, Store, VersionSpec};
 use proxal::home::Home;
-use proxal::proxy::synth::Mixture;
+#[path = "common/synth.rs"]
+mod synth;
+use synth::Mixture;
 use std::path::Path;
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 use super::config::{EvalModel, PolicyKind, RunConfig};
 use super::state::{LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};
-use crate::cli::embed::{embed_dataset, EmbedJob, COST_FILE};
+use crate::features::embed::{embed_dataset, EmbedJob, COST_FILE};
 use crate::cost::{CostRecord, Ledger, Stage};
 use crate::data::{Dataset, Split};
 use crate::features::store::DEFAULT_CHUNK_ROWS;
@@ -817,7 +817,7 @@ pub(crate) fn evaluate(
         let pred = cx
             .ledger
             .meter_ok(round, Stage::Evaluation, cx.test.len(), || {
-                argmax_rows(&lr.predict_proba(test_x.view()))
+                predicted(&lr.predict_proba(test_x.view()))
             })?;
         return Ok(Scores::of(&pred, &gold, n));
     }
@@ -842,27 +842,17 @@ pub(crate) fn evaluate(
         || -> Result<Vec<u32>> {
             let x = model.backbone.embed(&test_texts, &embed)?;
             let x = ndarray::Array2::from_shape_vec((test_texts.len(), model.backbone.dim()), x)?;
-            Ok(argmax_rows(&model.head.logits(x.view())))
+            Ok(predicted(&model.head.logits(x.view())))
         },
     )?;
     Ok(Scores::of(&pred, &gold, n))
 }
 
-fn argmax_rows(m: &ndarray::Array2<f32>) -> Vec<u32> {
-    m.rows()
+/// The predicted class of each row of scores.
+fn predicted(m: &ndarray::Array2<f32>) -> Vec<u32> {
+    crate::numerics::argmax_rows(m.view())
         .into_iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| {
-                    if v > b.1 {
-                        (i, v)
-                    } else {
-                        b
-                    }
-                })
-                .0 as u32
-        })
+        .map(|(c, _)| c)
         .collect()
 }
 

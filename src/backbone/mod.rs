@@ -18,7 +18,6 @@ pub mod bert;
 pub mod config;
 pub mod embed;
 pub mod fast;
-pub mod gemm;
 pub mod ops;
 pub mod pooling;
 pub mod tiny;

@@ -225,7 +225,7 @@ fn matmul(m: &HashMap<String, String>) -> Result<()> {
             "candle {rows}x{k}x{n}: {:.1} GFLOP/s",
             2.0 * (rows * k * n) as f64 / dt / 1e9
         );
-        let pw = proxal::backbone::gemm::PackedWeight::new(&b)?;
+        let pw = proxal::numerics::gemm::PackedWeight::new(&b)?;
         let av = a.flatten_all()?.to_vec1::<f32>()?;
         let want = a.matmul(&b)?.flatten_all()?.to_vec1::<f32>()?;
         let got = pw.matmul(&av, rows)?;

@@ -10,7 +10,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use proxal::features::{FeatureVersion, Provenance, RowBlocks, Store, Verify, VersionSpec};
-use proxal::proxy::synth::Mixture;
+#[path = "../../tests/common/synth.rs"]
+mod synth;
+use synth::Mixture;
 use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
 use proxal::strategy::{self, ClusterConfig, ClusterMargin, Clusters, Round};
 use serde::{Deserialize, Serialize};
@@ -440,7 +442,7 @@ fn run(a: &RunArgs) -> Result<()> {
             .step_by((round.unlabelled.len() / 20_000).max(1))
             .collect();
         let probs = predict_rows(p, &fv, &rows);
-        let am = proxal::proxy::argmax_rows(probs.view());
+        let am = proxal::numerics::argmax_rows(probs.view());
         let acc = rows
             .iter()
             .zip(&am)

@@ -1,7 +1,7 @@
 //! `proxal refresh --data <name> --from-checkpoint <dir>`: feature alignment. Re-embed every row
 //! of a dataset with a fine-tuned backbone into a new feature version, exactly as `proxal embed`
 //! does (same pooling, normalisation and truncation as v0 unless overridden; resumable).
-use super::embed::{embed_dataset, EmbedJob};
+use crate::features::embed::{embed_dataset, EmbedJob};
 use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::data::Dataset;
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};

@@ -1,15 +1,15 @@
 //! `proxal select`: fit the proxy on the labelled rows, score the unlabelled pool of a feature
 //! version, pick a batch with a query strategy and write it (id, text, score, predicted label).
 use crate::data::{read_table, Dataset, Split};
-use crate::features::{FeatureVersion, RowBlocks, Store, Verify};
+use crate::features::{RowBlocks, Store, Verify};
 use crate::home::Home;
-use crate::proxy::{argmax_rows, LogRegConfig, Proxy, ProxyConfig};
-use crate::strategy::{self, ClusterConfig, ClusterMargin, Clusters, Pick, Round, Strategy};
+use crate::numerics::argmax_rows;
+use crate::proxy::{LogRegConfig, Proxy, ProxyConfig};
+use crate::strategy::{self, Pick, Round, Strategy};
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -129,32 +129,6 @@ pub fn read_labelled(path: &Path, ds: &Dataset) -> Result<(Vec<usize>, Vec<u32>)
     Ok(pairs.into_iter().unzip())
 }
 
-/// The cached clustering for Cluster-Margin of one feature version, computed when missing.
-pub fn cached_clusters(
-    fv: &FeatureVersion,
-    pool: &[usize],
-    cfg: &ClusterConfig,
-    seed: u64,
-) -> Result<Arc<Clusters>> {
-    let path = fv.dir().join("cache").join(format!(
-        "clusters-t{}-m{}-s{seed}.json",
-        cfg.target_size, cfg.max_hac_rows
-    ));
-    if path.is_file() {
-        if let Ok(c) = Clusters::load(&path) {
-            if c.rows == pool && c.config == *cfg {
-                return Ok(Arc::new(c));
-            }
-        }
-    }
-    let c = Clusters::compute(fv, pool, cfg, seed)?;
-    // A cache that cannot be written (read-only store) is not an error.
-    if let Err(e) = c.save(&path) {
-        tracing::warn!("cannot cache the clustering at {}: {e:#}", path.display());
-    }
-    Ok(Arc::new(c))
-}
-
 /// Write the batch as CSV (stdout or a file) or Parquet.
 fn write_batch(out: Option<&Path>, df: &mut DataFrame) -> Result<()> {
     match out {
@@ -250,13 +224,9 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     };
     let fit_s = t_fit.elapsed().as_secs_f64();
 
-    let round = Round::new(&fv, &pool, &labelled, proxy.as_deref(), args.seed)?;
-    if strat.name() == "cluster-margin" {
-        let mut all = pool.clone();
-        all.sort_unstable();
-        let clusters = cached_clusters(&fv, &all, &ClusterConfig::default(), args.seed)?;
-        strat = Box::new(ClusterMargin::with_clusters(clusters));
-    }
+    let cache = fv.dir().join("cache");
+    let round =
+        Round::new(&fv, &pool, &labelled, proxy.as_deref(), args.seed)?.with_cache_dir(&cache);
     let t_sel = Instant::now();
     let picks: Vec<Pick> = strat.select(&round, args.batch)?;
     let sel_s = t_sel.elapsed().as_secs_f64();

@@ -18,7 +18,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use memmap2::Mmap;
 use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -401,7 +400,7 @@ impl VersionWriter {
         let bytes = encode_chunk(data, rows, dim)?;
         let file = chunk_name(c);
         let path = self.dir.join(&file);
-        write_durable(&path, &bytes)?;
+        crate::util::atomic_write(&path, &bytes)?;
         self.manifest.chunks.push(ChunkEntry {
             file,
             rows,
@@ -415,7 +414,7 @@ impl VersionWriter {
     fn save_manifest(&mut self) -> Result<()> {
         self.manifest.updated_at = now_utc();
         let bytes = serde_json::to_vec_pretty(&self.manifest)?;
-        write_durable(&self.dir.join(MANIFEST_FILE), &bytes)
+        crate::util::atomic_write(&self.dir.join(MANIFEST_FILE), &bytes)
     }
 }
 
@@ -429,43 +428,6 @@ pub fn encode_chunk(data: &[f32], rows: usize, dim: usize) -> Result<Vec<u8>> {
         .map_err(|e| anyhow!("cannot build the chunk tensor: {e}"))?;
     safetensors::serialize([(TENSOR_NAME, view)], None)
         .map_err(|e| anyhow!("cannot encode a chunk: {e}"))
-}
-
-fn is_disk_full(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-        || e.raw_os_error() == Some(28)
-        || e.raw_os_error() == Some(122)
-}
-
-/// Write `bytes` to `path` durably and atomically: temp file beside it, fsync, rename, fsync
-/// the directory. A full disk is reported as such, naming the file; the temp file is removed.
-pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        if is_disk_full(&e) {
-            bail!(
-                "disk full: cannot write {} ({} bytes)",
-                path.display(),
-                bytes.len()
-            );
-        }
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Size (and with `checksum`, sha256) of a chunk file against its manifest entry.

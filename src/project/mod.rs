@@ -547,7 +547,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
             let preds = sel.model().map(|m| {
                 let rows: Vec<usize> = picks.iter().map(|p| p.row).collect();
                 let proba = m.predict_proba(feats.gather(&rows).view());
-                crate::proxy::argmax_rows(proba.view())
+                crate::numerics::argmax_rows(proba.view())
             });
             let by = format!(
                 "{} on {} features ({} labels, policy {})",

@@ -14,12 +14,12 @@
 //! Why L-BFGS written here: the objective is smooth and strongly convex, so a quasi-Newton method
 //! converges in tens to a few hundred iterations with no learning rate to tune, and the whole
 //! fit is deterministic (full batch, fixed-order reductions). Each evaluation is two f32 matmuls
-//! (n×d·d×C through the AVX-512 kernel of `backbone::gemm` where the CPU has it, d×n·n×C through
+//! (n×d·d×C through the AVX-512 kernel of `numerics::gemm` where the CPU has it, d×n·n×C through
 //! matrixmultiply; both multi-threaded) plus a softmax; the L-BFGS state and
 //! the loss are kept in f64, which is what keeps it converging where an all-f32 L-BFGS stalls.
-use super::linalg::{matmul_into, softmax_rows, softmax_rows_scalar};
+use crate::numerics::linalg::{matmul_into, softmax_rows, softmax_rows_scalar};
 use super::Proxy;
-use crate::backbone::gemm::Panels;
+use crate::numerics::gemm::Panels;
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
@@ -473,7 +473,7 @@ impl LogReg {
     }
 
     /// Logits for a block (rows × C), single-threaded. With AVX-512: the packed 12 × 32 kernel
-    /// of [`crate::backbone::gemm`] (W zero-padded to a multiple of 32 columns, accumulators
+    /// of [`crate::numerics::gemm`] (W zero-padded to a multiple of 32 columns, accumulators
     /// starting from the bias); elsewhere [`LogReg::logits_reference`].
     pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let Some(p) = self.panels() else {

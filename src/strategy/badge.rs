@@ -24,8 +24,10 @@
 //! at once, which turns the work into compute-bound matmuls.
 use super::{row_slice, Pick, Round, Strategy};
 use crate::features::RowBlocks;
-use crate::proxy::linalg::{dot, matmul_into, row_sq_norms};
-use crate::proxy::{argmax_rows, map_proba, map_rows};
+use crate::numerics::linalg::{dot, matmul_into, row_sq_norms};
+use crate::features::map_rows;
+use crate::numerics::argmax_rows;
+use crate::proxy::map_proba;
 use anyhow::Result;
 use ndarray::{s, Array2};
 use rand::Rng;

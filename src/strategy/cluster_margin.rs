@@ -12,8 +12,8 @@
 //!   never takes two rows from one cluster.
 use super::{score_candidates, top_k, Measure, Pick, Round, Strategy};
 use crate::features::RowBlocks;
-use crate::proxy::linalg::{matmul_into, row_sq_norms};
-use crate::proxy::map_rows;
+use crate::numerics::linalg::{matmul_into, row_sq_norms};
+use crate::features::map_rows;
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array2};
 use rand::seq::SliceRandom;
@@ -195,6 +195,33 @@ impl Clusters {
     }
 
     /// Cluster of a row, if covered.
+    /// [`Clusters::compute`], reusing a clustering cached in `dir` for the same pool, config and
+    /// seed, and caching a new one there (a cache that cannot be written is only a warning).
+    pub fn cached(
+        features: &dyn RowBlocks,
+        pool: &[usize],
+        cfg: &ClusterConfig,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Arc<Clusters>> {
+        let path = dir.join(format!(
+            "clusters-t{}-m{}-s{seed}.json",
+            cfg.target_size, cfg.max_hac_rows
+        ));
+        if path.is_file() {
+            if let Ok(c) = Clusters::load(&path) {
+                if c.rows == pool && c.config == *cfg {
+                    return Ok(Arc::new(c));
+                }
+            }
+        }
+        let c = Clusters::compute(features, pool, cfg, seed)?;
+        if let Err(e) = c.save(&path) {
+            tracing::warn!("cannot cache the clustering at {}: {e:#}", path.display());
+        }
+        Ok(Arc::new(c))
+    }
+
     pub fn of(&self, row: usize) -> Option<u32> {
         self.rows.binary_search(&row).ok().map(|i| self.cluster[i])
     }
@@ -298,12 +325,15 @@ impl Strategy for ClusterMargin {
                 .copied()
                 .collect();
             pool.sort_unstable();
-            self.clusters = Some(Arc::new(Clusters::compute(
-                round.features,
-                &pool,
-                &self.config,
-                round.seed,
-            )?));
+            self.clusters = Some(match round.cache_dir {
+                Some(dir) => Clusters::cached(round.features, &pool, &self.config, round.seed, dir)?,
+                None => Arc::new(Clusters::compute(
+                    round.features,
+                    &pool,
+                    &self.config,
+                    round.seed,
+                )?),
+            });
         }
         let clusters = self.clusters.as_ref().expect("set above");
         let margins = score_candidates(round, proxy, Measure::Margin);

@@ -5,7 +5,7 @@
 //! typicality = 1 / mean distance to its `knn` nearest neighbours inside the cluster. Dense,
 //! representative rows first; clusters that end up empty are made up by random rows.
 use super::{Pick, Round, Strategy};
-use crate::proxy::linalg::{matmul_into, row_sq_norms, sq_dist};
+use crate::numerics::linalg::{matmul_into, row_sq_norms, sq_dist};
 use anyhow::Result;
 use ndarray::Array2;
 use rand::Rng;

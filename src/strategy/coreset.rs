@@ -14,8 +14,8 @@
 //!    and the result is identical to the textbook O(n·k) loop (ties go to the lower row).
 use super::{row_slice, Pick, Round, Strategy};
 use crate::features::RowBlocks;
-use crate::proxy::linalg::{matmul_into, row_sq_norms, sq_dist};
-use crate::proxy::map_rows;
+use crate::numerics::linalg::{matmul_into, row_sq_norms, sq_dist};
+use crate::features::map_rows;
 use anyhow::Result;
 use ndarray::{s, Array2};
 use rand::Rng;

@@ -4,9 +4,9 @@
 //! | name               | file                 | score reported (why it was picked)                  |
 //! |--------------------|----------------------|-----------------------------------------------------|
 //! | `random`           | `random.rs`          | 0                                                   |
-//! | `least-confidence` | `least_confidence.rs`| 1 − max p (higher = less confident)                 |
-//! | `margin`           | `margin.rs`          | p(1) − p(2) (lower = closer call)                   |
-//! | `entropy`          | `entropy.rs`         | −Σ p ln p (nats)                                    |
+//! | `least-confidence` | `uncertainty.rs`     | 1 − max p (higher = less confident)                 |
+//! | `margin`           | `uncertainty.rs`     | p(1) − p(2) (lower = closer call)                   |
+//! | `entropy`          | `uncertainty.rs`     | −Σ p ln p (nats)                                    |
 //! | `badge`            | `badge.rs`           | D² in gradient-embedding space when drawn           |
 //! | `coreset`          | `coreset.rs`         | distance to the nearest labelled/picked row         |
 //! | `cluster-margin`   | `cluster_margin.rs`  | margin of the row (cluster round-robin order)       |
@@ -19,10 +19,8 @@ pub mod badge;
 pub mod cluster_margin;
 pub mod cold_start;
 pub mod coreset;
-pub mod entropy;
-pub mod least_confidence;
-pub mod margin;
 pub mod random;
+pub mod uncertainty;
 pub mod ups;
 
 use crate::features::RowBlocks;
@@ -35,10 +33,8 @@ pub use badge::Badge;
 pub use cluster_margin::{ClusterConfig, ClusterMargin, Clusters};
 pub use cold_start::Typicality;
 pub use coreset::CoreSet;
-pub use entropy::Entropy;
-pub use least_confidence::LeastConfidence;
-pub use margin::Margin;
 pub use random::Random;
+pub use uncertainty::Uncertainty;
 pub use ups::Ups;
 
 /// One chosen row: its index in the feature version, and the score that got it picked.
@@ -59,6 +55,9 @@ pub struct Round<'a> {
     /// The proxy fitted on the labelled rows; `None` at cold start.
     pub proxy: Option<&'a dyn Proxy>,
     pub seed: u64,
+    /// Where a strategy may cache work that depends only on the feature version and the pool
+    /// (Cluster-Margin's clustering); `None`: compute it in memory.
+    pub cache_dir: Option<&'a std::path::Path>,
 }
 
 impl<'a> Round<'a> {
@@ -101,7 +100,14 @@ impl<'a> Round<'a> {
             labelled,
             proxy,
             seed,
+            cache_dir: None,
         })
+    }
+
+    /// The same round, allowed to cache per-version work under `dir`.
+    pub fn with_cache_dir(mut self, dir: &'a std::path::Path) -> Round<'a> {
+        self.cache_dir = Some(dir);
+        self
     }
 
     /// The proxy, or a clear error naming the strategy that needs it.
@@ -122,6 +128,7 @@ impl<'a> Round<'a> {
             labelled: self.labelled.clone(),
             proxy: self.proxy,
             seed: self.seed,
+            cache_dir: self.cache_dir,
         }
     }
 }
@@ -139,38 +146,57 @@ pub trait Strategy: Send {
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>>;
 }
 
+/// Every strategy: its name, the aliases it is also selected by, and how to build it. The one
+/// list [`from_name`], [`STRATEGY_NAMES`] and the error message read.
+const REGISTRY: &[(&str, &[&str], fn() -> Box<dyn Strategy>)] = &[
+    ("random", &[], || Box::new(Random)),
+    ("least-confidence", &["lc", "least-confident"], || {
+        Box::new(Uncertainty(Measure::LeastConfidence))
+    }),
+    ("margin", &["breaking-ties", "smallest-margin"], || {
+        Box::new(Uncertainty(Measure::Margin))
+    }),
+    ("entropy", &[], || Box::new(Uncertainty(Measure::Entropy))),
+    ("badge", &[], || Box::new(Badge::default())),
+    ("coreset", &["core-set", "kcenter", "k-center"], || {
+        Box::new(CoreSet::default())
+    }),
+    ("cluster-margin", &["clustermargin"], || {
+        Box::new(ClusterMargin::default())
+    }),
+    ("typicality", &["typiclust", "kmeans-typicality"], || {
+        Box::new(Typicality::default())
+    }),
+];
+
 /// Build a strategy by name (see the table above); `ups:<name>` wraps any of them in UPS.
 pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
     let n = name.trim().to_ascii_lowercase().replace('_', "-");
     if let Some(inner) = n.strip_prefix("ups:") {
         return Ok(Box::new(Ups::new(from_name(inner)?)));
     }
-    Ok(match n.as_str() {
-        "random" => Box::new(Random),
-        "least-confidence" | "lc" | "least-confident" => Box::new(LeastConfidence),
-        "margin" | "breaking-ties" | "smallest-margin" => Box::new(Margin),
-        "entropy" => Box::new(Entropy),
-        "badge" => Box::new(Badge::default()),
-        "coreset" | "core-set" | "kcenter" | "k-center" => Box::new(CoreSet::default()),
-        "cluster-margin" | "clustermargin" => Box::new(ClusterMargin::default()),
-        "typicality" | "typiclust" | "kmeans-typicality" => Box::new(Typicality::default()),
-        other => bail!(
-            "unknown strategy '{other}' (expected random, least-confidence, margin, entropy, badge, coreset, cluster-margin, typicality, or ups:<one of these>)"
+    match REGISTRY
+        .iter()
+        .find(|(name, aliases, _)| *name == n || aliases.contains(&n.as_str()))
+    {
+        Some((_, _, make)) => Ok(make()),
+        None => bail!(
+            "unknown strategy '{n}' (expected {}, or ups:<one of these>)",
+            STRATEGY_NAMES.join(", ")
         ),
-    })
+    }
 }
 
-/// Names accepted by [`from_name`] (without the `ups:` prefix).
-pub const STRATEGY_NAMES: &[&str] = &[
-    "random",
-    "least-confidence",
-    "margin",
-    "entropy",
-    "badge",
-    "coreset",
-    "cluster-margin",
-    "typicality",
-];
+/// Names accepted by [`from_name`] (without the `ups:` prefix), in the registry's order.
+pub const STRATEGY_NAMES: &[&str] = &{
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        names[i] = REGISTRY[i].0;
+        i += 1;
+    }
+    names
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared scoring helpers.
@@ -187,6 +213,15 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// The strategy name of uncertainty sampling by this measure.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::LeastConfidence => "least-confidence",
+            Measure::Margin => "margin",
+            Measure::Entropy => "entropy",
+        }
+    }
+
     /// The score of one probability row.
     pub fn score(self, p: ArrayView1<f32>) -> f32 {
         match p.as_slice() {
@@ -200,7 +235,7 @@ impl Measure {
         match self {
             Measure::LeastConfidence => 1.0 - p.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             Measure::Margin => {
-                let (a, b) = crate::proxy::linalg::top2(p);
+                let (a, b) = crate::numerics::linalg::top2(p);
                 if b == f32::NEG_INFINITY {
                     1.0
                 } else {

@@ -73,7 +73,7 @@ impl Proxy for Head {
     }
     fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = self.logits(x);
-        crate::proxy::linalg::softmax_rows(&mut z);
+        crate::numerics::linalg::softmax_rows(&mut z);
         z
     }
 }

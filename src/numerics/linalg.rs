@@ -86,7 +86,7 @@ pub fn row_sq_norms(x: ArrayView2<f32>) -> Array1<f32> {
 pub fn softmax_rows(z: &mut Array2<f32>) {
     let c = z.ncols();
     #[cfg(target_arch = "x86_64")]
-    if c > 0 && crate::backbone::gemm::avx512() {
+    if c > 0 && crate::numerics::gemm::avx512() {
         if let Some(s) = z.as_slice_mut() {
             // SAFETY: AVX-512F was detected just above.
             unsafe { x86::softmax_rows(s, c) };
@@ -115,7 +115,7 @@ pub fn softmax_rows_scalar(z: &mut Array2<f32>) {
 /// exposed for tests and measurements.
 pub fn exp_slice(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::backbone::gemm::avx512() {
+    if crate::numerics::gemm::avx512() {
         // SAFETY: AVX-512F was detected just above.
         unsafe { x86::exp_slice(v) };
         return;
@@ -128,7 +128,7 @@ pub fn exp_slice(v: &mut [f32]) {
 /// available, with exactly the scalar loop's result (max and compare only, no rounding).
 pub fn top2(v: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if v.len() >= 16 && crate::backbone::gemm::avx512() {
+    if v.len() >= 16 && crate::numerics::gemm::avx512() {
         // SAFETY: AVX-512F was detected just above.
         return unsafe { x86::top2(v) };
     }

@@ -1,5 +1,7 @@
 //! Synthetic Gaussian-mixture features for tests and benchmarks (deterministic under a seed,
-//! generated in parallel chunks with one RNG stream per chunk).
+//! generated in parallel chunks with one RNG stream per chunk). A test fixture, not part of the
+//! library: the integration tests and `bench_select` include this file by path.
+#![allow(dead_code)]
 use ndarray::Array2;
 use rand::Rng;
 use rayon::prelude::*;
@@ -46,7 +48,7 @@ impl Mixture {
 
     /// The class centres (classes × dim).
     pub fn centres(&self) -> Array2<f32> {
-        let mut rng = crate::util::rng(self.seed);
+        let mut rng = proxal::util::rng(self.seed);
         let mut c = vec![0.0f32; self.classes * self.dim];
         fill_normal(&mut rng, &mut c);
         let s = self.separation / (self.dim as f32).sqrt();
@@ -70,7 +72,7 @@ impl Mixture {
             .for_each(|(k, chunk)| {
                 let start = first + k * CHUNK;
                 let mut rng =
-                    crate::util::rng(self.seed.wrapping_add(1 + (start / CHUNK) as u64 * 7919));
+                    proxal::util::rng(self.seed.wrapping_add(1 + (start / CHUNK) as u64 * 7919));
                 fill_normal(&mut rng, chunk);
                 for (r, row) in chunk.chunks_mut(d).enumerate() {
                     let c = centres.row(self.label(start + r) as usize);
