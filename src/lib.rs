@@ -3,12 +3,14 @@
 //! The crate is laid out as the pipeline it runs (see `docs/ARCHITECTURE.md`):
 //!
 //! ```text
-//! data::ingest → backbone::embed → features::Store (v0, v1, …)
-//!   → proxy::fit → strategy::select → oracle → labelled set
-//!   ↺ train::{linear_probe, fine_tune, lp_ft} → backbone::embed (refresh, ASVP)
+//! data::import_file → features::embed::embed_dataset → features::Store (v0, v1, …)
+//!   → proxy::ProxyConfig::fit → strategy::Strategy::select → oracle::Oracle → labelled set
+//!   ↺ train::fine_tune (full, or LP-FT from a probe) → embed_dataset again (refresh, ASVP)
 //! cost::Ledger meters every stage; report turns ledgers and round records into curves and savings.
 //! ```
-//! `al` drives the rounds from a TOML policy.
+//! `al::run::round_step` is one round (policy work, evaluation, next batch); `al` drives it from a
+//! TOML policy with simulated labels (`proxal run`), `project` with people's (`proxal next` /
+//! `proxal label`). `numerics` holds the hand-written numerics.
 
 pub mod al;
 pub mod backbone;

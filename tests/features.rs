@@ -2,8 +2,8 @@
 //! errors it must raise (corrupt/truncated chunk, dimension and dataset mismatch, incomplete).
 use ndarray::Array2;
 use proxal::features::store::DEFAULT_CHUNK_ROWS;
-use proxal::util::atomic_write as write_durable;
 use proxal::features::{Provenance, RowBlocks, Store, Verify, VersionSpec};
+use proxal::util::atomic_write as write_durable;
 
 fn provenance() -> Provenance {
     Provenance {

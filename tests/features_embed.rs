@@ -3,8 +3,8 @@
 //! bit-identical to an uninterrupted run.
 use candle_core::Device;
 use proxal::backbone::{tiny, Backbone, BertConfig, EmbedOptions};
-use proxal::features::embed::{embed_dataset, EmbedJob};
 use proxal::data::{Dataset, LabelMap, Split};
+use proxal::features::embed::{embed_dataset, EmbedJob};
 use proxal::features::{RowBlocks, Store, Verify};
 use std::path::Path;
 

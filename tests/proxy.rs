@@ -4,10 +4,10 @@ use proxal::features::RowBlocks;
 use proxal::proxy::logreg::Objective;
 #[path = "common/synth.rs"]
 mod synth;
-use synth::Mixture;
 use proxal::proxy::{
     map_proba, predict_rows, ClassWeight, LogReg, LogRegConfig, Mlp, MlpConfig, Proxy, ProxyConfig,
 };
+use synth::Mixture;
 
 fn accuracy(p: &Array2<f32>, y: &[u32]) -> f64 {
     let hits = p

@@ -2,7 +2,6 @@
 use ndarray::{array, Array2, ArrayView2};
 #[path = "common/synth.rs"]
 mod synth;
-use synth::Mixture;
 use proxal::proxy::{Proxy, ProxyConfig};
 use proxal::strategy::badge::GradEmbedding;
 use proxal::strategy::{
@@ -11,6 +10,7 @@ use proxal::strategy::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
+use synth::Mixture;
 
 /// A proxy that returns a fixed probability row per feature row: the row's id is stored in
 /// feature column 0.

@@ -4,9 +4,9 @@ use proxal::features::{Provenance, Store, VersionSpec};
 use proxal::home::Home;
 #[path = "common/synth.rs"]
 mod synth;
-use synth::Mixture;
 use std::path::Path;
 use std::process::Command;
+use synth::Mixture;
 
 const N: usize = 400;
 

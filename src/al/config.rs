@@ -49,6 +49,54 @@ impl PolicyKind {
             PolicyKind::Asvp => "asvp",
         }
     }
+
+    // What a policy's round runs, decided here and nowhere else (the work itself is
+    // `al::run::policy_work`).
+
+    /// Whether the pretrained (v0) features are needed: to select with (svpp, asvp), or to train
+    /// the shipped model on (a linear probe, or LP-FT's probe) for a policy without its own.
+    pub fn needs_v0(self, eval: EvalModel) -> bool {
+        self != PolicyKind::Standard || eval == EvalModel::LinearProbe
+    }
+
+    /// How the one-off v0 embedding is charged: compute (`embed`) when the policy selects with v0
+    /// or its shipped model is trained on v0, evaluation when nothing it pays for uses it.
+    pub fn v0_stage(self, eval: EvalModel) -> crate::cost::Stage {
+        use crate::cost::Stage;
+        match (self, eval) {
+            (PolicyKind::Svpp | PolicyKind::Asvp, _) => Stage::Embed,
+            (PolicyKind::Random, EvalModel::FineTune) | (PolicyKind::Standard, _) => {
+                Stage::Evaluation
+            }
+            (PolicyKind::Random, _) => Stage::Embed,
+        }
+    }
+
+    /// Whether the fine-tuned model the policy's own work trained this round is the one it ships
+    /// (standard every round; asvp in a round it aligned), so no extra training is needed.
+    pub fn ships_own_model(self, aligned_now: bool) -> bool {
+        self == PolicyKind::Standard || (self == PolicyKind::Asvp && aligned_now)
+    }
+
+    /// What selects the next batch.
+    pub fn selects_with(self) -> SelectWith {
+        match self {
+            PolicyKind::Random => SelectWith::Nothing,
+            PolicyKind::Standard => SelectWith::FineTunedHead,
+            PolicyKind::Svpp | PolicyKind::Asvp => SelectWith::Proxy,
+        }
+    }
+}
+
+/// What a policy selects the next batch with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectWith {
+    /// Random batches.
+    Nothing,
+    /// A proxy fitted on the current cached features (v0, or the last refresh).
+    Proxy,
+    /// The fine-tuned model's head on its own refreshed features.
+    FineTunedHead,
 }
 
 /// How the model the policy ships is trained.

@@ -22,7 +22,7 @@ pub mod logme;
 pub mod run;
 pub mod state;
 
-pub use config::{AsvpConfig, EvalModel, PolicyKind, RunConfig, TrainConfig};
+pub use config::{AsvpConfig, EvalModel, PolicyKind, RunConfig, SelectWith, TrainConfig};
 pub use logme::logme;
 pub use run::{run, RunOptions, RunSummary};
 pub use state::{LabelRecord, ProgressRecord, RunDir};

@@ -1,10 +1,10 @@
 //! `proxal run`: one active-learning run, resumable.
-use super::config::{EvalModel, PolicyKind, RunConfig};
+use super::config::{EvalModel, PolicyKind, RunConfig, SelectWith};
 use super::state::{LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};
-use crate::features::embed::{embed_dataset, EmbedJob, COST_FILE};
 use crate::cost::{CostRecord, Ledger, Stage};
 use crate::data::{Dataset, Split};
+use crate::features::embed::{embed_dataset, EmbedJob, COST_FILE};
 use crate::features::store::DEFAULT_CHUNK_ROWS;
 use crate::features::{FeatureVersion, RowBlocks, Store, Verify};
 use crate::home::Home;
@@ -190,7 +190,7 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
     let mut oracle = Simulated::new(ds)?;
 
     // v0: the pretrained features every proxy policy starts from.
-    let v0 = if cfg.policy != PolicyKind::Standard || cfg.eval_model == EvalModel::LinearProbe {
+    let v0 = if cfg.policy.needs_v0(cfg.eval_model) {
         Some(ensure_v0(cx, done_rounds == 0)?)
     } else {
         None
@@ -219,67 +219,44 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
             let rows = cold_start(cx);
             buy(cx, &mut oracle, 0, &rows, &mut labels)?;
         }
-        let (rows, ys) = labelled_xy(cx, &labels);
-        cx.say(&format!("round {round}: {} labels", rows.len()));
+        let rows = labels.len();
+        cx.say(&format!("round {round}: {rows} labels"));
 
-        // 2. Policy work.
-        let mut rec = policy_work(
+        // 2–4. Policy work, evaluation of the shipped model, the next batch.
+        let select = round < cfg.rounds && !labels.iter().any(|l| l.round == round + 1);
+        let step = round_step(
             cx,
             round,
             &labels,
             v0.as_ref(),
             &mut st,
-            round == cfg.rounds,
+            StepPlan {
+                final_round: round == cfg.rounds,
+                evaluate: cfg.is_eval_round(round),
+                select,
+            },
         )?;
-
-        // 3. Evaluation of the model the policy ships.
-        if cfg.is_eval_round(round) {
-            let scores = evaluate(
-                cx,
-                round,
-                &rows,
-                &ys,
-                v0.as_ref(),
-                st.current.as_ref(),
-                st.standard_model.as_ref(),
-                rec.aligned.is_some(),
-            )?;
+        if let Some(scores) = step.scores {
             cx.say(&format!(
                 "round {round}: test accuracy {:.4}, macro-F1 {:.4} ({} labels)",
-                scores.accuracy,
-                scores.macro_f1,
-                rows.len()
+                scores.accuracy, scores.macro_f1, rows
             ));
-            rec.test_accuracy = Some(scores.accuracy);
             last_accuracy = Some(scores.accuracy);
             crate::util::append_jsonl(
                 &cx.run.rounds(),
                 &[RoundRecord {
                     round,
-                    labels: rows.len(),
+                    labels: rows,
                     test_accuracy: scores.accuracy,
                     test_macro_f1: scores.macro_f1,
                 }],
             )?;
         }
-
-        // 4. Select the next batch (unless this was the last round).
-        if round < cfg.rounds && !labels.iter().any(|l| l.round == round + 1) {
-            let sel = selector_for(
-                cx,
-                round,
-                &labels,
-                v0.as_ref(),
-                st.current.as_ref(),
-                st.standard_model.as_ref(),
-            )?;
-            let next: Vec<usize> =
-                select_batch(cx, round, &labels, &sel, v0.as_ref(), st.current.as_ref())?
-                    .into_iter()
-                    .map(|p| p.row)
-                    .collect();
+        if select {
+            let next: Vec<usize> = step.picks.iter().map(|p| p.row).collect();
             buy(cx, &mut oracle, round + 1, &next, &mut labels)?;
         }
+        let rec = step.progress;
         // 5. Done.
         cx.run.append_progress(&rec)?;
     }
@@ -290,6 +267,80 @@ fn drive(cx: &mut Ctx, resumed: bool) -> Result<RunSummary> {
         labels: labels.len(),
         last_accuracy,
         resumed,
+    })
+}
+
+/// Which parts of a round step run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepPlan {
+    /// The run's last round: no selection follows, so training only makes the shipped model.
+    pub(crate) final_round: bool,
+    /// Train and score the shipped model on the test split (an evaluation point).
+    pub(crate) evaluate: bool,
+    /// Choose the next batch.
+    pub(crate) select: bool,
+}
+
+/// What a round step did.
+pub(crate) struct Step {
+    /// The round's progress record (with its test accuracy when it was an evaluation point).
+    pub(crate) progress: ProgressRecord,
+    pub(crate) scores: Option<Scores>,
+    /// What chose the next batch (its model, if any, predicts the picks' labels).
+    pub(crate) selector: Option<Selector>,
+    /// The next batch, in pick order (empty unless `plan.select`).
+    pub(crate) picks: Vec<strategy::Pick>,
+}
+
+/// One round of active learning once its labels are in: the policy's work (LogME, alignment, the
+/// standard model), the evaluation of the model it ships, and the choice of the next batch. Both
+/// drivers call it: `proxal run` (labels from the simulated oracle) and `proxal next` (labels from
+/// people); how labels are bought is theirs.
+pub(crate) fn round_step(
+    cx: &mut Ctx,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    st: &mut PolicyState,
+    plan: StepPlan,
+) -> Result<Step> {
+    let mut progress = policy_work(cx, round, labels, v0, st, plan.final_round)?;
+    let scores = if plan.evaluate {
+        let (rows, ys) = labelled_xy(cx, labels);
+        let s = evaluate(
+            cx,
+            round,
+            &rows,
+            &ys,
+            v0,
+            st.current.as_ref(),
+            st.standard_model.as_ref(),
+            progress.aligned.is_some(),
+        )?;
+        progress.test_accuracy = Some(s.accuracy);
+        Some(s)
+    } else {
+        None
+    };
+    let (selector, picks) = if plan.select {
+        let sel = selector_for(
+            cx,
+            round,
+            labels,
+            v0,
+            st.current.as_ref(),
+            st.standard_model.as_ref(),
+        )?;
+        let picks = select_batch(cx, round, labels, &sel, v0, st.current.as_ref())?;
+        (Some(sel), picks)
+    } else {
+        (None, Vec::new())
+    };
+    Ok(Step {
+        progress,
+        scores,
+        selector,
+        picks,
     })
 }
 
@@ -504,13 +555,7 @@ pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
         embed_dataset(&bb, cx.ds, &store, &job)?;
     }
     if charge {
-        let stage = match (cx.cfg.policy, cx.cfg.eval_model) {
-            (PolicyKind::Svpp | PolicyKind::Asvp, _) => Stage::Embed,
-            (PolicyKind::Random, EvalModel::FineTune) | (PolicyKind::Standard, _) => {
-                Stage::Evaluation
-            }
-            (PolicyKind::Random, _) => Stage::Embed,
-        };
+        let stage = cx.cfg.policy.v0_stage(cx.cfg.eval_model);
         let path = store.version_dir(0).join(COST_FILE);
         let recs = if path.exists() {
             Ledger::read(&path)?
@@ -695,15 +740,15 @@ pub(crate) fn selector_for(
 ) -> Result<Selector> {
     let (rows, ys) = labelled_xy(cx, labels);
     let n = cx.ds.n_classes();
-    Ok(match cx.cfg.policy {
-        PolicyKind::Random => Selector::Random,
-        PolicyKind::Standard => Selector::Head(
+    Ok(match cx.cfg.policy.selects_with() {
+        SelectWith::Nothing => Selector::Random,
+        SelectWith::FineTunedHead => Selector::Head(
             standard
                 .context("standard policy without a model")?
                 .head
                 .clone(),
         ),
-        PolicyKind::Svpp | PolicyKind::Asvp => {
+        SelectWith::Proxy => {
             let feats = current.map(|c| &c.1).or(v0).context("no features")?;
             let x = feats.gather(&rows);
             let pc = ProxyConfig::from_name(&cx.cfg.proxy)?;
@@ -823,8 +868,7 @@ pub(crate) fn evaluate(
     }
     // A fine-tuned model: reuse the policy's own model when it was trained on exactly these
     // labels this round (standard every round, asvp when it aligned now).
-    let reuse = matches!(cx.cfg.policy, PolicyKind::Standard)
-        || (cx.cfg.policy == PolicyKind::Asvp && aligned_now);
+    let reuse = cx.cfg.policy.ships_own_model(aligned_now);
     let owned;
     let model = match (reuse, policy_model) {
         (true, Some(m)) => m,

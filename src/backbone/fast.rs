@@ -12,8 +12,8 @@
 //! The differentiable [`Bert::forward_t`] is the reference; the tests hold the two together.
 use super::bert::Bert;
 use super::config::HiddenAct;
-use crate::numerics::gemm::PackedWeight;
 use super::pooling::{l2_normalize_row, Pooling};
+use crate::numerics::gemm::PackedWeight;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 

@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand};
 use proxal::features::{FeatureVersion, Provenance, RowBlocks, Store, Verify, VersionSpec};
 #[path = "../../tests/common/synth.rs"]
 mod synth;
-use synth::Mixture;
 use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
 use proxal::strategy::{self, ClusterConfig, ClusterMargin, Clusters, Round};
 use serde::{Deserialize, Serialize};
@@ -20,6 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use synth::Mixture;
 
 #[derive(Parser)]
 struct Cli {

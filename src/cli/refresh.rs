@@ -1,9 +1,9 @@
 //! `proxal refresh --data <name> --from-checkpoint <dir>`: feature alignment. Re-embed every row
 //! of a dataset with a fine-tuned backbone into a new feature version, exactly as `proxal embed`
 //! does (same pooling, normalisation and truncation as v0 unless overridden; resumable).
-use crate::features::embed::{embed_dataset, EmbedJob};
 use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::data::Dataset;
+use crate::features::embed::{embed_dataset, EmbedJob};
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
 use crate::home::Home;
 use anyhow::{bail, Result};

@@ -9,10 +9,10 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 pub mod embed;
 pub mod store;
 pub mod stream;
-pub use stream::{map_blocks, map_rows, CHUNK_ROWS};
 pub use store::{
     ChunkEntry, FeatureVersion, Manifest, Provenance, Store, Verify, VersionSpec, VersionWriter,
 };
+pub use stream::{map_blocks, map_rows, CHUNK_ROWS};
 
 /// Rows of f32 features, served as contiguous blocks in row order.
 pub trait RowBlocks: Sync {

@@ -3,6 +3,7 @@
 //! oracle (export a batch, import the answers) plugs in behind the same trait.
 use crate::data::Dataset;
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 
 /// Answers label queries for pool rows (row indices into the dataset table).
 pub trait Oracle {
@@ -41,5 +42,39 @@ impl Oracle for Simulated<'_> {
     }
     fn name(&self) -> &str {
         "simulated"
+    }
+}
+
+/// People's answers, as `proxal label` stored them: the annotation project's oracle. It answers
+/// for the rows people labelled and refuses the others (a batch returned to the pool with
+/// `--skip-rest` keeps its unanswered rows unlabelled).
+pub struct Annotations {
+    by_row: HashMap<usize, u32>,
+}
+
+impl Annotations {
+    /// From (row, class id) answers.
+    pub fn new(answers: impl IntoIterator<Item = (usize, u32)>) -> Self {
+        Self {
+            by_row: answers.into_iter().collect(),
+        }
+    }
+    /// Whether people answered for `row`.
+    pub fn answered(&self, row: usize) -> bool {
+        self.by_row.contains_key(&row)
+    }
+}
+
+impl Oracle for Annotations {
+    fn label(&mut self, rows: &[usize]) -> Result<Vec<u32>> {
+        rows.iter()
+            .map(|r| match self.by_row.get(r) {
+                Some(&y) => Ok(y),
+                None => bail!("row {r} has no answer yet: label it with `proxal label`"),
+            })
+            .collect()
+    }
+    fn name(&self) -> &str {
+        "annotators"
     }
 }

@@ -24,15 +24,16 @@
 pub mod labels;
 pub mod model;
 
-use crate::al::run::{
-    cold_start, ensure_v0, evaluate, policy_work, select_batch, selector_for, Ctx, PolicyState,
+use crate::al::run::{cold_start, ensure_v0, round_step, select_batch, Ctx, PolicyState, StepPlan};
+use crate::al::{
+    LabelRecord, PolicyKind, ProgressRecord, RunConfig, RunDir, RunOptions, SelectWith,
 };
-use crate::al::{LabelRecord, PolicyKind, ProgressRecord, RunConfig, RunDir, RunOptions};
 use crate::cost::Stage;
 use crate::data::{import_file, ImportOptions};
 use crate::data::{Dataset, LabelMap, Split};
 use crate::features::RowBlocks;
 use crate::home::Home;
+use crate::oracle::{Annotations, Oracle};
 use crate::util;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -483,15 +484,19 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
             None,
         )
     } else {
-        // The work of round `round - 1`: its labels are all in.
+        // The work of round `round - 1`: its labels are all in. They arrive through the oracle
+        // (people's stored answers), batch by batch in pick order, as `proxal run` buys them from
+        // its simulated oracle: the same labels in the same order give the same next batch.
         let r = round - 1;
+        let labels = answered_in_batch_order(&ds, &batches, &labels)?;
         let v0 = ensure_v0(&mut cx, r == 0)?;
         fault_point("next-after-embed");
         let prev: Vec<ProgressRecord> = batches.iter().filter_map(|b| b.work.clone()).collect();
         let mut st = PolicyState::restore(&cx, &prev)?;
         let classes: HashSet<&str> = labels.iter().map(|l| l.label.as_str()).collect();
-        if classes.len() < 2 || cfg.policy == PolicyKind::Random {
-            let why = if cfg.policy == PolicyKind::Random {
+        let random_policy = cfg.policy.selects_with() == SelectWith::Nothing;
+        if classes.len() < 2 || random_policy {
+            let why = if random_policy {
                 "random sample (policy random)".to_string()
             } else {
                 format!(
@@ -518,31 +523,16 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
             )?;
             (picks, why, Some(rec), None)
         } else {
-            let mut rec = policy_work(&mut cx, r, &labels, Some(&v0), &mut st, false)?;
-            fault_point("next-after-policy-work");
-            if !cx.test.is_empty() && r.is_multiple_of(cfg.eval_every) {
-                let (rows, ys) = crate::al::run::labelled_xy(&cx, &labels);
-                let s = evaluate(
-                    &mut cx,
-                    r,
-                    &rows,
-                    &ys,
-                    Some(&v0),
-                    st.current.as_ref(),
-                    st.standard_model.as_ref(),
-                    rec.aligned.is_some(),
-                )?;
-                rec.test_accuracy = Some(s.accuracy);
-            }
-            let sel = selector_for(
-                &mut cx,
-                r,
-                &labels,
-                Some(&v0),
-                st.current.as_ref(),
-                st.standard_model.as_ref(),
-            )?;
-            let picks = select_batch(&mut cx, r, &labels, &sel, Some(&v0), st.current.as_ref())?;
+            let plan = StepPlan {
+                final_round: false,
+                evaluate: !cx.test.is_empty() && r.is_multiple_of(cfg.eval_every),
+                select: true,
+            };
+            let step = round_step(&mut cx, r, &labels, Some(&v0), &mut st, plan)?;
+            let (rec, picks) = (step.progress, step.picks);
+            let sel = step
+                .selector
+                .context("a selecting round step has a selector")?;
             let feats = st.current.as_ref().map(|c| &c.1).unwrap_or(&v0);
             let preds = sel.model().map(|m| {
                 let rows: Vec<usize> = picks.iter().map(|p| p.row).collect();
@@ -599,6 +589,47 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
         selected_by,
         work,
     })
+}
+
+/// The labelled set as the round step sees it: each committed batch's answered rows, in pick
+/// order, labelled through the [`Annotations`] oracle.
+fn answered_in_batch_order(
+    ds: &Dataset,
+    batches: &[Batch],
+    stored: &[LabelRecord],
+) -> Result<Vec<LabelRecord>> {
+    let mut answers = Vec::with_capacity(stored.len());
+    for l in stored {
+        let y = ds
+            .label_map
+            .id(&l.label)
+            .with_context(|| format!("stored label '{}' is not in the label set", l.label))?;
+        answers.push((l.row, y));
+    }
+    let mut oracle = Annotations::new(answers);
+    let mut out = Vec::with_capacity(stored.len());
+    for b in batches {
+        let rows: Vec<usize> = b
+            .rows
+            .iter()
+            .map(|r| r.row)
+            .filter(|&r| oracle.answered(r))
+            .collect();
+        let ys = oracle.label(&rows)?;
+        out.extend(rows.iter().zip(ys).map(|(&row, y)| LabelRecord {
+            round: b.round,
+            row,
+            id: ds.ids[row].clone(),
+            label: ds.label_map.name(y).to_string(),
+        }));
+    }
+    if out.len() != stored.len() {
+        bail!(
+            "{} stored labels belong to no batch: the project's labels and batches disagree",
+            stored.len() - out.len()
+        );
+    }
+    Ok(out)
 }
 
 /// A text cell a spreadsheet would not run as a formula (OWASP: prefix a quote). Only the text
@@ -881,8 +912,10 @@ pub fn status(dir: &Path) -> Result<Status> {
     let cost: Vec<(Stage, f64)> = by_stage.into_values().collect();
     // Compute: the selection path plus the model that ships now (the latest `ship` round); the
     // test scoring and earlier ship training only measured quality (DESIGN.md "Metrics").
-    let counted: Vec<&crate::cost::CostRecord> =
-        recs.iter().filter(|r| r.round as i64 <= committed).collect();
+    let counted: Vec<&crate::cost::CostRecord> = recs
+        .iter()
+        .filter(|r| r.round as i64 <= committed)
+        .collect();
     let last_ship = counted
         .iter()
         .filter(|r| r.stage == Stage::Ship)

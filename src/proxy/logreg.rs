@@ -17,9 +17,9 @@
 //! (n×d·d×C through the AVX-512 kernel of `numerics::gemm` where the CPU has it, d×n·n×C through
 //! matrixmultiply; both multi-threaded) plus a softmax; the L-BFGS state and
 //! the loss are kept in f64, which is what keeps it converging where an all-f32 L-BFGS stalls.
-use crate::numerics::linalg::{matmul_into, softmax_rows, softmax_rows_scalar};
 use super::Proxy;
 use crate::numerics::gemm::Panels;
+use crate::numerics::linalg::{matmul_into, softmax_rows, softmax_rows_scalar};
 use anyhow::{bail, Result};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;

@@ -2,8 +2,8 @@
 //! cached features). Trained with candle (autograd + AdamW) on standardised features, minibatches
 //! shuffled by the project RNG; after training, batch norm (in inference mode) and the
 //! standardisation are folded into the first layer, and prediction runs as two plain matmuls.
-use crate::numerics::linalg::{matmul_into, softmax_rows};
 use super::Proxy;
+use crate::numerics::linalg::{matmul_into, softmax_rows};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};

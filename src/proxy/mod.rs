@@ -185,4 +185,3 @@ pub fn predict_rows(proxy: &dyn Proxy, features: &dyn RowBlocks, rows: &[usize])
     }
     out
 }
-

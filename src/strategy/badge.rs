@@ -23,10 +23,10 @@
 //! D²-distributed. Every `refresh_every` centres all rows are updated against the pending batch
 //! at once, which turns the work into compute-bound matmuls.
 use super::{row_slice, Pick, Round, Strategy};
-use crate::features::RowBlocks;
-use crate::numerics::linalg::{dot, matmul_into, row_sq_norms};
 use crate::features::map_rows;
+use crate::features::RowBlocks;
 use crate::numerics::argmax_rows;
+use crate::numerics::linalg::{dot, matmul_into, row_sq_norms};
 use crate::proxy::map_proba;
 use anyhow::Result;
 use ndarray::{s, Array2};

@@ -11,9 +11,9 @@
 //!   robin over them taking one random row per cluster per pass until k rows are picked. A pass
 //!   never takes two rows from one cluster.
 use super::{score_candidates, top_k, Measure, Pick, Round, Strategy};
+use crate::features::map_rows;
 use crate::features::RowBlocks;
 use crate::numerics::linalg::{matmul_into, row_sq_norms};
-use crate::features::map_rows;
 use anyhow::{bail, Context, Result};
 use ndarray::{s, Array2};
 use rand::seq::SliceRandom;
@@ -326,7 +326,9 @@ impl Strategy for ClusterMargin {
                 .collect();
             pool.sort_unstable();
             self.clusters = Some(match round.cache_dir {
-                Some(dir) => Clusters::cached(round.features, &pool, &self.config, round.seed, dir)?,
+                Some(dir) => {
+                    Clusters::cached(round.features, &pool, &self.config, round.seed, dir)?
+                }
                 None => Arc::new(Clusters::compute(
                     round.features,
                     &pool,

@@ -13,9 +13,9 @@
 //!    pick are never touched again, so a batch costs far less than k full passes over the pool,
 //!    and the result is identical to the textbook O(n·k) loop (ties go to the lower row).
 use super::{row_slice, Pick, Round, Strategy};
+use crate::features::map_rows;
 use crate::features::RowBlocks;
 use crate::numerics::linalg::{matmul_into, row_sq_norms, sq_dist};
-use crate::features::map_rows;
 use anyhow::Result;
 use ndarray::{s, Array2};
 use rand::Rng;
