@@ -49,7 +49,8 @@ fn extend_row(out: &mut Vec<f32>, row: ArrayView1<'_, f32>) {
     }
 }
 
-impl RowBlocks for Array2<f32> {
+/// An in-memory matrix (owned or a view) is one block.
+impl<S: ndarray::Data<Elem = f32> + Sync> RowBlocks for ndarray::ArrayBase<S, ndarray::Ix2> {
     fn n_rows(&self) -> usize {
         self.nrows()
     }
@@ -60,21 +61,6 @@ impl RowBlocks for Array2<f32> {
         vec![(0, self.view())]
     }
     fn row(&self, i: usize) -> ArrayView1<'_, f32> {
-        Array2::row(self, i)
-    }
-}
-
-impl RowBlocks for ArrayView2<'_, f32> {
-    fn n_rows(&self) -> usize {
-        self.nrows()
-    }
-    fn dim(&self) -> usize {
-        self.ncols()
-    }
-    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
-        vec![(0, self.view())]
-    }
-    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
-        ArrayView2::row(self, i)
+        self.index_axis(ndarray::Axis(0), i)
     }
 }

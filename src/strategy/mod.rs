@@ -10,16 +10,16 @@
 //! | `badge`            | `badge.rs`           | D² in gradient-embedding space when drawn           |
 //! | `coreset`          | `coreset.rs`         | distance to the nearest labelled/picked row         |
 //! | `cluster-margin`   | `cluster_margin.rs`  | margin of the row (cluster round-robin order)       |
-//! | `typicality`       | `cold_start.rs`      | typicality 1 / mean k-NN distance in its cluster    |
+//! | `typicality`       | `typicality.rs`      | typicality 1 / mean k-NN distance in its cluster    |
 //! | `ups:<inner>`      | `ups.rs`             | the inner strategy's score, on a subsampled pool    |
 //!
 //! A [`Round`] is built once per AL round; strategies are stateful objects kept across rounds
 //! (Cluster-Margin caches its clustering, UPS its last uncertainties).
 pub mod badge;
 pub mod cluster_margin;
-pub mod cold_start;
 pub mod coreset;
 pub mod random;
+pub mod typicality;
 pub mod uncertainty;
 pub mod ups;
 
@@ -31,9 +31,9 @@ use std::borrow::Cow;
 
 pub use badge::Badge;
 pub use cluster_margin::{ClusterConfig, ClusterMargin, Clusters};
-pub use cold_start::Typicality;
 pub use coreset::CoreSet;
 pub use random::Random;
+pub use typicality::Typicality;
 pub use uncertainty::Uncertainty;
 pub use ups::Ups;
 
