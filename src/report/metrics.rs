@@ -609,8 +609,8 @@ fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunM
     for rec in &r.ledger {
         *by_stage.entry(rec.stage).or_insert(0.0) += rec.wall_seconds;
         bought += rec.labels_bought;
-        let counts = rec.stage.is_path()
-            || (rec.stage == Stage::Ship && Some(rec.round) == ship_round);
+        let counts =
+            rec.stage.is_path() || (rec.stage == Stage::Ship && Some(rec.round) == ship_round);
         if counts {
             total.add(rec);
             if rec.stage == Stage::Ship {
