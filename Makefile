@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check compare-proxies clean-features help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
+	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -61,6 +62,10 @@ report-experiments:
 reproduce-check: assets
 	@cargo build --bin proxal
 	@scripts/reproduce.sh
+
+compare-proxies: assets
+	@cargo build --bin proxal --example proxy_overlap --example logistic_fit_timing
+	@scripts/compare-proxies.sh
 
 clean-features:
 	rm -rf features/*/

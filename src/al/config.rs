@@ -9,7 +9,7 @@
 //! batch = 200                # labels bought per round
 //! rounds = 5
 //! strategy = "margin"        # random | least-confidence | margin | entropy | badge | coreset | cluster-margin
-//! proxy = "logreg"           # logreg | mlp
+//! proxy = "logreg"           # logreg | mlp | lsq
 //! eval_every = 1             # evaluate the shipped model every k rounds (and always at the end)
 //! eval_model = "linear-probe" # what the policy ships: linear-probe | fine-tune | lp-ft | auto
 //!

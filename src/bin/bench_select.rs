@@ -43,7 +43,7 @@ struct RunArgs {
     strategy: String,
     #[arg(long)]
     batch: usize,
-    /// logreg or mlp
+    /// logreg, mlp or lsq
     #[arg(long, default_value = "logreg")]
     proxy: String,
     #[arg(long, default_value_t = 0)]

@@ -36,7 +36,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Proxy head: logreg or mlp.
+    /// Proxy head: logreg, mlp or lsq.
     #[arg(long, default_value = "logreg")]
     pub proxy: String,
     /// Inverse L2 strength of the logistic proxy (scikit-learn's C).

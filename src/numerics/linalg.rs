@@ -111,6 +111,38 @@ pub fn softmax_rows_scalar(z: &mut Array2<f32>) {
     }
 }
 
+/// In-place Euclidean projection of each row onto the probability simplex ("sparsemax",
+/// Martins & Astudillo 2016): `p = max(z − τ, 0)` with the one τ that makes the row sum to 1.
+/// Classes scoring at most τ get probability 0; the others keep their score differences
+/// exactly. τ comes from the sorted row (O(C log C)), accumulated in f64. A row with a NaN
+/// score becomes all NaN (as a softmax would). Each row is computed on its own.
+pub fn simplex_project_rows(z: &mut Array2<f32>) {
+    let mut sorted: Vec<f32> = Vec::with_capacity(z.ncols());
+    for mut row in z.rows_mut() {
+        if row.iter().any(|v| v.is_nan()) {
+            row.fill(f32::NAN);
+            continue;
+        }
+        sorted.clear();
+        sorted.extend(row.iter().copied());
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        // The support is the largest k with s_(k) > (s_(1) + … + s_(k) − 1) / k; the condition
+        // holds for every j ≤ k and for none after, so the scan stops at the first failure.
+        let mut cum = 0.0f64;
+        let mut tau = 0.0f64;
+        for (j, &v) in sorted.iter().enumerate() {
+            cum += v as f64;
+            let t = (cum - 1.0) / (j + 1) as f64;
+            if v as f64 > t {
+                tau = t;
+            } else {
+                break;
+            }
+        }
+        row.mapv_inplace(|v| (v as f64 - tau).max(0.0) as f32);
+    }
+}
+
 /// `exp` of each element through the AVX-512 polynomial where available (else `f32::exp`);
 /// exposed for tests and measurements.
 pub fn exp_slice(v: &mut [f32]) {

@@ -5,11 +5,17 @@
 //! * [`ProxyConfig`] — which head and its hyper-parameters; [`ProxyConfig::fit`] trains one.
 //!   [`LogRegConfig`] (default): multinomial logistic regression, L2-regularised, full-batch
 //!   L-BFGS on standardised features, deterministic. [`MlpConfig`]: Linear-BatchNorm-ReLU-Linear
-//!   (the ASVP paper's head) trained with AdamW through candle.
+//!   (the ASVP paper's head) trained with AdamW through candle. [`LsqConfig`]: ridge regression
+//!   of one-hot targets in closed form, scores projected onto the simplex (`lsq.rs`).
+//! * linfa: the configs are linfa `Fit` params and the fitted heads linfa `Predict` models
+//!   (labels); [`LinfaProxy`] serves any fitted linfa classifier as a [`Proxy`]
+//!   (`linfa_traits.rs`).
 //! * [`map_proba`] / [`map_scores`] — stream any [`RowBlocks`] (the memory-mapped store, or an
 //!   in-memory matrix) through a closure in parallel chunks, zero-copy where rows are contiguous,
 //!   so a 1M-row pool is scored without materialising its n × C probability matrix.
+pub mod linfa_traits;
 pub mod logreg;
+pub mod lsq;
 pub mod mlp;
 
 use crate::features::{map_blocks, map_rows, RowBlocks};
@@ -17,12 +23,14 @@ use anyhow::{bail, Result};
 use ndarray::{s, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+pub use linfa_traits::{scatter_classes, Head, HeadParams, LinfaProxy, ProxyError};
 pub use logreg::{ClassWeight, LogReg, LogRegConfig};
+pub use lsq::{Lsq, LsqConfig, LsqSolver};
 pub use mlp::{Mlp, MlpConfig};
 
 /// A fitted proxy head.
 pub trait Proxy: Send + Sync {
-    /// Short name ("logreg", "mlp").
+    /// Short name ("logreg", "mlp", "lsq", "linfa").
     fn kind(&self) -> &'static str;
     /// Feature dimension it was trained on.
     fn dim(&self) -> usize;
@@ -37,12 +45,32 @@ pub trait Proxy: Send + Sync {
     }
 }
 
+/// A boxed proxy is a proxy (so `Box<dyn Proxy>` serves where a `P: Proxy` is asked for).
+impl<P: Proxy + ?Sized> Proxy for Box<P> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn n_classes(&self) -> usize {
+        (**self).n_classes()
+    }
+    fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        (**self).predict_proba(x)
+    }
+    fn penultimate(&self, x: ArrayView2<f32>) -> Option<Array2<f32>> {
+        (**self).penultimate(x)
+    }
+}
+
 /// Which proxy head to train, with its hyper-parameters (serialisable, for policy configs).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ProxyConfig {
     Logreg(LogRegConfig),
     Mlp(MlpConfig),
+    Lsq(LsqConfig),
 }
 
 impl Default for ProxyConfig {
@@ -52,12 +80,14 @@ impl Default for ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// Parse a short name: "logreg" or "mlp" with default hyper-parameters.
+    /// Parse a short name: "logreg", "mlp" or "lsq" (alias "ridge") with default
+    /// hyper-parameters.
     pub fn from_name(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
             "logreg" | "linear" | "lr" => Ok(ProxyConfig::Logreg(LogRegConfig::default())),
             "mlp" => Ok(ProxyConfig::Mlp(MlpConfig::default())),
-            other => bail!("unknown proxy '{other}' (expected logreg or mlp)"),
+            "lsq" | "ridge" => Ok(ProxyConfig::Lsq(LsqConfig::default())),
+            other => bail!("unknown proxy '{other}' (expected logreg, mlp or lsq)"),
         }
     }
 
@@ -73,6 +103,7 @@ impl ProxyConfig {
         Ok(match self {
             ProxyConfig::Logreg(c) => Box::new(LogReg::fit(c, x, y, n_classes, None)?),
             ProxyConfig::Mlp(c) => Box::new(Mlp::fit(c, x, y, n_classes, seed)?),
+            ProxyConfig::Lsq(c) => Box::new(Lsq::fit(c, x, y, n_classes)?),
         })
     }
 
