@@ -13,7 +13,7 @@ use proxal::data::{Dataset, Split};
 use proxal::features::{RowBlocks, Store, Verify};
 use proxal::home::Home;
 use proxal::proxy::ProxyConfig;
-use proxal::strategy::{Margin, Round, Strategy};
+use proxal::strategy::{Measure, Round, Strategy, Uncertainty};
 use std::collections::HashSet;
 
 fn main() -> Result<()> {
@@ -64,7 +64,7 @@ fn main() -> Result<()> {
             for name in ["logreg", "lsq"] {
                 let proxy = ProxyConfig::from_name(name)?.fit(x.view(), &ys, n_classes, 0)?;
                 let r = Round::new(&fv, &unlabelled, &rows, Some(proxy.as_ref()), 0)?;
-                let chosen: HashSet<usize> = Margin
+                let chosen: HashSet<usize> = Uncertainty(Measure::Margin)
                     .select(&r, bought.len())?
                     .iter()
                     .map(|p| p.row)

@@ -12,7 +12,7 @@ use proxal::proxy::{
     scatter_classes, Head, LinfaProxy, LogReg, LogRegConfig, Lsq, LsqConfig, LsqSolver, Mlp,
     MlpConfig, Proxy, ProxyConfig, ProxyError,
 };
-use proxal::strategy::{Margin, Round, Strategy};
+use proxal::strategy::{Measure, Round, Strategy, Uncertainty};
 use synth::Mixture;
 
 fn argmax(r: ndarray::ArrayView1<f32>) -> usize {
@@ -354,7 +354,7 @@ fn a_linfa_classifier_serves_as_a_proxy() {
     // A strategy runs on it like on any proxy.
     let pool: Vec<usize> = (0..400).collect();
     let round = Round::new(&x, &pool, &labelled, Some(&proxy), 0).unwrap();
-    let picks = Margin.select(&round, 10).unwrap();
+    let picks = Uncertainty(Measure::Margin).select(&round, 10).unwrap();
     assert_eq!(picks.len(), 10);
     assert!(picks.iter().all(|pk| !labelled.contains(&pk.row)));
     assert!(picks.windows(2).all(|w| w[0].score <= w[1].score));
