@@ -268,6 +268,10 @@ fn annotation_loop_on_banking77_with_kills() {
     );
     assert_consistent(&proj);
     let durable = common::durable_chunks(&v0);
+    eprintln!(
+        "`next` killed with {} of {n_chunks} v0 chunks durable",
+        durable.len()
+    );
     let cost_lines_at_kill = std::fs::read_to_string(v0.join("cost.jsonl"))
         .unwrap_or_default()
         .lines()

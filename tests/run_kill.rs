@@ -5,7 +5,7 @@
 //! refresh chunks that were durable at the kill are reused, not embedded again.
 //!
 //! Real MiniLM on a 400-row banking77 sample (300 pool, 100 test), policy `standard` (fine-tune
-//! and refresh every round), 40 labels then 40 more, refreshed features in 50-row chunks
+//! and refresh every round), 40 labels then 20 more, refreshed features in 50-row chunks
 //! (`PROXAL_CHUNK_ROWS`).
 mod common;
 
@@ -30,13 +30,13 @@ dataset = "b77"
 policy = "standard"
 seed = 3
 initial = 40
-batch = 40
+batch = 20
 rounds = 1
 strategy = "margin"
 embed_batch = 32
 embed_max_len = 32
 [train]
-epochs = 2
+epochs = 1
 batch_size = 8
 max_len = 32
 "#;
@@ -124,7 +124,7 @@ fn run_dir(home: &Path) -> PathBuf {
 }
 
 fn refreshed(home: &Path) -> PathBuf {
-    run_dir(home).join("features").join(DATASET).join("v1")
+    run_dir(home).join("features").join("v1")
 }
 
 /// A JSONL file's records.
