@@ -307,9 +307,8 @@ fn annotation_loop_on_banking77_with_kills() {
     // The uninterrupted copy: the same v0, bit for bit, and the same batch.
     let out_clean = ok(&["next", "--project", clean.to_str().unwrap(), "--quiet"]);
     assert!(out_clean.contains("batch 1: 80 rows"), "{out_clean}");
-    assert_eq!(
-        common::chunk_bytes(&v0),
-        common::chunk_bytes(&clean.join("features/pool/v0")),
+    assert!(
+        common::chunk_bytes(&v0) == common::chunk_bytes(&clean.join("features/pool/v0")),
         "v0 after kill + rerun differs from an uninterrupted embedding"
     );
     assert_eq!(

@@ -120,14 +120,14 @@ pub fn poll<T>(secs: f64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A durable chunk file's identity: the same inode and modification time after a resume means
+/// A durable chunk file's identity: the same inode, modification time and content after a resume mean
 /// the resume did not rewrite it (chunks are written to a temp file and renamed into place).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileId {
     pub name: String,
     pub inode: u64,
     pub mtime_ns: i128,
-    pub bytes: Vec<u8>,
+    pub sha256: String,
 }
 
 pub fn file_id(path: &Path) -> FileId {
@@ -137,7 +137,7 @@ pub fn file_id(path: &Path) -> FileId {
         name: path.file_name().unwrap().to_string_lossy().into_owned(),
         inode: m.ino(),
         mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        bytes: std::fs::read(path).unwrap(),
+        sha256: proxal::util::sha256_file(path).unwrap(),
     }
 }
 
