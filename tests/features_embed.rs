@@ -247,10 +247,8 @@ fn cli_embed_survives_kill_9() {
     // The rerun resumed after the durable chunks and embedded only the rest …
     let done = durable.len() * 64;
     assert!(
-        stdout.contains(&format!(
-            "3000 rows × 32 ({} embedded in",
-            3000 - done
-        )) && stdout.contains(&format!("resumed after {done} rows")),
+        stdout.contains(&format!("3000 rows × 32 ({} embedded in", 3000 - done))
+            && stdout.contains(&format!("resumed after {done} rows")),
         "{stdout}"
     );
     // … leaving the chunks durable at the kill untouched (same inode, mtime, bytes).

@@ -61,7 +61,12 @@ fn assert_fault_abort(s: ExitStatus, err: &str) {
 
 /// `cp -a src dst`.
 fn copy_dir(src: &Path, dst: &Path) {
-    let s = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    let s = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
     assert!(s.success(), "cp -a {} {}", src.display(), dst.display());
 }
 
@@ -296,7 +301,11 @@ fn annotation_loop_on_banking77_with_kills() {
     let rerun_rows: u64 = cost
         .lines()
         .skip(cost_lines_at_kill)
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["rows"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert_eq!(
         rerun_rows as usize,

@@ -62,7 +62,10 @@ fn make_home(home: &Path, assets: &Path) -> PathBuf {
 
 /// `proxal run` (progress lines on stderr), stderr lines sent to the returned channel and kept
 /// in the returned log.
-fn spawn_run(home: &Path, assets: &Path) -> (Child, Receiver<String>, std::sync::Arc<Mutex<String>>) {
+fn spawn_run(
+    home: &Path,
+    assets: &Path,
+) -> (Child, Receiver<String>, std::sync::Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_proxal"))
         .arg("--home")
         .arg(home)
@@ -239,8 +242,7 @@ fn clean(assets: &Path) -> &'static Clean {
 
 #[test]
 fn run_killed_during_fine_tune_resumes_to_the_same_run() {
-    let Some(assets) = common::assets("run_killed_during_fine_tune_resumes_to_the_same_run")
-    else {
+    let Some(assets) = common::assets("run_killed_during_fine_tune_resumes_to_the_same_run") else {
         return;
     };
     let t0 = Instant::now();
@@ -299,18 +301,22 @@ fn run_killed_during_refresh_resumes_and_reuses_durable_chunks() {
     let v1 = refreshed(home);
     let n_chunks = ROWS.div_ceil(CHUNK_ROWS);
     // Kill once the refreshed version has a durable chunk and is not complete.
-    common::poll(600.0, "a durable refreshed chunk while v1 is incomplete", || {
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!(
-                "the run ended ({s}) before the refresh had a durable chunk:\n{}",
-                log.lock().unwrap()
-            );
-        }
-        match common::manifest_state(&v1) {
-            Some((chunks, false)) if !chunks.is_empty() => Some(()),
-            _ => None,
-        }
-    });
+    common::poll(
+        600.0,
+        "a durable refreshed chunk while v1 is incomplete",
+        || {
+            if let Some(s) = child.try_wait().unwrap() {
+                panic!(
+                    "the run ended ({s}) before the refresh had a durable chunk:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+            match common::manifest_state(&v1) {
+                Some((chunks, false)) if !chunks.is_empty() => Some(()),
+                _ => None,
+            }
+        },
+    );
     common::kill_9(&mut child, "`proxal run` refreshing");
     let (listed, complete) = common::manifest_state(&v1).unwrap();
     assert!(
@@ -340,7 +346,11 @@ fn run_killed_during_refresh_resumes_and_reuses_durable_chunks() {
     let resumed_rows: u64 = cost
         .lines()
         .skip(cost_at_kill)
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["rows"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert_eq!(
         resumed_rows as usize,
