@@ -335,12 +335,12 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
             .output()
             .unwrap();
         (
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
     let m = model.to_str().unwrap();
-    let (ok, err) = run(&[
+    let (code, err) = run(&[
         "embed",
         "--data",
         "toy",
@@ -350,8 +350,8 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
         "32",
         "--quiet",
     ]);
-    assert!(ok, "{err}");
-    let (ok, err) = run(&[
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&[
         "refresh",
         "--data",
         "toy",
@@ -359,7 +359,7 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
         m,
         "--quiet",
     ]);
-    assert!(ok, "{err}");
+    assert_eq!(code, Some(0), "{err}");
     let store = proxal::features::Store::new(&home, "toy");
     let m1 = store.manifest(1).unwrap();
     assert!(m1.complete);
@@ -376,14 +376,14 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
         assert_eq!(v0.row(r), v1.row(r), "row {r}");
     }
     // A checkpoint directory that is not a model is a one-line error.
-    let (ok, err) = run(&[
+    let (code, err) = run(&[
         "refresh",
         "--data",
         "toy",
         "--from-checkpoint",
         dir.path().to_str().unwrap(),
     ]);
-    assert!(!ok);
+    assert_eq!(code, Some(1), "exit code of a failed command: {err}");
     assert!(
         err.contains("missing config.json") || err.contains("config.json"),
         "{err}"

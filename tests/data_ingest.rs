@@ -115,7 +115,7 @@ fn imports_an_unlabelled_pool_with_ids() {
 
 #[test]
 fn builtin_importers_have_the_published_sizes() {
-    let Some(assets) = common::assets() else {
+    let Some(assets) = common::assets("builtin_importers_have_the_published_sizes") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -293,17 +293,17 @@ fn cli_errors_are_one_line_with_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("m.csv");
     std::fs::write(&f, "body\nhello\n").unwrap();
-    let (ok, _, err) = common::proxal(
+    let (code, _, err) = common::proxal(
         dir.path(),
         &["data", "import", f.to_str().unwrap(), "--name", "m"],
     );
-    assert!(!ok);
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("no column 'text'") && err.contains("m.csv"),
         "{err}"
     );
-    let (ok, out, err) = common::proxal(
+    let (code, out, err) = common::proxal(
         dir.path(),
         &[
             "data",
@@ -315,7 +315,7 @@ fn cli_errors_are_one_line_with_nonzero_exit() {
             "body",
         ],
     );
-    assert!(ok, "{err}");
+    assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("1 rows"), "{out}");
     assert!(Path::new(&dir.path().join("datasets/m/table.parquet")).exists());
 }

@@ -1,5 +1,7 @@
 //! The feature store: chunked writes, manifest, mapped zero-copy reads, versions, and the
 //! errors it must raise (corrupt/truncated chunk, dimension and dataset mismatch, incomplete).
+mod common;
+
 use ndarray::Array2;
 use proxal::features::store::DEFAULT_CHUNK_ROWS;
 use proxal::features::{Provenance, RowBlocks, Store, Verify, VersionSpec};
@@ -236,7 +238,11 @@ fn disk_full_is_reported_as_such() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("skipping disk_full_is_reported_as_such: cannot mount a small tmpfs here");
+        common::skip(
+            "disk_full_is_reported_as_such",
+            common::Skip::Machine,
+            "cannot mount a small tmpfs here (needs privilege)",
+        );
         return;
     }
     let res = write_durable(&mnt.join("chunk-00000.safetensors"), &vec![1u8; 1 << 20]);

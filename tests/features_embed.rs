@@ -1,6 +1,8 @@
 //! `proxal embed` end to end on a tiny random BERT: every row embedded in table order, and a
 //! job killed part-way (simulated, and a real kill -9 of the binary) resumes to a store that is
 //! bit-identical to an uninterrupted run.
+mod common;
+
 use candle_core::Device;
 use proxal::backbone::{tiny, Backbone, BertConfig, EmbedOptions};
 use proxal::data::{Dataset, LabelMap, Split};
@@ -213,23 +215,28 @@ fn cli_embed_survives_kill_9() {
     );
     let want = snapshot(&clean_home.join("features/toy/v0"));
 
-    // Kill -9 as soon as a few chunks are durable (or whenever it gets there), then rerun.
+    // Kill -9 once three chunks are durable and the version is not complete, then rerun.
+    let n_chunks = 3000usize.div_ceil(64);
+    let v0 = home.join("features/toy/v0");
     let mut child = run(&home);
-    let manifest = home.join("features/toy/v0/manifest.json");
-    let t0 = std::time::Instant::now();
-    loop {
-        let n = std::fs::read(&manifest)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|m| m["chunks"].as_array().map(|a| a.len()).unwrap_or(0))
-            .unwrap_or(0);
-        if n >= 3 || t0.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
-            break;
+    common::poll(60.0, "3 durable chunks while v0 is incomplete", || {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("`embed` ended ({s}) before 3 chunks were durable");
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
+        match common::manifest_state(&v0) {
+            Some((chunks, false)) if chunks.len() >= 3 => Some(()),
+            _ => None,
+        }
+    });
+    common::kill_9(&mut child, "`proxal embed`");
+    // The kill interrupted the job: the version is incomplete.
+    let (listed, complete) = common::manifest_state(&v0).unwrap();
+    assert!(
+        !complete && listed.len() < n_chunks,
+        "at the kill: {} of {n_chunks} chunks, complete {complete}",
+        listed.len()
+    );
+    let durable = common::durable_chunks(&v0);
     let out = run(&home).wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -237,8 +244,24 @@ fn cli_embed_survives_kill_9() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3000 rows × 32"), "{stdout}");
-    let mut got = snapshot(&home.join("features/toy/v0"));
+    // The rerun resumed after the durable chunks and embedded only the rest …
+    let done = durable.len() * 64;
+    assert!(
+        stdout.contains(&format!("3000 rows × 32 ({} embedded in", 3000 - done))
+            && stdout.contains(&format!("resumed after {done} rows")),
+        "{stdout}"
+    );
+    // … leaving the chunks durable at the kill untouched (same inode, mtime, bytes).
+    for f in &durable {
+        assert_eq!(
+            &common::file_id(&v0.join(&f.name)),
+            f,
+            "{} was rewritten by the rerun",
+            f.name
+        );
+    }
+    // The result equals the uninterrupted run's, file for file.
+    let mut got = snapshot(&v0);
     got.retain(|(n, _)| !n.contains(".tmp-"));
     assert_eq!(got, want);
     let fv = Store::at(home.join("features/toy"), "toy")

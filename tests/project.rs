@@ -10,16 +10,21 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+
+/// Rows per feature chunk in these tests: the 1,600-row banking77 project embeds in 4 chunks,
+/// so a `next` killed while embedding leaves durable chunks to reuse.
+const CHUNK_ROWS: usize = 400;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_proxal"));
     c.env_remove("PROXAL_FAULT");
+    c.env("PROXAL_CHUNK_ROWS", CHUNK_ROWS.to_string());
     c
 }
 
-/// Run proxal; (success, stdout, stderr).
-fn px(args: &[&str], fault: Option<&str>) -> (bool, String, String) {
+/// Run proxal; (exit status, stdout, stderr).
+fn px(args: &[&str], fault: Option<&str>) -> (ExitStatus, String, String) {
     let mut c = bin();
     c.args(args);
     if let Some(f) = fault {
@@ -27,7 +32,7 @@ fn px(args: &[&str], fault: Option<&str>) -> (bool, String, String) {
     }
     let o = c.output().unwrap();
     (
-        o.status.success(),
+        o.status,
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
@@ -35,8 +40,42 @@ fn px(args: &[&str], fault: Option<&str>) -> (bool, String, String) {
 
 fn ok(args: &[&str]) -> String {
     let (s, out, err) = px(args, None);
-    assert!(s, "proxal {args:?} failed:\n{out}\n{err}");
+    assert!(s.success(), "proxal {args:?} failed ({s}):\n{out}\n{err}");
     out
+}
+
+/// A command that failed the documented way: exit code 1 and a last stderr line
+/// `proxal: error: …`.
+fn assert_error_exit(s: ExitStatus, err: &str) {
+    assert_eq!(s.code(), Some(common::ERROR_EXIT), "{s}: {err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.starts_with("proxal: error:"), "{err}");
+}
+
+/// A command aborted at a `PROXAL_FAULT` point: killed by SIGABRT, having said so.
+fn assert_fault_abort(s: ExitStatus, err: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(s.signal(), Some(6), "{s}: {err}");
+    assert!(err.contains("PROXAL_FAULT"), "{err}");
+}
+
+/// `cp -a src dst`.
+fn copy_dir(src: &Path, dst: &Path) {
+    let s = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
+    assert!(s.success(), "cp -a {} {}", src.display(), dst.display());
+}
+
+/// A committed batch's manifest without its creation time.
+fn batch_manifest(proj: &Path, round: usize) -> Value {
+    let p = proj.join(format!("batches/round-{round:03}/manifest.json"));
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("created_unix");
+    m
 }
 
 /// The stored labels: (row, label) in order.
@@ -102,7 +141,7 @@ fn assert_consistent(proj: &Path) {
 
 #[test]
 fn annotation_loop_on_banking77_with_kills() {
-    let Some(assets) = common::assets() else {
+    let Some(assets) = common::assets("annotation_loop_on_banking77_with_kills") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -198,27 +237,94 @@ fn annotation_loop_on_banking77_with_kills() {
     assert!(out.contains("stored 0 labels, 80 already stored"), "{out}");
     assert_eq!(stored(&proj).len(), 80);
 
-    // Round 1: `next` embeds the pool first; kill -9 it mid-way, then rerun.
+    // Round 1: `next` embeds the pool first (v0: 1,600 rows in 4 chunks). A copy of the project
+    // runs it uninterrupted; the project itself is killed with SIGKILL once v0 has a durable
+    // chunk but is not complete, then `next` is rerun.
+    let clean = tmp.path().join("proj-clean");
+    copy_dir(&proj, &clean);
+    let v0 = proj.join("features/pool/v0");
+    let n_chunks = 1600usize.div_ceil(CHUNK_ROWS);
     let mut child = bin()
         .args(["next", "--project", p, "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        !proj.join("batches/round-001/manifest.json").exists() || {
-            // It may have finished before the kill on a fast machine.
-            true
+    common::poll(600.0, "a durable v0 chunk while v0 is incomplete", || {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("`next` ended ({s}) before v0 had a durable chunk");
         }
+        match common::manifest_state(&v0) {
+            Some((chunks, false)) if !chunks.is_empty() => Some(()),
+            _ => None,
+        }
+    });
+    common::kill_9(&mut child, "`next` embedding v0");
+    // The kill interrupted the embedding: v0 incomplete, no batch committed.
+    let (listed, complete) = common::manifest_state(&v0).unwrap();
+    assert!(
+        !complete && !listed.is_empty() && listed.len() < n_chunks,
+        "v0 at the kill: {} of {n_chunks} chunks, complete {complete}",
+        listed.len()
+    );
+    assert!(
+        !proj.join("batches/round-001/manifest.json").exists(),
+        "a `next` killed while embedding committed a batch"
     );
     assert_consistent(&proj);
+    let durable = common::durable_chunks(&v0);
+    eprintln!(
+        "`next` killed with {} of {n_chunks} v0 chunks durable",
+        durable.len()
+    );
+    let cost_lines_at_kill = std::fs::read_to_string(v0.join("cost.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count();
     let out = ok(&["next", "--project", p, "--quiet"]);
     assert!(
         out.contains("batch 1: 80 rows") && out.contains("margin"),
         "{out}"
     );
     assert!(out.contains("held-out accuracy"), "{out}");
+    // The chunks durable at the kill were reused, not embedded again: same files (inode, mtime,
+    // bytes), and the rerun's cost records cover only the chunks that were missing.
+    for f in &durable {
+        assert_eq!(
+            &common::file_id(&v0.join(&f.name)),
+            f,
+            "{} was rewritten by the rerun",
+            f.name
+        );
+    }
+    let cost = std::fs::read_to_string(v0.join("cost.jsonl")).unwrap();
+    let rerun_rows: u64 = cost
+        .lines()
+        .skip(cost_lines_at_kill)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        rerun_rows as usize,
+        1600 - durable.len() * CHUNK_ROWS,
+        "the rerun embedded more than the {} missing chunks:\n{cost}",
+        n_chunks - durable.len()
+    );
+    // The uninterrupted copy: the same v0, bit for bit, and the same batch.
+    let out_clean = ok(&["next", "--project", clean.to_str().unwrap(), "--quiet"]);
+    assert!(out_clean.contains("batch 1: 80 rows"), "{out_clean}");
+    assert!(
+        common::chunk_bytes(&v0) == common::chunk_bytes(&clean.join("features/pool/v0")),
+        "v0 after kill + rerun differs from an uninterrupted embedding"
+    );
+    assert_eq!(
+        batch_manifest(&proj, 1),
+        batch_manifest(&clean, 1),
+        "batch 1 after kill + rerun differs from an uninterrupted `next`"
+    );
     // The predictions ride along as Label Studio pre-annotations; answer through a Label
     // Studio export built from the tasks file.
     let tasks: Vec<Value> = serde_json::from_str(
@@ -250,7 +356,7 @@ fn annotation_loop_on_banking77_with_kills() {
         &["label", a1.to_str().unwrap(), "--project", p],
         Some("label-before-commit"),
     );
-    assert!(!s && err.contains("PROXAL_FAULT"), "{err}");
+    assert_fault_abort(s, &err);
     assert_eq!(stored(&proj).len(), 80, "a killed import stored something");
     assert_consistent(&proj);
     let out = ok(&["label", a1.to_str().unwrap(), "--project", p]);
@@ -261,7 +367,8 @@ fn annotation_loop_on_banking77_with_kills() {
     assert!(out.contains("batch 2: 80 rows"), "{out}");
     // `next` refuses while the batch is open.
     let (s, _, err) = px(&["next", "--project", p, "--quiet"], None);
-    assert!(!s && err.contains("still has 80 of 80 rows"), "{err}");
+    assert_error_exit(s, &err);
+    assert!(err.contains("still has 80 of 80 rows"), "{err}");
     let ids = batch_ids(&proj, 2);
     let half = tmp.path().join("answers-2a.jsonl");
     let lines: Vec<String> = ids[..40]
@@ -285,7 +392,7 @@ fn annotation_loop_on_banking77_with_kills() {
         &["next", "--project", p, "--quiet"],
         Some("next-before-commit"),
     );
-    assert!(!s && err.contains("PROXAL_FAULT"), "{err}");
+    assert_fault_abort(s, &err);
     assert!(!proj.join("batches/round-003/manifest.json").exists());
     assert_consistent(&proj);
     let out = ok(&["next", "--project", p, "--quiet"]);
@@ -441,7 +548,8 @@ fn malformed_label_files_get_clean_errors_and_store_nothing() {
     ];
     for (path, want) in &cases {
         let (s, _, err) = px(&["label", path.to_str().unwrap(), "--project", p], None);
-        assert!(!s, "{} was accepted", path.display());
+        assert!(!s.success(), "{} was accepted", path.display());
+        assert_error_exit(s, &err);
         let last = err.lines().last().unwrap_or("");
         assert!(
             last.starts_with("proxal: error:") && last.contains(want),
@@ -463,7 +571,7 @@ fn malformed_label_files_get_clean_errors_and_store_nothing() {
     );
     let bad = f("rows.csv", rows.as_bytes());
     let (s, _, err) = px(&["label", bad.to_str().unwrap(), "--project", p], None);
-    assert!(!s);
+    assert_error_exit(s, &err);
     assert!(err.len() < 5_000, "the error report echoed a huge field");
     for want in [
         "line 3",
@@ -624,7 +732,8 @@ fn tiny_project_runs_every_command() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 60);
     // Not a project / a second init.
     let (s, _, err) = px(&["status", "--project", tmp.path().to_str().unwrap()], None);
-    assert!(!s && err.contains("not a proxal project"), "{err}");
+    assert_error_exit(s, &err);
+    assert!(err.contains("not a proxal project"), "{err}");
     let (s, _, err) = px(
         &[
             "init",
@@ -634,5 +743,6 @@ fn tiny_project_runs_every_command() {
         ],
         None,
     );
-    assert!(!s && err.contains("already a proxal project"), "{err}");
+    assert_error_exit(s, &err);
+    assert!(err.contains("already a proxal project"), "{err}");
 }

@@ -1,4 +1,6 @@
 //! `proxal select` end to end on a small dataset with synthetic features in the store.
+mod common;
+
 use proxal::data::{Dataset, LabelMap, Split};
 use proxal::features::{Provenance, Store, VersionSpec};
 use proxal::home::Home;
@@ -71,7 +73,8 @@ fn setup(home: &Path) -> Dataset {
     ds
 }
 
-fn select(home: &Path, args: &[&str]) -> (bool, String, String) {
+/// Run `proxal select`; (exit code, stdout, stderr).
+fn select(home: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_proxal"))
         .arg("--home")
         .arg(home)
@@ -80,7 +83,7 @@ fn select(home: &Path, args: &[&str]) -> (bool, String, String) {
         .output()
         .unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
@@ -110,7 +113,7 @@ fn select_writes_a_batch_and_reports_clear_errors() {
         "cluster-margin",
         "ups:entropy",
     ] {
-        let (ok, out, err) = select(
+        let (code, out, err) = select(
             home,
             &[
                 "--data",
@@ -125,7 +128,7 @@ fn select_writes_a_batch_and_reports_clear_errors() {
                 "7",
             ],
         );
-        assert!(ok, "{strategy}: {err}");
+        assert_eq!(code, Some(0), "{strategy}: {err}");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "id,text,score,predicted_label", "{strategy}");
         assert_eq!(lines.len(), 8, "{strategy}: {out}");
@@ -141,7 +144,7 @@ fn select_writes_a_batch_and_reports_clear_errors() {
     }
     // Parquet output; cold start without labels.
     let out_pq = home.join("batch.parquet");
-    let (ok, _, err) = select(
+    let (code, _, err) = select(
         home,
         &[
             "--data",
@@ -154,13 +157,13 @@ fn select_writes_a_batch_and_reports_clear_errors() {
             out_pq.to_str().unwrap(),
         ],
     );
-    assert!(ok, "{err}");
+    assert_eq!(code, Some(0), "{err}");
     assert!(std::fs::read(&out_pq).unwrap().starts_with(b"PAR1"));
 
     // One-line errors.
     let bad = home.join("bad.csv");
     std::fs::write(&bad, "id,label\nr001,alpha\nnope,beta\n").unwrap();
-    let (ok, _, err) = select(
+    let (code, _, err) = select(
         home,
         &[
             "--data",
@@ -173,11 +176,11 @@ fn select_writes_a_batch_and_reports_clear_errors() {
             "3",
         ],
     );
-    assert!(!ok);
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(err.contains("line 3: unknown id 'nope'"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     std::fs::write(&bad, "id,label\nr001,omega\n").unwrap();
-    let (_, _, err) = select(
+    let (code, _, err) = select(
         home,
         &[
             "--data",
@@ -190,9 +193,10 @@ fn select_writes_a_batch_and_reports_clear_errors() {
             "3",
         ],
     );
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(err.contains("unknown label 'omega'"), "{err}");
     std::fs::write(&bad, "id,label\nr350,alpha\n").unwrap();
-    let (_, _, err) = select(
+    let (code, _, err) = select(
         home,
         &[
             "--data",
@@ -205,13 +209,15 @@ fn select_writes_a_batch_and_reports_clear_errors() {
             "3",
         ],
     );
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(err.contains("test split"), "{err}");
-    let (_, _, err) = select(
+    let (code, _, err) = select(
         home,
         &["--data", "toy", "--strategy", "margin", "--batch", "3"],
     );
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(err.contains("needs labelled rows"), "{err}");
-    let (_, _, err) = select(
+    let (code, _, err) = select(
         home,
         &[
             "--data",
@@ -224,13 +230,15 @@ fn select_writes_a_batch_and_reports_clear_errors() {
             "3",
         ],
     );
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(
         err.contains("v9") || err.contains("no feature version"),
         "{err}"
     );
-    let (_, _, err) = select(
+    let (code, _, err) = select(
         home,
         &["--data", "toy", "--strategy", "magic", "--batch", "3"],
     );
+    assert_eq!(code, Some(common::ERROR_EXIT), "{err}");
     assert!(err.contains("unknown strategy 'magic'"), "{err}");
 }

@@ -5,7 +5,6 @@ use crate::backbone::{Backbone, EmbedOptions};
 use crate::cost::{CostRecord, Ledger, Stage};
 use crate::data::{Dataset, Split};
 use crate::features::embed::{embed_dataset, EmbedJob, COST_FILE};
-use crate::features::store::DEFAULT_CHUNK_ROWS;
 use crate::features::{FeatureVersion, RowBlocks, Store, Verify};
 use crate::home::Home;
 use crate::oracle::{Oracle, Simulated};
@@ -548,7 +547,7 @@ pub(crate) fn ensure_v0(cx: &mut Ctx, charge: bool) -> Result<FeatureVersion> {
         let job = EmbedJob {
             version: 0,
             options: cx.embed.clone(),
-            chunk_rows: DEFAULT_CHUNK_ROWS,
+            chunk_rows: crate::features::store::chunk_rows(),
             checkpoint: None,
             progress: cx.opts.progress,
         };
@@ -709,7 +708,7 @@ pub(crate) fn refresh(
     let job = EmbedJob {
         version: v,
         options: embed,
-        chunk_rows: DEFAULT_CHUNK_ROWS,
+        chunk_rows: crate::features::store::chunk_rows(),
         checkpoint: Some(ckpt),
         progress,
     };

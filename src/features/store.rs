@@ -24,6 +24,17 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TENSOR_NAME: &str = "features";
 pub const DEFAULT_CHUNK_ROWS: usize = 4096;
+
+/// Rows per chunk of the versions `proxal run` and `proxal next` write (v0 and refreshed ones):
+/// [`DEFAULT_CHUNK_ROWS`], or `PROXAL_CHUNK_ROWS` when set to a positive number (tests use small
+/// chunks to kill a job between two chunks of a small dataset).
+pub fn chunk_rows() -> usize {
+    std::env::var("PROXAL_CHUNK_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(DEFAULT_CHUNK_ROWS)
+}
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Where a version's rows came from: the backbone and how it was run.

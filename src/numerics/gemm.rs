@@ -311,8 +311,20 @@ mod tests {
     #[test]
     fn panels_match_f64_reference_any_shape() {
         if !avx512() {
-            eprintln!("no AVX-512F: the packed kernel is not built here");
             assert!(Panels::new(&[0.0; 6], 2, 3).is_none());
+            // Machine-dependent: printed, and counted by `make test` (tests/common's `skip`).
+            let line = "SKIPPED: panels_match_f64_reference_any_shape: no AVX-512F on this CPU (the packed kernel is not built here)";
+            eprintln!("{line}");
+            if let Some(log) = std::env::var_os("PROXAL_SKIP_LOG") {
+                use std::io::Write;
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                {
+                    let _ = writeln!(f, "machine {line}");
+                }
+            }
             return;
         }
         for &(m, k, n) in &[
