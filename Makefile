@@ -48,7 +48,7 @@ bench-select:
 	@scripts/bench-select.sh
 
 bench-train:
-	@cargo build --bin bench_train && ./target/debug/bench_train
+	@scripts/bench-train.sh
 
 experiments: assets
 	@cargo build --bin proxal
