@@ -145,7 +145,8 @@ mismatch = [r for r in rows if abs(r["test_accuracy_by_predict"] - r["test_accur
 w("")
 w(
     "Check: `proxal predict` with each checkpoint gives the test accuracy the run recorded "
-    + ("for every rate (within one row)." if not mismatch else
+    + (("for every rate (identical)." if all(r["test_accuracy_by_predict"] == r["test_accuracy"] for r in rows)
+        else "for every rate (within one row).") if not mismatch else
        "EXCEPT for " + ", ".join(f"{r['name']} ({r['test_accuracy_by_predict']:.4f} vs {r['test_accuracy']:.4f})" for r in mismatch) + ".")
 )
 w("")
