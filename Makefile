@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check compare-proxies clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments reproduce-check compare-proxies clean-features help
 
 all: build
 
@@ -15,6 +15,9 @@ help:
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
+	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
+	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"
+	@echo "make tune-ft-head-lr  choose fine-tuning's head learning rate on banking77's dev split (4 fine-tunes, 5-11 min each here)"
 	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
@@ -55,7 +58,17 @@ bench-select:
 	@scripts/bench-select.sh
 
 bench-train:
-	@cargo build --bin bench_train && ./target/debug/bench_train
+	@scripts/bench-train.sh
+
+peer-check:
+	@scripts/peer-check.sh
+
+check-figures:
+	@python3 scripts/check-readme-figures.py
+
+tune-ft-head-lr: assets
+	@cargo build --bin proxal
+	@scripts/tune-ft-head-lr.sh
 
 experiments: assets
 	@cargo build --bin proxal

@@ -72,7 +72,9 @@ else:
         mine = ex / f"picks-{strategy}.npy"
         if mine.exists():
             np.save(ex / f"peer-picks-{strategy}.npy", np.asarray(picks))
-            out["same_rows_as_proxal"] = set(np.load(mine).tolist()) == set(np.asarray(picks).tolist())
+            ours, theirs = set(np.load(mine).tolist()), set(np.asarray(picks).tolist())
+            out["same_rows_as_proxal"] = ours == theirs
+            out["rows_in_common_with_proxal"] = len(ours & theirs)
     elif strategy == "coreset":
         X = features()
         t = time.time()

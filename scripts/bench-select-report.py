@@ -1,11 +1,17 @@
-"""Merge bench_select and peer JSON lines into experiments/results/bench-select.{md,json}."""
+"""Merge bench_select and peer JSON lines into experiments/results/bench-select.{md,json}.
+
+The cases of this run (strategy, pool rows, batch) replace the same cases in the existing
+bench-select.json; the others are kept as they were, with their own dates (BENCH_FRESH=1: dropped).
+Repeated runs of one case (BENCH_REPEAT) are reduced to the fastest, with every time kept.
+"""
+import datetime
 import json
 import os
 import platform
 import sys
 
 ours_path, peer_path, md_path, json_path = sys.argv[1:5]
-ours = [json.loads(l) for l in open(ours_path) if l.strip()]
+ours_lines = [json.loads(l) for l in open(ours_path) if l.strip()]
 peer = [json.loads(l) for l in open(peer_path) if l.strip()]
 
 
@@ -21,6 +27,26 @@ def size_key(n):
     return n
 
 
+# Repeats of one of our cases: keep the fastest run, list every run's total.
+ours = []
+by_case = {}
+for r in ours_lines:
+    key = (r["strategy"], pool_of(r), r.get("batch"))
+    if key not in by_case:
+        by_case[key] = []
+        ours.append(key)
+    by_case[key].append(r)
+
+
+def fastest(runs):
+    ok = [r for r in runs if r.get("seconds") is not None and not r.get("error")]
+    best = dict(min(ok, key=lambda r: r["seconds"]) if ok else runs[-1])
+    best["repeats"] = len(runs)
+    best["seconds_all"] = [r.get("seconds") for r in runs]
+    return best
+
+
+ours = [fastest(by_case[k]) for k in ours]
 peer_by = {(p["strategy"], int(p["pool_rows"])): p for p in peer}
 peer_fit = {int(p["pool_rows"]): p.get("peer_seconds") for p in peer if p["strategy"] == "proxy-fit"}
 rows = []
@@ -43,6 +69,13 @@ for r in ours:
         "rss_anon_bytes": r.get("rss_anon_bytes"),
         "proxy_quality": r.get("proxy_quality"),
         "error": r.get("error"),
+        "date": r.get("date"),
+        "load_average_before": r.get("load_average_before"),
+        "load_average_after": r.get("load_average_after"),
+        "threads": r.get("threads"),
+        "rayon_num_threads": r.get("rayon_num_threads"),
+        "repeats": r.get("repeats"),
+        "seconds_all": r.get("seconds_all"),
     }
     if p is not None:
         obj["peer_seconds"] = p.get("peer_seconds")
@@ -50,6 +83,10 @@ for r in ours:
         obj["peer_peak_rss_bytes"] = p.get("peer_peak_rss_bytes")
         if "same_rows_as_proxal" in p:
             obj["peer_same_rows"] = p["same_rows_as_proxal"]
+        if "rows_in_common_with_proxal" in p:
+            obj["peer_rows_in_common"] = p["rows_in_common_with_proxal"]
+        obj["peer_date"] = p.get("date")
+        obj["peer_load_average_before"] = p.get("load_average_before")
         if p.get("note"):
             obj["peer_note"] = p["note"]
         if p.get("peer_seconds") and r.get("select_seconds"):
@@ -63,9 +100,20 @@ for r in ours:
     obj["peer_proxy_fit_seconds"] = peer_fit.get(n)
     rows.append(obj)
 
-load = os.getloadavg()
+# Merge with the committed cases: this run's replace theirs, the rest are kept.
+new_keys = {(o["strategy"], o["pool_rows"], o["batch"]) for o in rows}
+kept = []
+if os.environ.get("BENCH_FRESH") != "1" and os.path.exists(json_path):
+    for o in json.load(open(json_path)).get("cases", []):
+        if (o["strategy"], o["pool_rows"], o["batch"]) not in new_keys:
+            kept.append(o)
+merged = {(o["strategy"], o["pool_rows"], o["batch"]): o for o in kept + rows}
+order = ["margin", "random", "least-confidence", "entropy", "ups:margin", "badge", "coreset", "cluster-margin", "typicality"]
+rows = sorted(merged.values(), key=lambda o: (o["pool_rows"], order.index(o["strategy"]) if o["strategy"] in order else 99, o["batch"]))
+written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 with open(json_path, "w") as f:
-    json.dump({"machine": f"{os.cpu_count()} cores, {platform.machine()}", "load_average_at_end": load, "cases": rows}, f, indent=1)
+    json.dump({"machine": f"{os.cpu_count()} cores, {platform.machine()}", "written": written, "cases": rows}, f, indent=1)
+    f.write("\n")
 
 
 def fmt_s(v):
@@ -76,6 +124,16 @@ def fmt_b(v):
     return "—" if not v else f"{v / 2**20:.0f} MiB"
 
 
+def fmt_load(v):
+    return "?" if not v else f"{v[0]:.2f}"
+
+
+def when(o):
+    if not o.get("date"):
+        return "at a date not recorded (before bench-select recorded dates)"
+    return f"on {o['date']}, load {fmt_load(o.get('load_average_before'))} → {fmt_load(o.get('load_average_after'))}, {o.get('threads')} threads"
+
+
 L = []
 w = L.append
 w("# Selection benchmark: proxy fit + score + select, 384-dim features, 150 classes, 10K labelled\n")
@@ -84,20 +142,27 @@ w(
     "to the feature store (safetensors chunks of 4,096 rows) and read through the memory map; the page "
     "cache was warm. One process per case (peak RSS = VmHWM, which includes the mapped feature pages "
     "the case touched; RSS anon = private memory at the end). Dev profile with opt-level 3 (the only "
-    f"profile here); {os.cpu_count()} cores shared with other engineers' builds (load average at the end "
-    f"{load[0]:.1f}), so times are pessimistic and noisy.\n"
+    f"profile here); {os.cpu_count()} cores shared with other engineers' jobs, so times are noisy: each row says "
+    "when it ran (UTC), the one-minute load average before → after the case and the threads.\n"
 )
-w("Regenerate: `make bench-select` (sizes: `BENCH_SIZES=\"100000 1000000\"`).\n")
+w(
+    "Regenerate: `make bench-select` (sizes: `BENCH_SIZES=\"100000 1000000\"`; some strategies only: "
+    "`BENCH_STRATEGIES=\"margin coreset\"`; `BENCH_REPEAT=3` runs each of our cases three times and keeps the "
+    "fastest). A run replaces its own cases here and keeps the others with their dates (`BENCH_FRESH=1`: "
+    f"only this run's). Last written {written}.\n"
+)
 if os.environ.get("BENCH_NOTE"):
     w(os.environ["BENCH_NOTE"] + "\n")
 w(
-    "| pool | strategy | batch | proxy fit s | score+select s | total s | peak RSS | RSS anon | peer query s | peer fit s | select speed-up | notes |"
+    "| pool | strategy | batch | proxy fit s | score+select s | total s | peak RSS | RSS anon | peer query s | peer fit s | select speed-up | run | notes |"
 )
-w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for o in rows:
     notes = []
     if o.get("error"):
         notes.append(o["error"])
+    if (o.get("repeats") or 1) > 1:
+        notes.append(f"fastest of {o['repeats']} runs (totals {', '.join(fmt_s(x) for x in o['seconds_all'])} s)")
     if o.get("cluster_seconds"):
         notes.append(f"clustering (cached per version) {o['cluster_seconds']:.1f} s")
     if o.get("peer_reason") and o.get("peer_seconds") is None:
@@ -105,7 +170,16 @@ for o in rows:
     if o.get("peer_note"):
         notes.append("peer: " + o["peer_note"])
     elif o.get("peer_same_rows") is not None:
-        notes.append("peer picked the same rows" if o["peer_same_rows"] else "peer picked DIFFERENT rows")
+        if o["peer_same_rows"]:
+            notes.append("peer picked the same rows")
+        elif o.get("peer_rows_in_common") is not None:
+            notes.append(f"peer picked {o['peer_rows_in_common']:,} of the same {o['batch']:,} rows")
+        else:
+            notes.append("peer picked DIFFERENT rows")
+    if o.get("peer_seconds") is not None and o.get("peer_date") and o.get("peer_date")[:10] != (o.get("date") or "")[:10]:
+        notes.append(f"peer run on {o['peer_date']}")
+    if o.get("rerun"):
+        notes.append(f"re-run ({o['rerun'].get('when', '')}), load {fmt_load(o['rerun'].get('load_average'))}")
     q = o.get("proxy_quality")
     if q:
         notes.append(f"proxy accuracy {q['accuracy']:.3f}, mean confidence {q['mean_confidence']:.3f}")
@@ -113,7 +187,7 @@ for o in rows:
     w(
         f"| {o['pool_rows']:,} | {o['strategy']} | {o['batch']:,} | {fmt_s(o['fit_seconds'])} | {fmt_s(o['select_seconds'])} | "
         f"{fmt_s(o['seconds'])} | {fmt_b(o['peak_rss_bytes'])} | {fmt_b(o['rss_anon_bytes'])} | {fmt_s(o.get('peer_seconds'))} | "
-        f"{fmt_s(o.get('peer_proxy_fit_seconds'))} | {'' if not sp else f'{sp:.0f}×'} | {'; '.join(notes)} |"
+        f"{fmt_s(o.get('peer_proxy_fit_seconds'))} | {'' if not sp else f'{sp:.0f}×'} | {when(o)} | {'; '.join(notes)} |"
     )
 w("")
 w(
@@ -122,7 +196,7 @@ w(
     "streamed from the map + the strategy; *total* = both. The peer (scikit-activeml 1.0.1) gets proxal's "
     "features and probabilities; *peer query s* times its `query` call only, *peer fit s* scikit-learn's "
     "LogisticRegression on the same standardised labelled rows (one fit, no calibration). *select speed-up* = "
-    "peer query ÷ proxal score+select."
+    "peer query ÷ proxal score+select. *run* = date (UTC), one-minute load average before → after the case, threads."
 )
 
 
@@ -138,12 +212,11 @@ w("## Against the targets")
 m = find("margin", 1_000_000)
 if m and m.get("seconds"):
     ok = m["seconds"] <= 3.0
+    rep = "" if (m.get("repeats") or 1) == 1 else f", fastest of {m['repeats']} runs"
     w(
-        f"- Margin round on 1M rows ≤ 3 s end to end: **{'met' if ok else 'not met'}** here — "
-        f"{m['seconds']:.1f} s (proxy fit {m['fit_seconds']:.1f} s + score/select {m['select_seconds']:.1f} s) "
-        "on 2 cores shared with other builds. Scoring is one 1M × 384 · 384 × 150 f32 matmul (57.6 GFMA) "
-        "plus a softmax; the matmul alone needs ~2.3 s at the ~25 GFMA/s this machine gave, so the target "
-        "needs an idle machine and a faster kernel (AVX-512), or fewer rows scored (UPS after the first round)."
+        f"- Margin round on 1M rows ≤ 3 s end to end: **{'met' if ok else 'not met'}** — "
+        f"{m['seconds']:.2f} s (proxy fit {m['fit_seconds']:.2f} s + score/select {m['select_seconds']:.2f} s) "
+        f"{when(m)}{rep}. Scoring is one 1M × 384 · 384 × 150 f32 matmul (57.6 GFMA) plus a softmax and a top-2."
     )
 for strat in ("badge", "coreset"):
     o = find(strat, 100_000)
@@ -154,7 +227,7 @@ for strat in ("badge", "coreset"):
         w(
             f"- {strat} at 100K, batch 1K, ≥ 10× faster than the peer: **{'met' if sp >= 10 else 'not met'}** — "
             f"{o['seconds']:.1f} s vs {o['peer_seconds']:.0f} s ({sp:.0f}×), peak RSS {fmt_b(o['peak_rss_bytes'])} "
-            f"(peer {fmt_b(o.get('peer_peak_rss_bytes'))})."
+            f"(peer {fmt_b(o.get('peer_peak_rss_bytes'))}); ours run {when(o)}."
         )
     else:
         w(
@@ -162,4 +235,13 @@ for strat in ("badge", "coreset"):
             f"the peer could not run it ({o.get('peer_reason')}), so no ratio exists. Memory: proxal's is "
             "O(n·(d + C)), the peer's O(n·C·d)."
         )
+w("")
+w("## Where the margin time goes")
+w("")
+w(
+    "From the select-speed work (commit 6d0d85b, 2026-11-21): in-process side-by-side runs "
+    "(`target/debug/bench_select run --dir target/bench-select/p1000000 --strategy margin --batch 1000 "
+    "--compare-reference 2`), not re-measured by this target. "
+    + "Before (in-process, one thread, load average 5): per 2,048-row chunk the 2048×384·384×150 matmul (matrixmultiply, which also re-packs the chunk) took ~10 ms and the softmax ~2.3 ms (glibc `expf`); 1M rows are 490 chunks over 2 threads; and because the 10K labelled rows are scattered through the pool almost every chunk was copied row by row (ndarray `select`, element-wise) before scoring. Now (branch select-speed; margin, least-confidence and entropy share it): the logits go through the AVX-512 12×32 kernel of `backbone::gemm` (W packed once per model in 32-column panels, 150 classes zero-padded to 160, masked stores, bias as the accumulators' start value), the softmax uses a vectorised exp (degree-7 polynomial + `scalef`, ≤ ~2 ulp) and the margin a vectorised top-2, all chosen at run time (`is_x86_feature_detected!`; the scalar paths remain the fallback), and chunks whose rows fill ≥ 4/5 of their span are scored on the whole span zero-copy (the few labelled rows inside are computed and dropped). Side by side in one process (`bench_select run … --compare-reference 2`, best of 2 warm runs each, load average 4–6): 1M margin score+select 3.46 s → 1.25 s (2.8×), least-confidence 3.78 → 1.27 s (3.0×), entropy 4.34 → 1.93 s (2.3×; its f64 `ln` per probability is now the largest part); 100K margin 0.40 → 0.13 s (3.0–3.2×). Same picks: 100K margin all 1,000 (two near-equal scores swap places in the order); 1M least-confidence and entropy all 1,000; 1M margin 998 of 1,000 — the two swaps sit at the cut (margins 2.1249e-4 … 2.1294e-4 against a 1,000th of 2.1297e-4), closer than the f32 error of the logits (largest probability difference between the two paths on 20,000 rows 2.3e-6, from the matmuls' summation order; both paths are within 1e-5 of f64 arithmetic, tests/strategy.rs checks the new one is no less accurate). The proxy fit did not depend on the pool size: gathering the 10K labelled rows from the map takes 0.04–0.08 s at 1M (one outlier 0.34–0.49 s under load, page faults), and the fit itself (two L-BFGS fits, 44 evaluations of two 10K×384×150 matmuls) is the same work at any pool size; 1.25 vs 2.5 s before was load. Its forward matmul now uses the same AVX-512 kernel; the backward (d×n·n×C) is still matrixmultiply."
+)
 open(md_path, "w").write("\n".join(L) + "\n")

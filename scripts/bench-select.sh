@@ -7,10 +7,12 @@
 # an O(n·C·d) allocation fails cleanly instead of taking the shared machine down.
 #
 # Writes experiments/results/bench-select.{md,json}; raw lines in target/bench-select/*.jsonl.
+# Every case records when it ran (UTC), the load averages before and after it and the threads.
 # BENCH_SIZES="100000 1000000" (default) selects the pool sizes; BENCH_STRATEGIES="margin …"
-# runs only those strategies (ours and the peer's; default: all). The report is rebuilt from the
-# lines of this run only, so a subset run writes a partial report: its rows are for copying into
-# the full one by hand.
+# runs only those strategies (ours and the peer's; default: all); BENCH_REPEAT=n runs each of our
+# cases n times (the report keeps the fastest and lists all). The cases of this run replace the
+# same cases (strategy, pool, batch) in the committed bench-select.json and the others are kept
+# with their own dates, so a subset run updates the full report; BENCH_FRESH=1 drops the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-peer
@@ -34,17 +36,35 @@ OUR_TIMEOUT=${OUR_TIMEOUT:-600}
 
 STRATS=${BENCH_STRATEGIES:-}
 want() { [ -z "$STRATS" ] || [[ " $STRATS " == *" $1 "* ]]; }
+REPEAT=${BENCH_REPEAT:-1}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# stamp LINE LOAD_BEFORE: the JSON line with the date, the load averages and the threads added.
+stamp() {
+    python3 -c '
+import datetime, json, os, sys
+d = json.loads(sys.argv[1])
+d["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+d["load_average_before"] = [float(x) for x in sys.argv[2].split()]
+d["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+d["threads"] = os.cpu_count()
+d["rayon_num_threads"] = os.environ.get("RAYON_NUM_THREADS", "unset")
+print(json.dumps(d))' "$1" "$2"
+}
 
 run_ours() { # dir strategy batch [extra…]
     local d=$1 s=$2 k=$3; shift 3
     want "$s" || return 0
-    local line
-    line=$(timeout "$OUR_TIMEOUT" $B run --dir "$d" --strategy "$s" --batch "$k" "$@" 2>/dev/null)
-    local rc=$?
-    if [ $rc -ne 0 ] || [ -z "$line" ]; then
-        line="{\"strategy\":\"$s\",\"batch\":$k,\"dir\":\"$d\",\"error\":\"exit $rc (124 = over ${OUR_TIMEOUT} s)\"}"
-    fi
-    echo "$line" | tee -a "$OURS"
+    local line rc r before
+    for r in $(seq "$REPEAT"); do
+        before=$(loadavg)
+        line=$(timeout "$OUR_TIMEOUT" $B run --dir "$d" --strategy "$s" --batch "$k" "$@" 2>/dev/null)
+        rc=$?
+        if [ $rc -ne 0 ] || [ -z "$line" ]; then
+            line="{\"strategy\":\"$s\",\"batch\":$k,\"dir\":\"$d\",\"error\":\"exit $rc (124 = over ${OUR_TIMEOUT} s)\"}"
+        fi
+        stamp "$line" "$before" | tee -a "$OURS"
+    done
 }
 
 for n in $SIZES; do
@@ -81,6 +101,7 @@ for n in $SIZES; do
             [ "$s" != margin ] && continue
             cap=${PEER_MEM_KB_1M:-12500000}
         fi
+        before=$(loadavg)
         line=$( (ulimit -v "$cap"; timeout "$PEER_TIMEOUT" "$VENV/bin/python" scripts/bench-select-peer.py "$ex" "$s" 1000 "$n") 2>"$OUT/peer-$n-$s.err")
         rc=$?
         if [ $rc -ne 0 ] || [ -z "$line" ]; then
@@ -89,7 +110,7 @@ for n in $SIZES; do
             grep -q MemoryError "$OUT/peer-$n-$s.err" && why="out of memory (MemoryError under a ${cap} kB address-space cap)"
             line="{\"strategy\":\"$s\",\"pool_rows\":$n,\"peer_seconds\":null,\"reason\":\"$why\"}"
         fi
-        echo "$line" | tee -a "$PEER"
+        stamp "$line" "$before" | tee -a "$PEER"
     done
 done
 python3 scripts/bench-select-report.py "$OURS" "$PEER" experiments/results/bench-select.md experiments/results/bench-select.json

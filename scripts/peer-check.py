@@ -3,6 +3,7 @@
 Usage: peer-check.py EXPORT_DIR K SEED PEER_VERSION   (run by scripts/peer-check.sh)
 Prints a markdown report.
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,13 @@ w(
     "proxal's exported features and proxal's probabilities (through a fixed-probability "
     "classifier), so any difference is in the selection code.\n"
 )
-w("Regenerate: `scripts/peer-check.sh`.\n")
+w(
+    "Regenerate: `make peer-check` (`scripts/peer-check.sh`). Run on "
+    + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    + f" (UTC); {os.cpu_count()} cores; load average (1, 5, 15 min) "
+    + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    + " (correctness checks: nothing here is timed).\n"
+)
 w("| check | proxal | scikit-activeml | result |")
 w("|---|---|---|---|")
 all_ok = True

@@ -25,15 +25,23 @@ struct Case {
     update_candle: f64,
 }
 
+/// Time `batches[1..]` (batch 0 is the warm-up step) of real training steps: forward, backward,
+/// the fused AdamW update and, when `compare`, `candle_nn::AdamW` on copies of the weights.
+#[allow(clippy::too_many_arguments)]
 fn run_case(
     bb: &Backbone,
     name: &str,
     texts: &[&str],
     labels: &[u32],
     n_classes: usize,
-    steps: usize,
+    batches: &[Vec<usize>],
     max_len: usize,
+    compare: bool,
 ) -> Result<Case> {
+    let steps = batches.len().saturating_sub(1);
+    if steps == 0 {
+        anyhow::bail!("{name}: need a warm-up batch and at least one timed batch");
+    }
     let dev = Device::Cpu;
     let h = bb.dim();
     let w = Var::from_tensor(&(Tensor::randn(0f32, 0.02, (n_classes, h), &dev)?))?;
@@ -58,7 +66,6 @@ fn run_case(
     // candle_nn::AdamW over copies of every weight, fed the same gradients: the old update's
     // cost measured in the same run, without touching the weights being trained.
     let vars: Vec<Var> = bb_vars.into_iter().chain([w.clone(), b.clone()]).collect();
-    let compare = std::env::var("BENCH_CANDLE_ADAMW").as_deref() != Ok("0");
     let shadow: Vec<Var> = vars
         .iter()
         .filter(|_| compare)
@@ -73,12 +80,12 @@ fn run_case(
         },
     )?;
     let (mut fwd, mut bwd, mut upd, mut upd_old, mut toks) = (0.0, 0.0, 0.0, 0.0, 0usize);
-    for s in 0..steps + 1 {
-        let lo = (s * 16) % (texts.len() - 16);
-        let bt = &texts[lo..lo + 16];
-        let y = Tensor::from_vec(labels[lo..lo + 16].to_vec(), 16, &dev)?;
+    for (s, batch) in batches.iter().enumerate() {
+        let bt: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+        let ys: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
+        let y = Tensor::from_vec(ys, batch.len(), &dev)?;
         let t0 = Instant::now();
-        let (ids, mask) = bb.tokenize(bt, max_len)?;
+        let (ids, mask) = bb.tokenize(&bt, max_len)?;
         let hidden = bb.model.forward_t(&ids, &mask, false)?;
         let f = pooling::l2_normalize(&pooling::pool(&hidden, &mask, Pooling::Mean)?)?;
         let logits = f
@@ -106,7 +113,9 @@ fn run_case(
             fwd += (t1 - t0).as_secs_f64();
             bwd += (t2 - t1).as_secs_f64();
             upd += (t3 - t2).as_secs_f64();
-            upd_old += (t5 - t4).as_secs_f64();
+            if compare {
+                upd_old += (t5 - t4).as_secs_f64();
+            }
             toks += ids.dims2()?.1;
         }
     }
@@ -168,13 +177,100 @@ fn ops_case(b: usize, s: usize, reps: usize) -> Result<(f64, f64)> {
     Ok((composed / 2.0, fused / 2.0))
 }
 
+/// When and where the numbers were made: UTC date, load averages, threads.
+struct Conditions {
+    date: String,
+    load_start: String,
+    threads: usize,
+    rayon_threads: usize,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn env_or_unset(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| "unset".into())
+}
+
+impl Conditions {
+    fn now() -> Self {
+        Conditions {
+            date: utc_now(),
+            load_start: load_average(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            rayon_threads: rayon::current_num_threads(),
+        }
+    }
+    /// One markdown line: date, threads, load averages at the start and now.
+    fn line(&self) -> String {
+        format!(
+            "Run on {} (UTC); {} cores, {} rayon threads (CANDLE_NUM_THREADS={}, RAYON_NUM_THREADS={}); \
+             load average (1, 5, 15 min) at the start {}, at the end {}.",
+            self.date,
+            self.threads,
+            self.rayon_threads,
+            env_or_unset("CANDLE_NUM_THREADS"),
+            env_or_unset("RAYON_NUM_THREADS"),
+            self.load_start,
+            load_average()
+        )
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "date": self.date,
+            "threads": self.threads,
+            "rayon_threads": self.rayon_threads,
+            "candle_num_threads": env_or_unset("CANDLE_NUM_THREADS"),
+            "rayon_num_threads": env_or_unset("RAYON_NUM_THREADS"),
+            "load_average_start": self.load_start,
+            "load_average_end": load_average(),
+        })
+    }
+}
+
 fn main() -> Result<()> {
     let home = Home::from_env();
+    let cond = Conditions::now();
+    // Results go to the repository's experiments/results (the make target runs in the repository
+    // root), not under PROXAL_HOME, which only says where the datasets are.
+    let out = std::path::PathBuf::from(
+        std::env::var("BENCH_OUT").unwrap_or_else(|_| "experiments/results".into()),
+    );
+    std::fs::create_dir_all(&out)?;
     let steps: usize = std::env::var("BENCH_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    // Length-bucketed steps vary in length, so more of them are timed.
+    let bucketed_steps: usize = std::env::var("BENCH_BUCKETED_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3 * steps);
+    let compare = std::env::var("BENCH_CANDLE_ADAMW").as_deref() != Ok("0");
     let bb = Backbone::load(&home.default_model_dir(), &Device::Cpu, true)?;
+    let load = |name: &str| {
+        Dataset::load(&home, name).with_context(|| {
+            format!(
+                "import {name} first (proxal data import-builtin {name}; make bench-train does)"
+            )
+        })
+    };
     // Padding: what one epoch of fine-tuning on 1,000 random pool texts feeds the model, with
     // plain shuffled batches and with fine_tune's length-bucketed batches (counted, not timed:
     // a step's time grows with the padded tokens, see the rows above).
@@ -183,8 +279,10 @@ fn main() -> Result<()> {
            length-bucketed batches (counted, not timed):\n\n\
            | texts | real tokens/row | plain shuffle | length-bucketed | padded tokens saved |\n|---|---|---|---|---|\n");
     let mut pad_json = Vec::new();
+    // banking77's 1,000 texts and their length-bucketed epoch, timed below as fine_tune runs it.
+    let mut bucketed_case: Option<(Vec<String>, Vec<u32>, usize, Vec<Vec<usize>>)> = None;
     for name in ["banking77", "clinc150"] {
-        let ds = Dataset::load(&home, name)?;
+        let ds = load(name)?;
         let mut rows = ds.rows_of(Split::Pool);
         let mut rng = proxal::util::rng(0);
         rows.shuffle(&mut rng);
@@ -216,24 +314,38 @@ fn main() -> Result<()> {
             "texts": name, "rows": lens.len(), "real_tokens_per_row": real,
             "plain_tokens_per_row": p, "bucketed_tokens_per_row": b,
         }));
+        if name == "banking77" {
+            let labels: Vec<u32> = rows.iter().map(|&r| ds.labels[r].unwrap()).collect();
+            let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+            bucketed_case = Some((owned, labels, ds.n_classes(), bucketed));
+        }
     }
-
-    let out = home.root().join("experiments/results");
-    std::fs::create_dir_all(&out)?;
+    pad_md += &format!("\n{}\n", cond.line());
     std::fs::write(out.join("bench-train-padding.md"), &pad_md)?;
     std::fs::write(
         out.join("bench-train-padding.json"),
-        serde_json::to_string_pretty(&pad_json)?,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "conditions": cond.json(),
+            "cases": pad_json,
+        }))?,
     )?;
     print!("{pad_md}");
     if std::env::var("BENCH_TRAIN_PADDING_ONLY").as_deref() == Ok("1") {
         return Ok(());
     }
 
+    // Consecutive windows of 16 texts, max_len 128: the step's cost at the texts' own lengths.
+    let windows = |n_texts: usize, steps: usize| -> Vec<Vec<usize>> {
+        (0..steps + 1)
+            .map(|s| {
+                let lo = (s * 16) % (n_texts - 16);
+                (lo..lo + 16).collect()
+            })
+            .collect()
+    };
     let mut cases = Vec::new();
     for name in ["banking77", "clinc150"] {
-        let ds = Dataset::load(&home, name)
-            .with_context(|| format!("import {name} first (proxal data import-builtin {name})"))?;
+        let ds = load(name)?;
         let rows = ds.rows_of(Split::Pool);
         let texts: Vec<&str> = rows
             .iter()
@@ -251,10 +363,27 @@ fn main() -> Result<()> {
             &texts,
             &labels,
             ds.n_classes(),
-            steps,
+            &windows(texts.len(), steps),
             128,
+            compare,
         )?);
         eprintln!("{name}: done");
+    }
+    // As fine_tune trains: 1,000 random banking77 pool texts, length-bucketed batches, max_len 64.
+    if let Some((texts, labels, n_classes, batches)) = &bucketed_case {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let take = (bucketed_steps + 1).min(batches.len());
+        cases.push(run_case(
+            &bb,
+            "banking77, length-bucketed (as fine_tune)",
+            &refs,
+            labels,
+            *n_classes,
+            &batches[..take],
+            64,
+            false,
+        )?);
+        eprintln!("banking77 length-bucketed: done");
     }
     // 128-token rows: a long text, truncated at 128.
     let long =
@@ -268,18 +397,24 @@ fn main() -> Result<()> {
         &texts,
         &labels,
         4,
-        steps.min(5),
+        &windows(texts.len(), steps.min(5)),
         128,
+        compare,
     )?);
 
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = cond.threads;
     let mut md = format!(
         "# Fine-tuning speed (MiniLM-L6, batch 16, AdamW on every weight, CPU, {threads} threads)\n\n\
-         Made by `make bench-train` (`cargo run --bin bench_train`), {steps} timed steps after one warm-up step.\n\n\
+         Made by `make bench-train` (`cargo run --bin bench_train`), one warm-up step then {steps} timed steps \
+         per case ({bucketed_steps} for the length-bucketed one, whose batches vary in length).\n\n\
+         - banking77, clinc150: consecutive windows of 16 of the first 2,000 pool texts, max_len 128, padded to the longest in the batch.\n\
+         - banking77, length-bucketed (as fine_tune): one epoch's batches of 1,000 random pool texts \
+         (seed 0) as `fine_tune` makes them (`length_bucketed_batches`, max_len 64), the first ones in its \
+         shuffled order; the candle_nn::AdamW comparison is not run for it.\n\
+         - 128-token: one long text repeated, truncated at 128 tokens.\n\n\
          Update: the fused AdamW training uses (`proxal::train::FusedAdamW`); `candle_nn::AdamW` is timed \
          in the same steps on copies of the weights with the same gradients (not counted in steps/s).\n\n\
+         CONDITIONS\n\n\
          | texts | tokens/row (padded) | steps/s | forward s | backward s | update s | candle_nn::AdamW update s | update speed-up |\n|---|---|---|---|---|---|---|---|\n"
     );
     let mut json = Vec::new();
@@ -310,6 +445,7 @@ fn main() -> Result<()> {
             "backward_seconds_per_step": c.backward / c.steps as f64,
             "update_seconds_per_step": c.update / c.steps as f64,
             "candle_adamw_update_seconds_per_step": c.update_candle / c.steps as f64,
+            "update_speedup": if c.update_candle > 0.0 { Some(c.update_candle / c.update.max(1e-12)) } else { None },
         }));
     }
     // Op-level A/B in one process: robust to the load on a shared machine, unlike whole steps.
@@ -327,24 +463,15 @@ fn main() -> Result<()> {
             "batch": 16, "tokens": s, "composed_seconds": composed, "fused_seconds": fused,
         }));
     }
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
-    md += &format!(
-        "\nEnvironment: CANDLE_NUM_THREADS={}, RAYON_NUM_THREADS={}; load average at the end: {}.\n",
-        env("CANDLE_NUM_THREADS"),
-        env("RAYON_NUM_THREADS"),
-        std::fs::read_to_string("/proc/loadavg")
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|_| "unknown".into())
-    );
+    let md = md.replace("CONDITIONS", &cond.line());
     print!("{md}");
-    let out = home.root().join("experiments/results");
-    std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("bench-train.md"), md)?;
     std::fs::write(
         out.join("bench-train.json"),
         serde_json::to_string_pretty(&serde_json::json!({
+            "conditions": cond.json(),
             "threads": threads,
-            "candle_num_threads": env("CANDLE_NUM_THREADS"),
+            "candle_num_threads": env_or_unset("CANDLE_NUM_THREADS"),
             "cases": json,
             "fused_ops": ops_json,
         }))?,
