@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train experiments report-experiments reproduce-check kill-campaign clean-features help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
+	@echo "make kill-campaign       SIGKILL run/next/label at >= 50 random moments, resume, check (about 25 min)"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -61,6 +62,11 @@ report-experiments:
 reproduce-check: assets
 	@cargo build --bin proxal
 	@scripts/reproduce.sh
+
+# PROXAL_BIN=path uses that binary instead of building one.
+kill-campaign: assets
+	@if [ -z "$(PROXAL_BIN)" ]; then $(CARGO) build --bin proxal; fi
+	@PROXAL_BIN="$(PROXAL_BIN)" python3 scripts/kill-campaign.py
 
 clean-features:
 	rm -rf features/*/
