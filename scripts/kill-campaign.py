@@ -1061,6 +1061,24 @@ def write_md(res):
             L.append(f"- {n}: after {c} resume(s)")
         L.append("")
     L.append("## Failures\n")
+    if any("work was reused" in f["problem"] for f in res["failures"]):
+        L.append(
+            "**Bug: the seconds of a refresh finished by a killed invocation are charged nowhere.** "
+            "A round killed after its refresh had written the refreshed feature version (in the last "
+            "moments of the refresh, or later in the round: shipping, evaluation, proxy fit, "
+            "selection, buying, or a `next` exporting its batch) is redone by the resume from its "
+            "start: the ledger records of the round are dropped (`Ledger::truncate_after_round`), the "
+            "fine-tune is run again, but `refresh` → `embed_dataset` finds the version complete on "
+            "disk and reuses it, so the new refresh record meters only the reuse (0.1–0.3 s against "
+            "3–4 s uninterrupted; rows and rows embedded are still 500). The work is done once and "
+            "paid for never: a resumed run or project under-reports its compute by the refresh "
+            "(with several chunks, by every chunk a killed refresh finished). Labels, picks, "
+            "features and accuracies are unaffected. The targeted trials reproduce it every time; "
+            "so does `PROXAL_FAULT=next-before-commit proxal next` on a project whose next round "
+            "aligns, then `proxal next` again (compare the `refresh` record's wall_seconds). A fix "
+            "in the spirit of the v0 charge (`ensure_v0`): charge a refresh from the per-chunk "
+            "records its version keeps in `cost.jsonl`.\n"
+        )
     if not res["failures"]:
         L.append("None.\n")
     else:
