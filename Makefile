@@ -18,7 +18,7 @@ help:
 	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
-	@echo "make kill-campaign       SIGKILL run/next/label at >= 50 random moments, resume, check (about 25 min)"
+	@echo "make kill-campaign       SIGKILL run/next/label at >= 50 random moments, resume, check (20-25 min)"
 
 assets:
 	@scripts/fetch-assets.sh

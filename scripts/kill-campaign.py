@@ -973,9 +973,11 @@ def write_md(res):
     t = res["totals"]
     L = []
     L.append("# Kill campaign (issue 13)\n")
+    targeted = sum("targeted" in k["step"] for k in res["kills"])
     L.append(
         f"`make kill-campaign` (scripts/kill-campaign.py) SIGKILLed `proxal run`, `proxal next` and "
-        f"`proxal label` at **{t['kills']}** seeded random moments of small real runs, reran each "
+        f"`proxal label` **{t['kills']}** times in small real runs ({t['kills'] - targeted} at seeded "
+        f"random moments, {targeted} at targeted ones), reran each "
         f"command, and checked labels, ledger and results against uninterrupted references. "
         f"**{'No failures.' if res['passed'] else str(t['failures']) + ' failed checks (below).'}**\n"
     )
@@ -1010,7 +1012,7 @@ def write_md(res):
         "cache. In the project, `next1` embeds v0 and `next3` aligns. Kill moments are uniform over the "
         "command's reference wall time; "
         f"{t['kill_moments_missed']} drawn moments came after the command had already finished (no kill; "
-        "more trials were added until the minimum was reached). In some `run` trials the resume was "
+        "the script adds trials while the kills fall short of the minimum, 50). In some `run` trials the resume was "
         "killed too (`invocation` 2 in the JSON). Three targeted trials (run-asvp round 1, "
         "run-standard round 0, project `next3`) SIGKILL the command as soon as its refreshed feature "
         "version is complete (polled every 5 ms): after the refresh, before the round is committed, a "
