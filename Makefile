@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments reproduce-check compare-proxies clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
+	@echo "make kill-campaign       SIGKILL run/next/label at >= 50 random moments, resume, check (20-25 min)"
 
 assets:
 	@scripts/fetch-assets.sh
@@ -85,6 +86,11 @@ reproduce-check: assets
 compare-proxies: assets
 	@cargo build --bin proxal --example proxy_overlap --example logistic_fit_timing
 	@scripts/compare-proxies.sh
+
+# PROXAL_BIN=path uses that binary instead of building one.
+kill-campaign: assets
+	@if [ -z "$(PROXAL_BIN)" ]; then $(CARGO) build --bin proxal; fi
+	@PROXAL_BIN="$(PROXAL_BIN)" python3 scripts/kill-campaign.py
 
 clean-features:
 	rm -rf features/*/
