@@ -28,7 +28,8 @@ fn ok(home: &Path, args: &[&str]) -> String {
 
 #[test]
 fn simulated_run_and_annotation_project_pick_the_same_rows() {
-    let Some(assets) = common::assets() else {
+    let Some(assets) = common::assets("simulated_run_and_annotation_project_pick_the_same_rows")
+    else {
         return;
     };
     std::env::set_var("PROXAL_ASSETS", &assets);

@@ -712,9 +712,26 @@ pub(crate) fn refresh(
         checkpoint: Some(ckpt),
         progress,
     };
-    let meter = crate::cost::Meter::start(round, stage)
+    // Chunks a killed run made durable are reused, not redone: their seconds (kept per chunk in
+    // the version's cost file) are part of this refresh's cost, or nobody would pay for them.
+    let cost_file = store.version_dir(v).join(COST_FILE);
+    let earlier = if cost_file.exists() {
+        Ledger::read(&cost_file)?
+    } else {
+        vec![]
+    };
+    let mut meter = crate::cost::Meter::start(round, stage)
         .rows(ds.len())
         .embedded_rows(ds.len());
+    if !earlier.is_empty() {
+        let (w, c) = earlier.iter().fold((0.0, 0.0), |a, r| {
+            (a.0 + r.wall_seconds, a.1 + r.cpu_seconds)
+        });
+        meter = meter.plus_earlier(w, c).note(format!(
+            "resumed: includes {w:.2} s of {} chunks embedded before the resume",
+            earlier.len()
+        ));
+    }
     let out = embed_dataset(&ft.backbone, ds, &store, &job);
     if out.is_err() {
         meter.note("failed").finish(&mut cx.ledger)?;

@@ -349,6 +349,8 @@ pub struct Meter {
     note: Option<String>,
     wall0: Instant,
     cpu0: f64,
+    /// Seconds spent before this process took over the work (a resumed job's durable part).
+    earlier: (f64, f64),
 }
 
 impl Meter {
@@ -365,7 +367,14 @@ impl Meter {
             note: None,
             wall0: Instant::now(),
             cpu0: crate::util::process_cpu_seconds(),
+            earlier: (0.0, 0.0),
         }
+    }
+    /// Add wall and CPU seconds spent on this stage's work before this process (e.g. by a killed
+    /// run whose durable chunks a resumed job reuses), so that the record counts the whole work.
+    pub fn plus_earlier(mut self, wall: f64, cpu: f64) -> Self {
+        self.earlier = (self.earlier.0 + wall, self.earlier.1 + cpu);
+        self
     }
     pub fn rows(mut self, rows: usize) -> Self {
         self.rows = rows;
@@ -396,8 +405,8 @@ impl Meter {
     }
     /// Stop the clocks and append the record to `ledger`; returns what was appended.
     pub fn finish(self, ledger: &mut Ledger) -> Result<CostRecord> {
-        let wall = self.wall0.elapsed().as_secs_f64();
-        let cpu = (crate::util::process_cpu_seconds() - self.cpu0).max(0.0);
+        let wall = self.wall0.elapsed().as_secs_f64() + self.earlier.0;
+        let cpu = (crate::util::process_cpu_seconds() - self.cpu0).max(0.0) + self.earlier.1;
         let rec = CostRecord {
             run: ledger.run.clone(),
             round: self.round,
