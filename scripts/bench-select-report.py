@@ -73,6 +73,7 @@ for r in ours:
         "load_average_before": r.get("load_average_before"),
         "load_average_after": r.get("load_average_after"),
         "threads": r.get("threads"),
+        "cpu": r.get("cpu"),
         "rayon_num_threads": r.get("rayon_num_threads"),
         "repeats": r.get("repeats"),
         "seconds_all": r.get("seconds_all"),
@@ -131,7 +132,8 @@ def fmt_load(v):
 def when(o):
     if not o.get("date"):
         return "at a date not recorded (before bench-select recorded dates)"
-    return f"on {o['date']}, load {fmt_load(o.get('load_average_before'))} → {fmt_load(o.get('load_average_after'))}, {o.get('threads')} threads"
+    cpu = f" ({o['cpu']})" if o.get("cpu") else ""
+    return f"on {o['date']}, load {fmt_load(o.get('load_average_before'))} → {fmt_load(o.get('load_average_after'))}, {o.get('threads')} threads{cpu}"
 
 
 L = []

@@ -48,6 +48,10 @@ d["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%
 d["load_average_before"] = [float(x) for x in sys.argv[2].split()]
 d["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
 d["threads"] = os.cpu_count()
+try:
+    d["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+except Exception:
+    pass
 d["rayon_num_threads"] = os.environ.get("RAYON_NUM_THREADS", "unset")
 print(json.dumps(d))' "$1" "$2"
 }

@@ -177,6 +177,14 @@ fn ops_case(b: usize, s: usize, reps: usize) -> Result<(f64, f64)> {
     Ok((composed / 2.0, fused / 2.0))
 }
 
+/// banking77's texts for the length-bucketed case and one epoch of `fine_tune`'s batches of them.
+struct Bucketed {
+    texts: Vec<String>,
+    labels: Vec<u32>,
+    n_classes: usize,
+    batches: Vec<Vec<usize>>,
+}
+
 /// When and where the numbers were made: UTC date, load averages, threads.
 struct Conditions {
     date: String,
@@ -280,7 +288,7 @@ fn main() -> Result<()> {
            | texts | real tokens/row | plain shuffle | length-bucketed | padded tokens saved |\n|---|---|---|---|---|\n");
     let mut pad_json = Vec::new();
     // banking77's 1,000 texts and their length-bucketed epoch, timed below as fine_tune runs it.
-    let mut bucketed_case: Option<(Vec<String>, Vec<u32>, usize, Vec<Vec<usize>>)> = None;
+    let mut bucketed_case: Option<Bucketed> = None;
     for name in ["banking77", "clinc150"] {
         let ds = load(name)?;
         let mut rows = ds.rows_of(Split::Pool);
@@ -317,7 +325,12 @@ fn main() -> Result<()> {
         if name == "banking77" {
             let labels: Vec<u32> = rows.iter().map(|&r| ds.labels[r].unwrap()).collect();
             let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-            bucketed_case = Some((owned, labels, ds.n_classes(), bucketed));
+            bucketed_case = Some(Bucketed {
+                texts: owned,
+                labels,
+                n_classes: ds.n_classes(),
+                batches: bucketed,
+            });
         }
     }
     pad_md += &format!("\n{}\n", cond.line());
@@ -370,7 +383,13 @@ fn main() -> Result<()> {
         eprintln!("{name}: done");
     }
     // As fine_tune trains: 1,000 random banking77 pool texts, length-bucketed batches, max_len 64.
-    if let Some((texts, labels, n_classes, batches)) = &bucketed_case {
+    if let Some(Bucketed {
+        texts,
+        labels,
+        n_classes,
+        batches,
+    }) = &bucketed_case
+    {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let take = (bucketed_steps + 1).min(batches.len());
         cases.push(run_case(
