@@ -16,6 +16,13 @@ HEAD_AT_START=$(git rev-parse --short HEAD)
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 failed=0
+# The suite's sampled datasets, imported as `make experiments` imports them (a fresh clone has none).
+for cfg in $CONFIGS; do
+    ds=$(sed -n 's/^dataset = "\(.*\)-s"$/\1/p' "$cfg")
+    if [ -n "$ds" ] && [ ! -f "datasets/$ds-s/table.parquet" ]; then
+        "$B" data import-builtin "$ds" --name "$ds-s" --sample-pool 3000 --sample-test 1000 --sample-seed 0 || exit 1
+    fi
+done
 for cfg in $CONFIGS; do
     name=$(cfg_name "$cfg")
     ref=experiments/results/suite-runs/$name
