@@ -146,9 +146,15 @@ pub trait Strategy: Send {
     fn select(&mut self, round: &Round, k: usize) -> Result<Vec<Pick>>;
 }
 
-/// Every strategy: its name, the aliases it is also selected by, and how to build it. The one
-/// list [`from_name`], [`STRATEGY_NAMES`] and the error message read.
-const REGISTRY: &[(&str, &[&str], fn() -> Box<dyn Strategy>)] = &[
+/// A strategy's name, the aliases it is also selected by, and how to build it.
+type Entry = (
+    &'static str,
+    &'static [&'static str],
+    fn() -> Box<dyn Strategy>,
+);
+
+/// Every strategy: the one list [`from_name`], [`STRATEGY_NAMES`] and the error message read.
+const REGISTRY: &[Entry] = &[
     ("random", &[], || Box::new(Random)),
     ("least-confidence", &["lc", "least-confident"], || {
         Box::new(Uncertainty(Measure::LeastConfidence))
