@@ -1,0 +1,449 @@
+//! One round of active learning once its labels are in (`round_step`): the policy's work, the
+//! evaluation of the model it ships, and the next batch; shared by `proxal run` and `proxal next`.
+use super::*;
+
+/// The model selection uses in a round.
+pub(crate) enum SelectionModel {
+    /// No model: random batches.
+    Random,
+    /// A proxy fitted on cached features of the labelled rows.
+    Proxy(Box<dyn Proxy>),
+    /// A fine-tuned model's head, applied to that model's own features.
+    Head(Head),
+}
+
+/// Which parts of a round step run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepPlan {
+    /// The run's last round: no selection follows, so training only makes the shipped model.
+    pub(crate) final_round: bool,
+    /// Train and score the shipped model on the test split (an evaluation point).
+    pub(crate) evaluate: bool,
+    /// Choose the next batch.
+    pub(crate) select: bool,
+}
+
+/// What a round step did.
+pub(crate) struct Step {
+    /// The round's progress record (with its test accuracy when it was an evaluation point).
+    pub(crate) progress: ProgressRecord,
+    pub(crate) scores: Option<Scores>,
+    /// What chose the next batch (its model, if any, predicts the picks' labels).
+    pub(crate) selector: Option<SelectionModel>,
+    /// The next batch, in pick order (empty unless `plan.select`).
+    pub(crate) picks: Vec<strategy::Pick>,
+}
+
+/// One round of active learning once its labels are in: the policy's work (LogME, alignment, the
+/// standard model), the evaluation of the model it ships, and the choice of the next batch. Both
+/// drivers call it: `proxal run` (labels from the simulated oracle) and `proxal next` (labels from
+/// people); how labels are bought is theirs.
+pub(crate) fn round_step(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    policy_state: &mut PolicyState,
+    plan: StepPlan,
+) -> Result<Step> {
+    let mut progress = policy_work(ctx, round, labels, v0, policy_state, plan.final_round)?;
+    let scores = if plan.evaluate {
+        let (rows, ys) = labelled_xy(ctx, labels);
+        let s = evaluate(
+            ctx,
+            round,
+            &rows,
+            &ys,
+            v0,
+            policy_state.current.as_ref(),
+            policy_state.standard_model.as_ref(),
+            progress.aligned.is_some(),
+        )?;
+        progress.test_accuracy = Some(s.accuracy);
+        Some(s)
+    } else {
+        None
+    };
+    let (selector, picks) = if plan.select {
+        let sel = selector_for(
+            ctx,
+            round,
+            labels,
+            v0,
+            policy_state.current.as_ref(),
+            policy_state.standard_model.as_ref(),
+        )?;
+        let picks = select_batch(ctx, round, labels, &sel, v0, policy_state.current.as_ref())?;
+        (Some(sel), picks)
+    } else {
+        (None, Vec::new())
+    };
+    Ok(Step {
+        progress,
+        scores,
+        selector,
+        picks,
+    })
+}
+
+/// What the policy carries from round to round.
+pub(crate) struct PolicyState {
+    /// The run-local refreshed feature version selection uses (None: v0).
+    pub(crate) current: Option<(String, FeatureVersion)>,
+    /// The last fine-tuned model (standard every round; asvp when it aligned).
+    pub(crate) standard_model: Option<FineTuned>,
+    pub(crate) last_logme: Option<f64>,
+    pub(crate) best_logme: f64,
+}
+
+impl PolicyState {
+    /// The state after the finished rounds `progress` (the refreshed version is reopened; a
+    /// fine-tuned model is not kept across invocations).
+    pub(crate) fn restore(ctx: &RoundContext, progress: &[ProgressRecord]) -> Result<Self> {
+        let mut current = None;
+        if let Some(p) = progress.iter().rev().find_map(|p| p.features.clone()) {
+            if let Some(v) = p.strip_prefix("run:v") {
+                let v: u32 = v
+                    .parse()
+                    .context("bad feature version in the progress records")?;
+                let store = Store::at(ctx.run.features(), &ctx.ds.name);
+                current = Some((p.clone(), store.open_for(v, ctx.ds, Verify::Sizes)?));
+            }
+        }
+        Ok(PolicyState {
+            current,
+            standard_model: None,
+            last_logme: progress.last().and_then(|p| p.logme),
+            best_logme: progress
+                .iter()
+                .filter_map(|p| p.logme)
+                .fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+}
+
+/// Step 2 of a round: what the policy does with the labels so far (LogME, alignment, the
+/// standard model). Returns the round's progress record (without its test accuracy).
+pub(crate) fn policy_work(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    policy_state: &mut PolicyState,
+    final_round: bool,
+) -> Result<ProgressRecord> {
+    let cfg = ctx.cfg;
+    // A refresh feeds the next selection. In the final round there is none: a fine-tune then only
+    // trains the model that ships, and the refreshed cache only serves a linear probe on it (both
+    // metered as `ship`), or nothing (the refresh is skipped).
+    let (train_stage, refresh_stage) = match (final_round, cfg.eval_model) {
+        (false, _) => (Stage::FineTune, Some(Stage::Refresh)),
+        (true, EvalModel::LinearProbe) => (Stage::Ship, Some(Stage::Ship)),
+        (true, _) => (Stage::Ship, None),
+    };
+    let (rows, ys) = labelled_xy(ctx, labels);
+    let mut rec = ProgressRecord {
+        round,
+        labels: rows.len(),
+        features: None,
+        logme: None,
+        aligned: None,
+        method: None,
+        test_accuracy: None,
+    };
+    match cfg.policy {
+        PolicyKind::Random => {}
+        PolicyKind::Svpp => {
+            rec.features = Some("v0".into());
+            // Logged for comparison with asvp; svpp never acts on it, so it is not its cost.
+            rec.logme = Some(measure_logme(
+                ctx,
+                round,
+                v0.context("no v0 features")?,
+                &rows,
+                &ys,
+                Stage::Evaluation,
+            )?);
+        }
+        PolicyKind::Asvp => {
+            let feats = match policy_state.current.as_ref() {
+                Some(c) => &c.1,
+                None => v0.context("no v0 features")?,
+            };
+            let lm = measure_logme(ctx, round, feats, &rows, &ys, Stage::Indicator)?;
+            rec.logme = Some(lm);
+            let prev = labels.iter().filter(|l| l.round < round).count();
+            let reason = alignment_due(
+                cfg,
+                round,
+                prev,
+                rows.len(),
+                lm,
+                policy_state.last_logme,
+                policy_state.best_logme,
+            );
+            if let Some(reason) = reason {
+                let method = if rows.len() < cfg.asvp.ft_threshold {
+                    Method::LpFt
+                } else {
+                    Method::FineTune
+                };
+                ctx.say(&format!(
+                    "round {round}: aligning ({reason}) with {}",
+                    method.as_str()
+                ));
+                let ft = train_model(ctx, round, method, &rows, &ys, v0, train_stage)?;
+                if let Some(stage) = refresh_stage {
+                    policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
+                }
+                rec.aligned = Some(reason);
+                rec.method = Some(method.as_str().into());
+                policy_state.standard_model = Some(ft);
+            }
+            policy_state.best_logme = policy_state.best_logme.max(lm);
+            policy_state.last_logme = Some(lm);
+            rec.features = Some(
+                policy_state
+                    .current
+                    .as_ref()
+                    .map(|c| c.0.clone())
+                    .unwrap_or_else(|| "v0".into()),
+            );
+        }
+        PolicyKind::Standard => {
+            let ft = train_model(ctx, round, Method::FineTune, &rows, &ys, v0, train_stage)?;
+            if let Some(stage) = refresh_stage {
+                policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
+            }
+            rec.features = policy_state.current.as_ref().map(|c| c.0.clone());
+            rec.method = Some(Method::FineTune.as_str().into());
+            policy_state.standard_model = Some(ft);
+        }
+    }
+
+    Ok(rec)
+}
+
+/// Rows and class ids of the labelled set, in the order bought.
+pub(crate) fn labelled_xy(ctx: &RoundContext, labels: &[LabelRecord]) -> (Vec<usize>, Vec<u32>) {
+    let rows = labels.iter().map(|l| l.row).collect();
+    let ys = labels
+        .iter()
+        .map(|l| {
+            ctx.ds
+                .label_map
+                .id(&l.label)
+                .expect("label from this dataset")
+        })
+        .collect();
+    (rows, ys)
+}
+
+/// The cold-start set: a seeded random sample of the pool.
+pub(crate) fn cold_start(ctx: &RoundContext) -> Vec<usize> {
+    let mut rng = crate::util::rng(ctx.round_seed(0, 17));
+    let mut pool = ctx.pool.clone();
+    pool.shuffle(&mut rng);
+    pool.truncate(ctx.cfg.initial);
+    pool
+}
+
+/// Build the selection model for the batch chosen at the end of `round`.
+pub(crate) fn selector_for(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+    standard: Option<&FineTuned>,
+) -> Result<SelectionModel> {
+    let (rows, ys) = labelled_xy(ctx, labels);
+    let n = ctx.ds.n_classes();
+    Ok(match ctx.cfg.policy.selects_with() {
+        SelectWith::Nothing => SelectionModel::Random,
+        SelectWith::FineTunedHead => SelectionModel::Head(
+            standard
+                .context("standard policy without a model")?
+                .head
+                .clone(),
+        ),
+        SelectWith::Proxy => {
+            let feats = current.map(|c| &c.1).or(v0).context("no features")?;
+            let x = feats.gather(&rows);
+            let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
+            let seed = ctx.round_seed(round, 29);
+            let proxy = ctx.ledger.meter(round, Stage::ProxyFit, rows.len(), || {
+                pc.fit(x.view(), &ys, n, seed)
+            })?;
+            SelectionModel::Proxy(proxy)
+        }
+    })
+}
+
+impl SelectionModel {
+    /// The model behind the selection, if any (for predictions shown beside a batch).
+    pub(crate) fn model(&self) -> Option<&dyn Proxy> {
+        match self {
+            SelectionModel::Random => None,
+            SelectionModel::Proxy(p) => Some(p.as_ref()),
+            SelectionModel::Head(h) => Some(h),
+        }
+    }
+}
+
+/// Choose the next batch of `cfg.batch` unlabelled pool rows.
+pub(crate) fn select_batch(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    sel: &SelectionModel,
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+) -> Result<Vec<strategy::Pick>> {
+    let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
+    let unlabelled: Vec<usize> = ctx
+        .pool
+        .iter()
+        .copied()
+        .filter(|r| !labelled.contains(r))
+        .collect();
+    let k = ctx.cfg.batch.min(unlabelled.len());
+    let seed = ctx.round_seed(round, 53);
+    let rows = match sel {
+        SelectionModel::Random => {
+            let mut rng = crate::util::rng(seed);
+            let mut u = unlabelled;
+            u.shuffle(&mut rng);
+            u.truncate(k);
+            u.into_iter()
+                .map(|row| strategy::Pick { row, score: 0.0 })
+                .collect()
+        }
+        SelectionModel::Proxy(p) => {
+            let feats = current.map(|c| &c.1).or(v0).context("no features")?;
+            let (rows, _) = labelled_xy(ctx, labels);
+            strategy_select(ctx, round, feats, p.as_ref(), &rows, &unlabelled, k, seed)?
+        }
+        SelectionModel::Head(h) => {
+            let feats = current
+                .map(|c| &c.1)
+                .context("standard policy without refreshed features")?;
+            let (rows, _) = labelled_xy(ctx, labels);
+            strategy_select(ctx, round, feats, h, &rows, &unlabelled, k, seed)?
+        }
+    };
+    Ok(rows)
+}
+
+/// Train and score the model the policy ships at this evaluation point. Training it is metered as
+/// `ship` (compute at this point: DESIGN.md "Metrics"), unless the policy's own work this round
+/// already trained it; scoring the test split is metered as `evaluation`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn evaluate(
+    ctx: &mut RoundContext,
+    round: usize,
+    rows: &[usize],
+    ys: &[u32],
+    v0: Option<&FeatureVersion>,
+    current: Option<&(String, FeatureVersion)>,
+    policy_model: Option<&FineTuned>,
+    aligned_now: bool,
+) -> Result<Scores> {
+    let n = ctx.ds.n_classes();
+    let gold: Vec<u32> = ctx
+        .test
+        .iter()
+        .map(|&r| ctx.ds.labels[r].expect("test rows are labelled"))
+        .collect();
+    let method = match ctx.cfg.eval_model {
+        EvalModel::LinearProbe => Method::LinearProbe,
+        EvalModel::FineTune => Method::FineTune,
+        EvalModel::LpFt => Method::LpFt,
+        EvalModel::Auto => {
+            if rows.len() < ctx.cfg.asvp.ft_threshold {
+                Method::LpFt
+            } else {
+                Method::FineTune
+            }
+        }
+    };
+    if method == Method::LinearProbe {
+        // A linear head on the features the policy selects with (v0 for random and svpp).
+        let feats = current
+            .map(|c| &c.1)
+            .or(v0)
+            .context("no features to probe")?;
+        let x = feats.gather(rows);
+        let lr = ctx.ledger.meter(round, Stage::Ship, rows.len(), || {
+            LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
+        })?;
+        let test_x = feats.gather(&ctx.test);
+        let pred = ctx
+            .ledger
+            .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
+                predicted(&lr.predict_proba(test_x.view()))
+            })?;
+        return Ok(Scores::of(&pred, &gold, n));
+    }
+    // A fine-tuned model: reuse the policy's own model when it was trained on exactly these
+    // labels this round (standard every round, asvp when it aligned now).
+    let reuse = ctx.cfg.policy.ships_own_model(aligned_now);
+    let owned;
+    let model = match (reuse, policy_model) {
+        (true, Some(m)) => m,
+        _ => {
+            owned = train_model(ctx, round, method, rows, ys, v0, Stage::Ship)?;
+            &owned
+        }
+    };
+    let test_texts: Vec<&str> = ctx.test.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
+    let embed = ctx.embed.clone();
+    let pred = ctx.ledger.meter(
+        round,
+        Stage::Evaluation,
+        test_texts.len(),
+        || -> Result<Vec<u32>> {
+            let x = model.backbone.embed(&test_texts, &embed)?;
+            let x = ndarray::Array2::from_shape_vec((test_texts.len(), model.backbone.dim()), x)?;
+            Ok(predicted(&model.head.logits(x.view())))
+        },
+    )?;
+    Ok(Scores::of(&pred, &gold, n))
+}
+
+/// The predicted class of each row of scores.
+pub(crate) fn predicted(m: &ndarray::Array2<f32>) -> Vec<u32> {
+    crate::numerics::argmax_rows(m.view())
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Run the configured strategy over the unlabelled pool (metered as `selection`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn strategy_select(
+    ctx: &mut RoundContext,
+    round: usize,
+    feats: &FeatureVersion,
+    proxy: &dyn Proxy,
+    labelled: &[usize],
+    unlabelled: &[usize],
+    k: usize,
+    seed: u64,
+) -> Result<Vec<strategy::Pick>> {
+    let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?;
+    let strat = &mut ctx.strategy;
+    let picks = ctx
+        .ledger
+        .meter(round, Stage::Selection, unlabelled.len(), || {
+            strat.select(&r, k)
+        })?;
+    if picks.len() != k {
+        bail!(
+            "strategy '{}' picked {} rows, expected {k}",
+            ctx.cfg.strategy,
+            picks.len()
+        );
+    }
+    Ok(picks)
+}
