@@ -3,7 +3,7 @@
 
 Until the ledger had a `ship` stage, training the model a policy ships (svpp's/asvp's final
 linear probe or fine-tune, and the re-embedding a probe on a fine-tuned backbone's features needs)
-was booked as `evaluation` and left out of compute. DESIGN.md ("Metrics") now counts it: H_m(a)
+was booked as `evaluation` and left out of compute. docs/METRICS.md now counts it: H_m(a)
 includes training the model that ships at a. This script rewrites such ledgers in place, changing
 stage names only (seconds, rows and order are kept), so `proxal report` applies the new definition
 to runs that cannot be rerun cheaply. It is idempotent: a ledger with a `ship` record is left alone.

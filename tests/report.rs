@@ -537,7 +537,7 @@ fn clear_errors() {
     assert!(e.contains("tpu") && e.contains("--price-per-hour"), "{e}");
 }
 
-/// The shipped model is compute (DESIGN.md "Metrics"): at each evaluation point H counts the path
+/// The shipped model is compute (docs/METRICS.md): at each evaluation point H counts the path
 /// so far plus the `ship` records of that point only; earlier points' ship training only drew the
 /// curve and is evaluation there. Whole-run compute = path + the last point's ship. CPU seconds
 /// and machine-independent work follow the same rule.

@@ -9,7 +9,7 @@ use std::time::Instant;
 ///
 /// Every stage but [`Stage::Evaluation`] is on a policy's path to its model and counts as compute
 /// a user pays for. [`Stage::Ship`] is training the model the policy would ship at an evaluation
-/// point: it counts at that point (DESIGN.md "Metrics": H_m(a) includes training the model that
+/// point: it counts at that point (docs/METRICS.md: H_m(a) includes training the model that
 /// ships at a, once, for every policy alike) and, once a later point exists, it was only drawn for
 /// the learning curve and counts as evaluation there. [`Stage::Evaluation`] (scoring the test split,
 /// indicators logged only for analysis) is recorded but never compute cost.

@@ -64,7 +64,7 @@ pub fn status(dir: &Path) -> Result<Status> {
     }
     let cost: Vec<(Stage, f64)> = by_stage.into_values().collect();
     // Compute: the selection path plus the model that ships now (the latest `ship` round); the
-    // test scoring and earlier ship training only measured quality (DESIGN.md "Metrics").
+    // test scoring and earlier ship training only measured quality (docs/METRICS.md).
     let counted: Vec<&crate::cost::CostRecord> = recs
         .iter()
         .filter(|r| r.round as i64 <= committed)

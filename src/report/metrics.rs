@@ -1,4 +1,4 @@
-//! The numbers of a report, recomputed from raw ledgers and round records (DESIGN.md "Metrics").
+//! The numbers of a report, recomputed from raw ledgers and round records (docs/METRICS.md).
 //!
 //! Pure functions over loaded runs: no files, no plotting.
 use super::{RoundRecord, RunInput};
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// One evaluation point of a run with everything metered up to it.
 ///
-/// Compute at a point (DESIGN.md "Metrics") is every selection-path stage up to the point plus
+/// Compute at a point (docs/METRICS.md) is every selection-path stage up to the point plus
 /// training the model that ships at this point ([`Stage::Ship`] records of its own round, once):
 /// the ship records of earlier points only drew the learning curve and count as evaluation here.
 #[derive(Debug, Clone, Serialize)]

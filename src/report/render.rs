@@ -5,7 +5,7 @@ use crate::cost::Stage;
 use base64::Engine;
 use serde::Serialize;
 
-/// The metric definitions, stated in every report (DESIGN.md "Metrics").
+/// The metric definitions, stated in every report (docs/METRICS.md).
 pub const DEFINITIONS: [(&str, &str); 9] = [
     (
         "Target accuracy a",

@@ -336,7 +336,7 @@ pub(crate) fn select_batch(
 }
 
 /// Train and score the model the policy ships at this evaluation point. Training it is metered as
-/// `ship` (compute at this point: DESIGN.md "Metrics"), unless the policy's own work this round
+/// `ship` (compute at this point: docs/METRICS.md), unless the policy's own work this round
 /// already trained it; scoring the test split is metered as `evaluation`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate(
