@@ -1,5 +1,6 @@
 //! The BERT module: equal to candle-transformers' stock BERT, differentiable in every weight,
 //! fast inference path equal to the reference path, loader errors, save/load round trip.
+mod common;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{Optimizer, VarBuilder};
 use proxal::backbone::{self, tiny, Backbone, BertConfig, EmbedOptions, Pooling};
@@ -30,13 +31,7 @@ fn tiny_dir() -> (tempfile::TempDir, BertConfig) {
     (dir, cfg)
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use common::max_abs_diff;
 
 #[test]
 fn matches_candle_transformers_bert() {

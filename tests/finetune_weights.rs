@@ -7,6 +7,7 @@
 //! step is applied. There is no frozen-backbone mode in `fine_tune` to check: a linear probe
 //! (`Method::LinearProbe`, and the probe phase of LP-FT) is a logistic regression on cached
 //! features that never loads the backbone.
+mod common;
 use candle_core::Device;
 use proxal::backbone::{tiny, Backbone, BertConfig, EmbedOptions};
 use proxal::train::{fine_tune, FineTuneOptions, TrainConfig};
@@ -88,13 +89,7 @@ fn checkpoint_tensors(dir: &Path) -> BTreeMap<String, Vec<f32>> {
         .collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+use common::max_abs_diff;
 
 #[test]
 fn fine_tune_and_lp_ft_move_every_encoder_tensor() {

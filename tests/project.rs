@@ -289,29 +289,13 @@ fn annotation_loop_on_banking77_with_kills() {
     assert!(out.contains("held-out accuracy"), "{out}");
     // The chunks durable at the kill were reused, not embedded again: same files (inode, mtime,
     // bytes), and the rerun's cost records cover only the chunks that were missing.
-    for f in &durable {
-        assert_eq!(
-            &common::file_id(&v0.join(&f.name)),
-            f,
-            "{} was rewritten by the rerun",
-            f.name
-        );
-    }
-    let cost = std::fs::read_to_string(v0.join("cost.jsonl")).unwrap();
-    let rerun_rows: u64 = cost
-        .lines()
-        .skip(cost_lines_at_kill)
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["rows"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(
-        rerun_rows as usize,
-        1600 - durable.len() * CHUNK_ROWS,
-        "the rerun embedded more than the {} missing chunks:\n{cost}",
-        n_chunks - durable.len()
+    common::assert_chunks_reused(
+        &v0,
+        &durable,
+        cost_lines_at_kill,
+        CHUNK_ROWS,
+        1600,
+        "the rerun",
     );
     // The uninterrupted copy: the same v0, bit for bit, and the same batch.
     let out_clean = ok(&["next", "--project", clean.to_str().unwrap(), "--quiet"]);

@@ -334,29 +334,13 @@ fn run_killed_during_refresh_resumes_and_reuses_durable_chunks() {
     // and the refresh continues after the durable chunks.
     let log2 = run_to_end(home, &assets);
     assert!(log2.contains("resuming after round -1"), "{log2}");
-    for f in &durable {
-        assert_eq!(
-            &common::file_id(&v1.join(&f.name)),
-            f,
-            "{} was rewritten by the resumed run",
-            f.name
-        );
-    }
-    let cost = std::fs::read_to_string(v1.join("cost.jsonl")).unwrap();
-    let resumed_rows: u64 = cost
-        .lines()
-        .skip(cost_at_kill)
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["rows"]
-                .as_u64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(
-        resumed_rows as usize,
-        ROWS - durable.len() * CHUNK_ROWS,
-        "the resumed refresh embedded more than the {} missing chunks:\n{cost}",
-        n_chunks - durable.len()
+    common::assert_chunks_reused(
+        &v1,
+        &durable,
+        cost_at_kill,
+        CHUNK_ROWS,
+        ROWS,
+        "the resumed refresh",
     );
     assert_same(&outcome(home), &want.outcome);
     eprintln!(

@@ -141,6 +141,52 @@ pub fn file_id(path: &Path) -> FileId {
     }
 }
 
+/// The chunks `durable` (identified at a kill) are still the same files after the resume (not
+/// rewritten), and the version's cost records after the first `cost_lines_at_kill` cover exactly
+/// the rows the resume had left to embed (`total_rows` − the durable chunks' rows). `who` names
+/// the resumed command in the failure messages.
+pub fn assert_chunks_reused(
+    version_dir: &Path,
+    durable: &[FileId],
+    cost_lines_at_kill: usize,
+    chunk_rows: usize,
+    total_rows: usize,
+    who: &str,
+) {
+    for f in durable {
+        assert_eq!(
+            &file_id(&version_dir.join(&f.name)),
+            f,
+            "{} was rewritten by {who}",
+            f.name
+        );
+    }
+    let cost = std::fs::read_to_string(version_dir.join("cost.jsonl")).unwrap();
+    let after: u64 = cost
+        .lines()
+        .skip(cost_lines_at_kill)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["rows"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    let missing = total_rows - durable.len() * chunk_rows;
+    assert_eq!(
+        after as usize, missing,
+        "{who} embedded other than the {missing} rows of the missing chunks:\n{cost}"
+    );
+}
+
+/// Largest absolute difference between two equally long vectors.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// A feature version's manifest, if readable: (chunk files listed, complete).
 pub fn manifest_state(version_dir: &Path) -> Option<(Vec<String>, bool)> {
     let b = std::fs::read(version_dir.join("manifest.json")).ok()?;

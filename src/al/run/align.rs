@@ -24,14 +24,7 @@ pub(crate) fn ensure_v0(ctx: &mut RoundContext, charge: bool) -> Result<FeatureV
     if charge {
         let stage = ctx.cfg.policy.v0_stage(ctx.cfg.eval_model);
         let path = store.version_dir(0).join(COST_FILE);
-        let recs = if path.exists() {
-            Ledger::read(&path)?
-        } else {
-            vec![]
-        };
-        let (wall, cpu, rows) = recs.iter().fold((0.0, 0.0, 0), |a, r| {
-            (a.0 + r.wall_seconds, a.1 + r.cpu_seconds, a.2 + r.rows)
-        });
+        let (recs, wall, cpu, rows) = version_cost(&path)?;
         let device = recs
             .first()
             .map(|r| r.device.clone())
@@ -184,19 +177,11 @@ pub(crate) fn refresh(
     };
     // Chunks a killed run made durable are reused, not redone: their seconds (kept per chunk in
     // the version's cost file) are part of this refresh's cost, or nobody would pay for them.
-    let cost_file = store.version_dir(v).join(COST_FILE);
-    let earlier = if cost_file.exists() {
-        Ledger::read(&cost_file)?
-    } else {
-        vec![]
-    };
+    let (earlier, w, c, _) = version_cost(&store.version_dir(v).join(COST_FILE))?;
     let mut meter = crate::cost::Meter::start(round, stage)
         .rows(ds.len())
         .embedded_rows(ds.len());
     if !earlier.is_empty() {
-        let (w, c) = earlier.iter().fold((0.0, 0.0), |a, r| {
-            (a.0 + r.wall_seconds, a.1 + r.cpu_seconds)
-        });
         meter = meter.plus_earlier(w, c).note(format!(
             "resumed: includes {w:.2} s of {} chunks embedded before the resume",
             earlier.len()
@@ -213,4 +198,18 @@ pub(crate) fn refresh(
         format!("run:v{v}"),
         store.open_for(v, ctx.ds, Verify::Sizes)?,
     ))
+}
+
+/// A feature version's per-chunk cost records (none if the file does not exist yet) and their
+/// sums: wall seconds, CPU seconds, rows.
+fn version_cost(path: &std::path::Path) -> Result<(Vec<CostRecord>, f64, f64, usize)> {
+    let recs = if path.exists() {
+        Ledger::read(path)?
+    } else {
+        vec![]
+    };
+    let (wall, cpu, rows) = recs.iter().fold((0.0, 0.0, 0), |a, r| {
+        (a.0 + r.wall_seconds, a.1 + r.cpu_seconds, a.2 + r.rows)
+    });
+    Ok((recs, wall, cpu, rows))
 }
