@@ -248,8 +248,8 @@ fn metrics_match_hand_computed_values() {
     assert_close!(s.saving_ratio.value.unwrap(), 0.0);
     let run = m.runs.iter().find(|r| r.name == "std-s0").unwrap();
     let reach = run.reach.as_ref().unwrap();
-    assert_close!(reach.compute_seconds_by_device["cuda:0"], 37.5);
-    assert_close!(reach.compute_seconds_by_device["cpu:2-core"], 1.5);
+    assert_close!(reach.spend.compute_seconds_by_device["cuda:0"], 37.5);
+    assert_close!(reach.spend.compute_seconds_by_device["cpu:2-core"], 1.5);
 
     // ASVP: 0.65 @100 → 0.85 @200: t = 0.5, N = 150. Compute at round 0: embed 20 s; at round 1:
     // + proxy fit 2 + selection 1 (after round 0's evaluation) + fine-tune 30 + refresh 20 = 73 s
@@ -286,7 +286,7 @@ fn metrics_match_hand_computed_values() {
 
     // Cost curve: ASVP at round 1 = 200 labels · 0.5 + 73 s · $0.001.
     let run = m.runs.iter().find(|r| r.name == "asvp-s0").unwrap();
-    assert_close!(run.points[1].total_cost, 100.073);
+    assert_close!(run.points[1].spend.total_cost, 100.073);
     assert_close!(run.total_compute_seconds, 20.0 + 50.0 + 3.0 * 3.0);
     assert_close!(run.total_eval_seconds, 4.0);
     assert_eq!(run.labels_bought, 400);
@@ -601,18 +601,18 @@ fn shipped_model_counts_at_its_own_point_only() {
     let run = &m.runs[0];
     // Point 0: embed 20 + ship 4 = 24 s; point 1: path 20 + 3 + ship 4 = 27 s; point 2: path
     // 20 + 3 + 3 + ship 50 = 76 s. Evaluation: scoring 1, 2, 3 s plus earlier ships 0, 4, 8 s.
-    let h: Vec<f64> = run.points.iter().map(|p| p.compute_seconds).collect();
+    let h: Vec<f64> = run.points.iter().map(|p| p.spend.compute_seconds).collect();
     assert_eq!(h, vec![24.0, 27.0, 76.0]);
-    let ship: Vec<f64> = run.points.iter().map(|p| p.ship_seconds).collect();
+    let ship: Vec<f64> = run.points.iter().map(|p| p.spend.ship_seconds).collect();
     assert_eq!(ship, vec![4.0, 4.0, 50.0]);
-    let ev: Vec<f64> = run.points.iter().map(|p| p.eval_seconds).collect();
+    let ev: Vec<f64> = run.points.iter().map(|p| p.spend.eval_seconds).collect();
     assert_eq!(ev, vec![1.0, 6.0, 11.0]);
-    let cpu: Vec<f64> = run.points.iter().map(|p| p.cpu_seconds).collect();
+    let cpu: Vec<f64> = run.points.iter().map(|p| p.spend.cpu_seconds).collect();
     assert_eq!(cpu, vec![48.0, 54.0, 152.0]);
-    assert!(run.points.iter().all(|p| p.rows_embedded == 1000.0));
-    let re: Vec<f64> = run.points.iter().map(|p| p.row_epochs).collect();
+    assert!(run.points.iter().all(|p| p.spend.rows_embedded == 1000.0));
+    let re: Vec<f64> = run.points.iter().map(|p| p.spend.row_epochs).collect();
     assert_eq!(re, vec![0.0, 0.0, 900.0]);
-    assert!(run.points.iter().all(|p| p.row_epochs_complete));
+    assert!(run.points.iter().all(|p| p.spend.row_epochs_complete));
     // Whole run: path 26 s + the last ship 50 s; evaluation 3 s scoring + 8 s of earlier ships.
     assert_close!(run.total_compute_seconds, 76.0);
     assert_close!(run.total_ship_seconds, 50.0);
@@ -622,9 +622,9 @@ fn shipped_model_counts_at_its_own_point_only() {
     // Reached between 200 (0.70) and 300 (0.80) labels: t = 0.5, H = (27 + 76) / 2.
     let reach = run.reach.as_ref().unwrap();
     assert_close!(reach.labels, 250.0);
-    assert_close!(reach.compute_seconds, 51.5);
-    assert_close!(reach.cpu_seconds, 103.0);
-    assert_close!(reach.row_epochs, 450.0);
+    assert_close!(reach.spend.compute_seconds, 51.5);
+    assert_close!(reach.spend.cpu_seconds, 103.0);
+    assert_close!(reach.spend.row_epochs, 450.0);
 
     // A fine-tune record without its step count (an older ledger) makes row-epochs unknown, not 0.
     let mut old = recs.clone();

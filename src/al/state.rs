@@ -43,6 +43,21 @@ pub struct ProgressRecord {
     pub test_accuracy: Option<f64>,
 }
 
+impl ProgressRecord {
+    /// A round's record before its policy work: what it started from, nothing done yet.
+    pub fn start(round: usize, labels: usize) -> Self {
+        ProgressRecord {
+            round,
+            labels,
+            features: None,
+            logme: None,
+            aligned: None,
+            method: None,
+            test_accuracy: None,
+        }
+    }
+}
+
 pub struct RunDir {
     pub dir: PathBuf,
 }
@@ -109,8 +124,8 @@ impl RunDir {
     pub fn read_progress(&self) -> Result<Vec<ProgressRecord>> {
         read_repaired(&self.progress())
     }
-    pub fn append_progress(&self, rec: &ProgressRecord) -> Result<()> {
-        util::append_jsonl(&self.progress(), std::slice::from_ref(rec))
+    pub fn append_progress(&self, progress: &ProgressRecord) -> Result<()> {
+        util::append_jsonl(&self.progress(), std::slice::from_ref(progress))
     }
 }
 

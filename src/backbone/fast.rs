@@ -238,6 +238,7 @@ pub mod profile {
 /// when the CPU has it.
 pub mod kernels {
     use super::{FastBert, HiddenAct};
+    use crate::numerics::scalar::{erf, exp};
     use rayon::prelude::*;
 
     // Rayon closures run out of line, so target features must sit on the per-block functions
@@ -266,39 +267,6 @@ pub mod kernels {
                 inner($($arg),*)
             }
         };
-    }
-
-    /// e^x for x ≤ 88, branch-free (vectorises): 2^n · p(r), r = x − n ln 2, |r| ≤ ln2/2,
-    /// p the degree-6 Taylor polynomial (relative error ~1e-7).
-    #[inline(always)]
-    pub fn exp(x: f32) -> f32 {
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        const LN2_HI: f32 = 0.693_145_75;
-        const LN2_LO: f32 = 1.428_606_8e-6;
-        const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
-        let x = x.clamp(-87.0, 88.0);
-        let t = x * LOG2E + ROUND;
-        let n = t - ROUND;
-        let r = x - n * LN2_HI - n * LN2_LO;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-        // The low bits of t hold n; (n + 127) << 23 is 2^n as an f32.
-        let scale = f32::from_bits(t.to_bits().wrapping_add(127).wrapping_shl(23));
-        scale * p
-    }
-
-    /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7), branch-free.
-    #[inline(always)]
-    pub fn erf(x: f32) -> f32 {
-        let a = x.abs();
-        let t = 1.0 / (1.0 + 0.327_591_1 * a);
-        let poly = t
-            * (0.254_829_6
-                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-        let y = 1.0 - poly * exp(-a * a);
-        y.copysign(x)
     }
 
     #[inline(always)]

@@ -91,22 +91,26 @@ impl CustomOp3 for LayerNorm {
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (x, w, b) = (
-            slice(s1, l1, name)?,
-            slice(s2, l2, name)?,
-            slice(s3, l3, name)?,
+            slice(x, x_layout, name)?,
+            slice(weight, weight_layout, name)?,
+            slice(bias, bias_layout, name)?,
         );
         let h = w.len();
-        if h == 0 || b.len() != h || l1.dims().last() != Some(&h) {
-            candle_core::bail!("{name}: x {:?} but weight {h}, bias {}", l1.dims(), b.len());
+        if h == 0 || b.len() != h || x_layout.dims().last() != Some(&h) {
+            candle_core::bail!(
+                "{name}: x {:?} but weight {h}, bias {}",
+                x_layout.dims(),
+                b.len()
+            );
         }
         let mut y = vec![0f32; x.len()];
         let rows = rows_per_task(h) * h;
@@ -120,7 +124,7 @@ impl CustomOp3 for LayerNorm {
                     }
                 }
             });
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
+        Ok((CpuStorage::F32(y), x_layout.shape().clone()))
     }
 
     fn bwd(
@@ -153,18 +157,18 @@ impl CustomOp3 for LayerNormBwd {
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
+        input: &CpuStorage,
+        input_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (x, w, g) = (
-            slice(s1, l1, name)?,
-            slice(s2, l2, name)?,
-            slice(s3, l3, name)?,
+            slice(input, input_layout, name)?,
+            slice(weight, weight_layout, name)?,
+            slice(dy, dy_layout, name)?,
         );
         let h = w.len();
         let n = x.len();

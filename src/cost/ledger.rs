@@ -240,7 +240,7 @@ impl Ledger {
         rows: usize,
         labels_bought: usize,
     ) -> Result<()> {
-        let rec = CostRecord {
+        let record = CostRecord {
             run: self.run.clone(),
             round,
             stage,
@@ -253,7 +253,7 @@ impl Ledger {
             trained_rows: None,
             note: None,
         };
-        self.append(&rec)
+        self.append(&record)
     }
 
     /// Run `f`, time it (wall and process CPU seconds) and append one record for `stage`, then
@@ -407,7 +407,7 @@ impl Meter {
     pub fn finish(self, ledger: &mut Ledger) -> Result<CostRecord> {
         let wall = self.wall0.elapsed().as_secs_f64() + self.earlier.0;
         let cpu = (crate::util::process_cpu_seconds() - self.cpu0).max(0.0) + self.earlier.1;
-        let rec = CostRecord {
+        let record = CostRecord {
             run: ledger.run.clone(),
             round: self.round,
             stage: self.stage,
@@ -420,7 +420,7 @@ impl Meter {
             trained_rows: self.trained_rows,
             note: self.note,
         };
-        ledger.append(&rec)?;
-        Ok(rec)
+        ledger.append(&record)?;
+        Ok(record)
     }
 }

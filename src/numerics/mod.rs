@@ -5,9 +5,12 @@
 //!   proxy's logits, with run-time CPU detection ([`gemm::avx512`]).
 //! * [`linalg`] — ndarray-based helpers of the proxies and strategies (matmul over the rayon pool,
 //!   row norms, distances, softmax), the AVX-512 `exp` of a slice and `top2`.
+//! * [`scalar`] — branch-free `exp` and `erf` that the backbone's fused kernels inline and the
+//!   compiler vectorises.
 //! * [`argmax_rows`] — the predicted class of each row of scores.
 pub mod gemm;
 pub mod linalg;
+pub mod scalar;
 
 use ndarray::ArrayView2;
 

@@ -171,8 +171,8 @@ fn read_delimited(text: &str, delim: u8, cols: &Columns) -> Result<ReadRows> {
         b[..at].iter().filter(|&&c| c == b'\n').count() + 1
     };
     let mut out = ReadRows::default();
-    for rec in rdr.records() {
-        match rec {
+    for record in rdr.records() {
+        match record {
             Err(e) => {
                 let line = e.position().map(|p| line_at(p.byte())).unwrap_or(0);
                 out.errors.push(RowError {
@@ -450,7 +450,7 @@ pub struct Checked {
 
 /// Check every row; a row is accepted only if nothing is wrong with it *and* no other row of the
 /// file names the same id.
-pub fn check(read: ReadRows, cx: &Context) -> Checked {
+pub fn check(read: ReadRows, context: &Context) -> Checked {
     let mut out = Checked {
         errors: read.errors,
         ..Default::default()
@@ -462,7 +462,7 @@ pub fn check(read: ReadRows, cx: &Context) -> Checked {
         let key = *first_seen.entry(r.id.as_str()).or_insert(i);
         by_id.entry(key).or_default().push(i);
     }
-    let known: HashSet<&str> = cx.label_set.iter().map(String::as_str).collect();
+    let known: HashSet<&str> = context.label_set.iter().map(String::as_str).collect();
     let mut new_labels: Vec<String> = Vec::new();
     for (_, group) in by_id {
         let first = &read.rows[group[0]];
@@ -501,15 +501,16 @@ pub fn check(read: ReadRows, cx: &Context) -> Checked {
             out.errors.push(err(reason));
             continue;
         }
-        let Some(&row) = cx.rows_by_id.get(&first.id) else {
-            out.errors.push(err(unknown_id(&first.id, cx.rows_by_id)));
+        let Some(&row) = context.rows_by_id.get(&first.id) else {
+            out.errors
+                .push(err(unknown_id(&first.id, context.rows_by_id)));
             continue;
         };
         if let Some(reason) = field_problem("label", &first.label) {
             out.errors.push(err(reason));
             continue;
         }
-        if let Some(old) = cx.stored.get(&row) {
+        if let Some(old) = context.stored.get(&row) {
             if *old == first.label {
                 out.already += 1;
             } else {
@@ -520,19 +521,19 @@ pub fn check(read: ReadRows, cx: &Context) -> Checked {
             }
             continue;
         }
-        if !cx.open.contains(&row) {
-            out.errors.push(err(match cx.open_round {
+        if !context.open.contains(&row) {
+            out.errors.push(err(match context.open_round {
                 Some(b) => format!("not in the requested batch {b}"),
                 None => "no batch is open: run `proxal next` first".into(),
             }));
             continue;
         }
         if !known.contains(first.label.as_str()) {
-            if !cx.allow_new_labels {
+            if !context.allow_new_labels {
                 out.errors.push(err(format!(
                     "label '{}' is not in the label set ({}); pass --allow-new-labels to add it",
                     clip(&first.label),
-                    label_list(cx.label_set)
+                    label_list(context.label_set)
                 )));
                 continue;
             }

@@ -111,15 +111,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
                     classes.len()
                 )
             };
-            let rec = ProgressRecord {
-                round: r,
-                labels: labels.len(),
-                features: None,
-                logme: None,
-                aligned: None,
-                method: None,
-                test_accuracy: None,
-            };
+            let progress = ProgressRecord::start(r, labels.len());
             let picks = select_batch(
                 &mut ctx,
                 r,
@@ -128,7 +120,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
                 Some(&v0),
                 None,
             )?;
-            (picks, why, Some(rec), None)
+            (picks, why, Some(progress), None)
         } else {
             let plan = StepPlan {
                 final_round: false,
@@ -136,7 +128,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
                 select: true,
             };
             let step = round_step(&mut ctx, r, &labels, Some(&v0), &mut policy_state, plan)?;
-            let (rec, picks) = (step.progress, step.picks);
+            let (progress, picks) = (step.progress, step.picks);
             let sel = step
                 .selector
                 .context("a selecting round step has a selector")?;
@@ -149,11 +141,11 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
             let by = format!(
                 "{} on {} features ({} labels, policy {})",
                 cfg.strategy,
-                rec.features.as_deref().unwrap_or("v0"),
+                progress.features.as_deref().unwrap_or("v0"),
                 labels.len(),
                 cfg.policy.as_str()
             );
-            (picks, by, Some(rec), preds)
+            (picks, by, Some(progress), preds)
         }
     };
     let rows: Vec<BatchRow> = picks

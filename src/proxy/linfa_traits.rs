@@ -214,9 +214,8 @@ macro_rules! fit_from_dataset {
 
 fit_from_dataset!(LogRegConfig, MlpConfig, LsqConfig, ProxyConfig);
 
-impl<H, F, D, T> Fit<ArrayBase<D, Ix2>, T, ProxyError> for HeadParams<H>
+impl<H: Head, F, D, T> Fit<ArrayBase<D, Ix2>, T, ProxyError> for HeadParams<H>
 where
-    H: Head,
     F: FeatureFloat,
     D: Data<Elem = F>,
     T: AsSingleTargets,

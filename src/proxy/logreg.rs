@@ -412,12 +412,14 @@ impl LogReg {
         Ok(m)
     }
 
+    /// One uncalibrated fit, optimised from `start`'s solution when given (any shape mismatch
+    /// starts from zero).
     fn fit_plain(
         cfg: &LogRegConfig,
         x: ArrayView2<f32>,
         y: &[u32],
         n_classes: usize,
-        warm: Option<&LogReg>,
+        start: Option<&LogReg>,
     ) -> Result<LogReg> {
         super::check_training_set(x, y, n_classes)?;
         if cfg.c.is_nan() || cfg.c <= 0.0 {
@@ -426,7 +428,7 @@ impl LogReg {
         let d = x.ncols();
         let (obj, mean, scale) = Objective::new(cfg, x, y, n_classes);
         let mut theta = vec![0.0f64; obj.n_params()];
-        if let Some(prev) = warm.filter(|p| p.w.dim() == (d, n_classes)) {
+        if let Some(prev) = start.filter(|p| p.w.dim() == (d, n_classes)) {
             // Express the previous raw-space solution in this fit's standardised coordinates.
             // (Undo its temperature: the optimiser works on the uncalibrated objective.)
             let t = prev.temperature;

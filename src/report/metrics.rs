@@ -7,20 +7,13 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// One evaluation point of a run with everything metered up to it.
-///
-/// Compute at a point (docs/METRICS.md) is every selection-path stage up to the point plus
-/// training the model that ships at this point ([`Stage::Ship`] records of its own round, once):
-/// the ship records of earlier points only drew the learning curve and count as evaluation here.
+/// What a run has spent up to a point: compute (wall, CPU and machine-independent work), the
+/// evaluation kept apart from it, and the cost in money.
 #[derive(Debug, Clone, Serialize)]
-pub struct Point {
-    pub round: usize,
-    pub labels: f64,
-    pub accuracy: f64,
-    pub macro_f1: f64,
+pub struct Spend {
     /// Compute wall seconds (path so far + this point's ship), by device.
     pub compute_seconds_by_device: BTreeMap<String, f64>,
-    /// Compute wall seconds (sum over devices).
+    /// H_m(a): compute wall seconds, summed over devices.
     pub compute_seconds: f64,
     /// Process CPU seconds of the same records (user + system, all threads).
     pub cpu_seconds: f64,
@@ -39,8 +32,57 @@ pub struct Point {
     pub label_cost: f64,
     /// Σ over devices of price per hour × compute hours.
     pub compute_cost: f64,
-    /// label_cost + compute_cost.
+    /// C_m(a) = label_cost + compute_cost.
     pub total_cost: f64,
+}
+
+impl Spend {
+    /// Linear interpolation between two points' spend (`t` = 0 gives `self`, 1 gives `to`).
+    fn lerp(&self, to: &Spend, t: f64) -> Spend {
+        let lerp = |a: f64, b: f64| a + t * (b - a);
+        let mut dev = BTreeMap::new();
+        for d in self
+            .compute_seconds_by_device
+            .keys()
+            .chain(to.compute_seconds_by_device.keys())
+        {
+            let a = self
+                .compute_seconds_by_device
+                .get(d)
+                .copied()
+                .unwrap_or(0.0);
+            let b = to.compute_seconds_by_device.get(d).copied().unwrap_or(0.0);
+            dev.insert(d.clone(), lerp(a, b));
+        }
+        Spend {
+            compute_seconds_by_device: dev,
+            compute_seconds: lerp(self.compute_seconds, to.compute_seconds),
+            cpu_seconds: lerp(self.cpu_seconds, to.cpu_seconds),
+            ship_seconds: lerp(self.ship_seconds, to.ship_seconds),
+            rows_embedded: lerp(self.rows_embedded, to.rows_embedded),
+            row_epochs: lerp(self.row_epochs, to.row_epochs),
+            row_epochs_complete: self.row_epochs_complete && to.row_epochs_complete,
+            eval_seconds: lerp(self.eval_seconds, to.eval_seconds),
+            label_cost: lerp(self.label_cost, to.label_cost),
+            compute_cost: lerp(self.compute_cost, to.compute_cost),
+            total_cost: lerp(self.total_cost, to.total_cost),
+        }
+    }
+}
+
+/// One evaluation point of a run with everything metered up to it.
+///
+/// Compute at a point (docs/METRICS.md) is every selection-path stage up to the point plus
+/// training the model that ships at this point ([`Stage::Ship`] records of its own round, once):
+/// the ship records of earlier points only drew the learning curve and count as evaluation here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub round: usize,
+    pub labels: f64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    #[serde(flatten)]
+    pub spend: Spend,
 }
 
 /// Compute metered by a set of ledger records.
@@ -138,17 +180,19 @@ fn point_at(
         labels,
         accuracy: rr.test_accuracy,
         macro_f1: rr.test_macro_f1,
-        compute_seconds_by_device: w.by_device.clone(),
-        compute_seconds: w.wall(),
-        cpu_seconds: w.cpu,
-        ship_seconds,
-        rows_embedded: w.embedded,
-        row_epochs: w.trained,
-        row_epochs_complete: w.untracked == 0,
-        eval_seconds: eval,
-        label_cost,
-        compute_cost,
-        total_cost: label_cost + compute_cost,
+        spend: Spend {
+            compute_seconds_by_device: w.by_device.clone(),
+            compute_seconds: w.wall(),
+            cpu_seconds: w.cpu,
+            ship_seconds,
+            rows_embedded: w.embedded,
+            row_epochs: w.trained,
+            row_epochs_complete: w.untracked == 0,
+            eval_seconds: eval,
+            label_cost,
+            compute_cost,
+            total_cost: label_cost + compute_cost,
+        },
     })
 }
 
@@ -158,20 +202,9 @@ fn point_at(
 pub struct Reach {
     /// N_m(a): labels needed.
     pub labels: f64,
-    /// H_m(a): non-evaluation compute seconds, by device and in total.
-    pub compute_seconds_by_device: BTreeMap<String, f64>,
-    pub compute_seconds: f64,
-    /// CPU seconds and machine-independent work of the same compute.
-    pub cpu_seconds: f64,
-    pub rows_embedded: f64,
-    pub row_epochs: f64,
-    pub row_epochs_complete: bool,
-    /// Evaluation seconds up to the same point (shown apart).
-    pub eval_seconds: f64,
-    pub label_cost: f64,
-    pub compute_cost: f64,
-    /// C_m(a) = price_label · N_m(a) + Σ_device price_hour(device) · H_m(a, device) / 3600.
-    pub total_cost: f64,
+    /// H_m(a) and C_m(a) at the crossing, with the rest of the spend.
+    #[serde(flatten)]
+    pub spend: Spend,
     /// Round of the first evaluation point at or above the target.
     pub round: usize,
 }
@@ -193,29 +226,9 @@ pub fn reach(points: &[Point], target: f64) -> Option<Reach> {
 }
 
 fn reach_from(lo: &Point, hi: &Point, t: f64) -> Reach {
-    let lerp = |a: f64, b: f64| a + t * (b - a);
-    let mut dev = BTreeMap::new();
-    for d in lo
-        .compute_seconds_by_device
-        .keys()
-        .chain(hi.compute_seconds_by_device.keys())
-    {
-        let a = lo.compute_seconds_by_device.get(d).copied().unwrap_or(0.0);
-        let b = hi.compute_seconds_by_device.get(d).copied().unwrap_or(0.0);
-        dev.insert(d.clone(), lerp(a, b));
-    }
     Reach {
-        labels: lerp(lo.labels, hi.labels),
-        compute_seconds_by_device: dev,
-        compute_seconds: lerp(lo.compute_seconds, hi.compute_seconds),
-        cpu_seconds: lerp(lo.cpu_seconds, hi.cpu_seconds),
-        rows_embedded: lerp(lo.rows_embedded, hi.rows_embedded),
-        row_epochs: lerp(lo.row_epochs, hi.row_epochs),
-        row_epochs_complete: lo.row_epochs_complete && hi.row_epochs_complete,
-        eval_seconds: lerp(lo.eval_seconds, hi.eval_seconds),
-        label_cost: lerp(lo.label_cost, hi.label_cost),
-        compute_cost: lerp(lo.compute_cost, hi.compute_cost),
-        total_cost: lerp(lo.total_cost, hi.total_cost),
+        labels: lo.labels + t * (hi.labels - lo.labels),
+        spend: lo.spend.lerp(&hi.spend, t),
         round: hi.round,
     }
 }
@@ -606,21 +619,21 @@ fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunM
     let mut total = Work::default();
     let mut ship = 0.0;
     let mut eval = 0.0;
-    for rec in &r.ledger {
-        *by_stage.entry(rec.stage).or_insert(0.0) += rec.wall_seconds;
-        bought += rec.labels_bought;
-        let counts =
-            rec.stage.is_path() || (rec.stage == Stage::Ship && Some(rec.round) == ship_round);
+    for record in &r.ledger {
+        *by_stage.entry(record.stage).or_insert(0.0) += record.wall_seconds;
+        bought += record.labels_bought;
+        let counts = record.stage.is_path()
+            || (record.stage == Stage::Ship && Some(record.round) == ship_round);
         if counts {
-            total.add(rec);
-            if rec.stage == Stage::Ship {
-                ship += rec.wall_seconds;
+            total.add(record);
+            if record.stage == Stage::Ship {
+                ship += record.wall_seconds;
             }
-            if rec.wall_seconds > 0.0 && !devices.contains(&rec.device) {
-                devices.push(rec.device.clone());
+            if record.wall_seconds > 0.0 && !devices.contains(&record.device) {
+                devices.push(record.device.clone());
             }
         } else {
-            eval += rec.wall_seconds;
+            eval += record.wall_seconds;
         }
     }
     let last = points.last();
@@ -686,24 +699,24 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
             GroupPoint {
                 labels: Stat::of(&col(&|p| p.labels)).map(|s| s.mean).unwrap_or(0.0),
                 accuracy: Stat::of(&col(&|p| p.accuracy)).expect("non-empty"),
-                total_cost: Stat::of(&col(&|p| p.total_cost)).expect("non-empty"),
-                compute_seconds: Stat::of(&col(&|p| p.compute_seconds)).expect("non-empty"),
-                cpu_seconds: Stat::of(&col(&|p| p.cpu_seconds)).expect("non-empty"),
-                rows_embedded: Stat::of(&col(&|p| p.rows_embedded)).expect("non-empty"),
+                total_cost: Stat::of(&col(&|p| p.spend.total_cost)).expect("non-empty"),
+                compute_seconds: Stat::of(&col(&|p| p.spend.compute_seconds)).expect("non-empty"),
+                cpu_seconds: Stat::of(&col(&|p| p.spend.cpu_seconds)).expect("non-empty"),
+                rows_embedded: Stat::of(&col(&|p| p.spend.rows_embedded)).expect("non-empty"),
                 row_epochs: runs
                     .iter()
-                    .all(|r| r.points[k].row_epochs_complete)
-                    .then(|| Stat::of(&col(&|p| p.row_epochs)).expect("non-empty")),
+                    .all(|r| r.points[k].spend.row_epochs_complete)
+                    .then(|| Stat::of(&col(&|p| p.spend.row_epochs)).expect("non-empty")),
                 round_compute_seconds: Stat::of(
                     &runs
                         .iter()
                         .map(|r| {
                             let prev = if k > 0 {
-                                r.points[k - 1].compute_seconds
+                                r.points[k - 1].spend.compute_seconds
                             } else {
                                 0.0
                             };
-                            r.points[k].compute_seconds - prev
+                            r.points[k].spend.compute_seconds - prev
                         })
                         .collect::<Vec<_>>(),
                 )
@@ -719,18 +732,18 @@ fn group_summary(label: &str, runs: Vec<&RunMetrics>) -> GroupMetrics {
         runs: runs.iter().map(|r| r.name.clone()).collect(),
         reached: reaches.len(),
         labels: stat(&|r| r.labels),
-        compute_seconds: stat(&|r| r.compute_seconds),
-        cpu_seconds: stat(&|r| r.cpu_seconds),
-        rows_embedded: stat(&|r| r.rows_embedded),
-        row_epochs: if reaches.iter().all(|r| r.row_epochs_complete) {
-            stat(&|r| r.row_epochs)
+        compute_seconds: stat(&|r| r.spend.compute_seconds),
+        cpu_seconds: stat(&|r| r.spend.cpu_seconds),
+        rows_embedded: stat(&|r| r.spend.rows_embedded),
+        row_epochs: if reaches.iter().all(|r| r.spend.row_epochs_complete) {
+            stat(&|r| r.spend.row_epochs)
         } else {
             None
         },
-        eval_seconds: stat(&|r| r.eval_seconds),
-        total_cost: stat(&|r| r.total_cost),
-        label_cost: stat(&|r| r.label_cost),
-        compute_cost: stat(&|r| r.compute_cost),
+        eval_seconds: stat(&|r| r.spend.eval_seconds),
+        total_cost: stat(&|r| r.spend.total_cost),
+        label_cost: stat(&|r| r.spend.label_cost),
+        compute_cost: stat(&|r| r.spend.compute_cost),
         le: placeholder.clone(),
         ssr: placeholder.clone(),
         saving_labels: placeholder.clone(),

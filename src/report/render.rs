@@ -243,7 +243,7 @@ fn cost_parts(m: &Metrics, b: &mut Vec<Block>) {
             for x in r
                 .reach
                 .iter()
-                .flat_map(|x| x.compute_seconds_by_device.keys())
+                .flat_map(|x| x.spend.compute_seconds_by_device.keys())
             {
                 if !d.contains(x) {
                     d.push(x.clone());
@@ -278,9 +278,13 @@ fn cost_parts(m: &Metrics, b: &mut Vec<Block>) {
                     .iter()
                     .filter(|r| g.runs.contains(&r.name))
                     .filter_map(|r| {
-                        r.reach
-                            .as_ref()
-                            .map(|x| x.compute_seconds_by_device.get(d).copied().unwrap_or(0.0))
+                        r.reach.as_ref().map(|x| {
+                            x.spend
+                                .compute_seconds_by_device
+                                .get(d)
+                                .copied()
+                                .unwrap_or(0.0)
+                        })
                     })
                     .collect();
                 r.push(if xs.len() == g.runs.len() {
@@ -380,7 +384,7 @@ fn runs_table(m: &Metrics, b: &mut Vec<Block>) {
                     .unwrap_or_else(|| "not reached".into()),
                 r.reach
                     .as_ref()
-                    .map(|x| usd(x.total_cost))
+                    .map(|x| usd(x.spend.total_cost))
                     .unwrap_or_else(|| "not reached".into()),
                 secs(r.total_compute_seconds),
                 secs(r.total_ship_seconds),

@@ -228,8 +228,8 @@ impl FusedAdamW {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         let config = self.config;
         for group in &mut self.groups {
-            for st in &mut group.states {
-                let Some(g) = grads.get(st.var.as_tensor()) else {
+            for state in &mut group.states {
+                let Some(g) = grads.get(state.var.as_tensor()) else {
                     continue;
                 };
                 let g = if g.dtype() == DType::F32 {
@@ -237,12 +237,12 @@ impl FusedAdamW {
                 } else {
                     g.to_dtype(DType::F32)?
                 };
-                st.t += 1;
+                state.t += 1;
                 let op = StepOp {
-                    moments: RefCell::new((&mut st.m, &mut st.v)),
-                    k: Coeffs::new(&config, group.lr, group.weight_decay, st.t),
+                    moments: RefCell::new((&mut state.m, &mut state.v)),
+                    k: Coeffs::new(&config, group.lr, group.weight_decay, state.t),
                 };
-                st.var.as_tensor().inplace_op2(&g, &op)?;
+                state.var.as_tensor().inplace_op2(&g, &op)?;
             }
         }
         Ok(())

@@ -251,9 +251,9 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
             let next: Vec<usize> = step.picks.iter().map(|p| p.row).collect();
             buy(ctx, &mut oracle, round + 1, &next, &mut labels)?;
         }
-        let rec = step.progress;
+        let progress = step.progress;
         // 5. Done.
-        ctx.run.append_progress(&rec)?;
+        ctx.run.append_progress(&progress)?;
     }
     let finished = ctx.run.read_progress()?.len();
     Ok(RunSummary {

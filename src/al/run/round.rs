@@ -142,21 +142,13 @@ pub(crate) fn policy_work(
         (true, _) => (Stage::Ship, None),
     };
     let (rows, ys) = labelled_xy(ctx, labels);
-    let mut rec = ProgressRecord {
-        round,
-        labels: rows.len(),
-        features: None,
-        logme: None,
-        aligned: None,
-        method: None,
-        test_accuracy: None,
-    };
+    let mut progress = ProgressRecord::start(round, rows.len());
     match cfg.policy {
         PolicyKind::Random => {}
         PolicyKind::Svpp => {
-            rec.features = Some("v0".into());
+            progress.features = Some("v0".into());
             // Logged for comparison with asvp; svpp never acts on it, so it is not its cost.
-            rec.logme = Some(measure_logme(
+            progress.logme = Some(measure_logme(
                 ctx,
                 round,
                 v0.context("no v0 features")?,
@@ -171,7 +163,7 @@ pub(crate) fn policy_work(
                 None => v0.context("no v0 features")?,
             };
             let lm = measure_logme(ctx, round, feats, &rows, &ys, Stage::Indicator)?;
-            rec.logme = Some(lm);
+            progress.logme = Some(lm);
             let prev = labels.iter().filter(|l| l.round < round).count();
             let reason = alignment_due(
                 cfg,
@@ -196,13 +188,13 @@ pub(crate) fn policy_work(
                 if let Some(stage) = refresh_stage {
                     policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
                 }
-                rec.aligned = Some(reason);
-                rec.method = Some(method.as_str().into());
+                progress.aligned = Some(reason);
+                progress.method = Some(method.as_str().into());
                 policy_state.standard_model = Some(ft);
             }
             policy_state.best_logme = policy_state.best_logme.max(lm);
             policy_state.last_logme = Some(lm);
-            rec.features = Some(
+            progress.features = Some(
                 policy_state
                     .current
                     .as_ref()
@@ -215,13 +207,13 @@ pub(crate) fn policy_work(
             if let Some(stage) = refresh_stage {
                 policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
             }
-            rec.features = policy_state.current.as_ref().map(|c| c.0.clone());
-            rec.method = Some(Method::FineTune.as_str().into());
+            progress.features = policy_state.current.as_ref().map(|c| c.0.clone());
+            progress.method = Some(Method::FineTune.as_str().into());
             policy_state.standard_model = Some(ft);
         }
     }
 
-    Ok(rec)
+    Ok(progress)
 }
 
 /// Rows and class ids of the labelled set, in the order bought.
