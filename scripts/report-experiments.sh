@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
-for ds in banking77 clinc150 stackoverflow20; do
+for ds in banking77 clinc150 stackoverflow20 assistant-source; do
     runs=$(for d in experiments/results/suite-runs/suite-$ds-*; do
         if run_finished "$d"; then echo "$d"; fi; done)
     if [ -z "$runs" ]; then echo "$ds: no finished runs yet"; continue; fi

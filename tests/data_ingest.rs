@@ -139,6 +139,21 @@ fn builtin_importers_have_the_published_sizes() {
     );
     let r = import_builtin(&home, Builtin::Stackoverflow20, None).unwrap();
     assert_eq!((r.meta.pool, r.meta.n_labels), (11996, 20));
+    // The misaligned set: CLINC150's 26 home-assistant intents (120 training requests each)
+    // against HWU64's matching ones, labelled by corpus.
+    let r = import_builtin(&home, Builtin::AssistantSource, None).unwrap();
+    assert_eq!(
+        (r.meta.pool, r.meta.dev, r.meta.test, r.meta.n_labels),
+        (6888, 847, 894, 2)
+    );
+    let ds = Dataset::load(&home, "assistant-source").unwrap();
+    assert_eq!(ds.label_map.names, ["clinc150", "hwu64"]);
+    let clinc = ds.label_map.id("clinc150").unwrap();
+    let pool_clinc = (0..ds.len())
+        .filter(|&i| ds.splits[i] == Split::Pool && ds.labels[i] == Some(clinc))
+        .count();
+    assert_eq!(pool_clinc, 3120);
+    assert!(ds.ids.iter().all(|id| id.starts_with("clinc150-") || id.starts_with("hwu64-")));
 }
 
 /// Import `content` written to a file named `file`, expecting an error containing every needle.

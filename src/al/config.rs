@@ -14,10 +14,15 @@
 //! eval_model = "linear-probe" # what the policy ships: linear-probe | fine-tune | lp-ft | auto
 //!
 //! [asvp]
-//! align_every = 2            # re-embed with a fine-tuned backbone every k rounds (0: never)
+//! trigger = "schedule"       # schedule | indicator | auto (docs/ALIGNMENT.md)
+//! align_every = 2            # schedule: re-embed with a fine-tuned backbone every k rounds (0: never)
 //! align_at_labels = []       # …and when the label count first reaches these
 //! logme_drop = 0.05          # …and when LogME on the labelled cache drops by this much (0: off)
-//! ft_threshold = 1000        # below: LP-FT, at or above: full fine-tune
+//! method = "threshold"       # threshold | validate: how an alignment chooses LP-FT or FT
+//! ft_threshold = 1000        # threshold: below, LP-FT; at or above, full fine-tune
+//! val_fraction = 0.25        # checks: share of labelled rows kept for validation, never trained on
+//! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this (and 1 s.e.)
+//! growth = 2.0               # indicator/auto: check again once the labels grew by this factor
 //!
 //! [train]                    # fine-tuning hyper-parameters
 //! epochs = 3
@@ -114,22 +119,73 @@ pub enum EvalModel {
     Auto,
 }
 
+/// When asvp aligns (docs/ALIGNMENT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The fixed rules: every `align_every` rounds, at `align_at_labels`, on a LogME drop.
+    Schedule,
+    /// An alignment check (fine-tuned candidates against the linear probe on the cache, on
+    /// held-out labelled rows) in round 0 and whenever the labels have grown by `growth`; align
+    /// when it pays.
+    Indicator,
+    /// As `indicator`, but once a check after an alignment finds that aligning no longer pays,
+    /// the cache is deemed aligned and no more checks run.
+    Auto,
+}
+
+/// How an alignment chooses its training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodChoice {
+    /// LP-FT below `ft_threshold` labels, full fine-tuning at or above.
+    Threshold,
+    /// Train LP-FT and full fine-tuning on the non-validation rows and keep the one that
+    /// validates best, or neither when the linear probe on the cache does as well.
+    Validate,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AsvpConfig {
+    pub trigger: Trigger,
     pub align_every: usize,
     pub align_at_labels: Vec<usize>,
     pub logme_drop: f64,
+    pub method: MethodChoice,
     pub ft_threshold: usize,
+    pub val_fraction: f64,
+    pub min_gain: f64,
+    pub growth: f64,
 }
 
 impl Default for AsvpConfig {
     fn default() -> Self {
         Self {
+            trigger: Trigger::Schedule,
             align_every: 2,
             align_at_labels: vec![],
             logme_drop: 0.0,
+            method: MethodChoice::Threshold,
             ft_threshold: 1000,
+            val_fraction: 0.25,
+            min_gain: 0.02,
+            growth: 2.0,
+        }
+    }
+}
+
+impl AsvpConfig {
+    /// Do alignments run a validated check (rather than aligning straight away)?
+    pub fn checks(&self) -> bool {
+        self.trigger != Trigger::Schedule || self.method == MethodChoice::Validate
+    }
+    /// The method the label-count threshold gives for `labels` labelled rows.
+    pub fn threshold_method(&self, labels: usize) -> crate::train::Method {
+        if labels < self.ft_threshold {
+            crate::train::Method::LpFt
+        } else {
+            crate::train::Method::FineTune
         }
     }
 }
@@ -224,6 +280,16 @@ impl RunConfig {
         }
         if !(0.0..0.9).contains(&self.train.val_fraction) {
             bail!("train.val_fraction must be in [0, 0.9)");
+        }
+        let a = &self.asvp;
+        if a.val_fraction.is_nan() || a.val_fraction <= 0.0 || a.val_fraction > 0.5 {
+            bail!("asvp.val_fraction must be in (0, 0.5]");
+        }
+        if a.growth.is_nan() || a.growth <= 1.0 {
+            bail!("asvp.growth must be above 1");
+        }
+        if !(0.0..1.0).contains(&a.min_gain) {
+            bail!("asvp.min_gain must be in [0, 1)");
         }
         Ok(())
     }

@@ -5,9 +5,11 @@
 //!    set) is labelled by the [`Oracle`](crate::oracle::Oracle) and appended, fsynced, to the run's
 //!    `labelled.jsonl`;
 //! 2. **policy work** — `standard` fine-tunes the backbone on all labels and re-embeds the pool;
-//!    `asvp` logs LogME of the labelled cache and, when its schedule or the LogME indicator says
-//!    so, fine-tunes (LP-FT below `ft_threshold` labels, full fine-tune above) and refreshes the
-//!    cache into a new feature version; `svpp` and `random` do nothing here;
+//!    `asvp` logs LogME of the labelled cache and, when its trigger says so (a schedule, or an
+//!    alignment check that a fine-tune beats the probe on held-out labelled rows:
+//!    docs/ALIGNMENT.md), fine-tunes (LP-FT or full fine-tune, by a label-count threshold or by
+//!    validation) and refreshes the cache into a new feature version; `svpp` and `random` do
+//!    nothing here;
 //! 3. **evaluation** (at evaluation points) — the model the policy would ship is trained and
 //!    scored on the test split (accuracy, macro-F1);
 //! 4. **select** — the next batch: the policy's selection model (proxy on v0 for svpp, on the
@@ -22,7 +24,9 @@ pub mod logme;
 pub mod run;
 pub mod state;
 
-pub use config::{AsvpConfig, EvalModel, PolicyKind, RunConfig, SelectWith, TrainConfig};
+pub use config::{
+    AsvpConfig, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, TrainConfig, Trigger,
+};
 pub use logme::logme;
 pub use run::{run, RunOptions, RunSummary};
-pub use state::{LabelRecord, ProgressRecord, RunDir};
+pub use state::{AlignCheck, LabelRecord, ProgressRecord, RunDir};

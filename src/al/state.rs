@@ -41,6 +41,31 @@ pub struct ProgressRecord {
     /// Training method used this round for alignment / the standard model, if any.
     pub method: Option<String>,
     pub test_accuracy: Option<f64>,
+    /// The alignment check this round ran, if any (asvp with a validated trigger or method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<AlignCheck>,
+}
+
+/// An alignment check (docs/ALIGNMENT.md): fine-tuned candidates against the linear probe on the
+/// cache the policy selects with, all trained on the same labelled rows and judged on the same
+/// held-out ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlignCheck {
+    /// Labelled rows trained on and held out.
+    pub train_rows: usize,
+    pub val_rows: usize,
+    /// Validation accuracy of the linear probe on the current cache.
+    pub probe_accuracy: f64,
+    /// Validation accuracy of each fine-tuned candidate ("lp-ft", "fine-tune").
+    pub candidates: Vec<(String, f64)>,
+    /// The best candidate, its accuracy gain over the probe and the standard error of that
+    /// gain (paired over the validation rows).
+    pub best: String,
+    pub gain: f64,
+    pub gain_se: f64,
+    /// Did the gain clear the bar (≥ `min_gain` and > one standard error)? Then the run aligned
+    /// with `best`.
+    pub pays: bool,
 }
 
 impl ProgressRecord {
@@ -54,6 +79,7 @@ impl ProgressRecord {
             aligned: None,
             method: None,
             test_accuracy: None,
+            check: None,
         }
     }
 }

@@ -38,8 +38,12 @@ eval_model = "linear-probe"  # measured on held-out labelled rows, if the data h
 model_dir = {model}
 
 [asvp]
-align_every = 3          # fine-tune on the labels and refresh the cache every 3 rounds
-ft_threshold = 800       # LP-FT below this many labels, full fine-tune above
+trigger = "schedule"     # schedule | indicator | auto: auto checks in round 0 and each time the
+                         # labels double whether a fine-tune beats the probe on held-out labels,
+                         # and aligns only when it does (docs/ALIGNMENT.md)
+align_every = 3          # schedule: fine-tune on the labels and refresh the cache every 3 rounds
+method = "threshold"     # threshold | validate (LP-FT or full fine-tune, chosen on held-out labels)
+ft_threshold = 800       # threshold: LP-FT below this many labels, full fine-tune above
 
 [train]
 epochs = 3

@@ -39,7 +39,7 @@ use crate::al::run::{
     cold_start, ensure_v0, round_step, select_batch, PolicyState, RoundContext, StepPlan,
 };
 use crate::al::{
-    LabelRecord, PolicyKind, ProgressRecord, RunConfig, RunDir, RunOptions, SelectWith,
+    LabelRecord, PolicyKind, ProgressRecord, RunConfig, RunDir, RunOptions, SelectWith, Trigger,
 };
 use crate::cost::Stage;
 use crate::data::{import_file, ImportOptions};

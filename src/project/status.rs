@@ -14,6 +14,8 @@ pub struct Status {
     /// The latest held-out accuracy: (round, accuracy).
     pub quality: Option<(usize, f64)>,
     pub features: String,
+    /// The last alignment check (asvp with a checked trigger or method): its round and a line.
+    pub alignment: Option<(usize, String)>,
     /// Wall seconds per stage, and in all.
     pub cost: Vec<(Stage, f64)>,
     pub cost_total: f64,
@@ -47,6 +49,11 @@ pub fn status(dir: &Path) -> Result<Status> {
         .rev()
         .find_map(|w| w.test_accuracy.map(|a| (w.round, a)));
     let features = current_features(&batches);
+    let alignment = works.iter().rev().find_map(|w| {
+        w.check
+            .as_ref()
+            .map(|c| (w.round, crate::al::run::describe_check(c)))
+    });
     let ledger_path = p.run_dir().ledger();
     let recs = if ledger_path.exists() {
         crate::cost::Ledger::read(&ledger_path)?
@@ -103,10 +110,20 @@ pub fn status(dir: &Path) -> Result<Status> {
             {
                 what.push("embed the pool once (v0)".to_string());
             }
-            if p.cfg.policy == PolicyKind::Asvp
-                && p.cfg.asvp.align_every > 0
+            let a = &p.cfg.asvp;
+            if p.cfg.policy == PolicyKind::Asvp && a.trigger != Trigger::Schedule {
+                let h = crate::al::run::CheckHistory::replay(works.iter().copied(), a.trigger);
+                if let Some(why) =
+                    crate::al::run::check_due(a, labels.len(), h.last_check, h.settled)
+                {
+                    what.push(format!(
+                        "check whether aligning pays ({why}): fine-tune and compare with the probe on held-out labels, refreshing the cache if it does"
+                    ));
+                }
+            } else if p.cfg.policy == PolicyKind::Asvp
+                && a.align_every > 0
                 && r > 0
-                && r.is_multiple_of(p.cfg.asvp.align_every)
+                && r.is_multiple_of(a.align_every)
             {
                 what.push(
                     "fine-tune on the labels and refresh the cache (scheduled alignment)".into(),
@@ -137,6 +154,7 @@ pub fn status(dir: &Path) -> Result<Status> {
         held_out,
         quality,
         features,
+        alignment,
         cost,
         cost_total,
         next_action,
@@ -160,6 +178,9 @@ impl std::fmt::Display for Status {
             .collect();
         writeln!(f, "per class: {}", classes.join(", "))?;
         writeln!(f, "features: {}", self.features)?;
+        if let Some((r, line)) = &self.alignment {
+            writeln!(f, "alignment check (round {r}): {line}")?;
+        }
         match (self.quality, self.held_out) {
             (_, 0) => writeln!(f, "quality: no held-out labelled rows (import test rows with --label-col and --split-col to measure it)")?,
             (Some((r, a)), n) => writeln!(f, "quality: held-out accuracy {a:.4} on {n} rows (after round {r})")?,

@@ -585,9 +585,13 @@ fn group_labels(runs: &[RunInput], members: &[Vec<usize>]) -> Vec<String> {
         .iter()
         .map(|m| {
             let meta = &runs[m[0]].meta;
-            match (&meta.strategy, meta.policy.as_str()) {
-                (Some(s), p) if p != "random" => format!("{p}/{s}"),
-                (_, p) => p.to_string(),
+            let p = match &meta.variant {
+                Some(v) => format!("{}-{v}", meta.policy),
+                None => meta.policy.clone(),
+            };
+            match &meta.strategy {
+                Some(s) if p != "random" => format!("{p}/{s}"),
+                _ => p,
             }
         })
         .collect();

@@ -51,6 +51,9 @@ pub struct RunMeta {
     pub dataset: String,
     pub seed: Option<i64>,
     pub strategy: Option<String>,
+    /// What sets an asvp run apart from the fixed schedule, for its group's label: its trigger
+    /// when not `schedule`, and `validate` when it chooses the training method by validation.
+    pub variant: Option<String>,
     pub prices: Option<PricesConfig>,
     /// The config without `name`, `seed` and `[prices]`, canonicalised: runs with equal keys are
     /// seeds of one method and are averaged together.
@@ -118,6 +121,20 @@ pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
     };
     let seed = t.get("seed").and_then(|x| x.as_integer());
     let strategy = s("strategy");
+    let asvp = |k: &str| {
+        t.get("asvp")
+            .and_then(|a| a.get(k))
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+    };
+    let variant: Vec<String> = [
+        asvp("trigger").filter(|x| x != "schedule"),
+        asvp("method").filter(|x| x != "threshold"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let variant = (policy == "asvp" && !variant.is_empty()).then(|| variant.join("-"));
     let prices = match t.get("prices") {
         Some(p) => Some(PricesConfig::from_toml(p).with_context(|| path.display().to_string())?),
         None => None,
@@ -134,6 +151,7 @@ pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
         dataset,
         seed,
         strategy,
+        variant,
         prices,
         group_key,
     })

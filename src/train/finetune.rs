@@ -127,6 +127,10 @@ pub struct FineTuneOptions {
     pub seed: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Indices (into the texts) held out for validation instead of a seeded `val_fraction`
+    /// share: alignment checks pass one fixed split so every candidate, and the linear probe
+    /// they are compared with, is judged on the same rows that none of them trained on.
+    pub validation: Option<Vec<usize>>,
 }
 
 impl Default for FineTuneOptions {
@@ -137,6 +141,7 @@ impl Default for FineTuneOptions {
             normalize: true,
             seed: 0,
             progress: false,
+            validation: None,
         }
     }
 }
@@ -152,6 +157,9 @@ pub struct FineTuned {
     pub epochs: usize,
     /// Accuracy on the held-out part of the labelled set at the kept epoch (None: no split).
     pub val_accuracy: Option<f64>,
+    /// Whether each validation row (in the order of the split) was predicted right at the kept
+    /// epoch: paired comparisons with other models on the same rows need it.
+    pub val_correct: Vec<bool>,
     pub train_seconds: f64,
     pub steps_per_second: f64,
 }
@@ -252,13 +260,28 @@ pub fn fine_tune(
     // Validation split carved from the labelled rows.
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.shuffle(&mut rng);
-    let n_val = if texts.len() >= 20 {
-        ((texts.len() as f64) * opts.hyper.val_fraction).round() as usize
-    } else {
-        0
+    let (val_idx, mut train_idx) = match &opts.validation {
+        Some(val) => {
+            if let Some(&bad) = val.iter().find(|&&i| i >= texts.len()) {
+                bail!("fine-tune: validation row {bad} out of range");
+            }
+            let held: std::collections::HashSet<usize> = val.iter().copied().collect();
+            order.retain(|i| !held.contains(i));
+            (val.clone(), order)
+        }
+        None => {
+            let n_val = if texts.len() >= 20 {
+                ((texts.len() as f64) * opts.hyper.val_fraction).round() as usize
+            } else {
+                0
+            };
+            let train = order.split_off(n_val);
+            (order, train)
+        }
     };
-    let (val_idx, train_idx) = order.split_at(n_val);
-    let mut train_idx = train_idx.to_vec();
+    if train_idx.is_empty() {
+        bail!("fine-tune: every labelled row is held out for validation");
+    }
 
     let (w0, b0) = match probe {
         Some(x) => {
@@ -330,8 +353,8 @@ pub fn fine_tune(
         indicatif::ProgressBar::hidden()
     };
 
-    let val_acc = |w: &Var, b: &Var| -> Result<f64> {
-        let mut right = 0usize;
+    let val_acc = |w: &Var, b: &Var| -> Result<Vec<bool>> {
+        let mut right = Vec::with_capacity(val_idx.len());
         for chunk in val_idx.chunks(64) {
             let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let f = features(&bb, &t, opts)?;
@@ -339,13 +362,9 @@ pub fn fine_tune(
                 .matmul(&w.as_tensor().t()?)?
                 .broadcast_add(b.as_tensor())?;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-            right += chunk
-                .iter()
-                .zip(pred)
-                .filter(|(&i, p)| labels[i] == *p)
-                .count();
+            right.extend(chunk.iter().zip(pred).map(|(&i, p)| labels[i] == p));
         }
-        Ok(right as f64 / val_idx.len().max(1) as f64)
+        Ok(right)
     };
     let snapshot = |vars: &[Var]| -> Result<Vec<Tensor>> {
         Ok(vars
@@ -362,7 +381,7 @@ pub fn fine_tune(
     let start = Instant::now();
     let mut step = 0usize;
     let mut trained_rows = 0usize;
-    let mut best: Option<(f64, Vec<Tensor>, usize)> = None;
+    let mut best: Option<(f64, Vec<Tensor>, usize, Vec<bool>)> = None;
     let mut since_best = 0usize;
     let mut epochs_run = 0usize;
     let lens: Vec<usize> = bb
@@ -397,9 +416,10 @@ pub fn fine_tune(
         }
         epochs_run = epoch + 1;
         if !val_idx.is_empty() {
-            let acc = val_acc(&w, &b)?;
-            if best.as_ref().is_none_or(|(a, _, _)| acc > *a) {
-                best = Some((acc, snapshot(&all_vars)?, epochs_run));
+            let correct = val_acc(&w, &b)?;
+            let acc = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
+            if best.as_ref().is_none_or(|(a, ..)| acc > *a) {
+                best = Some((acc, snapshot(&all_vars)?, epochs_run, correct));
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -412,12 +432,14 @@ pub fn fine_tune(
     pb.finish_and_clear();
     let train_seconds = start.elapsed().as_secs_f64();
     let mut val_accuracy = None;
+    let mut val_correct = Vec::new();
     let mut kept_epochs = epochs_run;
-    if let Some((acc, weights, ep)) = best {
+    if let Some((acc, weights, ep, correct)) = best {
         for (v, t) in all_vars.iter().zip(weights) {
             v.set(&t)?;
         }
         val_accuracy = Some(acc);
+        val_correct = correct;
         kept_epochs = ep;
     }
     let (c, hh) = w.as_tensor().dims2()?;
@@ -432,6 +454,7 @@ pub fn fine_tune(
         trained_rows,
         epochs: kept_epochs,
         val_accuracy,
+        val_correct,
         train_seconds,
         steps_per_second: step as f64 / train_seconds.max(1e-9),
     })

@@ -102,7 +102,8 @@ pub(crate) fn alignment_due(
     None
 }
 
-/// Train a model on the labelled rows with `method` (fine-tune or LP-FT), metered as `stage`.
+/// Train a model on the labelled rows with `method` (fine-tune or LP-FT), metered as `stage`,
+/// and save it as the round's checkpoint.
 pub(crate) fn train_model(
     ctx: &mut RoundContext,
     round: usize,
@@ -112,9 +113,28 @@ pub(crate) fn train_model(
     v0: Option<&FeatureVersion>,
     stage: Stage,
 ) -> Result<FineTuned> {
+    let ft = fit_model(ctx, round, method, rows, ys, v0, stage, None)?;
+    ft.save(&ctx.run.checkpoint(round))?;
+    Ok(ft)
+}
+
+/// [`train_model`] without the checkpoint, validated on `validation` (indices into `rows`) when
+/// given, else on the fine-tune's own seeded split.
+#[allow(clippy::too_many_arguments)]
+fn fit_model(
+    ctx: &mut RoundContext,
+    round: usize,
+    method: Method,
+    rows: &[usize],
+    ys: &[u32],
+    v0: Option<&FeatureVersion>,
+    stage: Stage,
+    validation: Option<Vec<usize>>,
+) -> Result<FineTuned> {
     let n = ctx.ds.n_classes();
     let texts: Vec<&str> = rows.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
-    let opts = ctx.ft_options(ctx.round_seed(round, 101));
+    let mut opts = ctx.ft_options(ctx.round_seed(round, 101));
+    opts.validation = validation;
     let model_dir = ctx.model_dir.clone();
     // LP-FT probes on the pretrained (v0) features: the backbone it fine-tunes is the pretrained one.
     let probe = match method {
@@ -152,8 +172,200 @@ pub(crate) fn train_model(
             .map(|a| format!("{a:.3}"))
             .unwrap_or_else(|| "n/a".into())
     ));
-    ft.save(&ctx.run.checkpoint(round))?;
     Ok(ft)
+}
+
+/// Is labelled row `row` one of the validation rows of alignment checks? A fixed share of the
+/// rows, chosen by a hash of the row and the run's seed: a row validates every check or none, so
+/// no model a check compares has trained on it, in any round.
+pub(crate) fn is_check_validation_row(row: usize, seed: u64, fraction: f64) -> bool {
+    // splitmix64's finaliser: consecutive rows land far apart.
+    let mut z = (row as u64) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z >> 11) as f64) / ((1u64 << 53) as f64) < fraction
+}
+
+/// The gain of a model over the probe on the same validation rows (paired): the mean per-row
+/// difference in correctness and its standard error.
+pub(crate) fn paired_gain(probe: &[bool], model: &[bool]) -> (f64, f64) {
+    assert_eq!(probe.len(), model.len(), "paired rows");
+    let n = probe.len();
+    if n == 0 {
+        return (0.0, f64::INFINITY);
+    }
+    let d: Vec<f64> = probe
+        .iter()
+        .zip(model)
+        .map(|(&p, &m)| m as u8 as f64 - p as u8 as f64)
+        .collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, f64::INFINITY);
+    }
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, (var / n as f64).sqrt())
+}
+
+/// Does a validated gain pay for aligning? At least `min_gain` and more than one standard error.
+pub(crate) fn gain_pays(gain: f64, se: f64, min_gain: f64) -> bool {
+    gain >= min_gain && gain > se
+}
+
+/// Is an alignment check due (the indicator and auto triggers)? In round 0, before the first
+/// proxy selection, and then whenever the labels have grown by `growth` since the last check;
+/// never once auto has found the cache aligned (`settled`).
+pub(crate) fn check_due(
+    a: &AsvpConfig,
+    labels: usize,
+    last_check: Option<usize>,
+    settled: bool,
+) -> Option<String> {
+    if settled {
+        return None;
+    }
+    match last_check {
+        None => Some("first alignment check".into()),
+        Some(l) if labels as f64 >= a.growth * l as f64 => Some(format!(
+            "labels grew {:.1}× since the last check ({l} → {labels})",
+            labels as f64 / l as f64
+        )),
+        Some(_) => None,
+    }
+}
+
+/// What the finished rounds' alignment checks leave for the next ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CheckHistory {
+    /// Labels at the last check.
+    pub(crate) last_check: Option<usize>,
+    pub(crate) aligned_once: bool,
+    /// Auto trigger: a check after an alignment found that aligning no longer pays.
+    pub(crate) settled: bool,
+    /// The method the last paying check chose.
+    pub(crate) chosen: Option<Method>,
+}
+
+impl CheckHistory {
+    /// Replay the progress records in round order.
+    pub(crate) fn replay<'p>(
+        progress: impl IntoIterator<Item = &'p ProgressRecord>,
+        trigger: Trigger,
+    ) -> CheckHistory {
+        let mut h = CheckHistory::default();
+        for p in progress {
+            if let Some(c) = &p.check {
+                h.last_check = Some(p.labels);
+                if c.pays {
+                    h.chosen = [Method::LpFt, Method::FineTune]
+                        .into_iter()
+                        .find(|m| m.as_str() == c.best);
+                } else if h.aligned_once && trigger == Trigger::Auto {
+                    h.settled = true;
+                }
+            }
+            h.aligned_once |= p.aligned.is_some();
+        }
+        h
+    }
+}
+
+/// One line on a check: what was compared on how many rows, and the decision.
+pub(crate) fn describe_check(c: &AlignCheck) -> String {
+    format!(
+        "probe {:.3} vs {} {:.3} on {} held-out labels ({:+.3} ± {:.3}): {}",
+        c.probe_accuracy,
+        c.best,
+        c.probe_accuracy + c.gain,
+        c.val_rows,
+        c.gain,
+        c.gain_se,
+        if c.pays { "align" } else { "keep the cache" }
+    )
+}
+
+/// An alignment check (docs/ALIGNMENT.md): the linear probe on `feats` (the cache the policy
+/// selects with) and a fine-tune with each of `methods`, all trained on the labelled rows outside
+/// the fixed validation share and judged on the rows inside it. Every part is metered as
+/// `indicator`: it is trained to decide. Returns the check and its best fine-tuned model (an
+/// alignment that pays refreshes with it instead of training again), or None when the labelled
+/// rows cannot be split (no validation row, or fewer than two training rows).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_alignment(
+    ctx: &mut RoundContext,
+    round: usize,
+    rows: &[usize],
+    ys: &[u32],
+    feats: &FeatureVersion,
+    v0: Option<&FeatureVersion>,
+    methods: &[Method],
+) -> Result<Option<(AlignCheck, FineTuned)>> {
+    let a = &ctx.cfg.asvp;
+    let (seed, fraction, min_gain) = (ctx.cfg.seed, a.val_fraction, a.min_gain);
+    let (val, train): (Vec<usize>, Vec<usize>) =
+        (0..rows.len()).partition(|&i| is_check_validation_row(rows[i], seed, fraction));
+    if val.is_empty() || train.len() < 2 || methods.is_empty() {
+        return Ok(None);
+    }
+    let n = ctx.ds.n_classes();
+    let pick =
+        |idx: &[usize]| -> (Vec<usize>, Vec<u32>) { idx.iter().map(|&i| (rows[i], ys[i])).unzip() };
+    let (train_rows, train_ys) = pick(&train);
+    let (val_rows, val_ys) = pick(&val);
+    let probe = ctx.ledger.meter(
+        round,
+        Stage::Indicator,
+        train_rows.len(),
+        || -> Result<Vec<bool>> {
+            let x = feats.gather(&train_rows);
+            let lr = LogReg::fit(&LogRegConfig::default(), x.view(), &train_ys, n, None)?;
+            let xv = feats.gather(&val_rows);
+            let pred = predicted(&lr.predict_proba(xv.view()));
+            Ok(pred.iter().zip(&val_ys).map(|(p, y)| p == y).collect())
+        },
+    )?;
+    let probe_accuracy = accuracy(&probe);
+    let mut best: Option<(Method, f64, FineTuned)> = None;
+    let mut candidates = Vec::new();
+    for &m in methods {
+        let ft = fit_model(
+            ctx,
+            round,
+            m,
+            rows,
+            ys,
+            v0,
+            Stage::Indicator,
+            Some(val.clone()),
+        )?;
+        let acc = accuracy(&ft.val_correct);
+        candidates.push((m.as_str().to_string(), acc));
+        if best.as_ref().is_none_or(|(_, b, _)| acc > *b) {
+            best = Some((m, acc, ft));
+        }
+    }
+    let (method, _, model) = best.expect("at least one candidate");
+    let (gain, gain_se) = paired_gain(&probe, &model.val_correct);
+    let check = AlignCheck {
+        train_rows: train.len(),
+        val_rows: val.len(),
+        probe_accuracy,
+        candidates,
+        best: method.as_str().to_string(),
+        gain,
+        gain_se,
+        pays: gain_pays(gain, gain_se, min_gain),
+    };
+    ctx.say(&format!(
+        "round {round}: alignment check: {}",
+        describe_check(&check)
+    ));
+    Ok(Some((check, model)))
+}
+
+fn accuracy(correct: &[bool]) -> f64 {
+    correct.iter().filter(|&&c| c).count() as f64 / correct.len().max(1) as f64
 }
 
 /// Re-embed every row with a fine-tuned backbone into the run's next feature version.
@@ -212,4 +424,140 @@ fn version_cost(path: &std::path::Path) -> Result<(Vec<CostRecord>, f64, f64, us
         (a.0 + r.wall_seconds, a.1 + r.cpu_seconds, a.2 + r.rows)
     });
     Ok((recs, wall, cpu, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rows_are_a_fixed_share_that_depends_on_the_seed() {
+        let share = |seed| {
+            (0..20_000)
+                .filter(|&r| is_check_validation_row(r, seed, 0.25))
+                .count() as f64
+                / 20_000.0
+        };
+        assert!((share(0) - 0.25).abs() < 0.015, "{}", share(0));
+        assert!((share(7) - 0.25).abs() < 0.015, "{}", share(7));
+        // The same row answers the same way every time; another seed picks other rows.
+        let a: Vec<bool> = (0..1000)
+            .map(|r| is_check_validation_row(r, 0, 0.25))
+            .collect();
+        let b: Vec<bool> = (0..1000)
+            .map(|r| is_check_validation_row(r, 0, 0.25))
+            .collect();
+        let c: Vec<bool> = (0..1000)
+            .map(|r| is_check_validation_row(r, 1, 0.25))
+            .collect();
+        assert_eq!(a, b);
+        assert!(a.iter().zip(&c).filter(|(x, y)| x != y).count() > 200);
+        // A larger share contains the smaller one (the same hash, a higher bar).
+        assert!((0..5000)
+            .all(|r| !is_check_validation_row(r, 3, 0.1) || is_check_validation_row(r, 3, 0.3)));
+    }
+
+    #[test]
+    fn paired_gain_is_the_mean_difference_with_its_standard_error() {
+        // 10 rows: the model fixes 4 of the probe's errors and breaks 1 of its right answers.
+        let probe = [
+            false, false, false, false, true, true, true, true, true, false,
+        ];
+        let model = [true, true, true, true, false, true, true, true, true, false];
+        let (gain, se) = paired_gain(&probe, &model);
+        assert!((gain - 0.3).abs() < 1e-12);
+        // d = four +1, one −1, five 0: sample variance (4·0.49 + 1.69 + 5·0.09) / 9.
+        let var: f64 = (4.0 * 0.49 + 1.69 + 5.0 * 0.09) / 9.0;
+        assert!((se - (var / 10.0).sqrt()).abs() < 1e-12);
+        assert!(gain_pays(gain, se, 0.02));
+        // Two rows, one fixed and none broken: gain 0.5 with s.e. 0.5, within noise.
+        let (g, s) = paired_gain(&[false, true], &[true, true]);
+        assert_eq!((g, s), (0.5, 0.5));
+        assert!(!gain_pays(g, s, 0.02));
+        // A model no better than the probe never pays, whatever the noise.
+        let (g, s) = paired_gain(&[true, false, true], &[true, false, true]);
+        assert_eq!((g, s), (0.0, 0.0));
+        assert!(!gain_pays(g, s, 0.0));
+        // A gain below the minimum does not pay even when it is certain.
+        assert!(!gain_pays(0.01, 0.0, 0.02));
+    }
+
+    fn progress(labels: usize, check: Option<bool>, aligned: bool) -> ProgressRecord {
+        let mut p = ProgressRecord::start(0, labels);
+        p.aligned = aligned.then(|| "check".to_string());
+        p.check = check.map(|pays| AlignCheck {
+            train_rows: labels * 3 / 4,
+            val_rows: labels / 4,
+            probe_accuracy: 0.5,
+            candidates: vec![("fine-tune".into(), 0.8)],
+            best: "fine-tune".into(),
+            gain: 0.3,
+            gain_se: 0.05,
+            pays,
+        });
+        p
+    }
+
+    #[test]
+    fn the_check_history_replays_from_the_progress_records() {
+        // Round 0 aligned after a paying check, round 1 did nothing, round 2's check did not pay.
+        let records = [
+            progress(200, Some(true), true),
+            progress(300, None, false),
+            progress(400, Some(false), false),
+        ];
+        let auto = CheckHistory::replay(&records, Trigger::Auto);
+        assert_eq!(auto.last_check, Some(400));
+        assert!(auto.aligned_once && auto.settled);
+        assert_eq!(auto.chosen, Some(Method::FineTune));
+        // The indicator trigger never settles; a run that never aligned does not either.
+        assert!(!CheckHistory::replay(&records, Trigger::Indicator).settled);
+        let never = [
+            progress(200, Some(false), false),
+            progress(400, Some(false), false),
+        ];
+        let h = CheckHistory::replay(&never, Trigger::Auto);
+        assert!(!h.aligned_once && !h.settled && h.chosen.is_none());
+        assert_eq!(h.last_check, Some(400));
+        // A scheduled alignment (no check) counts as aligned.
+        let h = CheckHistory::replay(&[progress(600, None, true)], Trigger::Auto);
+        assert!(h.aligned_once && h.last_check.is_none());
+    }
+
+    #[test]
+    fn the_asvp_table_reads_triggers_and_methods_and_rejects_others() {
+        let base = "name = \"x\"\ndataset = \"d\"\npolicy = \"asvp\"\ninitial = 1\nbatch = 1\nrounds = 1\n";
+        let cfg: RunConfig = toml::from_str(&format!(
+            "{base}[asvp]\ntrigger = \"auto\"\nmethod = \"validate\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.asvp.trigger, Trigger::Auto);
+        assert_eq!(cfg.asvp.method, MethodChoice::Validate);
+        assert!(cfg.asvp.checks());
+        let cfg: RunConfig = toml::from_str(base).unwrap();
+        assert_eq!(cfg.asvp.trigger, Trigger::Schedule);
+        assert!(!cfg.asvp.checks());
+        let err = toml::from_str::<RunConfig>(&format!("{base}[asvp]\ntrigger = \"sometimes\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schedule") && err.contains("auto"), "{err}");
+        let mut cfg: RunConfig = toml::from_str(base).unwrap();
+        cfg.asvp.growth = 1.0;
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn checks_run_in_round_0_then_at_each_growth_of_the_labels_until_settled() {
+        let a = AsvpConfig {
+            growth: 2.0,
+            ..Default::default()
+        };
+        assert!(check_due(&a, 200, None, false).is_some());
+        assert!(check_due(&a, 200, Some(200), false).is_none());
+        assert!(check_due(&a, 399, Some(200), false).is_none());
+        let why = check_due(&a, 400, Some(200), false).unwrap();
+        assert!(why.contains("200 → 400"), "{why}");
+        assert!(check_due(&a, 10_000, Some(200), true).is_none());
+        assert!(check_due(&a, 200, None, true).is_none());
+    }
 }

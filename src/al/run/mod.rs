@@ -5,8 +5,10 @@ mod round;
 pub(crate) use align::*;
 pub(crate) use round::*;
 
-use super::config::{EvalModel, PolicyKind, RunConfig, SelectWith};
-use super::state::{LabelRecord, ProgressRecord, RunDir};
+use super::config::{
+    AsvpConfig, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, Trigger,
+};
+use super::state::{AlignCheck, LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};
 use crate::cost::{CostRecord, Ledger, Stage};
 use crate::data::{Dataset, Split};
@@ -70,6 +72,7 @@ impl RoundContext<'_> {
             normalize: self.embed.normalize,
             seed,
             progress: self.opts.progress,
+            validation: None,
         }
     }
     fn round_seed(&self, round: usize, salt: u64) -> u64 {

@@ -58,6 +58,7 @@ pub(crate) fn round_step(
             policy_state.current.as_ref(),
             policy_state.standard_model.as_ref(),
             progress.aligned.is_some(),
+            policy_state.chosen,
         )?;
         progress.test_accuracy = Some(s.accuracy);
         Some(s)
@@ -94,6 +95,14 @@ pub(crate) struct PolicyState {
     pub(crate) standard_model: Option<FineTuned>,
     pub(crate) last_logme: Option<f64>,
     pub(crate) best_logme: f64,
+    /// Labels at the last alignment check (indicator and auto triggers).
+    pub(crate) last_check: Option<usize>,
+    /// Has the run aligned yet?
+    pub(crate) aligned_once: bool,
+    /// Auto trigger: a check after an alignment found that aligning no longer pays.
+    pub(crate) settled: bool,
+    /// The training method the last paying check chose (method = "validate").
+    pub(crate) chosen: Option<Method>,
 }
 
 impl PolicyState {
@@ -110,9 +119,14 @@ impl PolicyState {
                 current = Some((p.clone(), store.open_for(v, ctx.ds, Verify::Sizes)?));
             }
         }
+        let checks = CheckHistory::replay(progress, ctx.cfg.asvp.trigger);
         Ok(PolicyState {
             current,
             standard_model: None,
+            last_check: checks.last_check,
+            aligned_once: checks.aligned_once,
+            settled: checks.settled,
+            chosen: checks.chosen,
             last_logme: progress.last().and_then(|p| p.logme),
             best_logme: progress
                 .iter()
@@ -158,39 +172,70 @@ pub(crate) fn policy_work(
             )?);
         }
         PolicyKind::Asvp => {
+            let checks = cfg.asvp.trigger != Trigger::Schedule;
             let feats = match policy_state.current.as_ref() {
                 Some(c) => &c.1,
                 None => v0.context("no v0 features")?,
             };
-            let lm = measure_logme(ctx, round, feats, &rows, &ys, Stage::Indicator)?;
+            // LogME is the schedule's drop indicator; under a checked trigger it is only logged.
+            let logme_stage = if checks {
+                Stage::Evaluation
+            } else {
+                Stage::Indicator
+            };
+            let lm = measure_logme(ctx, round, feats, &rows, &ys, logme_stage)?;
             progress.logme = Some(lm);
             let prev = labels.iter().filter(|l| l.round < round).count();
-            let reason = alignment_due(
-                cfg,
-                round,
-                prev,
-                rows.len(),
-                lm,
-                policy_state.last_logme,
-                policy_state.best_logme,
-            );
+            let reason = if !checks {
+                alignment_due(
+                    cfg,
+                    round,
+                    prev,
+                    rows.len(),
+                    lm,
+                    policy_state.last_logme,
+                    policy_state.best_logme,
+                )
+            } else if final_round {
+                None // no selection follows: nothing to check for
+            } else {
+                check_due(
+                    &cfg.asvp,
+                    rows.len(),
+                    policy_state.last_check,
+                    policy_state.settled,
+                )
+            };
             if let Some(reason) = reason {
-                let method = if rows.len() < cfg.asvp.ft_threshold {
-                    Method::LpFt
+                if cfg.asvp.checks() && !final_round {
+                    checked_alignment(
+                        ctx,
+                        round,
+                        &rows,
+                        &ys,
+                        v0,
+                        policy_state,
+                        refresh_stage,
+                        reason,
+                        &mut progress,
+                    )?;
                 } else {
-                    Method::FineTune
-                };
-                ctx.say(&format!(
-                    "round {round}: aligning ({reason}) with {}",
-                    method.as_str()
-                ));
-                let ft = train_model(ctx, round, method, &rows, &ys, v0, train_stage)?;
-                if let Some(stage) = refresh_stage {
-                    policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
+                    let method = policy_state
+                        .chosen
+                        .unwrap_or_else(|| cfg.asvp.threshold_method(rows.len()));
+                    ctx.say(&format!(
+                        "round {round}: aligning ({reason}) with {}",
+                        method.as_str()
+                    ));
+                    let ft = train_model(ctx, round, method, &rows, &ys, v0, train_stage)?;
+                    if let Some(stage) = refresh_stage {
+                        policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
+                    }
+                    progress.aligned = Some(reason);
+                    progress.method = Some(method.as_str().into());
+                    policy_state.standard_model = Some(ft);
+                    policy_state.aligned_once = true;
                 }
-                progress.aligned = Some(reason);
-                progress.method = Some(method.as_str().into());
-                policy_state.standard_model = Some(ft);
             }
             policy_state.best_logme = policy_state.best_logme.max(lm);
             policy_state.last_logme = Some(lm);
@@ -214,6 +259,62 @@ pub(crate) fn policy_work(
     }
 
     Ok(progress)
+}
+
+/// An alignment decided by a check (docs/ALIGNMENT.md): run the check on the cache the policy
+/// selects with; when a fine-tuned candidate beats the probe by enough, save it as the round's
+/// checkpoint and refresh the cache with it (its training, booked as `indicator`, is not redone).
+#[allow(clippy::too_many_arguments)]
+fn checked_alignment(
+    ctx: &mut RoundContext,
+    round: usize,
+    rows: &[usize],
+    ys: &[u32],
+    v0: Option<&FeatureVersion>,
+    policy_state: &mut PolicyState,
+    refresh_stage: Option<Stage>,
+    reason: String,
+    progress: &mut ProgressRecord,
+) -> Result<()> {
+    let cfg = ctx.cfg;
+    let methods = match cfg.asvp.method {
+        MethodChoice::Threshold => vec![cfg.asvp.threshold_method(rows.len())],
+        MethodChoice::Validate => vec![Method::LpFt, Method::FineTune],
+    };
+    let feats = match policy_state.current.as_ref() {
+        Some(c) => &c.1,
+        None => v0.context("no v0 features")?,
+    };
+    let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods)? else {
+        ctx.say(&format!(
+            "round {round}: too few labels to hold some out: no alignment check"
+        ));
+        return Ok(());
+    };
+    policy_state.last_check = Some(rows.len());
+    if check.pays {
+        let method = methods
+            .iter()
+            .copied()
+            .find(|m| m.as_str() == check.best)
+            .expect("the best candidate is one of the methods");
+        ft.save(&ctx.run.checkpoint(round))?;
+        if let Some(stage) = refresh_stage {
+            policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
+        }
+        progress.aligned = Some(format!(
+            "{reason}: {} validated {:+.3} over the probe",
+            check.best, check.gain
+        ));
+        progress.method = Some(check.best.clone());
+        policy_state.chosen = Some(method);
+        policy_state.standard_model = Some(ft);
+        policy_state.aligned_once = true;
+    } else if cfg.asvp.trigger == Trigger::Auto && policy_state.aligned_once {
+        policy_state.settled = true;
+    }
+    progress.check = Some(check);
+    Ok(())
 }
 
 /// Rows and class ids of the labelled set, in the order bought.
@@ -340,6 +441,7 @@ pub(crate) fn evaluate(
     current: Option<&(String, FeatureVersion)>,
     policy_model: Option<&FineTuned>,
     aligned_now: bool,
+    chosen: Option<Method>,
 ) -> Result<Scores> {
     let n = ctx.ds.n_classes();
     let gold: Vec<u32> = ctx
@@ -351,13 +453,7 @@ pub(crate) fn evaluate(
         EvalModel::LinearProbe => Method::LinearProbe,
         EvalModel::FineTune => Method::FineTune,
         EvalModel::LpFt => Method::LpFt,
-        EvalModel::Auto => {
-            if rows.len() < ctx.cfg.asvp.ft_threshold {
-                Method::LpFt
-            } else {
-                Method::FineTune
-            }
-        }
+        EvalModel::Auto => chosen.unwrap_or_else(|| ctx.cfg.asvp.threshold_method(rows.len())),
     };
     if method == Method::LinearProbe {
         // A linear head on the features the policy selects with (v0 for random and svpp).
