@@ -267,7 +267,7 @@ fn a_project_shows_its_alignment_check() {
         "--policy",
         "asvp",
         "--batch",
-        "80",
+        "50",
     ]);
     let cfg = std::fs::read_to_string(proj.join("config.toml")).unwrap();
     let cfg = cfg
@@ -275,17 +275,20 @@ fn a_project_shows_its_alignment_check() {
         .replace("ft_threshold = 800", "ft_threshold = 0")
         .replace("max_len = 64", "max_len = 32");
     std::fs::write(proj.join("config.toml"), cfg).unwrap();
+    let answer = |round: usize| {
+        let answers = tmp.path().join(format!("answers-{round}.csv"));
+        let mut w = csv::Writer::from_path(&answers).unwrap();
+        w.write_record(["id", "label"]).unwrap();
+        let batch = proj.join(format!("batches/round-{round:03}/batch.csv"));
+        for r in csv::Reader::from_path(&batch).unwrap().records() {
+            let id = r.unwrap()[0].to_string();
+            w.write_record([id.as_str(), gold[&id].as_str()]).unwrap();
+        }
+        w.flush().unwrap();
+        run(&["label", answers.to_str().unwrap(), "--project", p]);
+    };
     run(&["next", "--project", p, "--quiet"]);
-    let answers = tmp.path().join("answers.csv");
-    let mut w = csv::Writer::from_path(&answers).unwrap();
-    w.write_record(["id", "label"]).unwrap();
-    let batch = proj.join("batches/round-000/batch.csv");
-    for r in csv::Reader::from_path(&batch).unwrap().records() {
-        let id = r.unwrap()[0].to_string();
-        w.write_record([id.as_str(), gold[&id].as_str()]).unwrap();
-    }
-    w.flush().unwrap();
-    run(&["label", answers.to_str().unwrap(), "--project", p]);
+    answer(0);
     let before = run(&["status", "--project", p]);
     assert!(
         before.contains("check whether aligning pays (first alignment check)"),
@@ -299,6 +302,32 @@ fn a_project_shows_its_alignment_check() {
         .find(|l| l.starts_with("alignment check (round 0): probe "))
         .unwrap_or_else(|| panic!("no check line in:\n{after}"));
     assert!(line.contains("held-out labels"), "{line}");
-    // Nothing more to check until the labels double.
-    assert!(!after.contains("check whether aligning pays"), "{after}");
+    // With the next batch labelled (50 → 100 labels), what `next` will check follows from what
+    // the check found: it paid (check again), it surely did not (auto settles: no check), or it
+    // might yet (the labels doubled: check again).
+    answer(1);
+    let status = run(&["status", "--project", p]);
+    let (gain, se) = {
+        let inner = line.rsplit_once('(').unwrap().1;
+        let (g, rest) = inner.split_once(" ± ").unwrap();
+        let se = rest.split_once(')').unwrap().0;
+        (g.parse::<f64>().unwrap(), se.parse::<f64>().unwrap())
+    };
+    let expect = if line.ends_with(": align") {
+        Some("the last check, at 50 labels, paid")
+    } else if gain + se < 0.02 {
+        None
+    } else {
+        Some("labels grew 2.0× since the last check (50 → 100)")
+    };
+    match expect {
+        Some(why) => assert!(
+            status.contains(&format!("check whether aligning pays ({why}")),
+            "{line}\n{status}"
+        ),
+        None => assert!(
+            !status.contains("check whether aligning pays") && status.contains("will select"),
+            "{line}\n{status}"
+        ),
+    }
 }

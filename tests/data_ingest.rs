@@ -153,7 +153,10 @@ fn builtin_importers_have_the_published_sizes() {
         .filter(|&i| ds.splits[i] == Split::Pool && ds.labels[i] == Some(clinc))
         .count();
     assert_eq!(pool_clinc, 3120);
-    assert!(ds.ids.iter().all(|id| id.starts_with("clinc150-") || id.starts_with("hwu64-")));
+    assert!(ds
+        .ids
+        .iter()
+        .all(|id| id.starts_with("clinc150-") || id.starts_with("hwu64-")));
 }
 
 /// Import `content` written to a file named `file`, expecting an error containing every needle.

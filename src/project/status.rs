@@ -112,10 +112,8 @@ pub fn status(dir: &Path) -> Result<Status> {
             }
             let a = &p.cfg.asvp;
             if p.cfg.policy == PolicyKind::Asvp && a.trigger != Trigger::Schedule {
-                let h = crate::al::run::CheckHistory::replay(works.iter().copied(), a.trigger);
-                if let Some(why) =
-                    crate::al::run::check_due(a, labels.len(), h.last_check, h.settled)
-                {
+                let h = crate::al::run::CheckHistory::replay(works.iter().copied(), a);
+                if let Some(why) = h.due(a, labels.len()) {
                     what.push(format!(
                         "check whether aligning pays ({why}): fine-tune and compare with the probe on held-out labels, refreshing the cache if it does"
                     ));

@@ -213,61 +213,89 @@ pub(crate) fn gain_pays(gain: f64, se: f64, min_gain: f64) -> bool {
     gain >= min_gain && gain > se
 }
 
-/// Is an alignment check due (the indicator and auto triggers)? In round 0, before the first
-/// proxy selection, and then whenever the labels have grown by `growth` since the last check;
-/// never once auto has found the cache aligned (`settled`).
-pub(crate) fn check_due(
-    a: &AsvpConfig,
-    labels: usize,
-    last_check: Option<usize>,
-    settled: bool,
-) -> Option<String> {
-    if settled {
-        return None;
-    }
-    match last_check {
-        None => Some("first alignment check".into()),
-        Some(l) if labels as f64 >= a.growth * l as f64 => Some(format!(
-            "labels grew {:.1}× since the last check ({l} → {labels})",
-            labels as f64 / l as f64
-        )),
-        Some(_) => None,
-    }
-}
-
-/// What the finished rounds' alignment checks leave for the next ones.
-#[derive(Debug, Clone, Default)]
+/// What the finished rounds' alignment checks leave for the next ones (docs/ALIGNMENT.md).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CheckHistory {
-    /// Labels at the last check.
-    pub(crate) last_check: Option<usize>,
+    /// Labels at the last check, and whether it paid.
+    pub(crate) last_check: Option<(usize, bool)>,
+    /// Has the run aligned yet (after a check or on the schedule)?
     pub(crate) aligned_once: bool,
-    /// Auto trigger: a check after an alignment found that aligning no longer pays.
+    /// Auto trigger: a check was confident that aligning does not pay (its gain plus one
+    /// standard error below `min_gain`): no more checks.
     pub(crate) settled: bool,
     /// The method the last paying check chose.
     pub(crate) chosen: Option<Method>,
+    /// Labels at the last check that compared both methods (method = "validate").
+    pub(crate) method_chosen_at: Option<usize>,
 }
 
 impl CheckHistory {
     /// Replay the progress records in round order.
     pub(crate) fn replay<'p>(
         progress: impl IntoIterator<Item = &'p ProgressRecord>,
-        trigger: Trigger,
+        a: &AsvpConfig,
     ) -> CheckHistory {
         let mut h = CheckHistory::default();
         for p in progress {
             if let Some(c) = &p.check {
-                h.last_check = Some(p.labels);
-                if c.pays {
-                    h.chosen = [Method::LpFt, Method::FineTune]
-                        .into_iter()
-                        .find(|m| m.as_str() == c.best);
-                } else if h.aligned_once && trigger == Trigger::Auto {
-                    h.settled = true;
-                }
+                h.record(a, p.labels, c);
             }
             h.aligned_once |= p.aligned.is_some();
         }
         h
+    }
+
+    /// Take in a check made with `labels` labelled rows.
+    pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
+        self.last_check = Some((labels, c.pays));
+        if c.candidates.len() > 1 {
+            self.method_chosen_at = Some(labels);
+        }
+        if c.pays {
+            self.chosen = [Method::LpFt, Method::FineTune]
+                .into_iter()
+                .find(|m| m.as_str() == c.best);
+            self.aligned_once = true;
+        } else if a.trigger == Trigger::Auto && c.gain + c.gain_se < a.min_gain {
+            self.settled = true;
+        }
+    }
+
+    /// Is a check due with `labels` labelled rows? Returns the reason. The first check runs in
+    /// round 0, before the first proxy selection; after that, whenever the labels have grown by
+    /// `growth` since the last check, and under `auto` also in the next round after a check that
+    /// paid (keep aligning while it pays); never once `auto` has settled.
+    pub(crate) fn due(&self, a: &AsvpConfig, labels: usize) -> Option<String> {
+        if self.settled {
+            return None;
+        }
+        match self.last_check {
+            None => Some("first alignment check".into()),
+            Some((l, true)) if a.trigger == Trigger::Auto && labels > l => Some(format!(
+                "the last check, at {l} labels, paid: does aligning again pay?"
+            )),
+            Some((l, _)) if labels as f64 >= a.growth * l as f64 => Some(format!(
+                "labels grew {:.1}× since the last check ({l} → {labels})",
+                labels as f64 / l as f64
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// The methods a check with `labels` labelled rows compares: the threshold's, or under
+    /// `method = "validate"` both LP-FT and full fine-tuning — at the first check and whenever
+    /// the labels have grown by `growth` since both were last compared; in between, the method
+    /// that won.
+    pub(crate) fn candidates(&self, a: &AsvpConfig, labels: usize) -> Vec<Method> {
+        match (a.method, self.chosen, self.method_chosen_at) {
+            (MethodChoice::Threshold, ..) => vec![a.threshold_method(labels)],
+            (MethodChoice::Validate, Some(m), Some(at))
+                if (labels as f64) < a.growth * at as f64 =>
+            {
+                vec![m]
+            }
+            (MethodChoice::Validate, ..) => vec![Method::LpFt, Method::FineTune],
+        }
     }
 }
 
@@ -482,45 +510,95 @@ mod tests {
         assert!(!gain_pays(0.01, 0.0, 0.02));
     }
 
-    fn progress(labels: usize, check: Option<bool>, aligned: bool) -> ProgressRecord {
+    fn check(pays: bool, gain: f64, gain_se: f64, methods: &[&str]) -> AlignCheck {
+        AlignCheck {
+            train_rows: 150,
+            val_rows: 50,
+            probe_accuracy: 0.5,
+            candidates: methods
+                .iter()
+                .map(|m| (m.to_string(), 0.5 + gain))
+                .collect(),
+            best: methods[0].to_string(),
+            gain,
+            gain_se,
+            pays,
+        }
+    }
+
+    fn progress(labels: usize, check: Option<AlignCheck>, aligned: bool) -> ProgressRecord {
         let mut p = ProgressRecord::start(0, labels);
         p.aligned = aligned.then(|| "check".to_string());
-        p.check = check.map(|pays| AlignCheck {
-            train_rows: labels * 3 / 4,
-            val_rows: labels / 4,
-            probe_accuracy: 0.5,
-            candidates: vec![("fine-tune".into(), 0.8)],
-            best: "fine-tune".into(),
-            gain: 0.3,
-            gain_se: 0.05,
-            pays,
-        });
+        p.check = check;
         p
     }
 
+    fn asvp(trigger: Trigger, method: MethodChoice) -> AsvpConfig {
+        AsvpConfig {
+            trigger,
+            method,
+            growth: 2.0,
+            min_gain: 0.02,
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn the_check_history_replays_from_the_progress_records() {
-        // Round 0 aligned after a paying check, round 1 did nothing, round 2's check did not pay.
+    fn auto_keeps_checking_while_aligning_pays_and_settles_when_it_surely_does_not() {
+        let a = asvp(Trigger::Auto, MethodChoice::Validate);
+        let both = ["fine-tune", "lp-ft"];
+        let mut h = CheckHistory::default();
+        // Round 0: the first check, comparing both methods.
+        assert_eq!(h.due(&a, 200).as_deref(), Some("first alignment check"));
+        assert_eq!(h.candidates(&a, 200), [Method::LpFt, Method::FineTune]);
+        h.record(&a, 200, &check(true, 0.10, 0.05, &both));
+        // It paid: check again next round, with the winner only until the labels double.
+        assert!(h.due(&a, 200).is_none());
+        assert!(h.due(&a, 300).unwrap().contains("paid"));
+        assert_eq!(h.candidates(&a, 300), [Method::FineTune]);
+        assert_eq!(h.candidates(&a, 400), [Method::LpFt, Method::FineTune]);
+        // A check that does not pay but might (gain + s.e. ≥ min_gain): wait for the labels to
+        // double.
+        h.record(&a, 300, &check(false, 0.0, 0.045, &["fine-tune"]));
+        assert!(!h.settled);
+        assert!(h.due(&a, 500).is_none());
+        assert!(h.due(&a, 600).unwrap().contains("300 → 600"));
+        // A check sure that aligning does not pay settles auto for good.
+        h.record(&a, 600, &check(false, -0.04, 0.03, &both));
+        assert!(h.settled);
+        assert!(h.due(&a, 100_000).is_none());
+        assert_eq!(h.chosen, Some(Method::FineTune));
+        // Replaying the same checks from progress records gives the same state.
         let records = [
-            progress(200, Some(true), true),
-            progress(300, None, false),
-            progress(400, Some(false), false),
+            progress(200, Some(check(true, 0.10, 0.05, &both)), true),
+            progress(300, Some(check(false, 0.0, 0.045, &["fine-tune"])), false),
+            progress(400, None, false),
+            progress(600, Some(check(false, -0.04, 0.03, &both)), false),
         ];
-        let auto = CheckHistory::replay(&records, Trigger::Auto);
-        assert_eq!(auto.last_check, Some(400));
-        assert!(auto.aligned_once && auto.settled);
-        assert_eq!(auto.chosen, Some(Method::FineTune));
-        // The indicator trigger never settles; a run that never aligned does not either.
-        assert!(!CheckHistory::replay(&records, Trigger::Indicator).settled);
-        let never = [
-            progress(200, Some(false), false),
-            progress(400, Some(false), false),
-        ];
-        let h = CheckHistory::replay(&never, Trigger::Auto);
-        assert!(!h.aligned_once && !h.settled && h.chosen.is_none());
-        assert_eq!(h.last_check, Some(400));
-        // A scheduled alignment (no check) counts as aligned.
-        let h = CheckHistory::replay(&[progress(600, None, true)], Trigger::Auto);
+        assert_eq!(CheckHistory::replay(&records, &a), h);
+    }
+
+    #[test]
+    fn the_indicator_trigger_checks_at_each_doubling_and_never_settles() {
+        let a = asvp(Trigger::Indicator, MethodChoice::Threshold);
+        let mut h = CheckHistory::default();
+        assert!(h.due(&a, 200).is_some());
+        assert_eq!(h.candidates(&a, 200), [Method::LpFt]);
+        h.record(&a, 200, &check(true, 0.2, 0.05, &["lp-ft"]));
+        // A paying check does not bring the next one forward (that is auto's rule).
+        assert!(h.due(&a, 300).is_none());
+        assert!(h.due(&a, 400).is_some());
+        h.record(&a, 400, &check(false, -0.2, 0.01, &["lp-ft"]));
+        assert!(!h.settled);
+        assert!(h.due(&a, 800).is_some());
+        // Above the threshold the method is full fine-tuning.
+        let a = AsvpConfig {
+            ft_threshold: 800,
+            ..a
+        };
+        assert_eq!(h.candidates(&a, 800), [Method::FineTune]);
+        // A scheduled alignment (no check) counts as aligned, and is no check.
+        let h = CheckHistory::replay(&[progress(600, None, true)], &a);
         assert!(h.aligned_once && h.last_check.is_none());
     }
 
@@ -544,20 +622,5 @@ mod tests {
         let mut cfg: RunConfig = toml::from_str(base).unwrap();
         cfg.asvp.growth = 1.0;
         assert!(cfg.validate().is_err());
-    }
-
-    #[test]
-    fn checks_run_in_round_0_then_at_each_growth_of_the_labels_until_settled() {
-        let a = AsvpConfig {
-            growth: 2.0,
-            ..Default::default()
-        };
-        assert!(check_due(&a, 200, None, false).is_some());
-        assert!(check_due(&a, 200, Some(200), false).is_none());
-        assert!(check_due(&a, 399, Some(200), false).is_none());
-        let why = check_due(&a, 400, Some(200), false).unwrap();
-        assert!(why.contains("200 → 400"), "{why}");
-        assert!(check_due(&a, 10_000, Some(200), true).is_none());
-        assert!(check_due(&a, 200, None, true).is_none());
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn round_step(
             policy_state.current.as_ref(),
             policy_state.standard_model.as_ref(),
             progress.aligned.is_some(),
-            policy_state.chosen,
+            policy_state.checks.chosen,
         )?;
         progress.test_accuracy = Some(s.accuracy);
         Some(s)
@@ -95,14 +95,8 @@ pub(crate) struct PolicyState {
     pub(crate) standard_model: Option<FineTuned>,
     pub(crate) last_logme: Option<f64>,
     pub(crate) best_logme: f64,
-    /// Labels at the last alignment check (indicator and auto triggers).
-    pub(crate) last_check: Option<usize>,
-    /// Has the run aligned yet?
-    pub(crate) aligned_once: bool,
-    /// Auto trigger: a check after an alignment found that aligning no longer pays.
-    pub(crate) settled: bool,
-    /// The training method the last paying check chose (method = "validate").
-    pub(crate) chosen: Option<Method>,
+    /// What the alignment checks so far found.
+    pub(crate) checks: CheckHistory,
 }
 
 impl PolicyState {
@@ -119,14 +113,11 @@ impl PolicyState {
                 current = Some((p.clone(), store.open_for(v, ctx.ds, Verify::Sizes)?));
             }
         }
-        let checks = CheckHistory::replay(progress, ctx.cfg.asvp.trigger);
+        let checks = CheckHistory::replay(progress, &ctx.cfg.asvp);
         Ok(PolicyState {
             current,
             standard_model: None,
-            last_check: checks.last_check,
-            aligned_once: checks.aligned_once,
-            settled: checks.settled,
-            chosen: checks.chosen,
+            checks,
             last_logme: progress.last().and_then(|p| p.logme),
             best_logme: progress
                 .iter()
@@ -199,12 +190,7 @@ pub(crate) fn policy_work(
             } else if final_round {
                 None // no selection follows: nothing to check for
             } else {
-                check_due(
-                    &cfg.asvp,
-                    rows.len(),
-                    policy_state.last_check,
-                    policy_state.settled,
-                )
+                policy_state.checks.due(&cfg.asvp, rows.len())
             };
             if let Some(reason) = reason {
                 if cfg.asvp.checks() && !final_round {
@@ -221,6 +207,7 @@ pub(crate) fn policy_work(
                     )?;
                 } else {
                     let method = policy_state
+                        .checks
                         .chosen
                         .unwrap_or_else(|| cfg.asvp.threshold_method(rows.len()));
                     ctx.say(&format!(
@@ -234,7 +221,7 @@ pub(crate) fn policy_work(
                     progress.aligned = Some(reason);
                     progress.method = Some(method.as_str().into());
                     policy_state.standard_model = Some(ft);
-                    policy_state.aligned_once = true;
+                    policy_state.checks.aligned_once = true;
                 }
             }
             policy_state.best_logme = policy_state.best_logme.max(lm);
@@ -277,10 +264,7 @@ fn checked_alignment(
     progress: &mut ProgressRecord,
 ) -> Result<()> {
     let cfg = ctx.cfg;
-    let methods = match cfg.asvp.method {
-        MethodChoice::Threshold => vec![cfg.asvp.threshold_method(rows.len())],
-        MethodChoice::Validate => vec![Method::LpFt, Method::FineTune],
-    };
+    let methods = policy_state.checks.candidates(&cfg.asvp, rows.len());
     let feats = match policy_state.current.as_ref() {
         Some(c) => &c.1,
         None => v0.context("no v0 features")?,
@@ -291,13 +275,8 @@ fn checked_alignment(
         ));
         return Ok(());
     };
-    policy_state.last_check = Some(rows.len());
+    policy_state.checks.record(&cfg.asvp, rows.len(), &check);
     if check.pays {
-        let method = methods
-            .iter()
-            .copied()
-            .find(|m| m.as_str() == check.best)
-            .expect("the best candidate is one of the methods");
         ft.save(&ctx.run.checkpoint(round))?;
         if let Some(stage) = refresh_stage {
             policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
@@ -307,11 +286,7 @@ fn checked_alignment(
             check.best, check.gain
         ));
         progress.method = Some(check.best.clone());
-        policy_state.chosen = Some(method);
         policy_state.standard_model = Some(ft);
-        policy_state.aligned_once = true;
-    } else if cfg.asvp.trigger == Trigger::Auto && policy_state.aligned_once {
-        policy_state.settled = true;
     }
     progress.check = Some(check);
     Ok(())
