@@ -67,3 +67,4 @@ PY
     rm -f "$out/report.html"   # the .md and the plots are what is committed
 done
 python3 scripts/suite-summary.py experiments/results experiments/results/summary.json
+python3 scripts/report-alignment.py

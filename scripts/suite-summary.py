@@ -42,7 +42,7 @@ def work(g, runs):
 
 results, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 summary = {"datasets": {}}
-for ds in ["banking77", "clinc150", "stackoverflow20"]:
+for ds in ["banking77", "clinc150", "stackoverflow20", "assistant-source"]:
     rep = results / ds / "report.json"
     if not rep.exists():
         continue

@@ -113,24 +113,41 @@ pub(crate) fn train_model(
     v0: Option<&FeatureVersion>,
     stage: Stage,
 ) -> Result<FineTuned> {
-    let ft = fit_model(ctx, round, method, rows, ys, v0, stage, None)?;
+    let job = TrainJob {
+        method,
+        rows,
+        ys,
+        v0,
+        stage,
+        validation: None,
+    };
+    let ft = fit_model(ctx, round, job)?;
     ft.save(&ctx.run.checkpoint(round))?;
     Ok(ft)
 }
 
-/// [`train_model`] without the checkpoint, validated on `validation` (indices into `rows`) when
-/// given, else on the fine-tune's own seeded split.
-#[allow(clippy::too_many_arguments)]
-fn fit_model(
-    ctx: &mut RoundContext,
-    round: usize,
+/// One fine-tune of a round: what it trains on, how, and how it is metered.
+struct TrainJob<'a> {
     method: Method,
-    rows: &[usize],
-    ys: &[u32],
-    v0: Option<&FeatureVersion>,
+    rows: &'a [usize],
+    ys: &'a [u32],
+    /// The pretrained features (LP-FT probes on them).
+    v0: Option<&'a FeatureVersion>,
     stage: Stage,
+    /// Indices into `rows` to validate on (None: the fine-tune's own seeded split).
     validation: Option<Vec<usize>>,
-) -> Result<FineTuned> {
+}
+
+/// [`train_model`] without the checkpoint.
+fn fit_model(ctx: &mut RoundContext, round: usize, job: TrainJob) -> Result<FineTuned> {
+    let TrainJob {
+        method,
+        rows,
+        ys,
+        v0,
+        stage,
+        validation,
+    } = job;
     let n = ctx.ds.n_classes();
     let texts: Vec<&str> = rows.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
     let mut opts = ctx.ft_options(ctx.round_seed(round, 101));
@@ -357,16 +374,15 @@ pub(crate) fn check_alignment(
     let mut best: Option<(Method, f64, FineTuned)> = None;
     let mut candidates = Vec::new();
     for &m in methods {
-        let ft = fit_model(
-            ctx,
-            round,
-            m,
+        let job = TrainJob {
+            method: m,
             rows,
             ys,
             v0,
-            Stage::Indicator,
-            Some(val.clone()),
-        )?;
+            stage: Stage::Indicator,
+            validation: Some(val.clone()),
+        };
+        let ft = fit_model(ctx, round, job)?;
         let acc = accuracy(&ft.val_correct);
         candidates.push((m.as_str().to_string(), acc));
         if best.as_ref().is_none_or(|(_, b, _)| acc > *b) {
