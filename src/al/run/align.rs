@@ -240,10 +240,9 @@ pub(crate) struct CheckHistory {
     /// Auto trigger: a check was confident that aligning does not pay (its gain plus one
     /// standard error below `min_gain`): no more checks.
     pub(crate) settled: bool,
-    /// The method the last paying check chose.
+    /// The method chosen by validation: the winner of the check that compared LP-FT and full
+    /// fine-tuning (method = "validate"), or of the last check that paid.
     pub(crate) chosen: Option<Method>,
-    /// Labels at the last check that compared both methods (method = "validate").
-    pub(crate) method_chosen_at: Option<usize>,
 }
 
 impl CheckHistory {
@@ -265,13 +264,12 @@ impl CheckHistory {
     /// Take in a check made with `labels` labelled rows.
     pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
         self.last_check = Some((labels, c.pays));
-        if c.candidates.len() > 1 {
-            self.method_chosen_at = Some(labels);
-        }
-        if c.pays {
+        if c.candidates.len() > 1 || c.pays {
             self.chosen = [Method::LpFt, Method::FineTune]
                 .into_iter()
                 .find(|m| m.as_str() == c.best);
+        }
+        if c.pays {
             self.aligned_once = true;
         } else if a.trigger == Trigger::Auto && c.gain + c.gain_se < a.min_gain {
             self.settled = true;
@@ -299,19 +297,15 @@ impl CheckHistory {
         }
     }
 
-    /// The methods a check with `labels` labelled rows compares: the threshold's, or under
-    /// `method = "validate"` both LP-FT and full fine-tuning — at the first check and whenever
-    /// the labels have grown by `growth` since both were last compared; in between, the method
-    /// that won.
+    /// The methods a check with `labels` labelled rows trains: the threshold's, or under
+    /// `method = "validate"` both LP-FT and full fine-tuning at the first check and the one that
+    /// won from then on (a check that compares two methods costs two fine-tunes, and in the
+    /// suite's regime a fine-tune is most of a check's cost: docs/ALIGNMENT.md).
     pub(crate) fn candidates(&self, a: &AsvpConfig, labels: usize) -> Vec<Method> {
-        match (a.method, self.chosen, self.method_chosen_at) {
-            (MethodChoice::Threshold, ..) => vec![a.threshold_method(labels)],
-            (MethodChoice::Validate, Some(m), Some(at))
-                if (labels as f64) < a.growth * at as f64 =>
-            {
-                vec![m]
-            }
-            (MethodChoice::Validate, ..) => vec![Method::LpFt, Method::FineTune],
+        match (a.method, self.chosen) {
+            (MethodChoice::Threshold, _) => vec![a.threshold_method(labels)],
+            (MethodChoice::Validate, Some(m)) => vec![m],
+            (MethodChoice::Validate, None) => vec![Method::LpFt, Method::FineTune],
         }
     }
 }
@@ -568,11 +562,11 @@ mod tests {
         assert_eq!(h.due(&a, 200).as_deref(), Some("first alignment check"));
         assert_eq!(h.candidates(&a, 200), [Method::LpFt, Method::FineTune]);
         h.record(&a, 200, &check(true, 0.10, 0.05, &both));
-        // It paid: check again next round, with the winner only until the labels double.
+        // It paid: check again next round, with the winner only from now on.
         assert!(h.due(&a, 200).is_none());
         assert!(h.due(&a, 300).unwrap().contains("paid"));
         assert_eq!(h.candidates(&a, 300), [Method::FineTune]);
-        assert_eq!(h.candidates(&a, 400), [Method::LpFt, Method::FineTune]);
+        assert_eq!(h.candidates(&a, 10_000), [Method::FineTune]);
         // A check that does not pay but might (gain + s.e. ≥ min_gain): wait for the labels to
         // double.
         h.record(&a, 300, &check(false, 0.0, 0.045, &["fine-tune"]));
@@ -584,6 +578,11 @@ mod tests {
         assert!(h.settled);
         assert!(h.due(&a, 100_000).is_none());
         assert_eq!(h.chosen, Some(Method::FineTune));
+        // A comparison that does not pay still chooses the method of later checks.
+        let mut lost = CheckHistory::default();
+        lost.record(&a, 200, &check(false, 0.0, 0.05, &["lp-ft", "fine-tune"]));
+        assert_eq!(lost.candidates(&a, 400), [Method::LpFt]);
+        assert!(!lost.aligned_once);
         // Replaying the same checks from progress records gives the same state.
         let records = [
             progress(200, Some(check(true, 0.10, 0.05, &both)), true),
