@@ -195,6 +195,26 @@ fn bad_inputs_get_clear_errors() {
         opts("x", true, false),
         &["h.csv", "no data rows"],
     );
+    // Malformed delimited files: the line and what is wrong with it, not the table reader's
+    // advice for its Python API.
+    expect_error(
+        "q.tsv",
+        b"text\tlabel\nfine row\ta\n\"Hi\" she said, my card\tb\nanother\ta\nmore\tb\n",
+        opts("x", true, false),
+        &["q.tsv", "line 3", "quote", "double it"],
+    );
+    expect_error(
+        "m.tsv",
+        b"text\tlabel\nfine row\ta\nthis card?\" arrived\tb\nanother\ta\n\"x\"\tb\n",
+        opts("x", true, false),
+        &["m.tsv", "line 3", "field 1 has a quote", "double it"],
+    );
+    expect_error(
+        "f.csv",
+        b"text,label\nfine,a\nhello, world,b\nok,a\n",
+        opts("x", true, false),
+        &["f.csv", "line 3", "3 fields where the header has 2", "quoted field"],
+    );
     // Missing column, naming the columns there are.
     expect_error(
         "m.csv",

@@ -358,6 +358,53 @@ fn seeds_are_averaged_with_a_standard_deviation() {
     );
 }
 
+#[test]
+fn runs_that_did_the_same_group_together_however_their_configs_were_written() {
+    let d = tempfile::tempdir().unwrap();
+    let mut dirs = fixture(d.path());
+    let curve = [(100, 0.5), (200, 0.6), (300, 0.7), (400, 0.8), (500, 0.85)];
+    // Three more random seeds whose files differ only in keys random never reads, or in
+    // defaults written out: they join the fixture's random run (no strategy line, a strategy
+    // line, an unused proxy and asvp table, an explicit default).
+    let configs = [
+        ("x-random", 1, ""),
+        ("x-random-random-s2", 2, "strategy = \"random\"\n"),
+        (
+            "x-random-random-s3",
+            3,
+            "proxy = \"mlp\"\neval_every = 1\n[asvp]\nalign_every = 5\n",
+        ),
+    ];
+    for (name, seed, extra) in configs {
+        let dir = random_run(d.path(), name, seed, &curve);
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                "name = \"{name}\"\ndataset = \"banking77\"\npolicy = \"random\"\nseed = {seed}\nbatch = 100\n{extra}"
+            ),
+        )
+        .unwrap();
+        dirs.push(dir);
+    }
+    let m = compute(&dirs, Some(0.75));
+    assert_eq!(
+        m.groups.len(),
+        4,
+        "{:?}",
+        m.groups.iter().map(|g| &g.label).collect::<Vec<_>>()
+    );
+    assert_eq!(group(&m, "random").runs.len(), 4);
+    // A different batch size is a different method.
+    let odd = random_run(d.path(), "x-random-b50", 4, &curve);
+    std::fs::write(
+        odd.join("config.toml"),
+        "name = \"x-random-b50\"\ndataset = \"banking77\"\npolicy = \"random\"\nseed = 4\nbatch = 50\n",
+    )
+    .unwrap();
+    dirs.push(odd);
+    assert_eq!(compute(&dirs, Some(0.75)).groups.len(), 5);
+}
+
 /// The report files of `dirs` at a 75% target, written under `out`.
 fn generate_at_75(dirs: &[PathBuf], out: &Path) -> report::ReportFiles {
     let opts = ReportOptions {

@@ -1,4 +1,6 @@
-//! The TOML run configuration: one file says everything a run does, so a policy is data.
+//! The TOML run configuration: one file says everything a run does, so a policy is data. Only
+//! `name`, `dataset` and `policy` are required; every other key has a default
+//! (`proxal run --print-config` shows the resolved config).
 //!
 //! ```toml
 //! name = "banking77-asvp"
@@ -198,8 +200,14 @@ pub struct RunConfig {
     pub policy: PolicyKind,
     #[serde(default)]
     pub seed: u64,
+    /// Labels bought before round 1 (a random sample); default 200.
+    #[serde(default = "two_hundred")]
     pub initial: usize,
+    /// Labels bought per round; default 200.
+    #[serde(default = "two_hundred")]
     pub batch: usize,
+    /// Rounds after the initial set; default 4 (200 + 4 × 200 = 1,000 labels).
+    #[serde(default = "four")]
     pub rounds: usize,
     #[serde(default = "default_strategy")]
     pub strategy: String,
@@ -235,6 +243,12 @@ fn default_proxy() -> String {
 }
 fn one() -> usize {
     1
+}
+fn two_hundred() -> usize {
+    200
+}
+fn four() -> usize {
+    4
 }
 fn default_eval_model() -> EvalModel {
     EvalModel::Auto
@@ -294,6 +308,11 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The config with every default filled in, as TOML (`proxal run --print-config`).
+    pub fn resolved_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+
     /// Total labels at the end of round `r` (round 0 = the initial set).
     pub fn labels_after(&self, round: usize) -> usize {
         self.initial + round * self.batch
@@ -302,5 +321,30 @@ impl RunConfig {
     /// Is round `r` an evaluation point?
     pub fn is_eval_round(&self, round: usize) -> bool {
         round == self.rounds || round.is_multiple_of(self.eval_every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_dataset_and_policy_are_enough_and_the_resolved_config_round_trips() {
+        let cfg: RunConfig =
+            toml::from_str("name = \"x\"\ndataset = \"d\"\npolicy = \"svpp\"\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!((cfg.initial, cfg.batch, cfg.rounds), (200, 200, 4));
+        assert_eq!(cfg.labels_after(cfg.rounds), 1000);
+        let text = cfg.resolved_toml().unwrap();
+        for key in [
+            "initial = 200",
+            "strategy = \"margin\"",
+            "[asvp]",
+            "trigger = \"schedule\"",
+        ] {
+            assert!(text.contains(key), "{key} missing from\n{text}");
+        }
+        let again: RunConfig = toml::from_str(&text).unwrap();
+        assert_eq!(again.resolved_toml().unwrap(), text);
     }
 }

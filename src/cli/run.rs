@@ -11,9 +11,16 @@ pub struct Args {
     /// No progress output
     #[arg(long)]
     pub quiet: bool,
+    /// Print the config with every default filled in, and exit without running
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
+    if args.print_config {
+        print!("{}", al::RunConfig::load(&args.config)?.resolved_toml()?);
+        return Ok(());
+    }
     let s = al::run(
         home,
         &args.config,

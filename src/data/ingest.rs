@@ -136,9 +136,19 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
                     .with_infer_schema_length(Some(0)) // every column as text: ids stay "007"
                     .with_raise_if_empty(true)
                     .map_parse_options(|o| o.with_separator(sep).with_quote_char(Some(b'"')))
-                    .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                    .into_reader_with_file_handle(std::io::Cursor::new(&bytes))
                     .finish()
-                    .map_err(|e| anyhow!("{}: cannot parse as {:?}: {e}", path.display(), format))?
+                    .map_err(|e| {
+                        let why = diagnose_delimited(&bytes, sep).unwrap_or_else(|| {
+                            // polars' first line only: the rest is advice for its Python API.
+                            let e = e.to_string();
+                            format!(
+                                "cannot parse as {format:?}: {}",
+                                e.lines().next().unwrap_or_default()
+                            )
+                        });
+                        anyhow!("{}: {why}", path.display())
+                    })?
             }
         }
     };
@@ -149,6 +159,84 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         );
     }
     Ok(df)
+}
+
+/// Why a delimited file that the table reader refused is malformed, in terms of its own lines
+/// (RFC 4180 quoting): a quoted field with text after its closing quote, a quote that is never
+/// closed, a quoted field that runs over several lines, or a record whose field count differs
+/// from the header's. None if nothing of the kind is found.
+fn diagnose_delimited(bytes: &[u8], sep: u8) -> Option<String> {
+    let name = if sep == b'\t' { "tab" } else { "comma" };
+    let fix = "if the quote is part of the text, double it (\"\") and quote the whole field, or remove it";
+    let (mut line, mut fields, mut width) = (1usize, 1usize, None::<usize>);
+    let (mut field_start, mut in_quotes, mut closed) = (true, false, false);
+    let mut opened_at = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if in_quotes {
+            match b {
+                b'"' if bytes.get(i) == Some(&b'"') => i += 1,
+                b'"' => {
+                    in_quotes = false;
+                    closed = true;
+                }
+                b'\n' => line += 1,
+                _ => {}
+            }
+            continue;
+        }
+        if b == b'\n' || b == sep {
+            if closed && line > opened_at {
+                return Some(format!(
+                    "line {opened_at}: a quote (\") opens a field that runs on to line {line}; {fix}"
+                ));
+            }
+            field_start = true;
+            closed = false;
+            if b == sep {
+                fields += 1;
+                continue;
+            }
+            match width {
+                None => width = Some(fields),
+                Some(w) if fields != w && !(fields == 1 && bytes[..i - 1].ends_with(b"\n")) => {
+                    return Some(format!(
+                        "line {line}: {fields} fields where the header has {w} (fields are separated by a {name}; a {name} inside a text must be in a quoted field)"
+                    ));
+                }
+                Some(_) => {}
+            }
+            fields = 1;
+            line += 1;
+            continue;
+        }
+        if b == b'\r' {
+            continue;
+        }
+        if closed {
+            return Some(format!(
+                "line {line}: field {fields} starts with a quoted part (\"…\") and goes on after its closing quote; {fix}"
+            ));
+        }
+        if b == b'"' {
+            if !field_start {
+                return Some(format!(
+                    "line {line}: field {fields} has a quote (\") inside unquoted text; {fix}"
+                ));
+            }
+            in_quotes = true;
+            opened_at = line;
+        }
+        field_start = false;
+    }
+    if in_quotes {
+        return Some(format!(
+            "line {opened_at}: a quote (\") opens a field that is never closed; {fix}"
+        ));
+    }
+    None
 }
 
 /// Text files must be UTF-8 and must not hold NUL bytes (a binary file under a text extension).

@@ -96,6 +96,24 @@ fn canonical(v: &toml::Value, out: &mut String) {
     }
 }
 
+/// The resolved config (every default filled in) without the keys its policy never reads, so
+/// that runs which did the same thing group together however their files were written; None for
+/// a config this proxal cannot parse (the raw table is used then).
+fn what_the_run_did(text: &str) -> Option<toml::Table> {
+    let cfg: crate::al::RunConfig = toml::from_str(text).ok()?;
+    let unused: &[&str] = match cfg.policy {
+        crate::al::PolicyKind::Random => &["strategy", "proxy", "asvp"],
+        crate::al::PolicyKind::Svpp => &["asvp"],
+        crate::al::PolicyKind::Standard => &["proxy", "asvp"],
+        crate::al::PolicyKind::Asvp => &[],
+    };
+    let mut t = toml::Table::try_from(&cfg).ok()?;
+    for k in unused {
+        t.remove(*k);
+    }
+    Some(t)
+}
+
 /// Parse the parts of a run config the report uses.
 pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
     let v: toml::Value =
@@ -139,7 +157,7 @@ pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
         Some(p) => Some(PricesConfig::from_toml(p).with_context(|| path.display().to_string())?),
         None => None,
     };
-    let mut key_table = t.clone();
+    let mut key_table = what_the_run_did(text).unwrap_or_else(|| t.clone());
     for k in ["name", "seed", "prices"] {
         key_table.remove(k);
     }
