@@ -213,7 +213,12 @@ fn bad_inputs_get_clear_errors() {
         "f.csv",
         b"text,label\nfine,a\nhello, world,b\nok,a\n",
         opts("x", true, false),
-        &["f.csv", "line 3", "3 fields where the header has 2", "quoted field"],
+        &[
+            "f.csv",
+            "line 3",
+            "3 fields where the header has 2",
+            "quoted field",
+        ],
     );
     // Missing column, naming the columns there are.
     expect_error(

@@ -23,7 +23,7 @@
 //! method = "threshold"       # threshold | validate: how an alignment chooses LP-FT or FT
 //! ft_threshold = 1000        # threshold: below, LP-FT; at or above, full fine-tune
 //! val_fraction = 0.25        # checks: share of labelled rows kept for validation, never trained on
-//! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this (and 1 s.e.)
+//! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this much
 //! growth = 2.0               # indicator/auto: check again once the labels grew by this factor
 //!
 //! [train]                    # fine-tuning hyper-parameters

@@ -63,7 +63,7 @@ pub struct AlignCheck {
     pub best: String,
     pub gain: f64,
     pub gain_se: f64,
-    /// Did the gain clear the bar (≥ `min_gain` and > one standard error)? Then the run aligned
+    /// Did the gain reach `min_gain`? Then the run aligned
     /// with `best`.
     pub pays: bool,
 }

@@ -225,15 +225,23 @@ pub(crate) fn paired_gain(probe: &[bool], model: &[bool]) -> (f64, f64) {
     (mean, (var / n as f64).sqrt())
 }
 
-/// Does a validated gain pay for aligning? At least `min_gain` and more than one standard error.
-pub(crate) fn gain_pays(gain: f64, se: f64, min_gain: f64) -> bool {
-    gain >= min_gain && gain > se
+/// Does a validated gain pay for aligning? The check's fine-tune is already paid for, so only
+/// the refresh is at stake: align when the estimated gain is at least `min_gain` (and above 0).
+/// Raise `min_gain` where a refresh is dear (a large pool).
+pub(crate) fn gain_pays(gain: f64, min_gain: f64) -> bool {
+    gain >= min_gain && gain > 0.0
+}
+
+/// Is the gain surely above `min_gain` (by one standard error)? Then the cache is far from the
+/// task and `auto` checks again in the next round.
+pub(crate) fn gain_sure(gain: f64, se: f64, min_gain: f64) -> bool {
+    gain - se >= min_gain && gain > 0.0
 }
 
 /// What the finished rounds' alignment checks leave for the next ones (docs/ALIGNMENT.md).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CheckHistory {
-    /// Labels at the last check, and whether it paid.
+    /// Labels at the last check, and whether its gain was surely above `min_gain`.
     pub(crate) last_check: Option<(usize, bool)>,
     /// Has the run aligned yet (after a check or on the schedule)?
     pub(crate) aligned_once: bool,
@@ -263,7 +271,7 @@ impl CheckHistory {
 
     /// Take in a check made with `labels` labelled rows.
     pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
-        self.last_check = Some((labels, c.pays));
+        self.last_check = Some((labels, gain_sure(c.gain, c.gain_se, a.min_gain)));
         if c.candidates.len() > 1 || c.pays {
             self.chosen = [Method::LpFt, Method::FineTune]
                 .into_iter()
@@ -278,8 +286,9 @@ impl CheckHistory {
 
     /// Is a check due with `labels` labelled rows? Returns the reason. The first check runs in
     /// round 0, before the first proxy selection; after that, whenever the labels have grown by
-    /// `growth` since the last check, and under `auto` also in the next round after a check that
-    /// paid (keep aligning while it pays); never once `auto` has settled.
+    /// `growth` since the last check, and under `auto` also in the next round after a check whose
+    /// gain was surely above `min_gain` (a cache far from the task: keep aligning while that
+    /// holds); never once `auto` has settled.
     pub(crate) fn due(&self, a: &AsvpConfig, labels: usize) -> Option<String> {
         if self.settled {
             return None;
@@ -287,7 +296,8 @@ impl CheckHistory {
         match self.last_check {
             None => Some("first alignment check".into()),
             Some((l, true)) if a.trigger == Trigger::Auto && labels > l => Some(format!(
-                "the last check, at {l} labels, paid: does aligning again pay?"
+                "the last check, at {l} labels, gained surely more than {:.2}: does aligning again pay?",
+                a.min_gain
             )),
             Some((l, _)) if labels as f64 >= a.growth * l as f64 => Some(format!(
                 "labels grew {:.1}× since the last check ({l} → {labels})",
@@ -326,8 +336,9 @@ pub(crate) fn describe_check(c: &AlignCheck) -> String {
 
 /// An alignment check (docs/ALIGNMENT.md): the linear probe on `feats` (the cache the policy
 /// selects with) and a fine-tune with each of `methods`, all trained on the labelled rows outside
-/// the fixed validation share and judged on the rows inside it. Every part is metered as
-/// `indicator`: it is trained to decide. Returns the check and its best fine-tuned model (an
+/// the fixed validation share and judged on the rows inside it. Every part is metered as `stage`:
+/// `indicator` (it is trained to decide), or `ship` in the final round (it decides the model that
+/// ships). Returns the check and its best fine-tuned model (an
 /// alignment that pays refreshes with it instead of training again), or None when the labelled
 /// rows cannot be split (no validation row, or fewer than two training rows).
 #[allow(clippy::too_many_arguments)]
@@ -339,6 +350,7 @@ pub(crate) fn check_alignment(
     feats: &FeatureVersion,
     v0: Option<&FeatureVersion>,
     methods: &[Method],
+    stage: Stage,
 ) -> Result<Option<(AlignCheck, FineTuned)>> {
     let a = &ctx.cfg.asvp;
     let (seed, fraction, min_gain) = (ctx.cfg.seed, a.val_fraction, a.min_gain);
@@ -352,18 +364,15 @@ pub(crate) fn check_alignment(
         |idx: &[usize]| -> (Vec<usize>, Vec<u32>) { idx.iter().map(|&i| (rows[i], ys[i])).unzip() };
     let (train_rows, train_ys) = pick(&train);
     let (val_rows, val_ys) = pick(&val);
-    let probe = ctx.ledger.meter(
-        round,
-        Stage::Indicator,
-        train_rows.len(),
-        || -> Result<Vec<bool>> {
+    let probe = ctx
+        .ledger
+        .meter(round, stage, train_rows.len(), || -> Result<Vec<bool>> {
             let x = feats.gather(&train_rows);
             let lr = LogReg::fit(&LogRegConfig::default(), x.view(), &train_ys, n, None)?;
             let xv = feats.gather(&val_rows);
             let pred = predicted(&lr.predict_proba(xv.view()));
             Ok(pred.iter().zip(&val_ys).map(|(p, y)| p == y).collect())
-        },
-    )?;
+        })?;
     let probe_accuracy = accuracy(&probe);
     let mut best: Option<(Method, f64, FineTuned)> = None;
     let mut candidates = Vec::new();
@@ -373,7 +382,7 @@ pub(crate) fn check_alignment(
             rows,
             ys,
             v0,
-            stage: Stage::Indicator,
+            stage,
             validation: Some(val.clone()),
         };
         let ft = fit_model(ctx, round, job)?;
@@ -393,7 +402,7 @@ pub(crate) fn check_alignment(
         best: method.as_str().to_string(),
         gain,
         gain_se,
-        pays: gain_pays(gain, gain_se, min_gain),
+        pays: gain_pays(gain, min_gain),
     };
     ctx.say(&format!(
         "round {round}: alignment check: {}",
@@ -507,17 +516,17 @@ mod tests {
         // d = four +1, one −1, five 0: sample variance (4·0.49 + 1.69 + 5·0.09) / 9.
         let var: f64 = (4.0 * 0.49 + 1.69 + 5.0 * 0.09) / 9.0;
         assert!((se - (var / 10.0).sqrt()).abs() < 1e-12);
-        assert!(gain_pays(gain, se, 0.02));
+        assert!(gain_pays(gain, 0.02) && gain_sure(gain, se, 0.02));
         // Two rows, one fixed and none broken: gain 0.5 with s.e. 0.5, within noise.
         let (g, s) = paired_gain(&[false, true], &[true, true]);
         assert_eq!((g, s), (0.5, 0.5));
-        assert!(!gain_pays(g, s, 0.02));
+        assert!(gain_pays(g, 0.02) && !gain_sure(g, s, 0.02));
         // A model no better than the probe never pays, whatever the noise.
         let (g, s) = paired_gain(&[true, false, true], &[true, false, true]);
         assert_eq!((g, s), (0.0, 0.0));
-        assert!(!gain_pays(g, s, 0.0));
+        assert!(!gain_pays(g, 0.0) && !gain_sure(g, s, 0.0));
         // A gain below the minimum does not pay even when it is certain.
-        assert!(!gain_pays(0.01, 0.0, 0.02));
+        assert!(!gain_pays(0.01, 0.02) && !gain_sure(0.01, 0.0, 0.02));
     }
 
     fn check(pays: bool, gain: f64, gain_se: f64, methods: &[&str]) -> AlignCheck {
@@ -562,9 +571,10 @@ mod tests {
         assert_eq!(h.due(&a, 200).as_deref(), Some("first alignment check"));
         assert_eq!(h.candidates(&a, 200), [Method::LpFt, Method::FineTune]);
         h.record(&a, 200, &check(true, 0.10, 0.05, &both));
-        // It paid: check again next round, with the winner only from now on.
+        // It paid, and surely (0.10 − 0.05 ≥ 0.02): check again next round, with the winner only
+        // from now on.
         assert!(h.due(&a, 200).is_none());
-        assert!(h.due(&a, 300).unwrap().contains("paid"));
+        assert!(h.due(&a, 300).unwrap().contains("surely more than 0.02"));
         assert_eq!(h.candidates(&a, 300), [Method::FineTune]);
         assert_eq!(h.candidates(&a, 10_000), [Method::FineTune]);
         // A check that does not pay but might (gain + s.e. ≥ min_gain): wait for the labels to
@@ -578,6 +588,12 @@ mod tests {
         assert!(h.settled);
         assert!(h.due(&a, 100_000).is_none());
         assert_eq!(h.chosen, Some(Method::FineTune));
+        // A gain that pays but might be noise (0.03 ± 0.04) sets the pace of the growth rule.
+        let mut maybe = CheckHistory::default();
+        maybe.record(&a, 200, &check(true, 0.03, 0.04, &both));
+        assert!(maybe.aligned_once && !maybe.settled);
+        assert!(maybe.due(&a, 300).is_none());
+        assert!(maybe.due(&a, 400).unwrap().contains("200 → 400"));
         // A comparison that does not pay still chooses the method of later checks.
         let mut lost = CheckHistory::default();
         lost.record(&a, 200, &check(false, 0.0, 0.05, &["lp-ft", "fine-tune"]));

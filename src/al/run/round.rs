@@ -187,13 +187,18 @@ pub(crate) fn policy_work(
                     policy_state.last_logme,
                     policy_state.best_logme,
                 )
-            } else if final_round {
-                None // no selection follows: nothing to check for
             } else {
                 policy_state.checks.due(&cfg.asvp, rows.len())
             };
             if let Some(reason) = reason {
-                if cfg.asvp.checks() && !final_round {
+                // In the final round a check decides the model that ships (booked as `ship`);
+                // the schedule's final alignment keeps the method chosen earlier.
+                if checks || (cfg.asvp.checks() && !final_round) {
+                    let stage = if final_round {
+                        Stage::Ship
+                    } else {
+                        Stage::Indicator
+                    };
                     checked_alignment(
                         ctx,
                         round,
@@ -201,7 +206,7 @@ pub(crate) fn policy_work(
                         &ys,
                         v0,
                         policy_state,
-                        refresh_stage,
+                        (stage, refresh_stage),
                         reason,
                         &mut progress,
                     )?;
@@ -259,7 +264,7 @@ fn checked_alignment(
     ys: &[u32],
     v0: Option<&FeatureVersion>,
     policy_state: &mut PolicyState,
-    refresh_stage: Option<Stage>,
+    (stage, refresh_stage): (Stage, Option<Stage>),
     reason: String,
     progress: &mut ProgressRecord,
 ) -> Result<()> {
@@ -269,7 +274,8 @@ fn checked_alignment(
         Some(c) => &c.1,
         None => v0.context("no v0 features")?,
     };
-    let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods)? else {
+    let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods, stage)?
+    else {
         ctx.say(&format!(
             "round {round}: too few labels to hold some out: no alignment check"
         ));
