@@ -362,3 +362,74 @@ fn cli_errors_are_one_line_with_nonzero_exit() {
     assert!(out.contains("1 rows"), "{out}");
     assert!(Path::new(&dir.path().join("datasets/m/table.parquet")).exists());
 }
+
+#[test]
+fn test_fraction_holds_out_a_stratified_seeded_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path());
+    let path = dir.path().join("l.csv");
+    // Classes of 50, 30 and 20 labelled rows, and 10 unlabelled rows.
+    let mut text = String::from("text,label\n");
+    for (label, n) in [("a", 50), ("b", 30), ("c", 20)] {
+        for i in 0..n {
+            text.push_str(&format!("{label} text {i},{label}\n"));
+        }
+    }
+    for i in 0..10 {
+        text.push_str(&format!("unlabelled {i},\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let import = |name: &str, seed: u64| {
+        let mut o = opts(name, true, false);
+        o.test_split = Some(proxal::data::TestSplit {
+            fraction: 0.2,
+            seed,
+        });
+        let r = import_file(&home, &path, &o).unwrap();
+        assert!(r
+            .meta
+            .source
+            .contains("test split: 0.2 of each label's rows, seed"));
+        Dataset::load(&home, name).unwrap()
+    };
+    let ds = import("s0", 0);
+    let test_rows = |ds: &Dataset| -> Vec<usize> {
+        (0..ds.len())
+            .filter(|&i| ds.splits[i] == Split::Test)
+            .collect()
+    };
+    let per_class = |ds: &Dataset| -> Vec<usize> {
+        (0..3u32)
+            .map(|c| {
+                test_rows(ds)
+                    .iter()
+                    .filter(|&&i| ds.labels[i] == Some(c))
+                    .count()
+            })
+            .collect()
+    };
+    assert_eq!(per_class(&ds), [10, 6, 4]);
+    // Unlabelled rows stay in the pool.
+    assert!(test_rows(&ds).iter().all(|&i| ds.labels[i].is_some()));
+    assert_eq!(ds.count(Split::Pool), 110 - 20);
+    // The same seed draws the same rows, another seed others (with the same proportions).
+    assert_eq!(test_rows(&import("again", 0)), test_rows(&ds));
+    let other = import("s1", 1);
+    assert_eq!(per_class(&other), [10, 6, 4]);
+    assert_ne!(test_rows(&other), test_rows(&ds));
+    // It needs labels, and excludes a split column.
+    let mut o = opts("bad", false, false);
+    o.test_split = Some(proxal::data::TestSplit {
+        fraction: 0.2,
+        seed: 0,
+    });
+    let err = format!("{:#}", import_file(&home, &path, &o).unwrap_err());
+    assert!(err.contains("--label-col"), "{err}");
+    let mut o = opts("bad", true, true);
+    o.test_split = Some(proxal::data::TestSplit {
+        fraction: 0.2,
+        seed: 0,
+    });
+    let err = format!("{:#}", import_file(&home, &path, &o).unwrap_err());
+    assert!(err.contains("--split-col or --test-fraction"), "{err}");
+}

@@ -25,6 +25,13 @@ pub enum DataCmd {
         /// Column holding row ids (omit: row numbers)
         #[arg(long)]
         id_col: Option<String>,
+        /// Hold out this share of the labelled rows as the test split, stratified by label
+        /// (instead of --split-col)
+        #[arg(long)]
+        test_fraction: Option<f64>,
+        /// Seed of the --test-fraction split
+        #[arg(long, default_value_t = 0)]
+        split_seed: u64,
     },
     /// Import a built-in benchmark dataset (fetched by `make assets`)
     ImportBuiltin {
@@ -52,6 +59,8 @@ pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
             label_col,
             split_col,
             id_col,
+            test_fraction,
+            split_seed,
         } => {
             let opts = ImportOptions {
                 name,
@@ -59,6 +68,10 @@ pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
                 label_col,
                 split_col,
                 id_col,
+                test_split: test_fraction.map(|fraction| data::TestSplit {
+                    fraction,
+                    seed: split_seed,
+                }),
             };
             data::import_file(home, &file, &opts)?
         }

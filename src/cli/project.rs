@@ -23,6 +23,13 @@ pub struct InitArgs {
     /// Column assigning rows to pool / dev / test (default: all pool)
     #[arg(long)]
     pub split_col: Option<String>,
+    /// Hold out this share of the labelled rows to measure the model, stratified by label
+    /// (instead of --split-col)
+    #[arg(long)]
+    pub test_fraction: Option<f64>,
+    /// Seed of the --test-fraction split
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
     /// The label set, comma-separated (more can be added by `label --allow-new-labels`)
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
@@ -118,6 +125,10 @@ pub fn init(home: &Home, a: InitArgs) -> Result<()> {
             id_col: a.id_col,
             label_col: a.label_col,
             split_col: a.split_col,
+            test_split: a.test_fraction.map(|fraction| crate::data::TestSplit {
+                fraction,
+                seed: a.split_seed,
+            }),
             labels: a.labels,
             policy: a.policy,
             strategy: a.strategy,

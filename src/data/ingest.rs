@@ -50,6 +50,16 @@ pub struct ImportOptions {
     pub split_col: Option<String>,
     /// Column with row ids; `None`: ids are the row numbers.
     pub id_col: Option<String>,
+    /// Hold out a share of the labelled rows as the test split (instead of `split_col`).
+    pub test_split: Option<TestSplit>,
+}
+
+/// A seeded test split drawn from the labelled rows, stratified by label: each class gives
+/// `fraction` of its rows (rounded; a class of two or more rows keeps at least one in the pool).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestSplit {
+    pub fraction: f64,
+    pub seed: u64,
 }
 
 impl ImportOptions {
@@ -60,6 +70,30 @@ impl ImportOptions {
             label_col: None,
             split_col: None,
             id_col: None,
+            test_split: None,
+        }
+    }
+}
+
+impl TestSplit {
+    /// Move the split's share of each class's labelled pool rows to the test split.
+    fn apply(&self, ds: &mut Dataset) {
+        use rand::seq::SliceRandom;
+        let mut rng = crate::util::rng(self.seed);
+        let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for i in 0..ds.len() {
+            if let (Split::Pool, Some(l)) = (ds.splits[i], ds.labels[i]) {
+                by_class.entry(l).or_default().push(i);
+            }
+        }
+        for rows in by_class.values_mut() {
+            rows.shuffle(&mut rng);
+            let n = rows.len();
+            let k = ((n as f64) * self.fraction).round() as usize;
+            let k = if n > 1 { k.min(n - 1) } else { k };
+            for &r in &rows[..k] {
+                ds.splits[r] = Split::Test;
+            }
         }
     }
 }
@@ -498,8 +532,32 @@ pub(crate) fn store(
 /// `proxal data import`: read `path`, validate it, store it as `datasets/<name>/`.
 pub fn import_file(home: &Home, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
     check_name(&opts.name)?;
+    let mut source = path.display().to_string();
+    if let Some(t) = opts.test_split {
+        if !(t.fraction > 0.0 && t.fraction < 1.0) {
+            bail!(
+                "--test-fraction must be between 0 and 1, got {}",
+                t.fraction
+            );
+        }
+        if opts.split_col.is_some() {
+            bail!("give either --split-col or --test-fraction, not both");
+        }
+        if opts.label_col.is_none() {
+            bail!(
+                "--test-fraction holds out labelled rows: name the label column with --label-col"
+            );
+        }
+        source.push_str(&format!(
+            " (test split: {} of each label's rows, seed {})",
+            t.fraction, t.seed
+        ));
+    }
     let mut raw = RawRows::new();
     raw.read(path, opts, None)?;
-    let (ds, warnings) = raw.into_dataset(&opts.name, &opts.text_col)?;
-    store(home, &ds, &path.display().to_string(), warnings)
+    let (mut ds, warnings) = raw.into_dataset(&opts.name, &opts.text_col)?;
+    if let Some(t) = opts.test_split {
+        t.apply(&mut ds);
+    }
+    store(home, &ds, &source, warnings)
 }

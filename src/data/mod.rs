@@ -9,5 +9,5 @@ mod ingest;
 pub mod table;
 
 pub use builtin::{import_builtin, import_builtin_sample, Builtin, Sample};
-pub use ingest::{import_file, read_table, Format, ImportOptions, ImportReport};
+pub use ingest::{import_file, read_table, Format, ImportOptions, ImportReport, TestSplit};
 pub use table::{Dataset, LabelMap, Meta, Split};

@@ -11,6 +11,8 @@ pub struct InitOptions {
     /// test/dev rows are held out to measure the model.
     pub label_col: Option<String>,
     pub split_col: Option<String>,
+    /// Hold out a stratified, seeded share of the labelled rows to measure the model.
+    pub test_split: Option<crate::data::TestSplit>,
     /// The label set (file labels are added after these).
     pub labels: Vec<String>,
     pub policy: PolicyKind,
@@ -93,6 +95,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport> {
     opts.id_col = o.id_col.clone();
     opts.label_col = o.label_col.clone();
     opts.split_col = o.split_col.clone();
+    opts.test_split = o.test_split;
     import_file(&home, &o.data, &opts)?;
     let mut ds = Dataset::load(&home, DATASET)?;
     // The label set: the given labels first (their order is the class order), then the file's.

@@ -104,7 +104,10 @@ pub fn run(home: &Home, config_path: &Path, opts: RunOptions) -> Result<RunSumma
     }
     let mut ctx = RoundContext::new(home, &cfg, &ds, run, opts)?;
     if ctx.test.is_empty() {
-        bail!("dataset '{}' has no test split to evaluate on", ds.name);
+        bail!(
+            "dataset '{}' has no test split to evaluate on: import it again with --split-col COLUMN or --test-fraction F (a stratified, seeded share of the labelled rows)",
+            ds.name
+        );
     }
     drive(&mut ctx, resumed)
 }
