@@ -245,8 +245,8 @@ pub(crate) struct CheckHistory {
     pub(crate) last_check: Option<(usize, bool)>,
     /// Has the run aligned yet (after a check or on the schedule)?
     pub(crate) aligned_once: bool,
-    /// Auto trigger: a check was confident that aligning does not pay (its gain plus one
-    /// standard error below `min_gain`): no more checks.
+    /// Auto trigger: a check after an alignment was sure that aligning again does not pay (its
+    /// gain plus one standard error below `min_gain`): no more checks.
     pub(crate) settled: bool,
     /// The method chosen by validation: the winner of the check that compared LP-FT and full
     /// fine-tuning (method = "validate"), or of the last check that paid.
@@ -279,7 +279,12 @@ impl CheckHistory {
         }
         if c.pays {
             self.aligned_once = true;
-        } else if a.trigger == Trigger::Auto && c.gain + c.gain_se < a.min_gain {
+        } else if a.trigger == Trigger::Auto
+            && self.aligned_once
+            && c.gain + c.gain_se < a.min_gain
+        {
+            // Only after an alignment: before one, a cache that fits the first labels may not
+            // fit five times as many.
             self.settled = true;
         }
     }
@@ -599,6 +604,12 @@ mod tests {
         lost.record(&a, 200, &check(false, 0.0, 0.05, &["lp-ft", "fine-tune"]));
         assert_eq!(lost.candidates(&a, 400), [Method::LpFt]);
         assert!(!lost.aligned_once);
+        // Before any alignment, a check sure that aligning does not pay only waits for growth:
+        // a cache that fits 200 labels may not fit 1,000.
+        let mut fits = CheckHistory::default();
+        fits.record(&a, 200, &check(false, -0.02, 0.01, &both));
+        assert!(!fits.settled);
+        assert!(fits.due(&a, 400).unwrap().contains("200 → 400"));
         // Replaying the same checks from progress records gives the same state.
         let records = [
             progress(200, Some(check(true, 0.10, 0.05, &both)), true),
