@@ -209,6 +209,13 @@ fn bad_inputs_get_clear_errors() {
         opts("x", true, false),
         &["m.tsv", "line 3", "field 1 has a quote", "double it"],
     );
+    // CRLF line ends and a blank line are fine; the last record, without a newline, is not.
+    expect_error(
+        "g.csv",
+        b"text,label\r\nfine,a\r\n\r\nok,b\r\nx,y,z",
+        opts("x", true, false),
+        &["g.csv", "line 5", "3 fields where the header has 2"],
+    );
     expect_error(
         "f.csv",
         b"text,label\nfine,a\nhello, world,b\nok,a\n",

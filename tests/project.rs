@@ -701,7 +701,17 @@ fn tiny_project_runs_every_command() {
         counts["a"], counts["b"], counts["c"]
     );
     assert!(st.contains(&want), "{st}\nwant {want}");
-    assert!(st.contains("no held-out labelled rows"), "{st}");
+    // No held-out rows: quality is estimated by cross-validating the proxy on the 30 labels.
+    let q = st
+        .lines()
+        .find_map(|l| l.strip_prefix("quality: about "))
+        .unwrap_or_else(|| panic!("no estimated quality in:\n{st}"));
+    assert!(
+        q.contains("by 5-fold cross-validation of the proxy on the 30 labelled rows"),
+        "{q}"
+    );
+    let acc: f64 = q.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{q}");
     ok(&["export-model", "--project", p]);
     let out = tmp.path().join("pred.jsonl");
     ok(&[

@@ -252,3 +252,27 @@ fn streamed_scoring_matches_direct_prediction() {
     .concat();
     assert_eq!(seen, rows);
 }
+
+#[test]
+fn cross_validation_estimates_accuracy_from_the_labels_alone() {
+    // Separable classes: close to perfect. Labels shuffled away from the features: near chance
+    // (1/4), and within a few standard errors of it.
+    let mix = Mixture::new(16, 4, 6.0, 1.0, 3);
+    let (x, y) = mix.sample(400);
+    let cfg = proxal::proxy::ProxyConfig::default();
+    let (acc, se) = proxal::proxy::cross_validated_accuracy(&cfg, x.view(), &y, 4, 5, 0).unwrap();
+    assert!(acc > 0.95, "{acc}");
+    assert!((0.0..0.02).contains(&se), "{se}");
+    let mut shuffled = y.clone();
+    {
+        use rand::{seq::SliceRandom, SeedableRng};
+        shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(9));
+    }
+    let (chance, se) =
+        proxal::proxy::cross_validated_accuracy(&cfg, x.view(), &shuffled, 4, 5, 0).unwrap();
+    assert!((chance - 0.25).abs() < 4.0 * se + 0.03, "{chance} ± {se}");
+    // The same seed gives the same folds and the same estimate.
+    let again = proxal::proxy::cross_validated_accuracy(&cfg, x.view(), &y, 4, 5, 0).unwrap();
+    assert_eq!(again, (acc, (acc * (1.0 - acc) / 400.0).sqrt()));
+    assert!(proxal::proxy::cross_validated_accuracy(&cfg, x.view(), &y[..3], 4, 5, 0).is_err());
+}

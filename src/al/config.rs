@@ -131,8 +131,9 @@ pub enum Trigger {
     /// held-out labelled rows) in round 0 and whenever the labels have grown by `growth`; align
     /// when it pays.
     Indicator,
-    /// As `indicator`, but once a check after an alignment finds that aligning no longer pays,
-    /// the cache is deemed aligned and no more checks run.
+    /// As `indicator`, with the check's standard error setting the pace: a gain surely above
+    /// `min_gain` checks again next round; a check after an alignment surely below it ends the
+    /// checks (the cache is aligned); anything between waits for `growth`.
     Auto,
 }
 
@@ -142,8 +143,9 @@ pub enum Trigger {
 pub enum MethodChoice {
     /// LP-FT below `ft_threshold` labels, full fine-tuning at or above.
     Threshold,
-    /// Train LP-FT and full fine-tuning on the non-validation rows and keep the one that
-    /// validates best, or neither when the linear probe on the cache does as well.
+    /// At the first check, train LP-FT and full fine-tuning on the non-validation rows and keep
+    /// the one that validates best (or neither, when the linear probe on the cache does as
+    /// well); later checks train the method that won.
     Validate,
 }
 

@@ -203,8 +203,15 @@ fn diagnose_delimited(bytes: &[u8], sep: u8) -> Option<String> {
     let name = if sep == b'\t' { "tab" } else { "comma" };
     let fix = "if the quote is part of the text, double it (\"\") and quote the whole field, or remove it";
     let (mut line, mut fields, mut width) = (1usize, 1usize, None::<usize>);
-    let (mut field_start, mut in_quotes, mut closed) = (true, false, false);
+    let (mut field_start, mut in_quotes, mut closed, mut content) = (true, false, false, false);
     let mut opened_at = 0usize;
+    // A quoted field over several lines is valid CSV: blamed only if nothing else is found.
+    let mut multiline: Option<String> = None;
+    let width_error = |line: usize, fields: usize, w: usize| {
+        format!(
+            "line {line}: {fields} fields where the header has {w} (fields are separated by a {name}; a {name} inside a text must be in a quoted field)"
+        )
+    };
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -222,8 +229,8 @@ fn diagnose_delimited(bytes: &[u8], sep: u8) -> Option<String> {
             continue;
         }
         if b == b'\n' || b == sep {
-            if closed && line > opened_at {
-                return Some(format!(
+            if closed && line > opened_at && multiline.is_none() {
+                multiline = Some(format!(
                     "line {opened_at}: a quote (\") opens a field that runs on to line {line}; {fix}"
                 ));
             }
@@ -231,24 +238,23 @@ fn diagnose_delimited(bytes: &[u8], sep: u8) -> Option<String> {
             closed = false;
             if b == sep {
                 fields += 1;
+                content = true;
                 continue;
             }
             match width {
                 None => width = Some(fields),
-                Some(w) if fields != w && !(fields == 1 && bytes[..i - 1].ends_with(b"\n")) => {
-                    return Some(format!(
-                        "line {line}: {fields} fields where the header has {w} (fields are separated by a {name}; a {name} inside a text must be in a quoted field)"
-                    ));
-                }
+                Some(w) if content && fields != w => return Some(width_error(line, fields, w)),
                 Some(_) => {}
             }
             fields = 1;
+            content = false;
             line += 1;
             continue;
         }
         if b == b'\r' {
             continue;
         }
+        content = true;
         if closed {
             return Some(format!(
                 "line {line}: field {fields} starts with a quoted part (\"…\") and goes on after its closing quote; {fix}"
@@ -270,7 +276,11 @@ fn diagnose_delimited(bytes: &[u8], sep: u8) -> Option<String> {
             "line {opened_at}: a quote (\") opens a field that is never closed; {fix}"
         ));
     }
-    None
+    // The last record, when the file does not end with a newline.
+    if let Some(w) = width.filter(|&w| content && fields != w) {
+        return Some(width_error(line, fields, w));
+    }
+    multiline
 }
 
 /// Text files must be UTF-8 and must not hold NUL bytes (a binary file under a text extension).

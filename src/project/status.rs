@@ -13,6 +13,9 @@ pub struct Status {
     pub held_out: usize,
     /// The latest held-out accuracy: (round, accuracy).
     pub quality: Option<(usize, f64)>,
+    /// Without held-out rows: the proxy's accuracy by 5-fold cross-validation on the labelled
+    /// rows (accuracy, standard error, rows), on the features selection uses now.
+    pub estimated: Option<(f64, f64, usize)>,
     pub features: String,
     /// The last alignment check (asvp with a checked trigger or method): its round and a line.
     pub alignment: Option<(usize, String)>,
@@ -49,6 +52,12 @@ pub fn status(dir: &Path) -> Result<Status> {
         .rev()
         .find_map(|w| w.test_accuracy.map(|a| (w.round, a)));
     let features = current_features(&batches);
+    let held_out = ds.labelled_rows_of(Split::Test).len();
+    let estimated = if held_out == 0 {
+        cross_validated(&p, &ds, &labels, &features)?
+    } else {
+        None
+    };
     let alignment = works.iter().rev().find_map(|w| {
         w.check
             .as_ref()
@@ -87,7 +96,6 @@ pub fn status(dir: &Path) -> Result<Status> {
         .map(|r| r.wall_seconds)
         .sum();
     let pool = ds.count(Split::Pool);
-    let held_out = ds.labelled_rows_of(Split::Test).len();
     let next_action = match open {
         Some((r, done, n)) => format!(
             "batch {r} is waiting for {} labels ({}): `proxal label <file>`; then `proxal next`",
@@ -151,6 +159,7 @@ pub fn status(dir: &Path) -> Result<Status> {
         pool,
         held_out,
         quality,
+        estimated,
         features,
         alignment,
         cost,
@@ -180,7 +189,10 @@ impl std::fmt::Display for Status {
             writeln!(f, "alignment check (round {r}): {line}")?;
         }
         match (self.quality, self.held_out) {
-            (_, 0) => writeln!(f, "quality: no held-out labelled rows (import test rows with --label-col and --split-col to measure it)")?,
+            (_, 0) => match self.estimated {
+                Some((a, se, n)) => writeln!(f, "quality: about {a:.3} ± {se:.3} by 5-fold cross-validation of the proxy on the {n} labelled rows (rows active learning chose, harder than most: likely an understatement; hold rows out with `init --test-fraction` for a held-out figure)")?,
+                None => writeln!(f, "quality: no held-out labelled rows (hold some out with `init --test-fraction F`, or import test rows with --label-col and --split-col)")?,
+            },
             (Some((r, a)), n) => writeln!(f, "quality: held-out accuracy {a:.4} on {n} rows (after round {r})")?,
             (None, n) => writeln!(f, "quality: not measured yet ({n} held-out rows)")?,
         }
@@ -201,4 +213,40 @@ impl std::fmt::Display for Status {
         )?;
         write!(f, "next: {}", self.next_action)
     }
+}
+
+/// The proxy's 5-fold cross-validated accuracy on the labelled rows, on the feature version
+/// selection uses now; None until there are features and at least 10 labels of 2 classes.
+fn cross_validated(
+    p: &Project,
+    ds: &Dataset,
+    labels: &[LabelRecord],
+    features: &str,
+) -> Result<Option<(f64, f64, usize)>> {
+    let ys: Vec<u32> = labels
+        .iter()
+        .filter_map(|l| ds.label_map.id(&l.label))
+        .collect();
+    let classes: HashSet<u32> = ys.iter().copied().collect();
+    if ys.len() < 10 || ys.len() != labels.len() || classes.len() < 2 {
+        return Ok(None);
+    }
+    let (store, v) = match features.strip_prefix("run:v") {
+        Some(v) => (
+            crate::features::Store::at(p.run_dir().features(), DATASET),
+            v.parse::<u32>()
+                .context("bad feature version in the project's records")?,
+        ),
+        None => (crate::features::Store::new(&p.home, DATASET), 0),
+    };
+    if !store.manifest(v).map(|m| m.complete).unwrap_or(false) {
+        return Ok(None);
+    }
+    let feats = store.open_for(v, ds, crate::features::Verify::Sizes)?;
+    let rows: Vec<usize> = labels.iter().map(|l| l.row).collect();
+    let x = feats.gather(&rows);
+    let cfg = crate::proxy::ProxyConfig::from_name(&p.cfg.proxy)?;
+    let n = ds.n_classes();
+    let (acc, se) = crate::proxy::cross_validated_accuracy(&cfg, x.view(), &ys, n, 5, p.cfg.seed)?;
+    Ok(Some((acc, se, ys.len())))
 }

@@ -127,6 +127,50 @@ impl ProxyConfig {
     }
 }
 
+/// Accuracy of `cfg` estimated by seeded `k`-fold cross-validation on `x`, `y`: the share of
+/// rows predicted right by a proxy trained on the other folds, and a binomial standard error of
+/// that share. On rows chosen by active learning (harder than the pool's typical row) it tends
+/// to understate the accuracy on the pool.
+pub fn cross_validated_accuracy(
+    cfg: &ProxyConfig,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    n_classes: usize,
+    k: usize,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    use rand::seq::SliceRandom;
+    let n = y.len();
+    if k < 2 || n < k {
+        bail!("cross-validation needs at least {k} labelled rows, got {n}");
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut crate::util::rng(seed));
+    let mut right = 0usize;
+    for f in 0..k {
+        let (test, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| i % k == f);
+        let (test, train): (Vec<usize>, Vec<usize>) = (
+            test.iter().map(|&i| order[i]).collect(),
+            train.iter().map(|&i| order[i]).collect(),
+        );
+        let yt: Vec<u32> = train.iter().map(|&i| y[i]).collect();
+        let proxy = cfg.fit(
+            x.select(ndarray::Axis(0), &train).view(),
+            &yt,
+            n_classes,
+            seed,
+        )?;
+        let p = proxy.predict_proba(x.select(ndarray::Axis(0), &test).view());
+        right += crate::numerics::argmax_rows(p.view())
+            .iter()
+            .zip(&test)
+            .filter(|((c, _), &i)| *c == y[i])
+            .count();
+    }
+    let acc = right as f64 / n as f64;
+    Ok((acc, (acc * (1.0 - acc) / n as f64).sqrt()))
+}
+
 pub(crate) fn check_training_set(x: ArrayView2<f32>, y: &[u32], n_classes: usize) -> Result<()> {
     if x.nrows() != y.len() {
         bail!(

@@ -129,7 +129,8 @@ pub struct FineTuneOptions {
     pub progress: bool,
     /// Indices (into the texts) held out for validation instead of a seeded `val_fraction`
     /// share: alignment checks pass one fixed split so every candidate, and the linear probe
-    /// they are compared with, is judged on the same rows that none of them trained on.
+    /// they are compared with, is judged on the same rows that none of them trained on. The
+    /// rows then only score the finished model (every epoch runs; no early stopping on them).
     pub validation: Option<Vec<usize>>,
 }
 
@@ -415,7 +416,9 @@ pub fn fine_tune(
             pb.inc(1);
         }
         epochs_run = epoch + 1;
-        if !val_idx.is_empty() {
+        // With validation rows given, they only score the finished model: choosing the epoch on
+        // the rows that judge it would flatter it against whatever it is compared with.
+        if !val_idx.is_empty() && opts.validation.is_none() {
             let correct = val_acc(&w, &b)?;
             let acc = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
             if best.as_ref().is_none_or(|(a, ..)| acc > *a) {
@@ -434,6 +437,11 @@ pub fn fine_tune(
     let mut val_accuracy = None;
     let mut val_correct = Vec::new();
     let mut kept_epochs = epochs_run;
+    if opts.validation.is_some() && !val_idx.is_empty() {
+        let correct = val_acc(&w, &b)?;
+        let acc = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
+        best = Some((acc, Vec::new(), epochs_run, correct));
+    }
     if let Some((acc, weights, ep, correct)) = best {
         for (v, t) in all_vars.iter().zip(weights) {
             v.set(&t)?;

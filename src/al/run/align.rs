@@ -272,16 +272,14 @@ impl CheckHistory {
     /// Take in a check made with `labels` labelled rows.
     pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
         self.last_check = Some((labels, gain_sure(c.gain, c.gain_se, a.min_gain)));
-        if c.candidates.len() > 1 || c.pays {
+        if a.method == MethodChoice::Validate && (c.candidates.len() > 1 || c.pays) {
             self.chosen = [Method::LpFt, Method::FineTune]
                 .into_iter()
                 .find(|m| m.as_str() == c.best);
         }
         if c.pays {
             self.aligned_once = true;
-        } else if a.trigger == Trigger::Auto
-            && self.aligned_once
-            && c.gain + c.gain_se < a.min_gain
+        } else if a.trigger == Trigger::Auto && self.aligned_once && c.gain + c.gain_se < a.min_gain
         {
             // Only after an alignment: before one, a cache that fits the first labels may not
             // fit five times as many.

@@ -225,10 +225,17 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
 
         // 2–4. Policy work, evaluation of the shipped model, the next batch.
         let select = round < cfg.rounds && !labels.iter().any(|l| l.round == round + 1);
+        // A resumed round sees only its own labels, even when the next batch was bought before
+        // the kill: the same labels as an uninterrupted run.
+        let upto: Vec<LabelRecord> = labels
+            .iter()
+            .filter(|l| l.round <= round)
+            .cloned()
+            .collect();
         let step = round_step(
             ctx,
             round,
-            &labels,
+            &upto,
             v0.as_ref(),
             &mut policy_state,
             StepPlan {

@@ -454,8 +454,9 @@ pub(crate) fn evaluate(
             })?;
         return Ok(Scores::of(&pred, &gold, n));
     }
-    // A fine-tuned model: reuse the policy's own model when it was trained on exactly these
-    // labels this round (standard every round, asvp when it aligned now).
+    // A fine-tuned model: reuse the policy's own model when it was trained on this round's
+    // labels (standard every round; asvp when it aligned now, on all labels or, after an
+    // alignment check, on all but the check's validation share: docs/ALIGNMENT.md).
     let reuse = ctx.cfg.policy.ships_own_model(aligned_now);
     let owned;
     let model = match (reuse, policy_model) {
