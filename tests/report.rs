@@ -405,6 +405,54 @@ fn runs_that_did_the_same_group_together_however_their_configs_were_written() {
     assert_eq!(compute(&dirs, Some(0.75)).groups.len(), 5);
 }
 
+#[test]
+fn alignment_checks_are_reported_per_run() {
+    let d = tempfile::tempdir().unwrap();
+    let dirs = fixture(d.path());
+    let out = d.path().join("plain");
+    let md = std::fs::read_to_string(generate_at_75(&dirs, &out).markdown).unwrap();
+    assert!(!md.contains("## Alignment checks"), "no run made a check");
+    // One run's progress records hold two checks: one that aligned, one that did not.
+    let check = |round: usize, labels: usize, gain: f64, pays: bool| {
+        serde_json::json!({
+            "round": round, "labels": labels, "features": "v0", "logme": null,
+            "aligned": if pays { serde_json::json!("first alignment check") } else { serde_json::Value::Null },
+            "method": null, "test_accuracy": null,
+            "check": {
+                "train_rows": labels * 3 / 4, "val_rows": labels / 4, "probe_accuracy": 0.6,
+                "candidates": [["fine-tune", 0.6 + gain], ["lp-ft", 0.55]], "best": "fine-tune",
+                "gain": gain, "gain_se": 0.05, "pays": pays
+            }
+        })
+        .to_string()
+    };
+    let progress = [check(0, 100, 0.12, true), check(2, 300, -0.01, false)].join("\n");
+    let asvp = dirs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("asvp"))
+        .unwrap();
+    std::fs::write(asvp.join("progress.jsonl"), progress + "\n").unwrap();
+    let files = generate_at_75(&dirs, &d.path().join("checks"));
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("## Alignment checks"), "{md}");
+    assert!(md.contains("| 75 / 25 | 0.600 | fine-tune 0.720, lp-ft 0.550 | +0.120 ± 0.050 | align (fine-tune) |"), "{md}");
+    assert!(
+        md.contains(
+            "| 225 / 75 | 0.600 | fine-tune 0.590, lp-ft 0.550 | -0.010 ± 0.050 | keep the cache |"
+        ),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();
+    let checks: usize = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["checks"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(checks, 2);
+}
+
 /// The report files of `dirs` at a 75% target, written under `out`.
 fn generate_at_75(dirs: &[PathBuf], out: &Path) -> report::ReportFiles {
     let opts = ReportOptions {

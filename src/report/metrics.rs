@@ -308,6 +308,8 @@ pub struct RunMetrics {
     pub devices: Vec<String>,
     /// None: never reached the target.
     pub reach: Option<Reach>,
+    /// The run's alignment checks: (round, labels, check) (docs/ALIGNMENT.md).
+    pub checks: Vec<(usize, usize, crate::al::AlignCheck)>,
 }
 
 /// Metrics of a group of runs that differ only in seed (one row of the report).
@@ -663,6 +665,7 @@ fn run_summary(r: &RunInput, points: &[Point], group: &str, target: f64) -> RunM
         labels_bought: bought,
         devices,
         reach: reach(points, target),
+        checks: r.checks.clone(),
     }
 }
 

@@ -69,6 +69,9 @@ pub struct RunInput {
     pub rounds: Vec<RoundRecord>,
     /// Ledger records in file (chronological) order.
     pub ledger: Vec<CostRecord>,
+    /// The runs' alignment checks (asvp with a checked trigger or method): (round, labels,
+    /// check), from `progress.jsonl` when there is one.
+    pub checks: Vec<(usize, usize, crate::al::AlignCheck)>,
 }
 
 fn canonical(v: &toml::Value, out: &mut String) {
@@ -239,11 +242,22 @@ pub fn load_run(dir: &Path) -> Result<RunInput> {
     if rounds.is_empty() {
         bail!("{}: no evaluation point yet", rounds_path.display());
     }
+    let progress_path = dir.join("progress.jsonl");
+    let checks = if progress_path.is_file() {
+        read_jsonl_tolerant::<crate::al::ProgressRecord>(&progress_path)?
+            .records
+            .into_iter()
+            .filter_map(|p| p.check.map(|c| (p.round, p.labels, c)))
+            .collect()
+    } else {
+        vec![]
+    };
     Ok(RunInput {
         dir: dir.to_path_buf(),
         meta,
         rounds,
         ledger,
+        checks,
     })
 }
 

@@ -130,6 +130,7 @@ fn blocks(m: &Metrics, figs: &[Figure]) -> Vec<Block> {
     figures_section(figs, &mut b);
     stage_table(m, &mut b);
     runs_table(m, &mut b);
+    alignment_checks(m, &mut b);
     definitions(&mut b);
     b
 }
@@ -343,6 +344,59 @@ fn stage_table(m: &Metrics, b: &mut Vec<Block>) {
         })
         .collect();
     b.push(Block::Table(head, rows));
+}
+
+/// One row per alignment check, for the runs that made any (docs/ALIGNMENT.md).
+fn alignment_checks(m: &Metrics, b: &mut Vec<Block>) {
+    if m.runs.iter().all(|r| r.checks.is_empty()) {
+        return;
+    }
+    b.push(Block::H(2, "Alignment checks".into()));
+    b.push(Block::P(
+        "Each check trains the linear probe on the cache the proxy selects with and a fine-tune \
+         per candidate method on the same labelled rows, and compares them on the run's fixed \
+         validation share of the labels: gain = candidate − probe accuracy on those rows, with its \
+         paired standard error (docs/ALIGNMENT.md)."
+            .into(),
+    ));
+    let head = [
+        "run",
+        "round",
+        "labels",
+        "trained on / held out",
+        "probe",
+        "candidates",
+        "gain",
+        "decision",
+    ];
+    let mut rows = Vec::new();
+    for r in &m.runs {
+        for (round, labels, c) in &r.checks {
+            let cands: Vec<String> = c
+                .candidates
+                .iter()
+                .map(|(name, acc)| format!("{name} {acc:.3}"))
+                .collect();
+            rows.push(vec![
+                r.name.clone(),
+                round.to_string(),
+                labels.to_string(),
+                format!("{} / {}", c.train_rows, c.val_rows),
+                format!("{:.3}", c.probe_accuracy),
+                cands.join(", "),
+                format!("{:+.3} ± {:.3}", c.gain, c.gain_se),
+                if c.pays {
+                    format!("align ({})", c.best)
+                } else {
+                    "keep the cache".into()
+                },
+            ]);
+        }
+    }
+    b.push(Block::Table(
+        head.iter().map(|s| s.to_string()).collect(),
+        rows,
+    ));
 }
 
 /// One row per run.
