@@ -89,9 +89,10 @@ for ds in ["banking77", "clinc150", "stackoverflow20", "assistant-source"]:
                 "equivalent_cost_saving_vs_standard_ratio": at2[g["label"]]["saving_ratio"],
             },
         })
-    by = {(x["policy"], x["strategy"]): x for x in groups}
-    std_ = by.get(("standard", "margin"))
-    asvp = by.get(("asvp", "margin"))
+    # By label: the asvp variants (asvp-auto-validate/margin, …) share policy and strategy.
+    by = {x["group"]: x for x in groups}
+    std_ = by.get("standard/margin")
+    asvp = by.get("asvp/margin")
     ratio = None
     ratios = None
     if std_ and asvp and asvp["compute_seconds"]["mean"] > 0:
