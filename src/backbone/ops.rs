@@ -28,6 +28,21 @@ fn rows_per_task(h: usize) -> usize {
     (TASK_ELEMS / h.max(1)).max(1)
 }
 
+/// `f(out_row, in_row)` on each row of `h` values of `x` (rows spread over the rayon pool); the
+/// outputs, in the shape of `x`.
+fn per_row(x: &[f32], h: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    let rows = rows_per_task(h) * h;
+    y.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .for_each(|(y, x)| {
+            for (y, x) in y.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
+                f(y, x);
+            }
+        });
+    y
+}
+
 fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
@@ -112,18 +127,12 @@ impl CustomOp3 for LayerNorm {
                 b.len()
             );
         }
-        let mut y = vec![0f32; x.len()];
-        let rows = rows_per_task(h) * h;
-        y.par_chunks_mut(rows)
-            .zip(x.par_chunks(rows))
-            .for_each(|(y, x)| {
-                for (y, x) in y.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-                    let (mean, rstd) = ln_stats(x, self.eps);
-                    for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
-                        *y = (x - mean) * rstd * w + b;
-                    }
-                }
-            });
+        let y = per_row(x, h, |y, x| {
+            let (mean, rstd) = ln_stats(x, self.eps);
+            for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                *y = (x - mean) * rstd * w + b;
+            }
+        });
         Ok((CpuStorage::F32(y), x_layout.shape().clone()))
     }
 
@@ -256,22 +265,16 @@ impl CustomOp1 for SoftmaxLast {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
         let h = last_dim(l);
-        let mut y = vec![0f32; x.len()];
-        let rows = rows_per_task(h) * h;
-        y.par_chunks_mut(rows)
-            .zip(x.par_chunks(rows))
-            .for_each(|(y, x)| {
-                for (y, x) in y.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-                    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = (x - max).exp();
-                        sum += *y;
-                    }
-                    let inv = 1.0 / sum;
-                    y.iter_mut().for_each(|y| *y *= inv);
-                }
-            });
+        let y = per_row(x, h, |y, x| {
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - max).exp();
+                sum += *y;
+            }
+            let inv = 1.0 / sum;
+            y.iter_mut().for_each(|y| *y *= inv);
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -293,16 +296,17 @@ impl CustomOp2 for SoftmaxLastBwd {
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        y: &CpuStorage,
+        y_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let name = self.name();
+        let (y, g) = (slice(y, y_layout, name)?, slice(dy, dy_layout, name)?);
         if y.len() != g.len() {
-            candle_core::bail!("{}: y {} but gradient {}", self.name(), y.len(), g.len());
+            candle_core::bail!("{name}: y {} but gradient {}", y.len(), g.len());
         }
-        let h = last_dim(l1);
+        let h = last_dim(y_layout);
         let mut dx = vec![0f32; y.len()];
         let rows = rows_per_task(h) * h;
         dx.par_chunks_mut(rows)
@@ -320,7 +324,7 @@ impl CustomOp2 for SoftmaxLastBwd {
                     }
                 }
             });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((CpuStorage::F32(dx), y_layout.shape().clone()))
     }
 }
 
