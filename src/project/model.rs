@@ -59,19 +59,13 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<ExportReport> {
     }
     let batches = p.batches()?;
     let features = super::current_features(&batches);
-    let (store, v, backbone_dir) = match features.strip_prefix("run:v") {
-        Some(v) => {
-            let v: u32 = anyhow::Context::context(
-                v.parse::<u32>(),
-                "bad feature version in a batch manifest",
-            )?;
-            // Version v was embedded by the checkpoint of round v - 1.
-            (
-                Store::at(p.run_dir().features(), DATASET),
-                v,
-                p.run_dir().checkpoint(v as usize - 1),
-            )
-        }
+    let (store, v, backbone_dir) = match crate::al::run::refreshed_version(&features)? {
+        // Version v was embedded by the checkpoint of round v - 1.
+        Some(v) => (
+            Store::at(p.run_dir().features(), DATASET),
+            v,
+            p.run_dir().checkpoint(v as usize - 1),
+        ),
         None => (
             Store::new(&p.home, DATASET),
             0,

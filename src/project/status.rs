@@ -231,11 +231,10 @@ fn cross_validated(
     if ys.len() < 10 || ys.len() != labels.len() || classes.len() < 2 {
         return Ok(None);
     }
-    let (store, v) = match features.strip_prefix("run:v") {
+    let (store, v) = match crate::al::run::refreshed_version(features)? {
         Some(v) => (
             crate::features::Store::at(p.run_dir().features(), DATASET),
-            v.parse::<u32>()
-                .context("bad feature version in the project's records")?,
+            v,
         ),
         None => (crate::features::Store::new(&p.home, DATASET), 0),
     };

@@ -26,6 +26,11 @@ pub fn accuracy(pred: &[u32], gold: &[u32]) -> f64 {
     pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / gold.len() as f64
 }
 
+/// The share of `true` in per-row correctness (0 for no rows).
+pub fn share_correct(correct: &[bool]) -> f64 {
+    correct.iter().filter(|&&c| c).count() as f64 / correct.len().max(1) as f64
+}
+
 /// Macro-averaged F1 over the classes present in `gold` or `pred` (scikit-learn's convention
 /// for `labels=None`): a class never predicted and never true does not count.
 pub fn macro_f1(pred: &[u32], gold: &[u32], n_classes: usize) -> f64 {

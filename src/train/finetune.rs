@@ -420,7 +420,7 @@ pub fn fine_tune(
         // the rows that judge it would flatter it against whatever it is compared with.
         if !val_idx.is_empty() && opts.validation.is_none() {
             let correct = val_acc(&w, &b)?;
-            let acc = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
+            let acc = super::share_correct(&correct);
             if best.as_ref().is_none_or(|(a, ..)| acc > *a) {
                 best = Some((acc, snapshot(&all_vars)?, epochs_run, correct));
                 since_best = 0;
@@ -439,7 +439,7 @@ pub fn fine_tune(
     let mut kept_epochs = epochs_run;
     if opts.validation.is_some() && !val_idx.is_empty() {
         let correct = val_acc(&w, &b)?;
-        let acc = correct.iter().filter(|&&c| c).count() as f64 / correct.len() as f64;
+        let acc = super::share_correct(&correct);
         best = Some((acc, Vec::new(), epochs_run, correct));
     }
     if let Some((acc, weights, ep, correct)) = best {

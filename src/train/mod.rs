@@ -15,7 +15,7 @@ mod eval;
 mod finetune;
 pub mod optim;
 
-pub use eval::{accuracy, macro_f1, Scores};
+pub use eval::{accuracy, macro_f1, share_correct, Scores};
 pub use finetune::{
     fine_tune, length_bucketed_batches, FineTuneOptions, FineTuned, Head, TrainConfig,
 };

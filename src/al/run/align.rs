@@ -376,7 +376,7 @@ pub(crate) fn check_alignment(
             let pred = predicted(&lr.predict_proba(xv.view()));
             Ok(pred.iter().zip(&val_ys).map(|(p, y)| p == y).collect())
         })?;
-    let probe_accuracy = accuracy(&probe);
+    let probe_accuracy = crate::train::share_correct(&probe);
     let mut best: Option<(Method, f64, FineTuned)> = None;
     let mut candidates = Vec::new();
     for &m in methods {
@@ -389,7 +389,7 @@ pub(crate) fn check_alignment(
             validation: Some(val.clone()),
         };
         let ft = fit_model(ctx, round, job)?;
-        let acc = accuracy(&ft.val_correct);
+        let acc = crate::train::share_correct(&ft.val_correct);
         candidates.push((m.as_str().to_string(), acc));
         if best.as_ref().is_none_or(|(_, b, _)| acc > *b) {
             best = Some((m, acc, ft));
@@ -412,10 +412,6 @@ pub(crate) fn check_alignment(
         describe_check(&check)
     ));
     Ok(Some((check, model)))
-}
-
-fn accuracy(correct: &[bool]) -> f64 {
-    correct.iter().filter(|&&c| c).count() as f64 / correct.len().max(1) as f64
 }
 
 /// Re-embed every row with a fine-tuned backbone into the run's next feature version.

@@ -100,15 +100,24 @@ pub(crate) struct PolicyState {
 }
 
 impl PolicyState {
+    /// The features the policy selects with: its last refreshed version, else v0.
+    pub(crate) fn features<'a>(
+        &'a self,
+        v0: Option<&'a FeatureVersion>,
+    ) -> Result<&'a FeatureVersion> {
+        self.current
+            .as_ref()
+            .map(|c| &c.1)
+            .or(v0)
+            .context("no v0 features")
+    }
+
     /// The state after the finished rounds `progress` (the refreshed version is reopened; a
     /// fine-tuned model is not kept across invocations).
     pub(crate) fn restore(ctx: &RoundContext, progress: &[ProgressRecord]) -> Result<Self> {
         let mut current = None;
         if let Some(p) = progress.iter().rev().find_map(|p| p.features.clone()) {
-            if let Some(v) = p.strip_prefix("run:v") {
-                let v: u32 = v
-                    .parse()
-                    .context("bad feature version in the progress records")?;
+            if let Some(v) = refreshed_version(&p)? {
                 let store = Store::at(ctx.run.features(), &ctx.ds.name);
                 current = Some((p.clone(), store.open_for(v, ctx.ds, Verify::Sizes)?));
             }
@@ -125,6 +134,17 @@ impl PolicyState {
                 .fold(f64::NEG_INFINITY, f64::max),
         })
     }
+}
+
+/// The run-local version a progress record's `features` names ("run:v3" → 3; None for "v0").
+pub(crate) fn refreshed_version(features: &str) -> Result<Option<u32>> {
+    features
+        .strip_prefix("run:v")
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("bad feature version '{features}' in the records"))
+        })
+        .transpose()
 }
 
 /// Step 2 of a round: what the policy does with the labels so far (LogME, alignment, the
@@ -164,10 +184,7 @@ pub(crate) fn policy_work(
         }
         PolicyKind::Asvp => {
             let checks = cfg.asvp.trigger != Trigger::Schedule;
-            let feats = match policy_state.current.as_ref() {
-                Some(c) => &c.1,
-                None => v0.context("no v0 features")?,
-            };
+            let feats = policy_state.features(v0)?;
             // LogME is the schedule's drop indicator; under a checked trigger it is only logged.
             let logme_stage = if checks {
                 Stage::Evaluation
@@ -270,10 +287,7 @@ fn checked_alignment(
 ) -> Result<()> {
     let cfg = ctx.cfg;
     let methods = policy_state.checks.candidates(&cfg.asvp, rows.len());
-    let feats = match policy_state.current.as_ref() {
-        Some(c) => &c.1,
-        None => v0.context("no v0 features")?,
-    };
+    let feats = policy_state.features(v0)?;
     let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods, stage)?
     else {
         ctx.say(&format!(
