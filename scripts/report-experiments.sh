@@ -68,3 +68,4 @@ PY
 done
 python3 scripts/suite-summary.py experiments/results experiments/results/summary.json
 python3 scripts/report-alignment.py
+python3 scripts/report-stopping.py

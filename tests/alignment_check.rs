@@ -3,107 +3,28 @@
 //! fits the task not at all: a fine-tune must beat the probe, and the run aligns in round 0) or
 //! made of the label (the cache fits perfectly: nothing beats the probe, and the run keeps it).
 mod common;
+#[path = "common/two_intents.rs"]
+mod two_intents;
 
-use proxal::data::{import_builtin, import_file, Builtin, Dataset, ImportOptions, Split};
-use proxal::features::{Provenance, Store, VersionSpec};
+use proxal::data::Split;
 use proxal::home::Home;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use std::path::Path;
+use two_intents::{label_v0, noise_v0, read_jsonl, setup, stage_records};
 
-const DIM: usize = 384;
-
-/// 160 pool and 60 test rows of two banking77 intents, imported as dataset `two`.
-fn two_intents(home: &Home, src: &Home) -> Dataset {
-    import_builtin(src, Builtin::Banking77, None).unwrap();
-    let b77 = Dataset::load(src, "banking77").unwrap();
-    let path = home.root().join("two.csv");
-    let mut w = csv::Writer::from_path(&path).unwrap();
-    w.write_record(["id", "text", "label", "split"]).unwrap();
-    for intent in ["card_arrival", "exchange_rate"] {
-        let id = b77.label_map.id(intent).unwrap();
-        let (mut pool, mut test) = (0, 0);
-        for i in 0..b77.len() {
-            if b77.labels[i] != Some(id) {
-                continue;
-            }
-            let split = match b77.splits[i] {
-                Split::Pool if pool < 80 => {
-                    pool += 1;
-                    "train"
-                }
-                Split::Test if test < 30 => {
-                    test += 1;
-                    "test"
-                }
-                _ => continue,
-            };
-            let row_id = format!("b77-{}", b77.ids[i]);
-            w.write_record([row_id.as_str(), b77.texts[i].as_str(), intent, split])
-                .unwrap();
-        }
-        assert_eq!((pool, test), (80, 30), "banking77 has enough {intent} rows");
-    }
-    w.flush().unwrap();
-    let mut opts = ImportOptions::new("two", "text");
-    opts.label_col = Some("label".into());
-    opts.split_col = Some("split".into());
-    import_file(home, &path, &opts).unwrap();
-    Dataset::load(home, "two").unwrap()
-}
-
-/// Write v0 of `ds` from `row_vector` (row, label id) instead of embedding it.
-fn synthetic_v0(home: &Home, ds: &Dataset, row_vector: impl Fn(usize, u32) -> Vec<f32>) {
-    let store = Store::new(home, &ds.name);
-    let spec = VersionSpec {
-        dataset: ds.name.clone(),
-        dataset_fingerprint: ds.fingerprint.clone(),
-        rows: ds.len(),
-        dim: DIM,
-        chunk_rows: 64,
-        source: Provenance {
-            backbone: "synthetic".into(),
-            backbone_dir: "none".into(),
-            weights_sha256: String::new(),
-            tokenizer_sha256: String::new(),
-            checkpoint: None,
-            pooling: "mean".into(),
-            normalize: true,
-            max_len: 32,
-        },
-    };
-    let mut w = store.writer(0, spec).unwrap();
-    for c in 0..w.n_chunks() {
-        let data: Vec<f32> = w
-            .chunk_range(c)
-            .flat_map(|r| row_vector(r, ds.labels[r].unwrap()))
-            .collect();
-        w.write_chunk(c, &data).unwrap();
-    }
-    assert!(w.is_complete());
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Run an auto-triggered asvp (full fine-tuning as the one candidate) over `two` and return its
-/// progress and ledger records.
-fn run_auto(home: &Home) -> (Vec<Value>, Vec<Value>) {
+/// Run an auto-triggered asvp (full fine-tuning as the one candidate) over `two` for `rounds`
+/// rounds after round 0 and return its progress and ledger records.
+fn run_auto(home: &Home, rounds: usize) -> (Vec<Value>, Vec<Value>) {
     let cfg = home.root().join("check.toml");
     std::fs::write(
         &cfg,
-        r#"name = "check"
+        format!(
+            r#"name = "check"
 dataset = "two"
 policy = "asvp"
 seed = 0
 initial = 120
 batch = 20
-rounds = 1
+rounds = {rounds}
 strategy = "margin"
 eval_model = "linear-probe"
 
@@ -116,7 +37,8 @@ val_fraction = 0.25
 epochs = 3
 batch_size = 16
 max_len = 32
-"#,
+"#
+        ),
     )
     .unwrap();
     let (code, out, err) = common::proxal(home.root(), &["run", cfg.to_str().unwrap(), "--quiet"]);
@@ -128,34 +50,13 @@ max_len = 32
     )
 }
 
-fn setup(test: &str) -> Option<(tempfile::TempDir, Home, Dataset)> {
-    let assets = common::assets(test)?;
-    std::env::set_var("PROXAL_ASSETS", &assets);
-    let tmp = tempfile::tempdir().unwrap();
-    let home = Home::new(tmp.path().join("home"));
-    std::fs::create_dir_all(home.root()).unwrap();
-    let src = Home::new(tmp.path().join("src"));
-    let ds = two_intents(&home, &src);
-    Some((tmp, home, ds))
-}
-
-fn stage_records<'a>(ledger: &'a [Value], stage: &str, round: u64) -> Vec<&'a Value> {
-    ledger
-        .iter()
-        .filter(|r| r["stage"] == stage && r["round"] == round)
-        .collect()
-}
-
 #[test]
 fn a_cache_of_noise_is_aligned_in_round_0() {
     let Some((_tmp, home, ds)) = setup("a_cache_of_noise_is_aligned_in_round_0") else {
         return;
     };
-    synthetic_v0(&home, &ds, |r, _| {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(r as u64);
-        (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    });
-    let (progress, ledger) = run_auto(&home);
+    noise_v0(&home, &ds);
+    let (progress, ledger) = run_auto(&home, 1);
     let check = &progress[0]["check"];
     assert_eq!(check["pays"], true, "round 0 check: {check}");
     assert_eq!(check["best"], "fine-tune");
@@ -196,24 +97,8 @@ fn a_cache_that_is_the_label_is_kept() {
     let Some((_tmp, home, ds)) = setup("a_cache_that_is_the_label_is_kept") else {
         return;
     };
-    // Each class a random ±1 centre in every dimension, each row its centre plus a little
-    // noise: every dimension carries the label.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let centres: Vec<Vec<f32>> = (0..2)
-        .map(|_| {
-            (0..DIM)
-                .map(|_| if rng.random_bool(0.5) { 1.0 } else { -1.0 })
-                .collect()
-        })
-        .collect();
-    synthetic_v0(&home, &ds, |r, label| {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(r as u64);
-        centres[label as usize]
-            .iter()
-            .map(|c| c + rng.random_range(-0.1f32..0.1))
-            .collect()
-    });
-    let (progress, ledger) = run_auto(&home);
+    label_v0(&home, &ds);
+    let (progress, ledger) = run_auto(&home, 1);
     let check = &progress[0]["check"];
     assert_eq!(check["pays"], false, "round 0 check: {check}");
     assert_eq!(check["probe_accuracy"], 1.0, "{check}");
@@ -222,8 +107,65 @@ fn a_cache_that_is_the_label_is_kept() {
     assert_eq!(progress[0]["features"], "v0");
     assert!(stage_records(&ledger, "refresh", 0).is_empty());
     assert!(!stage_records(&ledger, "indicator", 0).is_empty());
-    // Sure that aligning does not pay, auto settles: no check in the final round.
-    assert!(progress[1].get("check").is_none());
+    // The labels grew only 120 → 140, but the final round checks anyway: that check decides
+    // what ships (booked as `ship`), and it keeps the cache too.
+    let last = &progress[1]["check"];
+    assert_eq!(last["pays"], false, "final check: {last}");
+    assert_eq!(progress[1]["features"], "v0");
+    assert!(stage_records(&ledger, "indicator", 1).is_empty());
+    let ship = stage_records(&ledger, "ship", 1);
+    assert!(
+        ship.iter().any(|r| r["trained_rows"].as_u64() > Some(0)),
+        "{ship:?}"
+    );
+    assert!(stage_records(&ledger, "refresh", 1).is_empty());
+}
+
+/// When the one check of a run is in its final round and pays, the winning method is trained
+/// again on every label (no later check needs the validation rows kept out) and ships.
+#[test]
+fn a_final_check_that_pays_ships_a_model_trained_on_every_label() {
+    let Some((_tmp, home, ds)) =
+        setup("a_final_check_that_pays_ships_a_model_trained_on_every_label")
+    else {
+        return;
+    };
+    noise_v0(&home, &ds);
+    let (progress, ledger) = run_auto(&home, 0);
+    assert_eq!(progress.len(), 1);
+    let check = &progress[0]["check"];
+    assert_eq!(check["pays"], true, "{check}");
+    let aligned = progress[0]["aligned"].as_str().unwrap();
+    assert!(
+        aligned.contains("trained again on all 120 labels"),
+        "{aligned}"
+    );
+    assert_eq!(progress[0]["features"], "run:v1");
+    // All of it is the shipped model's cost: the check's fine-tune on the non-validation rows,
+    // the second one on all 120 labels (its own 10% early-stopping share held out, as every
+    // fine-tune without a check's rows), and the refresh the shipped probe reads.
+    assert!(stage_records(&ledger, "indicator", 0).is_empty());
+    assert!(stage_records(&ledger, "refresh", 0).is_empty());
+    let ship = stage_records(&ledger, "ship", 0);
+    let tuned: Vec<u64> = ship
+        .iter()
+        .filter_map(|r| r["trained_rows"].as_u64())
+        .filter(|&n| n > 0)
+        .collect();
+    let train = check["train_rows"].as_u64().unwrap();
+    assert_eq!(tuned.len(), 2, "{ship:?}");
+    assert_eq!(tuned[0] % train, 0, "check trained on {} rows", tuned[0]);
+    assert_eq!(tuned[1] % 108, 0, "ship trained on {} rows", tuned[1]);
+    assert!(
+        ship.iter()
+            .any(|r| r["embedded_rows"].as_u64() == Some(ds.len() as u64)),
+        "a refresh booked as ship: {ship:?}"
+    );
+    assert!(
+        progress[0]["test_accuracy"].as_f64().unwrap() > 0.8,
+        "{}",
+        progress[0]
+    );
 }
 
 /// An annotation project with the auto trigger: `status` says the first `next` after labels
@@ -309,6 +251,11 @@ fn a_project_shows_its_alignment_check() {
         .find(|l| l.starts_with("alignment check (round 0): probe "))
         .unwrap_or_else(|| panic!("no check line in:\n{after}"));
     assert!(line.contains("held-out labels"), "{line}");
+    // The stopping signals of that round: no earlier labels to compare with yet.
+    assert!(
+        after.contains("stopping (round 0): κ —; no earlier predictions; uncertainty "),
+        "{after}"
+    );
     // With the next batch labelled (50 → 100 labels), what `next` will check follows from what
     // the check found: a gain surely above 0.02 means check again; anything else, the labels
     // doubled, check again (auto settles only after an alignment, and this was the first check).

@@ -26,6 +26,14 @@
 //! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this much
 //! growth = 2.0               # indicator/auto: check again once the labels grew by this factor
 //!
+//! [stopping]                 # stopping criteria on a fixed stop set (docs/STOPPING.md)
+//! stop_set = 1000            # pool rows the proxy's predictions are compared on
+//! window = 3                 # stabilizing predictions: mean Cohen's κ over this many rounds…
+//! kappa = 0.99               # …at least this
+//! uncertainty = 0.1          # overall uncertainty: mean (1 − top probability) at most this
+//! # max_labels = 2000        # label budget
+//! stop_on = []               # e.g. ["stabilizing-predictions"]: a run stops when one is met
+//!
 //! [train]                    # fine-tuning hyper-parameters
 //! epochs = 3
 //! ```
@@ -232,6 +240,8 @@ pub struct RunConfig {
     pub asvp: AsvpConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    #[serde(default)]
+    pub stopping: crate::al::stopping::StoppingConfig,
     /// Prices for the report (see `cost::Prices`); kept verbatim.
     #[serde(default)]
     pub prices: Option<toml::Value>,
@@ -307,7 +317,7 @@ impl RunConfig {
         if !(0.0..1.0).contains(&a.min_gain) {
             bail!("asvp.min_gain must be in [0, 1)");
         }
-        Ok(())
+        self.stopping.validate()
     }
 
     /// The config with every default filled in, as TOML (`proxal run --print-config`).

@@ -23,6 +23,7 @@ pub mod config;
 pub mod logme;
 pub mod run;
 pub mod state;
+pub mod stopping;
 
 pub use config::{
     AsvpConfig, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, TrainConfig, Trigger,

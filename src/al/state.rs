@@ -44,6 +44,9 @@ pub struct ProgressRecord {
     /// The alignment check this round ran, if any (asvp with a validated trigger or method).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<AlignCheck>,
+    /// The stopping criteria's signals at the start of this round (docs/STOPPING.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<crate::al::stopping::StopSignals>,
 }
 
 /// An alignment check (docs/ALIGNMENT.md): fine-tuned candidates against the linear probe on the
@@ -80,6 +83,7 @@ impl ProgressRecord {
             method: None,
             test_accuracy: None,
             check: None,
+            stop: None,
         }
     }
 }

@@ -177,6 +177,10 @@ pub fn next(a: NextArgs) -> Result<()> {
             parts.push(format!("held-out accuracy {a:.4}"));
         }
         println!("round {}: {}", w.round, parts.join(", "));
+        if let Some(s) = &w.stop {
+            let cfg = &project::Project::open(&a.project)?.cfg.stopping;
+            println!("  stopping: {}", crate::al::stopping::describe(cfg, s));
+        }
     }
     println!(
         "batch {}: {} rows ({})\n  annotate: {}\n  Label Studio tasks: {}\n  then: proxal label <file> --project {}",

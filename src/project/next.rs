@@ -126,6 +126,7 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
                 final_round: false,
                 evaluate: !ctx.test.is_empty() && r.is_multiple_of(cfg.eval_every),
                 select: true,
+                may_stop: false,
             };
             let step = round_step(&mut ctx, r, &labels, Some(&v0), &mut policy_state, plan)?;
             let (progress, picks) = (step.progress, step.picks);

@@ -19,6 +19,8 @@ pub struct Status {
     pub features: String,
     /// The last alignment check (asvp with a checked trigger or method): its round and a line.
     pub alignment: Option<(usize, String)>,
+    /// The last round's stopping signals (docs/STOPPING.md): its round and a line.
+    pub stopping: Option<(usize, String)>,
     /// Wall seconds per stage, and in all.
     pub cost: Vec<(Stage, f64)>,
     pub cost_total: f64,
@@ -62,6 +64,11 @@ pub fn status(dir: &Path) -> Result<Status> {
         w.check
             .as_ref()
             .map(|c| (w.round, crate::al::run::describe_check(c)))
+    });
+    let stopping = works.iter().rev().find_map(|w| {
+        w.stop
+            .as_ref()
+            .map(|s| (w.round, crate::al::stopping::describe(&p.cfg.stopping, s)))
     });
     let ledger_path = p.run_dir().ledger();
     let recs = if ledger_path.exists() {
@@ -121,7 +128,7 @@ pub fn status(dir: &Path) -> Result<Status> {
             let a = &p.cfg.asvp;
             if p.cfg.policy == PolicyKind::Asvp && a.trigger != Trigger::Schedule {
                 let h = crate::al::run::CheckHistory::replay(works.iter().copied(), a);
-                if let Some(why) = h.due(a, labels.len()) {
+                if let Some(why) = h.due(a, labels.len(), false) {
                     what.push(format!(
                         "check whether aligning pays ({why}): fine-tune and compare with the probe on held-out labels, refreshing the cache if it does"
                     ));
@@ -162,6 +169,7 @@ pub fn status(dir: &Path) -> Result<Status> {
         estimated,
         features,
         alignment,
+        stopping,
         cost,
         cost_total,
         next_action,
@@ -187,6 +195,9 @@ impl std::fmt::Display for Status {
         writeln!(f, "features: {}", self.features)?;
         if let Some((r, line)) = &self.alignment {
             writeln!(f, "alignment check (round {r}): {line}")?;
+        }
+        if let Some((r, line)) = &self.stopping {
+            writeln!(f, "stopping (round {r}): {line}")?;
         }
         match (self.quality, self.held_out) {
             (_, 0) => match self.estimated {

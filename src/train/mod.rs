@@ -40,4 +40,12 @@ impl Method {
             Method::LpFt => "lp-ft",
         }
     }
+
+    /// The method named `name` (as [`Method::as_str`] writes it), e.g. in a progress record.
+    pub fn from_name(name: &str) -> anyhow::Result<Method> {
+        [Method::LinearProbe, Method::FineTune, Method::LpFt]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+            .ok_or_else(|| anyhow::anyhow!("unknown training method '{name}'"))
+    }
 }

@@ -273,9 +273,7 @@ impl CheckHistory {
     pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
         self.last_check = Some((labels, gain_sure(c.gain, c.gain_se, a.min_gain)));
         if a.method == MethodChoice::Validate && (c.candidates.len() > 1 || c.pays) {
-            self.chosen = [Method::LpFt, Method::FineTune]
-                .into_iter()
-                .find(|m| m.as_str() == c.best);
+            self.chosen = Method::from_name(&c.best).ok();
         }
         if c.pays {
             self.aligned_once = true;
@@ -291,8 +289,12 @@ impl CheckHistory {
     /// round 0, before the first proxy selection; after that, whenever the labels have grown by
     /// `growth` since the last check, and under `auto` also in the next round after a check whose
     /// gain was surely above `min_gain` (a cache far from the task: keep aligning while that
-    /// holds); never once `auto` has settled.
-    pub(crate) fn due(&self, a: &AsvpConfig, labels: usize) -> Option<String> {
+    /// holds); never once `auto` has settled, except in a run's `final_round`: there a check
+    /// decides the model that ships, always (settling stops the checks that feed selection).
+    pub(crate) fn due(&self, a: &AsvpConfig, labels: usize, final_round: bool) -> Option<String> {
+        if final_round && self.last_check.is_some_and(|(l, _)| labels > l) {
+            return Some("the final round: a check decides the model that ships".into());
+        }
         if self.settled {
             return None;
         }
@@ -567,32 +569,47 @@ mod tests {
         let both = ["fine-tune", "lp-ft"];
         let mut h = CheckHistory::default();
         // Round 0: the first check, comparing both methods.
-        assert_eq!(h.due(&a, 200).as_deref(), Some("first alignment check"));
+        assert_eq!(
+            h.due(&a, 200, false).as_deref(),
+            Some("first alignment check")
+        );
+        assert_eq!(
+            h.due(&a, 200, true).as_deref(),
+            Some("first alignment check")
+        );
         assert_eq!(h.candidates(&a, 200), [Method::LpFt, Method::FineTune]);
         h.record(&a, 200, &check(true, 0.10, 0.05, &both));
         // It paid, and surely (0.10 − 0.05 ≥ 0.02): check again next round, with the winner only
         // from now on.
-        assert!(h.due(&a, 200).is_none());
-        assert!(h.due(&a, 300).unwrap().contains("surely more than 0.02"));
+        assert!(h.due(&a, 200, false).is_none());
+        assert!(h
+            .due(&a, 300, false)
+            .unwrap()
+            .contains("surely more than 0.02"));
         assert_eq!(h.candidates(&a, 300), [Method::FineTune]);
         assert_eq!(h.candidates(&a, 10_000), [Method::FineTune]);
         // A check that does not pay but might (gain + s.e. ≥ min_gain): wait for the labels to
         // double.
         h.record(&a, 300, &check(false, 0.0, 0.045, &["fine-tune"]));
         assert!(!h.settled);
-        assert!(h.due(&a, 500).is_none());
-        assert!(h.due(&a, 600).unwrap().contains("300 → 600"));
+        assert!(h.due(&a, 500, false).is_none());
+        assert!(h.due(&a, 600, false).unwrap().contains("300 → 600"));
         // A check sure that aligning does not pay settles auto for good.
         h.record(&a, 600, &check(false, -0.04, 0.03, &both));
         assert!(h.settled);
-        assert!(h.due(&a, 100_000).is_none());
+        assert!(h.due(&a, 100_000, false).is_none());
+        // Except in a run's final round: a check there decides what ships, settled or not (but
+        // not twice on the same labels).
+        assert!(h.due(&a, 1_000, true).unwrap().contains("final round"));
+        assert!(h.due(&a, 600, true).is_none());
         assert_eq!(h.chosen, Some(Method::FineTune));
         // A gain that pays but might be noise (0.03 ± 0.04) sets the pace of the growth rule.
         let mut maybe = CheckHistory::default();
         maybe.record(&a, 200, &check(true, 0.03, 0.04, &both));
         assert!(maybe.aligned_once && !maybe.settled);
-        assert!(maybe.due(&a, 300).is_none());
-        assert!(maybe.due(&a, 400).unwrap().contains("200 → 400"));
+        assert!(maybe.due(&a, 300, false).is_none());
+        assert!(maybe.due(&a, 300, true).unwrap().contains("final round"));
+        assert!(maybe.due(&a, 400, false).unwrap().contains("200 → 400"));
         // A comparison that does not pay still chooses the method of later checks.
         let mut lost = CheckHistory::default();
         lost.record(&a, 200, &check(false, 0.0, 0.05, &["lp-ft", "fine-tune"]));
@@ -603,7 +620,7 @@ mod tests {
         let mut fits = CheckHistory::default();
         fits.record(&a, 200, &check(false, -0.02, 0.01, &both));
         assert!(!fits.settled);
-        assert!(fits.due(&a, 400).unwrap().contains("200 → 400"));
+        assert!(fits.due(&a, 400, false).unwrap().contains("200 → 400"));
         // Replaying the same checks from progress records gives the same state.
         let records = [
             progress(200, Some(check(true, 0.10, 0.05, &both)), true),
@@ -618,15 +635,15 @@ mod tests {
     fn the_indicator_trigger_checks_at_each_doubling_and_never_settles() {
         let a = asvp(Trigger::Indicator, MethodChoice::Threshold);
         let mut h = CheckHistory::default();
-        assert!(h.due(&a, 200).is_some());
+        assert!(h.due(&a, 200, false).is_some());
         assert_eq!(h.candidates(&a, 200), [Method::LpFt]);
         h.record(&a, 200, &check(true, 0.2, 0.05, &["lp-ft"]));
         // A paying check does not bring the next one forward (that is auto's rule).
-        assert!(h.due(&a, 300).is_none());
-        assert!(h.due(&a, 400).is_some());
+        assert!(h.due(&a, 300, false).is_none());
+        assert!(h.due(&a, 400, false).is_some());
         h.record(&a, 400, &check(false, -0.2, 0.01, &["lp-ft"]));
         assert!(!h.settled);
-        assert!(h.due(&a, 800).is_some());
+        assert!(h.due(&a, 800, false).is_some());
         // Above the threshold the method is full fine-tuning.
         let a = AsvpConfig {
             ft_threshold: 800,

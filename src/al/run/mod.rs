@@ -199,7 +199,17 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
     let mut policy_state = PolicyState::restore(ctx, &progress)?;
     let mut last_accuracy = progress.iter().rev().find_map(|p| p.test_accuracy);
 
-    for (rounds_this_call, round) in (done_rounds..=cfg.rounds).enumerate() {
+    // A run that stopped on a criterion (docs/STOPPING.md) is finished.
+    let stopped = progress
+        .last()
+        .and_then(|p| p.stop.as_ref())
+        .is_some_and(|s| s.stopped);
+    let rounds = if stopped {
+        0..0
+    } else {
+        done_rounds..cfg.rounds + 1
+    };
+    for (rounds_this_call, round) in rounds.enumerate() {
         if ctx
             .opts
             .stop_after_rounds
@@ -242,6 +252,7 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                 final_round: round == cfg.rounds,
                 evaluate: cfg.is_eval_round(round),
                 select,
+                may_stop: true,
             },
         )?;
         if let Some(scores) = step.scores {
@@ -260,13 +271,16 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                 }],
             )?;
         }
-        if select {
+        if select && !step.stopped {
             let next: Vec<usize> = step.picks.iter().map(|p| p.row).collect();
             buy(ctx, &mut oracle, round + 1, &next, &mut labels)?;
         }
         let progress = step.progress;
         // 5. Done.
         ctx.run.append_progress(&progress)?;
+        if step.stopped {
+            break;
+        }
     }
     let finished = ctx.run.read_progress()?.len();
     Ok(RunSummary {

@@ -21,6 +21,9 @@ pub(crate) struct StepPlan {
     pub(crate) evaluate: bool,
     /// Choose the next batch.
     pub(crate) select: bool,
+    /// Stop here when a criterion of `stopping.stop_on` is met (`proxal run`; a project only
+    /// says so).
+    pub(crate) may_stop: bool,
 }
 
 /// What a round step did.
@@ -32,6 +35,8 @@ pub(crate) struct Step {
     pub(crate) selector: Option<SelectionModel>,
     /// The next batch, in pick order (empty unless `plan.select`).
     pub(crate) picks: Vec<strategy::Pick>,
+    /// A stopping criterion of `stop_on` was met: this was the run's last round.
+    pub(crate) stopped: bool,
 }
 
 /// One round of active learning once its labels are in: the policy's work (LogME, alignment, the
@@ -46,7 +51,35 @@ pub(crate) fn round_step(
     policy_state: &mut PolicyState,
     plan: StepPlan,
 ) -> Result<Step> {
+    let mut signals = stop_signals(ctx, round, labels, v0, policy_state)?;
+    let stop_on = &ctx.cfg.stopping.stop_on;
+    let stopped = plan.may_stop
+        && signals
+            .as_ref()
+            .is_some_and(|s| s.met.iter().any(|c| stop_on.contains(c)));
+    let plan = if stopped {
+        ctx.say(&format!(
+            "round {round}: a stopping criterion of stop_on is met: the last round"
+        ));
+        StepPlan {
+            final_round: true,
+            evaluate: true,
+            select: false,
+            may_stop: true,
+        }
+    } else {
+        plan
+    };
+    if let Some(s) = signals.as_mut() {
+        s.stopped = stopped;
+        ctx.say(&format!(
+            "round {round}: stopping: {}",
+            crate::al::stopping::describe(&ctx.cfg.stopping, s)
+        ));
+        policy_state.stops.push((round, s.clone()));
+    }
     let mut progress = policy_work(ctx, round, labels, v0, policy_state, plan.final_round)?;
+    progress.stop = signals;
     let scores = if plan.evaluate {
         let (rows, ys) = labelled_xy(ctx, labels);
         let s = evaluate(
@@ -84,7 +117,99 @@ pub(crate) fn round_step(
         scores,
         selector,
         picks,
+        stopped,
     })
+}
+
+/// The stopping criteria's signals at the start of `round` (docs/STOPPING.md): the configured
+/// proxy fitted on the labels before this round's batch and on all of them, both on the features
+/// the policy selects with now, compared on the run's fixed stop set. Metered as `evaluation`, or
+/// as `indicator` when the run stops on a criterion (then it is part of the policy). None without
+/// features to fit on or with fewer than two classes labelled.
+pub(crate) fn stop_signals(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    policy_state: &PolicyState,
+) -> Result<Option<crate::al::stopping::StopSignals>> {
+    use crate::al::stopping::{cohen_kappa, criteria_met, window_kappa, StopSignals};
+    let Ok(feats) = policy_state.features(v0) else {
+        return Ok(None);
+    };
+    let cfg = ctx.cfg;
+    let sc = &cfg.stopping;
+    let n = ctx.ds.n_classes();
+    let (rows, ys) = labelled_xy(ctx, labels);
+    let classes = |ys: &[u32]| ys.iter().collect::<HashSet<_>>().len();
+    if classes(&ys) < 2 {
+        return Ok(None);
+    }
+    let before: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i].round < round)
+        .collect();
+    let (rows0, ys0): (Vec<usize>, Vec<u32>) = before.iter().map(|&i| (rows[i], ys[i])).unzip();
+    // A fixed, seeded sample of the pool (rows stay in it once labelled, as in Bloodgood &
+    // Vijay-Shanker's stop set).
+    let mut stop = ctx.pool.clone();
+    stop.shuffle(&mut crate::util::rng(ctx.round_seed(0, 61)));
+    stop.truncate(sc.stop_set);
+    stop.sort_unstable();
+    let labelled: HashSet<usize> = rows.iter().copied().collect();
+    let stage = if sc.stop_on.is_empty() {
+        Stage::Evaluation
+    } else {
+        Stage::Indicator
+    };
+    let pc = ProxyConfig::from_name(&cfg.proxy)?;
+    let seed = ctx.round_seed(round, 67);
+    let (now, uncertainty, earlier) = ctx.ledger.meter(round, stage, stop.len(), || {
+        let xs = feats.gather(&stop);
+        let predict = |r: &[usize], y: &[u32]| -> Result<ndarray::Array2<f32>> {
+            let proxy = pc.fit(feats.gather(r).view(), y, n, seed)?;
+            Ok(proxy.predict_proba(xs.view()))
+        };
+        let proba = predict(&rows, &ys)?;
+        let now: Vec<u32> = predicted(&proba);
+        let unl: Vec<f64> = (0..stop.len())
+            .filter(|&i| !labelled.contains(&stop[i]))
+            .map(|i| 1.0 - proba.row(i).fold(0.0f32, |a, &p| a.max(p)) as f64)
+            .collect();
+        let uncertainty = unl.iter().sum::<f64>() / unl.len().max(1) as f64;
+        let earlier = if round > 0 && classes(&ys0) >= 2 {
+            Some(predicted(&predict(&rows0, &ys0)?))
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((now, uncertainty, earlier))
+    })?;
+    let features = policy_state
+        .current
+        .as_ref()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| "v0".into());
+    let kappa = earlier.as_ref().map(|e| cohen_kappa(e, &now, n));
+    let changed = earlier
+        .as_ref()
+        .map(|e| e.iter().zip(&now).filter(|(a, b)| a != b).count());
+    let history: Vec<(usize, &StopSignals)> = policy_state
+        .stops
+        .iter()
+        .filter(|(r, _)| *r < round)
+        .map(|(r, s)| (*r, s))
+        .collect();
+    let mut s = StopSignals {
+        window_kappa: window_kappa(sc, &history, round, &features, kappa),
+        features,
+        stop_rows: stop.len(),
+        kappa,
+        changed,
+        uncertainty,
+        met: vec![],
+        stopped: false,
+    };
+    s.met = criteria_met(sc, &s, rows.len());
+    Ok(Some(s))
 }
 
 /// What the policy carries from round to round.
@@ -97,6 +222,8 @@ pub(crate) struct PolicyState {
     pub(crate) best_logme: f64,
     /// What the alignment checks so far found.
     pub(crate) checks: CheckHistory,
+    /// The stopping signals of the finished rounds: (round, signals).
+    pub(crate) stops: Vec<(usize, crate::al::stopping::StopSignals)>,
 }
 
 impl PolicyState {
@@ -127,6 +254,10 @@ impl PolicyState {
             current,
             standard_model: None,
             checks,
+            stops: progress
+                .iter()
+                .filter_map(|p| p.stop.clone().map(|s| (p.round, s)))
+                .collect(),
             last_logme: progress.last().and_then(|p| p.logme),
             best_logme: progress
                 .iter()
@@ -205,17 +336,12 @@ pub(crate) fn policy_work(
                     policy_state.best_logme,
                 )
             } else {
-                policy_state.checks.due(&cfg.asvp, rows.len())
+                policy_state.checks.due(&cfg.asvp, rows.len(), final_round)
             };
             if let Some(reason) = reason {
                 // In the final round a check decides the model that ships (booked as `ship`);
                 // the schedule's final alignment keeps the method chosen earlier.
                 if checks || (cfg.asvp.checks() && !final_round) {
-                    let stage = if final_round {
-                        Stage::Ship
-                    } else {
-                        Stage::Indicator
-                    };
                     checked_alignment(
                         ctx,
                         round,
@@ -223,7 +349,7 @@ pub(crate) fn policy_work(
                         &ys,
                         v0,
                         policy_state,
-                        (stage, refresh_stage),
+                        (final_round, refresh_stage),
                         reason,
                         &mut progress,
                     )?;
@@ -273,6 +399,8 @@ pub(crate) fn policy_work(
 /// An alignment decided by a check (docs/ALIGNMENT.md): run the check on the cache the policy
 /// selects with; when a fine-tuned candidate beats the probe by enough, save it as the round's
 /// checkpoint and refresh the cache with it (its training, booked as `indicator`, is not redone).
+/// In the final round the check decides what ships (all of it booked as `ship`): no later check
+/// needs the validation rows kept out, so a winning method is trained again on every label.
 #[allow(clippy::too_many_arguments)]
 fn checked_alignment(
     ctx: &mut RoundContext,
@@ -281,11 +409,16 @@ fn checked_alignment(
     ys: &[u32],
     v0: Option<&FeatureVersion>,
     policy_state: &mut PolicyState,
-    (stage, refresh_stage): (Stage, Option<Stage>),
+    (final_round, refresh_stage): (bool, Option<Stage>),
     reason: String,
     progress: &mut ProgressRecord,
 ) -> Result<()> {
     let cfg = ctx.cfg;
+    let stage = if final_round {
+        Stage::Ship
+    } else {
+        Stage::Indicator
+    };
     let methods = policy_state.checks.candidates(&cfg.asvp, rows.len());
     let feats = policy_state.features(v0)?;
     let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods, stage)?
@@ -297,14 +430,27 @@ fn checked_alignment(
     };
     policy_state.checks.record(&cfg.asvp, rows.len(), &check);
     if check.pays {
-        ft.save(&ctx.run.checkpoint(round))?;
+        let mut aligned = format!(
+            "{reason}: {} validated {:+.3} over the probe",
+            check.best, check.gain
+        );
+        let ft = if final_round {
+            let method = Method::from_name(&check.best)?;
+            ctx.say(&format!(
+                "round {round}: training {} again on all {} labels to ship",
+                check.best,
+                rows.len()
+            ));
+            aligned.push_str(&format!("; trained again on all {} labels", rows.len()));
+            train_model(ctx, round, method, rows, ys, v0, Stage::Ship)?
+        } else {
+            ft.save(&ctx.run.checkpoint(round))?;
+            ft
+        };
         if let Some(stage) = refresh_stage {
             policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
         }
-        progress.aligned = Some(format!(
-            "{reason}: {} validated {:+.3} over the probe",
-            check.best, check.gain
-        ));
+        progress.aligned = Some(aligned);
         progress.method = Some(check.best.clone());
         policy_state.standard_model = Some(ft);
     }
