@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments stopping reproduce-check compare-proxies kill-campaign clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments stopping longtail reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make tune-ft-head-lr  choose fine-tuning's head learning rate on banking77's dev split (4 fine-tunes, 5-11 min each here)"
 	@echo "make experiments   the experiment suite: 4 datasets x 10 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
+	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
@@ -83,6 +84,10 @@ report-experiments:
 stopping: assets
 	@cargo build --bin proxal
 	@scripts/stopping.sh
+
+longtail: assets
+	@cargo build --bin proxal
+	@scripts/longtail.sh
 
 reproduce-check: assets
 	@cargo build --bin proxal

@@ -10,9 +10,10 @@ experiments/results/stopping.{md,json}.
 """
 import datetime
 import json
-import os
 import pathlib
+import re
 import sys
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -22,12 +23,20 @@ SOURCES = [("stopping-runs", "svpp/margin, 200 + 18 × 100 labels"),
 
 
 def load(run_dir):
+    """(dataset, group, thresholds, progress lines) of a run with signals, else None. The group
+    is the run's name without its dataset prefix and seed suffix (suite-banking77-svpp-margin-s0
+    → svpp-margin): runs of different policies never share a row."""
     lines = [json.loads(l) for l in (run_dir / "progress.jsonl").read_text().splitlines() if l.strip()]
     if not any("stop" in p for p in lines):
         return None
-    cfg = (run_dir / "config.toml").read_text()
-    ds = next(l.split('"')[1] for l in cfg.splitlines() if l.startswith("dataset ="))
-    return ds.removesuffix("-s"), lines
+    cfg = tomllib.loads((run_dir / "config.toml").read_text())
+    ds = cfg["dataset"].removesuffix("-s")
+    name = cfg.get("name", run_dir.name)
+    group = re.sub(r"-s\d+$", "", name.split(f"-{ds}-", 1)[-1])
+    st = cfg.get("stopping", {})
+    thresholds = (st.get("window", 3), st.get("kappa", 0.99), st.get("uncertainty", 0.1),
+                  st.get("stop_set", 1000))
+    return ds, group, thresholds, lines
 
 
 def first_met(lines, criterion):
@@ -40,6 +49,8 @@ def first_met(lines, criterion):
 def within(lines, final, points=0.01):
     """Labels when the test accuracy first came within `points` of the run's end (for reference:
     a criterion that knew the test set would stop here)."""
+    if final is None:
+        return None
     for p in lines:
         if p.get("test_accuracy") is not None and p["test_accuracy"] >= final - points:
             return p["labels"]
@@ -51,19 +62,35 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def fmt(x, scale=1.0, spec=".1f", sign=False):
+    if x is None:
+        return "—"
+    return format(scale * x, ("+" if sign else "") + spec)
+
+
+def acc_at(lines, p):
+    """Test accuracy of round p, or of the first later evaluated round (an unevaluated round's
+    model is known only from the next evaluation)."""
+    for q in lines[lines.index(p):]:
+        if q.get("test_accuracy") is not None:
+            return q["test_accuracy"]
+    return None
+
+
 def main():
     out = {"generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
            "sources": {}}
     md = ["# Stopping criteria: where they would have stopped (issue 18)", "",
           f"Written by `scripts/report-stopping.py` ({out['generated']}) from run records with "
           "stopping signals. Signals are taken at the start of a round, on the labels bought so far: "
-          "κ compares the proxy fitted before and after the last batch on a fixed stop set of 1,000 "
+          "κ compares the proxy fitted before and after the last batch on a fixed stop set of "
           "pool rows; a criterion met there means the user would not buy the next batch, and the "
           "accuracy 'then' is the model shipped on those labels. Accuracy in %, labels saved and "
           "accuracy lost against the run's end; 'never' counts as stopping at the end. "
           "'1 pt of end' is, for reference, the first label count whose test accuracy is within one "
-          "point of the end (it needs the test set; no criterion sees it). Thresholds: κ window 3, "
-          "mean ≥ 0.99; no prediction changed; mean uncertainty ≤ 0.1. Design: docs/STOPPING.md.", ""]
+          "point of the end (it needs the test set; no criterion sees it). Thresholds are each run's "
+          "(`[stopping]`; listed per row as window / κ / uncertainty / stop-set rows). "
+          "Design: docs/STOPPING.md.", ""]
     for src, what in SOURCES:
         d = RESULTS / src
         if not d.is_dir():
@@ -72,38 +99,41 @@ def main():
         for r in sorted(d.iterdir()):
             got = load(r) if (r / "progress.jsonl").exists() else None
             if got:
-                runs.setdefault(got[0], []).append((r.name, got[1]))
+                ds, group, th, lines = got
+                runs.setdefault((ds, group, th), []).append((r.name, lines))
         if not runs:
             continue
         md += [f"## {what} (`experiments/results/{src}/`)", "",
-               "| dataset | runs | end: labels, acc | 1 pt of end | criterion | met in | stopped at (labels) | acc then | acc lost | labels saved |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+               "| dataset | runs | thresholds | end: labels, acc | 1 pt of end | criterion | met in | stopped at (labels) | acc then | acc lost | labels saved |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
         sd = out["sources"][src] = {}
-        for ds, rs in sorted(runs.items()):
-            ends = [(ls[-1]["labels"], ls[-1].get("test_accuracy")) for _, ls in rs]
-            end_l, end_a = mean([e[0] for e in ends]), mean([e[1] for e in ends])
-            ref = mean([within(ls, ls[-1]["test_accuracy"]) for _, ls in rs])
-            sd[ds] = {"runs": [n for n, _ in rs], "end_labels": end_l, "end_accuracy": end_a,
-                      "within_1pt_labels": ref, "criteria": {}}
+        for (ds, group, th), rs in sorted(runs.items()):
+            end_l = mean([ls[-1]["labels"] for _, ls in rs])
+            end_a = mean([acc_at(ls, ls[-1]) for _, ls in rs])
+            ref = mean([within(ls, acc_at(ls, ls[-1])) for _, ls in rs])
+            key = f"{ds}/{group}"
+            sd[key] = {"runs": [n for n, _ in rs], "thresholds": th, "end_labels": end_l,
+                       "end_accuracy": end_a, "within_1pt_labels": ref, "criteria": {}}
             for c in CRITERIA:
-                stops, accs, lost, saved, met = [], [], [], [], 0
+                cells, accs, lost, saved, met = [], [], [], [], 0
                 for _, ls in rs:
-                    p = first_met(ls, c)
-                    end = ls[-1]
+                    p, end = first_met(ls, c), ls[-1]
                     if p is not None:
                         met += 1
+                        cells.append(str(p["labels"]))
                     else:
                         p = end
-                    stops.append(p["labels"])
-                    accs.append(p.get("test_accuracy"))
-                    lost.append(end["test_accuracy"] - p["test_accuracy"])
+                        cells.append(f"never ({p['labels']})")
+                    a, e = acc_at(ls, p), acc_at(ls, end)
+                    accs.append(a)
+                    lost.append(e - a if a is not None and e is not None else None)
                     saved.append(end["labels"] - p["labels"])
-                sd[ds]["criteria"][c] = {"met_runs": met, "stop_labels": stops, "accuracy_then": accs,
-                                         "accuracy_lost": mean(lost), "labels_saved": mean(saved)}
-                md.append(f"| {ds} | {len(rs)} | {end_l:.0f}, {100 * end_a:.1f} | "
-                          f"{ref:.0f} | {c} | {met} of {len(rs)} | "
-                          + ", ".join(str(s) if s != e[0] else f"never ({s})" for s, e in zip(stops, ends))
-                          + f" | {100 * mean(accs):.1f} | {100 * mean(lost):+.1f} | {mean(saved):.0f} |")
+                sd[key]["criteria"][c] = {"met_runs": met, "stop": cells, "accuracy_then": accs,
+                                          "accuracy_lost": mean(lost), "labels_saved": mean(saved)}
+                md.append(f"| {ds} ({group}) | {len(rs)} | {th[0]} / {th[1]} / {th[2]} / {th[3]} | "
+                          f"{fmt(end_l, spec='.0f')}, {fmt(end_a, 100)} | {fmt(ref, spec='.0f')} | "
+                          f"{c} | {met} of {len(rs)} | {', '.join(cells)} | {fmt(mean(accs), 100)} | "
+                          f"{fmt(mean(lost), 100, sign=True)} | {fmt(mean(saved), spec='.0f')} |")
         md.append("")
     if not out["sources"]:
         md += ["No run records with stopping signals yet: `make stopping`.", ""]

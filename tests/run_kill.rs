@@ -52,6 +52,7 @@ fn make_home(home: &Path, assets: &Path) -> PathBuf {
             pool: Some(300),
             test: Some(100),
             seed: 0,
+            long_tail: None,
         },
     )
     .unwrap();

@@ -26,6 +26,7 @@ batch = 10
 rounds = 10
 strategy = "margin"
 eval_model = "linear-probe"
+eval_every = 2
 
 [stopping]
 stop_set = 100
@@ -58,12 +59,17 @@ stop_on = ["stabilizing-predictions"]
         .unwrap()
         .contains(&"stabilizing-predictions".into()));
     assert_eq!(stop(3)["stopped"], true);
-    // The last round scored the shipped model on 50 labels and bought nothing after it.
+    // The last round scored the shipped model on 50 labels (evaluating every second round, only
+    // because it was the last) and bought nothing after it.
     let rounds = read_jsonl(&dir.join("rounds.jsonl"));
-    assert_eq!(rounds.last().unwrap()["round"], 3);
+    let evaluated: Vec<u64> = rounds
+        .iter()
+        .map(|r| r["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(evaluated, [0, 2, 3]);
     assert_eq!(rounds.last().unwrap()["labels"], 50);
     assert_eq!(read_jsonl(&dir.join("labelled.jsonl")).len(), 50);
-    // Two proxy fits a round, booked as `indicator` (the run stops on them), on the stop set.
+    // The signals' two proxy fits are one `indicator` record (the run stops on them).
     let ledger = read_jsonl(&dir.join("ledger.jsonl"));
     assert_eq!(stage_records(&ledger, "indicator", 3).len(), 1);
     assert!(stage_records(&ledger, "labelling", 4).is_empty());

@@ -76,6 +76,40 @@ fn uncertainty_strategies_pick_the_hand_computed_rows() {
 }
 
 #[test]
+fn balanced_fills_the_smallest_labelled_classes_first_in_the_inner_order() {
+    // Predicted class and margin of each row: margin sampling alone takes rows 0, 1, 2.
+    let p = array![
+        [0.50, 0.49, 0.01], // 0: class 0, margin 0.01
+        [0.48, 0.50, 0.02], // 1: class 1, 0.02
+        [0.52, 0.45, 0.03], // 2: class 0, 0.07
+        [0.10, 0.35, 0.55], // 3: class 2, 0.20
+        [0.60, 0.30, 0.10], // 4: class 0, 0.30
+        [0.20, 0.70, 0.10], // 5: class 1, 0.50
+        [0.05, 0.15, 0.80], // 6: class 2, 0.65
+        [0.90, 0.05, 0.05], // 7: class 0, 0.85
+    ];
+    let x = id_features(8, 2);
+    let proxy = Fixed(p, 2);
+    let pool: Vec<usize> = (0..8).collect();
+    let round = Round::new(&x, &pool, &[], Some(&proxy), 0).unwrap();
+    let margin = from_name("margin").unwrap().select(&round, 3).unwrap();
+    assert_eq!(rows(&margin), [0, 1, 2]);
+    // Labelled so far: 10 of class 0, 2 of class 1, none of class 2. The 3 slots go to class 2
+    // (0 → 1 → 2 labelled, its two candidates), then class 1: rows 3 and 6, then row 1, picked
+    // in margin's order with margin's scores.
+    let ys: Vec<u32> = [vec![0; 10], vec![1; 2]].concat();
+    let labelled = Round::new(&x, &pool, &[], Some(&proxy), 0)
+        .unwrap()
+        .with_labels(&ys, 3);
+    let mut balanced = from_name("balanced:margin").unwrap();
+    let picks = balanced.select(&labelled, 3).unwrap();
+    assert_eq!(rows(&picks), [1, 3, 6]);
+    assert!((picks[1].score - 0.20).abs() < 1e-6, "{picks:?}");
+    // Without known labels every class counts as empty: one slot each.
+    assert_eq!(rows(&balanced.select(&round, 3).unwrap()), [0, 1, 3]);
+}
+
+#[test]
 fn labelled_rows_are_never_selected() {
     let mix = Mixture::new(8, 3, 2.0, 2.0, 1);
     let (x, y) = mix.sample(300);
@@ -91,7 +125,7 @@ fn labelled_rows_are_never_selected() {
     for name in STRATEGY_NAMES
         .iter()
         .map(|s| s.to_string())
-        .chain(["ups:margin".to_string()])
+        .chain(["ups:margin".to_string(), "balanced:margin".to_string()])
     {
         let picks = from_name(&name).unwrap().select(&round, 150).unwrap();
         assert_eq!(picks.len(), 150, "{name}");

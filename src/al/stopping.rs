@@ -5,7 +5,8 @@
 //! - **Stabilizing predictions** (Bloodgood & Vijay-Shanker 2009): Cohen's κ between the
 //!   predictions of the model before and after the round's labels, on the stop set; met when the
 //!   mean of the last `window` values is at least `kappa`. The window starts again after a cache
-//!   refresh: new features move predictions by themselves.
+//!   refresh: κ measured on the old features says nothing about how stable the proxy is on the
+//!   new ones.
 //! - **Classification change** (Zhu et al. 2008): met when no stop-set prediction changed.
 //! - **Overall uncertainty** (Zhu et al. 2008): met when the mean uncertainty (1 − the top class
 //!   probability) over the unlabelled stop-set rows is at most `uncertainty`.
@@ -93,8 +94,8 @@ pub struct StopSignals {
     pub kappa: Option<f64>,
     /// Stop-set rows whose predicted class changed (None in round 0).
     pub changed: Option<usize>,
-    /// Mean (1 − top probability) over the stop set's unlabelled rows.
-    pub uncertainty: f64,
+    /// Mean (1 − top probability) over the stop set's unlabelled rows (None: all labelled).
+    pub uncertainty: Option<f64>,
     /// Mean κ over the window when it is complete (`window` values on the same features).
     pub window_kappa: Option<f64>,
     /// The criteria met in this round.
@@ -165,7 +166,7 @@ pub fn criteria_met(cfg: &StoppingConfig, s: &StopSignals, labels: usize) -> Vec
         .filter(|c| match c {
             Criterion::StabilizingPredictions => s.window_kappa.is_some_and(|k| k >= cfg.kappa),
             Criterion::ClassificationChange => s.changed == Some(0),
-            Criterion::OverallUncertainty => s.uncertainty <= cfg.uncertainty,
+            Criterion::OverallUncertainty => s.uncertainty.is_some_and(|u| u <= cfg.uncertainty),
             Criterion::LabelBudget => cfg.max_labels.is_some_and(|m| labels >= m),
         })
         .collect()
@@ -191,10 +192,11 @@ pub fn describe(cfg: &StoppingConfig, s: &StopSignals) -> String {
         let names: Vec<&str> = s.met.iter().map(|c| c.as_str()).collect();
         format!("criteria met: {}: consider stopping", names.join(", "))
     };
-    format!(
-        "{kappa}; {changed}; uncertainty {:.3} (stops at {}); {met}",
-        s.uncertainty, cfg.uncertainty
-    )
+    let uncertainty = s
+        .uncertainty
+        .map(|u| format!("uncertainty {u:.3} (stops at {})", cfg.uncertainty))
+        .unwrap_or_else(|| "every stop-set row is labelled".into());
+    format!("{kappa}; {changed}; {uncertainty}; {met}")
 }
 
 #[cfg(test)]
@@ -207,7 +209,7 @@ mod tests {
             stop_rows: 100,
             kappa,
             changed: kappa.map(|k| if k == 1.0 { 0 } else { 5 }),
-            uncertainty: 0.5,
+            uncertainty: Some(0.5),
             window_kappa: None,
             met: vec![],
             stopped: false,
@@ -264,9 +266,14 @@ mod tests {
             [Criterion::ClassificationChange]
         );
         s.changed = Some(1);
-        s.uncertainty = 0.1;
+        s.uncertainty = Some(0.1);
         assert_eq!(criteria_met(&cfg, &s, 800), [Criterion::OverallUncertainty]);
-        s.uncertainty = 0.2;
+        s.uncertainty = None;
+        assert!(
+            criteria_met(&cfg, &s, 800).is_empty(),
+            "no unlabelled stop row"
+        );
+        s.uncertainty = Some(0.2);
         assert_eq!(criteria_met(&cfg, &s, 1000), [Criterion::LabelBudget]);
         assert!(describe(&cfg, &s).contains("no criterion met"));
         s.met = criteria_met(&cfg, &s, 1000);

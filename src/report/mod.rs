@@ -41,6 +41,10 @@ pub struct RoundRecord {
     pub test_accuracy: f64,
     /// Macro-averaged F1 on the test split, in [0, 1].
     pub test_macro_f1: f64,
+    /// Mean test recall over the pool's tail classes, when the pool is imbalanced
+    /// (`train::eval::tail_classes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_tail_recall: Option<f64>,
 }
 
 /// What the report needs from a run's `config.toml`.

@@ -12,10 +12,12 @@
 //! | `cluster-margin`   | `cluster_margin.rs`  | margin of the row (cluster round-robin order)       |
 //! | `typicality`       | `typicality.rs`      | typicality 1 / mean k-NN distance in its cluster    |
 //! | `ups:<inner>`      | `ups.rs`             | the inner strategy's score, on a subsampled pool    |
+//! | `balanced:<inner>` | `balanced.rs`        | the inner strategy's score, class-balanced batch    |
 //!
 //! A [`Round`] is built once per AL round; strategies are stateful objects kept across rounds
 //! (Cluster-Margin caches its clustering, UPS its last uncertainties).
 pub mod badge;
+pub mod balanced;
 pub mod cluster_margin;
 pub mod coreset;
 pub mod random;
@@ -30,6 +32,7 @@ use ndarray::ArrayView1;
 use std::borrow::Cow;
 
 pub use badge::Badge;
+pub use balanced::Balanced;
 pub use cluster_margin::{ClusterConfig, ClusterMargin, Clusters};
 pub use coreset::CoreSet;
 pub use random::Random;
@@ -58,6 +61,9 @@ pub struct Round<'a> {
     /// Where a strategy may cache work that depends only on the feature version and the pool
     /// (Cluster-Margin's clustering); `None`: compute it in memory.
     pub cache_dir: Option<&'a std::path::Path>,
+    /// Labelled rows per class, when the caller knows the labels (`balanced:` fills the smallest
+    /// classes first); `None`: treated as none labelled.
+    pub class_counts: Option<Vec<usize>>,
 }
 
 impl<'a> Round<'a> {
@@ -101,7 +107,18 @@ impl<'a> Round<'a> {
             proxy,
             seed,
             cache_dir: None,
+            class_counts: None,
         })
+    }
+
+    /// The same round with the labelled rows' classes (`ys`, class ids below `n_classes`).
+    pub fn with_labels(mut self, ys: &[u32], n_classes: usize) -> Round<'a> {
+        let mut counts = vec![0usize; n_classes];
+        for &y in ys {
+            counts[y as usize] += 1;
+        }
+        self.class_counts = Some(counts);
+        self
     }
 
     /// The same round, allowed to cache per-version work under `dir`.
@@ -129,6 +146,7 @@ impl<'a> Round<'a> {
             proxy: self.proxy,
             seed: self.seed,
             cache_dir: self.cache_dir,
+            class_counts: self.class_counts.clone(),
         }
     }
 }
@@ -181,13 +199,16 @@ pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
     if let Some(inner) = n.strip_prefix("ups:") {
         return Ok(Box::new(Ups::new(from_name(inner)?)));
     }
+    if let Some(inner) = n.strip_prefix("balanced:") {
+        return Ok(Box::new(Balanced::new(from_name(inner)?)));
+    }
     match REGISTRY
         .iter()
         .find(|(name, aliases, _)| *name == n || aliases.contains(&n.as_str()))
     {
         Some((_, _, make)) => Ok(make()),
         None => bail!(
-            "unknown strategy '{n}' (expected {}, or ups:<one of these>)",
+            "unknown strategy '{n}' (expected {}, or ups:<one of these> or balanced:<one of these>)",
             STRATEGY_NAMES.join(", ")
         ),
     }

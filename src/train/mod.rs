@@ -11,7 +11,7 @@
 //!
 //! The head reads the same vector the feature store caches (pooled, L2-normalised), so a
 //! fine-tuned model's head applies directly to features refreshed with its backbone.
-mod eval;
+pub mod eval;
 mod finetune;
 pub mod optim;
 

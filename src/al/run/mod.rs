@@ -268,6 +268,7 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                     labels: rows,
                     test_accuracy: scores.accuracy,
                     test_macro_f1: scores.macro_f1,
+                    test_tail_recall: scores.tail_recall,
                 }],
             )?;
         }

@@ -2,6 +2,8 @@
 //! evaluation of the model it ships, and the next batch; shared by `proxal run` and `proxal next`.
 use super::*;
 
+use crate::al::stopping::{Criterion, StopSignals};
+
 /// The model selection uses in a round.
 pub(crate) enum SelectionModel {
     /// No model: random batches.
@@ -22,7 +24,9 @@ pub(crate) struct StepPlan {
     /// Choose the next batch.
     pub(crate) select: bool,
     /// Stop here when a criterion of `stopping.stop_on` is met (`proxal run`; a project only
-    /// says so).
+    /// says so). Only a round that would select can stop: one whose next batch is already
+    /// stored (a resumed round, killed after buying it) decided not to, and the final round ends
+    /// the run anyway.
     pub(crate) may_stop: bool,
 }
 
@@ -51,12 +55,17 @@ pub(crate) fn round_step(
     policy_state: &mut PolicyState,
     plan: StepPlan,
 ) -> Result<Step> {
-    let mut signals = stop_signals(ctx, round, labels, v0, policy_state)?;
-    let stop_on = &ctx.cfg.stopping.stop_on;
+    let mut signals = stop_signals(ctx, round, labels, v0, policy_state, plan.may_stop)?;
+    let sc = &ctx.cfg.stopping;
+    // The label budget needs no proxy: it holds even in a round without signals.
+    let budget = sc.stop_on.contains(&Criterion::LabelBudget)
+        && sc.max_labels.is_some_and(|m| labels.len() >= m);
     let stopped = plan.may_stop
-        && signals
-            .as_ref()
-            .is_some_and(|s| s.met.iter().any(|c| stop_on.contains(c)));
+        && plan.select
+        && (budget
+            || signals
+                .as_ref()
+                .is_some_and(|s| s.met.iter().any(|c| sc.stop_on.contains(c))));
     let plan = if stopped {
         ctx.say(&format!(
             "round {round}: a stopping criterion of stop_on is met: the last round"
@@ -124,16 +133,17 @@ pub(crate) fn round_step(
 /// The stopping criteria's signals at the start of `round` (docs/STOPPING.md): the configured
 /// proxy fitted on the labels before this round's batch and on all of them, both on the features
 /// the policy selects with now, compared on the run's fixed stop set. Metered as `evaluation`, or
-/// as `indicator` when the run stops on a criterion (then it is part of the policy). None without
-/// features to fit on or with fewer than two classes labelled.
+/// as `indicator` when the round may stop on a criterion (then it is part of the policy). None
+/// without features to fit on or with fewer than two classes labelled.
 pub(crate) fn stop_signals(
     ctx: &mut RoundContext,
     round: usize,
     labels: &[LabelRecord],
     v0: Option<&FeatureVersion>,
     policy_state: &PolicyState,
-) -> Result<Option<crate::al::stopping::StopSignals>> {
-    use crate::al::stopping::{cohen_kappa, criteria_met, window_kappa, StopSignals};
+    may_stop: bool,
+) -> Result<Option<StopSignals>> {
+    use crate::al::stopping::{cohen_kappa, criteria_met, window_kappa};
     let Ok(feats) = policy_state.features(v0) else {
         return Ok(None);
     };
@@ -156,10 +166,10 @@ pub(crate) fn stop_signals(
     stop.truncate(sc.stop_set);
     stop.sort_unstable();
     let labelled: HashSet<usize> = rows.iter().copied().collect();
-    let stage = if sc.stop_on.is_empty() {
-        Stage::Evaluation
-    } else {
+    let stage = if may_stop && !sc.stop_on.is_empty() {
         Stage::Indicator
+    } else {
+        Stage::Evaluation
     };
     let pc = ProxyConfig::from_name(&cfg.proxy)?;
     let seed = ctx.round_seed(round, 67);
@@ -175,7 +185,7 @@ pub(crate) fn stop_signals(
             .filter(|&i| !labelled.contains(&stop[i]))
             .map(|i| 1.0 - proba.row(i).fold(0.0f32, |a, &p| a.max(p)) as f64)
             .collect();
-        let uncertainty = unl.iter().sum::<f64>() / unl.len().max(1) as f64;
+        let uncertainty = (!unl.is_empty()).then(|| unl.iter().sum::<f64>() / unl.len() as f64);
         let earlier = if round > 0 && classes(&ys0) >= 2 {
             Some(predicted(&predict(&rows0, &ys0)?))
         } else {
@@ -223,7 +233,7 @@ pub(crate) struct PolicyState {
     /// What the alignment checks so far found.
     pub(crate) checks: CheckHistory,
     /// The stopping signals of the finished rounds: (round, signals).
-    pub(crate) stops: Vec<(usize, crate::al::stopping::StopSignals)>,
+    pub(crate) stops: Vec<(usize, StopSignals)>,
 }
 
 impl PolicyState {
@@ -555,15 +565,24 @@ pub(crate) fn select_batch(
         }
         SelectionModel::Proxy(p) => {
             let feats = current.map(|c| &c.1).or(v0).context("no features")?;
-            let (rows, _) = labelled_xy(ctx, labels);
-            strategy_select(ctx, round, feats, p.as_ref(), &rows, &unlabelled, k, seed)?
+            let (rows, ys) = labelled_xy(ctx, labels);
+            strategy_select(
+                ctx,
+                round,
+                feats,
+                p.as_ref(),
+                (&rows, &ys),
+                &unlabelled,
+                k,
+                seed,
+            )?
         }
         SelectionModel::Head(h) => {
             let feats = current
                 .map(|c| &c.1)
                 .context("standard policy without refreshed features")?;
-            let (rows, _) = labelled_xy(ctx, labels);
-            strategy_select(ctx, round, feats, h, &rows, &unlabelled, k, seed)?
+            let (rows, ys) = labelled_xy(ctx, labels);
+            strategy_select(ctx, round, feats, h, (&rows, &ys), &unlabelled, k, seed)?
         }
     };
     Ok(rows)
@@ -590,6 +609,13 @@ pub(crate) fn evaluate(
         .iter()
         .map(|&r| ctx.ds.labels[r].expect("test rows are labelled"))
         .collect();
+    // The tail classes of an imbalanced pool (by its known labels: all of them in a simulated
+    // run), whose recall the record keeps.
+    let mut counts = vec![0usize; n];
+    for y in ctx.pool.iter().filter_map(|&r| ctx.ds.labels[r]) {
+        counts[y as usize] += 1;
+    }
+    let tail = crate::train::eval::tail_classes(&counts);
     let method = match ctx.cfg.eval_model {
         EvalModel::LinearProbe => Method::LinearProbe,
         EvalModel::FineTune => Method::FineTune,
@@ -612,7 +638,7 @@ pub(crate) fn evaluate(
             .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
                 predicted(&lr.predict_proba(test_x.view()))
             })?;
-        return Ok(Scores::of(&pred, &gold, n));
+        return Ok(Scores::of(&pred, &gold, n).with_tail(&pred, &gold, tail.as_deref()));
     }
     // A fine-tuned model: reuse the policy's own model when it was trained on this round's
     // labels (standard every round; asvp when it aligned now, on all labels or, after an
@@ -638,7 +664,7 @@ pub(crate) fn evaluate(
             Ok(predicted(&model.head.logits(x.view())))
         },
     )?;
-    Ok(Scores::of(&pred, &gold, n))
+    Ok(Scores::of(&pred, &gold, n).with_tail(&pred, &gold, tail.as_deref()))
 }
 
 /// The predicted class of each row of scores.
@@ -656,12 +682,13 @@ pub(crate) fn strategy_select(
     round: usize,
     feats: &FeatureVersion,
     proxy: &dyn Proxy,
-    labelled: &[usize],
+    (labelled, ys): (&[usize], &[u32]),
     unlabelled: &[usize],
     k: usize,
     seed: u64,
 ) -> Result<Vec<strategy::Pick>> {
-    let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?;
+    let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?
+        .with_labels(ys, ctx.ds.n_classes());
     let strat = &mut ctx.strategy;
     let picks = ctx
         .ledger
