@@ -227,7 +227,9 @@ pub(crate) fn paired_gain(probe: &[bool], model: &[bool]) -> (f64, f64) {
 
 /// Does a validated gain pay for aligning? The check's fine-tune is already paid for, so only
 /// the refresh is at stake: align when the estimated gain is at least `min_gain` (and above 0).
-/// Raise `min_gain` where a refresh is dear (a large pool).
+/// Raise `min_gain` where a refresh is dear (a large pool). In a run's final round the check
+/// decides the model that ships, not the features of later selections, and is judged with
+/// `min_gain` 0: any gain is worth the retraining.
 pub(crate) fn gain_pays(gain: f64, min_gain: f64) -> bool {
     gain >= min_gain && gain > 0.0
 }
@@ -407,7 +409,7 @@ pub(crate) fn check_alignment(
         best: method.as_str().to_string(),
         gain,
         gain_se,
-        pays: gain_pays(gain, min_gain),
+        pays: gain_pays(gain, if stage == Stage::Ship { 0.0 } else { min_gain }),
     };
     ctx.say(&format!(
         "round {round}: alignment check: {}",
@@ -526,8 +528,10 @@ mod tests {
         let (g, s) = paired_gain(&[true, false, true], &[true, false, true]);
         assert_eq!((g, s), (0.0, 0.0));
         assert!(!gain_pays(g, 0.0) && !gain_sure(g, s, 0.0));
-        // A gain below the minimum does not pay even when it is certain.
+        // A gain below the minimum does not pay even when it is certain; with no minimum (the
+        // final round's check), any gain above 0 pays.
         assert!(!gain_pays(0.01, 0.02) && !gain_sure(0.01, 0.0, 0.02));
+        assert!(gain_pays(0.004, 0.0) && !gain_pays(-0.004, 0.0));
     }
 
     fn check(pays: bool, gain: f64, gain_se: f64, methods: &[&str]) -> AlignCheck {
