@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments stopping longtail reproduce-check compare-proxies kill-campaign clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments stopping longtail plan-check reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make experiments   the experiment suite: 4 datasets x 10 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
+	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
@@ -88,6 +89,11 @@ stopping: assets
 longtail: assets
 	@cargo build --bin proxal
 	@scripts/longtail.sh
+
+plan-check:
+	@cargo build --bin proxal
+	@target/debug/proxal plan --check $$(ls -d experiments/results/suite-runs/suite-*-random-s* experiments/results/suite-runs/suite-*-svpp-margin-s* experiments/results/suite-runs/suite-*-asvp-margin-s* experiments/results/suite-runs/suite-*-standard-margin-s*) --out experiments/results/plan-check.md
+	@target/debug/proxal plan --pool 3000 --test 1000 --labels 1000 --batch 200 --rates-from $$(ls -d experiments/results/suite-runs/suite-banking77-*-s0) > experiments/results/plan-banking77.md
 
 reproduce-check: assets
 	@cargo build --bin proxal

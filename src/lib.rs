@@ -21,6 +21,7 @@ pub mod features;
 pub mod home;
 pub mod numerics;
 pub mod oracle;
+pub mod plan;
 pub mod project;
 pub mod proxy;
 pub mod report;

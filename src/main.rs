@@ -31,6 +31,8 @@ enum Cmd {
     Run(cli::run::Args),
     /// Report learning curves, costs and savings for a set of runs
     Report(cli::report::Args),
+    /// Project each policy's compute and cost before buying labels (rates from earlier runs)
+    Plan(cli::plan::Args),
     /// Start an annotation project on your own unlabelled file
     Init(cli::project::InitArgs),
     /// Do the policy's due work and export the next batch to annotate (CSV + Label Studio tasks)
@@ -65,6 +67,7 @@ fn main() {
         Cmd::Select(a) => cli::select::run(&home, a),
         Cmd::Run(a) => cli::run::run(&home, a),
         Cmd::Report(a) => cli::report::run(&home, a),
+        Cmd::Plan(a) => cli::plan::run(a),
         Cmd::Init(a) => cli::project::init(&home, a),
         Cmd::Next(a) => cli::project::next(a),
         Cmd::Label(a) => cli::project::label(a),

@@ -183,3 +183,23 @@ pub fn read_jsonl_tolerant<T: DeserializeOwned>(path: &Path) -> Result<JsonlRead
     }
     Ok(JsonlRead { records, torn_tail })
 }
+
+/// The 1-, 5- and 15-minute load averages ("unknown" where /proc/loadavg is missing): written
+/// next to every timing a benchmark or check commits.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (from `date -u`; "unknown" without it).
+pub fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -10,6 +10,7 @@ use proxal::backbone::{ops, pooling, Backbone, Pooling};
 use proxal::data::{Dataset, Split};
 use proxal::home::Home;
 use proxal::train::{length_bucketed_batches, AdamWConfig, FusedAdamW, ParamGroup};
+use proxal::util::{load_average, utc_now};
 use rand::seq::SliceRandom;
 use std::time::Instant;
 
@@ -191,23 +192,6 @@ struct Conditions {
     load_start: String,
     threads: usize,
     rayon_threads: usize,
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn utc_now() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn env_or_unset(k: &str) -> String {

@@ -2,6 +2,7 @@
 //! into the library stage it names.
 pub mod data;
 pub mod embed;
+pub mod plan;
 pub mod project;
 pub mod refresh;
 pub mod report;

@@ -1,0 +1,389 @@
+//! `proxal plan`: what each policy will cost before the first label is bought (docs/PLAN.md).
+//!
+//! Rates (seconds per embedded row, per fine-tuned label, per proxy-fitted label, per scored
+//! pool row, per probed row) are read from the cost ledgers of earlier runs on this machine and
+//! data; a [`Schedule`] (pool, labels, batches, alignment schedule) is then projected per policy
+//! by the same accounting the reports use (docs/METRICS.md): the selection path plus the model
+//! that ships. `proxal plan --check` validates the projection against finished runs.
+use crate::cost::{CostRecord, Stage};
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+/// Seconds per unit of work, from ledgers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rates {
+    /// Per row put through the backbone (embedding v0, a refresh).
+    pub embed_per_row: f64,
+    /// Per labelled row fine-tuned (the whole fine-tune, at the runs' epochs, over its labels).
+    pub finetune_per_label: f64,
+    /// Per labelled row the proxy is fitted on.
+    pub proxy_per_label: f64,
+    /// Per unlabelled pool row scored and selected from.
+    pub select_per_row: f64,
+    /// Per row of a shipped linear probe (fit on the labels, scoring the test rows).
+    pub probe_per_row: f64,
+    /// Per labelled row of an indicator (LogME on the labelled cache).
+    pub indicator_per_label: f64,
+}
+
+/// What kind of work a ledger record measures.
+fn work_of(r: &CostRecord) -> Option<Work> {
+    let note = r.note.as_deref().unwrap_or("");
+    if r.embedded_rows.is_some_and(|n| n > 0) {
+        return Some(Work::Embed);
+    }
+    match r.stage {
+        Stage::FineTune => Some(Work::FineTune),
+        Stage::Ship if note.starts_with("fine-tune") || r.trained_rows.is_some_and(|n| n > 0) => {
+            Some(Work::FineTune)
+        }
+        // Everything else a ship record measures is the shipped linear probe (older ledgers
+        // also scored the test rows in it).
+        Stage::Ship => Some(Work::Probe),
+        Stage::ProxyFit => Some(Work::Proxy),
+        Stage::Scoring | Stage::Selection => Some(Work::Select),
+        // An alignment check's candidate fine-tunes are indicator records that trained.
+        Stage::Indicator if r.trained_rows.is_some_and(|n| n > 0) => Some(Work::FineTune),
+        Stage::Indicator => Some(Work::Indicator),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Work {
+    Embed,
+    FineTune,
+    Proxy,
+    Select,
+    Probe,
+    Indicator,
+}
+
+impl Rates {
+    /// Rates over the records of `ledgers`: per kind of work, each ledger's Σ seconds / Σ rows,
+    /// and the median over the ledgers that did that work (a shared machine's load slows whole
+    /// runs: the median is not dragged by one slow run, as a pooled sum would be). A kind of
+    /// work no ledger measured is an error naming it, except the indicator (0 when absent).
+    pub fn from_ledgers<'a>(ledgers: impl IntoIterator<Item = &'a [CostRecord]>) -> Result<Rates> {
+        let mut per_run: std::collections::BTreeMap<Work, Vec<f64>> = Default::default();
+        for ledger in ledgers {
+            let mut sums: std::collections::BTreeMap<Work, (f64, f64)> = Default::default();
+            for r in ledger {
+                let Some(w) = work_of(r) else { continue };
+                let rows = match w {
+                    Work::Embed => r.embedded_rows.unwrap_or(r.rows),
+                    _ => r.rows,
+                } as f64;
+                let e = sums.entry(w).or_default();
+                e.0 += r.wall_seconds;
+                e.1 += rows;
+            }
+            for (w, (s, n)) in sums {
+                if n > 0.0 {
+                    per_run.entry(w).or_default().push(s / n);
+                }
+            }
+        }
+        let mut rate = |w: Work, what: &str| -> Result<f64> {
+            match per_run.get_mut(&w) {
+                Some(v) if !v.is_empty() => {
+                    v.sort_by(f64::total_cmp);
+                    let m = v.len() / 2;
+                    Ok(if v.len() % 2 == 1 {
+                        v[m]
+                    } else {
+                        (v[m - 1] + v[m]) / 2.0
+                    })
+                }
+                _ if w == Work::Indicator => Ok(0.0),
+                _ => bail!("no ledger record measures {what}: give runs that did it"),
+            }
+        };
+        Ok(Rates {
+            embed_per_row: rate(Work::Embed, "embedding (an embed or refresh)")?,
+            finetune_per_label: rate(Work::FineTune, "fine-tuning (a standard or asvp run)")?,
+            proxy_per_label: rate(Work::Proxy, "a proxy fit (an svpp or asvp run)")?,
+            select_per_row: rate(Work::Select, "selection")?,
+            probe_per_row: rate(Work::Probe, "a shipped linear probe")?,
+            indicator_per_label: rate(Work::Indicator, "an indicator")?,
+        })
+    }
+}
+
+/// What a run will do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Rows embedded by a full pass (v0, a refresh): the pool plus any held-out rows.
+    pub embed_rows: usize,
+    /// Pool rows selection scores (the unlabelled ones each round).
+    pub pool: usize,
+    /// Rows the shipped probe scores besides the labels (the test rows).
+    pub test: usize,
+    pub initial: usize,
+    pub batch: usize,
+    pub rounds: usize,
+    /// asvp: align every this many rounds (0: never).
+    pub align_every: usize,
+}
+
+/// A policy's projected compute, in the reports' accounting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projection {
+    pub policy: String,
+    /// Selection path plus the shipped model at the last round, in seconds.
+    pub compute_seconds: f64,
+    pub rows_embedded: usize,
+    pub labels_fine_tuned: usize,
+    /// Seconds an annotator waits between handing in a batch and getting the next one, per
+    /// round that selects.
+    pub wait_seconds: Vec<f64>,
+}
+
+/// Project `policy` ("random", "svpp", "asvp", "standard") over `s` at `rates`.
+pub fn project(policy: &str, s: &Schedule, rates: &Rates) -> Result<Projection> {
+    let labels = |r: usize| s.initial + r * s.batch;
+    let (mut compute, mut embedded, mut tuned) = (0.0, 0usize, 0usize);
+    let mut wait = Vec::new();
+    let embed = |n: usize| n as f64 * rates.embed_per_row;
+    let finetune = |n: usize| n as f64 * rates.finetune_per_label;
+    let select = |r: usize| s.pool.saturating_sub(labels(r)) as f64 * rates.select_per_row;
+    let probe = |r: usize| (labels(r) + s.test) as f64 * rates.probe_per_row;
+    // The pretrained features: every policy but standard selects with them or probes on them.
+    if policy != "standard" {
+        compute += embed(s.embed_rows);
+        embedded += s.embed_rows;
+    }
+    for r in 0..=s.rounds {
+        let last = r == s.rounds;
+        let mut round = 0.0;
+        let align = match policy {
+            "standard" => true,
+            "asvp" => s.align_every > 0 && r > 0 && r.is_multiple_of(s.align_every),
+            "svpp" | "random" => false,
+            other => bail!("unknown policy '{other}' (random, svpp, asvp, standard)"),
+        };
+        if policy == "asvp" {
+            round += labels(r) as f64 * rates.indicator_per_label;
+        }
+        if align {
+            round += finetune(labels(r)) + embed(s.embed_rows);
+            embedded += s.embed_rows;
+            tuned += labels(r);
+        }
+        if !last {
+            if matches!(policy, "svpp" | "asvp") {
+                round += labels(r) as f64 * rates.proxy_per_label;
+            }
+            if policy != "random" {
+                round += select(r);
+            }
+            wait.push(round);
+        } else {
+            // Every policy ships a linear probe on its features, trained on the last round's
+            // labels (standard's and an aligning asvp's on the features just refreshed).
+            round += probe(r);
+        }
+        compute += round;
+    }
+    Ok(Projection {
+        policy: policy.to_string(),
+        compute_seconds: compute,
+        rows_embedded: embedded,
+        labels_fine_tuned: tuned,
+        wait_seconds: wait,
+    })
+}
+
+/// A finished run against its projection (`proxal plan --check`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRow {
+    pub run: String,
+    pub dataset: String,
+    pub policy: String,
+    pub projected_seconds: f64,
+    pub measured_seconds: f64,
+}
+
+/// Project each run in `runs` that [`project`] models (random, svpp and asvp on the fixed
+/// schedule, standard; margin sampling) with rates from the *other* runs on its dataset, and
+/// compare with the compute its ledger measured (the reports' compute at its last point). The
+/// schedule comes from the run's config and its ledger's row counts (pool, test and embedded
+/// rows: what a user knows before starting), never from its timings.
+pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
+    let prices = crate::cost::Prices::default();
+    let mut out = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let m = &run.meta;
+        let modelled = m.variant.is_none()
+            && (m.policy == "random" || m.strategy.as_deref() == Some("margin"));
+        if !modelled {
+            continue;
+        }
+        let others = runs
+            .iter()
+            .enumerate()
+            .filter(|(j, r)| *j != i && r.meta.dataset == m.dataset)
+            .map(|(_, r)| r.ledger.as_slice());
+        let rates = Rates::from_ledgers(others)?;
+        let cfg = crate::al::RunConfig::load(&run.dir.join("config.toml"))?;
+        let schedule = schedule_of(&cfg, &run.ledger);
+        let projected = project(&m.policy, &schedule, &rates)?.compute_seconds;
+        let measured = crate::report::metrics::curve(&run.rounds, &run.ledger, &prices)?
+            .last()
+            .map(|p| p.spend.compute_seconds)
+            .unwrap_or(0.0);
+        out.push(CheckRow {
+            run: m.name.clone(),
+            dataset: m.dataset.clone(),
+            policy: m.policy.clone(),
+            projected_seconds: projected,
+            measured_seconds: measured,
+        });
+    }
+    Ok(out)
+}
+
+/// A run's schedule: its config's rounds and the row counts its ledger records.
+fn schedule_of(cfg: &crate::al::RunConfig, ledger: &[CostRecord]) -> Schedule {
+    let embed_rows = ledger
+        .iter()
+        .filter_map(|r| r.embedded_rows)
+        .max()
+        .unwrap_or(0);
+    // Round 0's selection scores the pool less the initial labels.
+    let pool = ledger
+        .iter()
+        .find(|r| r.round == 0 && r.stage == Stage::Selection)
+        .map_or(0, |r| r.rows + cfg.initial);
+    // Round 0's shipped probe scores the test rows besides the initial labels.
+    let test = ledger
+        .iter()
+        .find(|r| work_of(r) == Some(Work::Probe))
+        .map_or(0, |r| r.rows.saturating_sub(cfg.labels_after(r.round)));
+    Schedule {
+        embed_rows,
+        pool,
+        test,
+        initial: cfg.initial,
+        batch: cfg.batch,
+        rounds: cfg.rounds,
+        align_every: cfg.asvp.align_every,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(stage: Stage, wall: f64, rows: usize, note: &str) -> CostRecord {
+        CostRecord {
+            run: "r".into(),
+            round: 0,
+            stage,
+            wall_seconds: wall,
+            cpu_seconds: wall,
+            device: "cpu:2-core".into(),
+            rows,
+            labels_bought: 0,
+            embedded_rows: None,
+            trained_rows: None,
+            note: (!note.is_empty()).then(|| note.to_string()),
+        }
+    }
+
+    fn rates() -> Rates {
+        Rates {
+            embed_per_row: 0.01,
+            finetune_per_label: 0.1,
+            proxy_per_label: 0.001,
+            select_per_row: 0.0001,
+            probe_per_row: 0.0002,
+            indicator_per_label: 0.002,
+        }
+    }
+
+    fn schedule() -> Schedule {
+        Schedule {
+            embed_rows: 4000,
+            pool: 3000,
+            test: 1000,
+            initial: 200,
+            batch: 200,
+            rounds: 4,
+            align_every: 2,
+        }
+    }
+
+    #[test]
+    fn rates_are_pooled_seconds_per_row_by_kind_of_work() {
+        let mut embed = rec(Stage::Embed, 40.0, 4000, "");
+        embed.embedded_rows = Some(4000);
+        let mut refresh = rec(
+            Stage::Ship,
+            20.0,
+            4000,
+            "refresh for the shipped linear probe",
+        );
+        refresh.embedded_rows = Some(4000);
+        let ledger = vec![
+            embed,
+            refresh,
+            rec(Stage::FineTune, 30.0, 200, ""),
+            rec(Stage::Ship, 90.0, 600, "fine-tune of the shipped model"),
+            rec(Stage::Ship, 0.3, 1500, "linear probe of the shipped model"),
+            rec(Stage::ProxyFit, 0.2, 200, ""),
+            rec(Stage::Selection, 0.28, 2800, ""),
+            rec(Stage::Evaluation, 99.0, 4000, ""),
+        ];
+        let r = Rates::from_ledgers([ledger.as_slice()]).unwrap();
+        assert!((r.embed_per_row - 60.0 / 8000.0).abs() < 1e-12);
+        assert!((r.finetune_per_label - 120.0 / 800.0).abs() < 1e-12);
+        assert!((r.probe_per_row - 0.0002).abs() < 1e-12);
+        assert!((r.proxy_per_label - 0.001).abs() < 1e-12);
+        assert!((r.select_per_row - 0.0001).abs() < 1e-12);
+        assert_eq!(r.indicator_per_label, 0.0);
+        // Two ledgers: the median of their rates, not a pooled sum a slow run would drag.
+        let mut slow = ledger.clone();
+        for r in &mut slow {
+            r.wall_seconds *= 3.0;
+        }
+        let mut fast = ledger.clone();
+        for r in &mut fast {
+            r.wall_seconds *= 0.5;
+        }
+        let three = Rates::from_ledgers([fast.as_slice(), ledger.as_slice(), slow.as_slice()]);
+        assert_eq!(three.unwrap(), r);
+        // A ledger without fine-tuning cannot price standard.
+        let err = Rates::from_ledgers([&ledger[5..]]).unwrap_err().to_string();
+        assert!(err.contains("embedding"), "{err}");
+    }
+
+    #[test]
+    fn projections_match_hand_computed_schedules() {
+        let (s, r) = (schedule(), rates());
+        // svpp: v0 (40 s); rounds 0-3: proxy on 200..800 labels (2 s) and selection over
+        // 2800..2200 unlabelled rows (1 s); the probe on 1000 labels + 1000 test rows (0.4 s).
+        let svpp = project("svpp", &s, &r).unwrap();
+        assert!(
+            (svpp.compute_seconds - (40.0 + 2.0 + 1.0 + 0.4)).abs() < 1e-9,
+            "{svpp:?}"
+        );
+        assert_eq!(svpp.wait_seconds.len(), 4);
+        assert!((svpp.wait_seconds[0] - (0.2 + 0.28)).abs() < 1e-12);
+        // asvp aligns in rounds 2 and 4: + fine-tunes on 600 and 1000 labels (160 s), two
+        // refreshes (80 s), LogME on 200..1000 labels (6 s).
+        let asvp = project("asvp", &s, &r).unwrap();
+        let want = svpp.compute_seconds + 160.0 + 80.0 + 6.0;
+        assert!((asvp.compute_seconds - want).abs() < 1e-9, "{asvp:?}");
+        assert_eq!((asvp.rows_embedded, asvp.labels_fine_tuned), (12_000, 1600));
+        // standard: no v0; a fine-tune and a refresh every round (300 s + 200 s), selection
+        // (1 s), the probe (0.4 s).
+        let std = project("standard", &s, &r).unwrap();
+        assert!((std.compute_seconds - 501.4).abs() < 1e-9, "{std:?}");
+        assert!((std.wait_seconds[0] - (20.0 + 40.0 + 0.28)).abs() < 1e-9);
+        // random: v0 and the probe.
+        let random = project("random", &s, &r).unwrap();
+        assert!((random.compute_seconds - 40.4).abs() < 1e-9);
+        assert!(project("bogus", &s, &r).is_err());
+    }
+}
