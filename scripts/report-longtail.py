@@ -27,6 +27,8 @@ def main():
     runs = {}
     d = RESULTS / "longtail-runs"
     for r in sorted(d.iterdir()) if d.is_dir() else []:
+        if not (r / "config.toml").is_file() or not (r / "rounds.jsonl").is_file():
+            continue
         cfg = tomllib.loads((r / "config.toml").read_text())
         ds = cfg["dataset"].removesuffix("-lt")
         group = re.sub(r"-s\d+$", "", cfg["name"].split(f"-{ds}-", 1)[-1])
@@ -47,7 +49,8 @@ def main():
         md += [f"## {ds}", ""]
         od = out["datasets"][ds] = {}
         for key, title in METRICS:
-            md += [f"{title}:", "", "| group | n | " + " | ".join(map(str, labels)) + " |",
+            md += [f"{title} (n: runs with this metric at the last label count):", "",
+                   "| group | n | " + " | ".join(map(str, labels)) + " |",
                    "|---|---|" + "---|" * len(labels)]
             for g in GROUPS:
                 seeds = groups.get(g, {})
@@ -58,7 +61,8 @@ def main():
                     xs = [s[n].get(key) for s in seeds.values() if n in s and s[n].get(key) is not None]
                     vals.append(statistics.mean(xs) if xs else None)
                 od.setdefault(g, {})[key] = dict(zip(labels, vals))
-                md.append(f"| {g} | {len(seeds)} | " + " | ".join(pct(v) for v in vals) + " |")
+                n = sum(1 for s in seeds.values() if s.get(labels[-1], {}).get(key) is not None)
+                md.append(f"| {g} | {n} | " + " | ".join(pct(v) for v in vals) + " |")
             md.append("")
         bal, mar = groups.get("svpp-balanced-margin", {}), groups.get("svpp-margin", {})
         common = sorted(set(bal) & set(mar))

@@ -12,8 +12,10 @@ use serde::Serialize;
 /// Seconds per unit of work, from ledgers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rates {
-    /// Per row put through the backbone (embedding v0, a refresh).
+    /// Per row of the one-off pretrained (v0) embedding.
     pub embed_per_row: f64,
+    /// Per row of a refresh (a fine-tuned backbone re-embedding every row).
+    pub refresh_per_row: f64,
     /// Per labelled row fine-tuned (the whole fine-tune, at the runs' epochs, over its labels).
     pub finetune_per_label: f64,
     /// Per labelled row the proxy is fitted on.
@@ -26,11 +28,19 @@ pub struct Rates {
     pub indicator_per_label: f64,
 }
 
-/// What kind of work a ledger record measures.
+/// What kind of work a ledger record measures (None: none the plan prices, or a failed step).
 fn work_of(r: &CostRecord) -> Option<Work> {
     let note = r.note.as_deref().unwrap_or("");
+    if note == "failed" {
+        return None;
+    }
     if r.embedded_rows.is_some_and(|n| n > 0) {
-        return Some(Work::Embed);
+        // v0 is embedded once per dataset and its record copied into every run that uses it
+        // (stage embed, or evaluation where the policy does not pay for it).
+        return Some(match r.stage {
+            Stage::Embed | Stage::Evaluation => Work::Embed,
+            _ => Work::Refresh,
+        });
     }
     match r.stage {
         Stage::FineTune => Some(Work::FineTune),
@@ -52,6 +62,7 @@ fn work_of(r: &CostRecord) -> Option<Work> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Work {
     Embed,
+    Refresh,
     FineTune,
     Proxy,
     Select,
@@ -71,7 +82,7 @@ impl Rates {
             for r in ledger {
                 let Some(w) = work_of(r) else { continue };
                 let rows = match w {
-                    Work::Embed => r.embedded_rows.unwrap_or(r.rows),
+                    Work::Embed | Work::Refresh => r.embedded_rows.unwrap_or(r.rows),
                     _ => r.rows,
                 } as f64;
                 let e = sums.entry(w).or_default();
@@ -100,7 +111,8 @@ impl Rates {
             }
         };
         Ok(Rates {
-            embed_per_row: rate(Work::Embed, "embedding (an embed or refresh)")?,
+            embed_per_row: rate(Work::Embed, "the pretrained (v0) embedding")?,
+            refresh_per_row: rate(Work::Refresh, "a refresh (a standard or asvp run)")?,
             finetune_per_label: rate(Work::FineTune, "fine-tuning (a standard or asvp run)")?,
             proxy_per_label: rate(Work::Proxy, "a proxy fit (an svpp or asvp run)")?,
             select_per_row: rate(Work::Select, "selection")?,
@@ -117,7 +129,7 @@ pub struct Schedule {
     pub embed_rows: usize,
     /// Pool rows selection scores (the unlabelled ones each round).
     pub pool: usize,
-    /// Rows the shipped probe scores besides the labels (the test rows).
+    /// Held-out rows, embedded with the pool (scoring them is evaluation, not compute).
     pub test: usize,
     pub initial: usize,
     pub batch: usize,
@@ -144,13 +156,13 @@ pub fn project(policy: &str, s: &Schedule, rates: &Rates) -> Result<Projection> 
     let labels = |r: usize| s.initial + r * s.batch;
     let (mut compute, mut embedded, mut tuned) = (0.0, 0usize, 0usize);
     let mut wait = Vec::new();
-    let embed = |n: usize| n as f64 * rates.embed_per_row;
     let finetune = |n: usize| n as f64 * rates.finetune_per_label;
     let select = |r: usize| s.pool.saturating_sub(labels(r)) as f64 * rates.select_per_row;
-    let probe = |r: usize| (labels(r) + s.test) as f64 * rates.probe_per_row;
+    // The shipped probe is fitted on the labels (scoring the test rows is evaluation).
+    let probe = |r: usize| labels(r) as f64 * rates.probe_per_row;
     // The pretrained features: every policy but standard selects with them or probes on them.
     if policy != "standard" {
-        compute += embed(s.embed_rows);
+        compute += s.embed_rows as f64 * rates.embed_per_row;
         embedded += s.embed_rows;
     }
     for r in 0..=s.rounds {
@@ -166,7 +178,7 @@ pub fn project(policy: &str, s: &Schedule, rates: &Rates) -> Result<Projection> 
             round += labels(r) as f64 * rates.indicator_per_label;
         }
         if align {
-            round += finetune(labels(r)) + embed(s.embed_rows);
+            round += finetune(labels(r)) + s.embed_rows as f64 * rates.refresh_per_row;
             embedded += s.embed_rows;
             tuned += labels(r);
         }
@@ -214,9 +226,8 @@ pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
     let mut out = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let m = &run.meta;
-        let modelled = m.variant.is_none()
-            && (m.policy == "random" || m.strategy.as_deref() == Some("margin"));
-        if !modelled {
+        let cfg = crate::al::RunConfig::load(&run.dir.join("config.toml"))?;
+        if !modelled(&cfg) {
             continue;
         }
         let others = runs
@@ -225,7 +236,6 @@ pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
             .filter(|(j, r)| *j != i && r.meta.dataset == m.dataset)
             .map(|(_, r)| r.ledger.as_slice());
         let rates = Rates::from_ledgers(others)?;
-        let cfg = crate::al::RunConfig::load(&run.dir.join("config.toml"))?;
         let schedule = schedule_of(&cfg, &run.ledger);
         let projected = project(&m.policy, &schedule, &rates)?.compute_seconds;
         let measured = crate::report::metrics::curve(&run.rounds, &run.ledger, &prices)?
@@ -243,6 +253,24 @@ pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
     Ok(out)
 }
 
+/// Does [`project`] model what this run did? Random; svpp, asvp and standard with margin
+/// sampling; asvp on the fixed `align_every` schedule only (no checks, LogME drops or label
+/// counts); a linear probe shipped; no stopping criterion.
+pub fn modelled(cfg: &crate::al::RunConfig) -> bool {
+    use crate::al::{EvalModel, MethodChoice, PolicyKind, Trigger};
+    let a = &cfg.asvp;
+    let strategy_ok = cfg.policy == PolicyKind::Random || cfg.strategy == "margin";
+    let asvp_ok = cfg.policy != PolicyKind::Asvp
+        || (a.trigger == Trigger::Schedule
+            && a.method == MethodChoice::Threshold
+            && a.logme_drop == 0.0
+            && a.align_at_labels.is_empty());
+    strategy_ok
+        && asvp_ok
+        && cfg.eval_model == EvalModel::LinearProbe
+        && cfg.stopping.stop_on.is_empty()
+}
+
 /// A run's schedule: its config's rounds and the row counts its ledger records.
 fn schedule_of(cfg: &crate::al::RunConfig, ledger: &[CostRecord]) -> Schedule {
     let embed_rows = ledger
@@ -255,11 +283,7 @@ fn schedule_of(cfg: &crate::al::RunConfig, ledger: &[CostRecord]) -> Schedule {
         .iter()
         .find(|r| r.round == 0 && r.stage == Stage::Selection)
         .map_or(0, |r| r.rows + cfg.initial);
-    // Round 0's shipped probe scores the test rows besides the initial labels.
-    let test = ledger
-        .iter()
-        .find(|r| work_of(r) == Some(Work::Probe))
-        .map_or(0, |r| r.rows.saturating_sub(cfg.labels_after(r.round)));
+    let test = embed_rows.saturating_sub(pool);
     Schedule {
         embed_rows,
         pool,
@@ -294,6 +318,7 @@ mod tests {
     fn rates() -> Rates {
         Rates {
             embed_per_row: 0.01,
+            refresh_per_row: 0.01,
             finetune_per_label: 0.1,
             proxy_per_label: 0.001,
             select_per_row: 0.0001,
@@ -325,6 +350,7 @@ mod tests {
             "refresh for the shipped linear probe",
         );
         refresh.embedded_rows = Some(4000);
+        let failed = rec(Stage::FineTune, 500.0, 200, "failed");
         let ledger = vec![
             embed,
             refresh,
@@ -334,10 +360,15 @@ mod tests {
             rec(Stage::ProxyFit, 0.2, 200, ""),
             rec(Stage::Selection, 0.28, 2800, ""),
             rec(Stage::Evaluation, 99.0, 4000, ""),
+            failed,
         ];
         let r = Rates::from_ledgers([ledger.as_slice()]).unwrap();
-        assert!((r.embed_per_row - 60.0 / 8000.0).abs() < 1e-12);
-        assert!((r.finetune_per_label - 120.0 / 800.0).abs() < 1e-12);
+        assert!((r.embed_per_row - 40.0 / 4000.0).abs() < 1e-12);
+        assert!((r.refresh_per_row - 20.0 / 4000.0).abs() < 1e-12);
+        assert!(
+            (r.finetune_per_label - 120.0 / 800.0).abs() < 1e-12,
+            "not the failed one"
+        );
         assert!((r.probe_per_row - 0.0002).abs() < 1e-12);
         assert!((r.proxy_per_label - 0.001).abs() < 1e-12);
         assert!((r.select_per_row - 0.0001).abs() < 1e-12);
@@ -362,10 +393,10 @@ mod tests {
     fn projections_match_hand_computed_schedules() {
         let (s, r) = (schedule(), rates());
         // svpp: v0 (40 s); rounds 0-3: proxy on 200..800 labels (2 s) and selection over
-        // 2800..2200 unlabelled rows (1 s); the probe on 1000 labels + 1000 test rows (0.4 s).
+        // 2800..2200 unlabelled rows (1 s); the probe fitted on 1000 labels (0.2 s).
         let svpp = project("svpp", &s, &r).unwrap();
         assert!(
-            (svpp.compute_seconds - (40.0 + 2.0 + 1.0 + 0.4)).abs() < 1e-9,
+            (svpp.compute_seconds - (40.0 + 2.0 + 1.0 + 0.2)).abs() < 1e-9,
             "{svpp:?}"
         );
         assert_eq!(svpp.wait_seconds.len(), 4);
@@ -377,13 +408,13 @@ mod tests {
         assert!((asvp.compute_seconds - want).abs() < 1e-9, "{asvp:?}");
         assert_eq!((asvp.rows_embedded, asvp.labels_fine_tuned), (12_000, 1600));
         // standard: no v0; a fine-tune and a refresh every round (300 s + 200 s), selection
-        // (1 s), the probe (0.4 s).
+        // (1 s), the probe (0.2 s).
         let std = project("standard", &s, &r).unwrap();
-        assert!((std.compute_seconds - 501.4).abs() < 1e-9, "{std:?}");
+        assert!((std.compute_seconds - 501.2).abs() < 1e-9, "{std:?}");
         assert!((std.wait_seconds[0] - (20.0 + 40.0 + 0.28)).abs() < 1e-9);
         // random: v0 and the probe.
         let random = project("random", &s, &r).unwrap();
-        assert!((random.compute_seconds - 40.4).abs() < 1e-9);
+        assert!((random.compute_seconds - 40.2).abs() < 1e-9);
         assert!(project("bogus", &s, &r).is_err());
     }
 }

@@ -48,7 +48,7 @@ pub enum DataCmd {
         #[arg(long, default_value_t = 0)]
         sample_seed: u64,
         /// Make the pool long-tailed: class sizes fall geometrically to 1/RATIO of their rows
-        /// (classes in a seeded order; applied before --sample-pool; test rows untouched)
+        /// (classes in a seeded order; applied before --sample-pool; test rows are not made long-tailed)
         #[arg(long, value_name = "RATIO")]
         long_tail: Option<f64>,
     },

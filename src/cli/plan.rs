@@ -55,8 +55,11 @@ pub fn run(a: Args) -> Result<()> {
         bail!("no rates: give --rates-from <run directories> (earlier runs on this machine and data; measuring on a sample is not built yet)");
     }
     let initial = a.initial.unwrap_or(a.batch);
-    if labels < initial || a.batch == 0 || labels > pool {
-        bail!("--labels must be at least --initial ({initial}) and at most --pool ({pool}), --batch at least 1");
+    if labels < initial || a.batch == 0 || labels > pool || (labels - initial) % a.batch != 0 {
+        bail!(
+            "--labels must be --initial ({initial}) plus whole batches of --batch ({}), at most --pool ({pool})",
+            a.batch
+        );
     }
     let runs: Vec<_> = a
         .rates_from
@@ -138,8 +141,9 @@ fn render_plan(s: &Schedule, rates: &Rates, a: &Args) -> Result<String> {
         out.push_str(&format!(" {:.0} / {:.0} |\n", mean(&asvp), mean(&std)));
     }
     out.push_str(&format!(
-        "\nassumptions: rates from the given runs' ledgers (s per row: embed {:.4}, fine-tune {:.4} per label at their epochs, proxy fit {:.5} per label, selection {:.6} per pool row, shipped probe {:.6}, LogME {:.5} per label); compute at ${}/h, labels at ${}, annotator waiting at ${}/h; the same accuracy for every policy (savings at equal labels); every policy ships a linear probe; selection priced as the runs' strategy (margin).",
+        "\nassumptions: rates from the given runs' ledgers (s per row: v0 embed {:.4}, refresh {:.4}, fine-tune {:.4} per label at their epochs, proxy fit {:.5} per label, selection {:.6} per pool row, shipped probe {:.6}, LogME {:.5} per label); compute at ${}/h, labels at ${}, annotator waiting at ${}/h; the same accuracy for every policy (savings at equal labels); every policy ships a linear probe; selection priced as the given runs' strategies (give margin runs to price margin).",
         rates.embed_per_row,
+        rates.refresh_per_row,
         rates.finetune_per_label,
         rates.proxy_per_label,
         rates.select_per_row,

@@ -225,8 +225,9 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     let fit_s = t_fit.elapsed().as_secs_f64();
 
     let cache = fv.dir().join("cache");
-    let round =
-        Round::new(&fv, &pool, &labelled, proxy.as_deref(), args.seed)?.with_cache_dir(&cache);
+    let round = Round::new(&fv, &pool, &labelled, proxy.as_deref(), args.seed)?
+        .with_cache_dir(&cache)
+        .with_labels(&y, ds.n_classes());
     let t_sel = Instant::now();
     let picks: Vec<Pick> = strat.select(&round, args.batch)?;
     let sel_s = t_sel.elapsed().as_secs_f64();

@@ -127,7 +127,8 @@ pub struct Sample {
     pub seed: u64,
     /// A long-tailed pool: the classes, in a seeded order, keep shares of their pool rows that
     /// fall geometrically from all (the first) to 1/`long_tail` (the last), before `pool`
-    /// samples from what is left. The test rows are not resampled.
+    /// samples from what is left. The test rows are not made long-tailed (still a seeded random
+    /// sample, though not the same rows as without `long_tail`: the draws share one stream).
     pub long_tail: Option<f64>,
 }
 

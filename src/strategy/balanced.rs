@@ -7,7 +7,9 @@
 //! shortlisted candidates (ties to the lower class id): the batch fills the labelled set's
 //! smallest classes first. Each class then takes its best-ranked candidates, and the picks keep
 //! the inner strategy's order and scores. Classes are only as good as the proxy's predictions: a
-//! class the proxy never predicts gets no slot.
+//! class the proxy never predicts gets no slot. The inner strategy selects `shortlist × k` rows:
+//! cheap for uncertainty sampling, about `shortlist` times its cost for BADGE and core-set
+//! (whose diversity then spans the shortlist, not the batch).
 use super::{Pick, Round, Strategy};
 use crate::proxy::map_proba;
 use anyhow::Result;
@@ -69,7 +71,8 @@ impl Strategy for Balanced {
         for p in &ranked {
             available[class(p.row)] += 1;
         }
-        let labelled = round.class_counts.clone().unwrap_or_else(|| vec![0; n]);
+        let mut labelled = round.class_counts.clone().unwrap_or_default();
+        labelled.resize(n, 0);
         let mut q = quotas(&labelled, &available, k);
         let mut picks: Vec<Pick> = Vec::with_capacity(k);
         for p in &ranked {

@@ -55,13 +55,13 @@ pub(crate) fn round_step(
     policy_state: &mut PolicyState,
     plan: StepPlan,
 ) -> Result<Step> {
-    let mut signals = stop_signals(ctx, round, labels, v0, policy_state, plan.may_stop)?;
+    let may_stop = plan.may_stop && plan.select;
+    let mut signals = stop_signals(ctx, round, labels, v0, policy_state, may_stop)?;
     let sc = &ctx.cfg.stopping;
     // The label budget needs no proxy: it holds even in a round without signals.
     let budget = sc.stop_on.contains(&Criterion::LabelBudget)
         && sc.max_labels.is_some_and(|m| labels.len() >= m);
-    let stopped = plan.may_stop
-        && plan.select
+    let stopped = may_stop
         && (budget
             || signals
                 .as_ref()
