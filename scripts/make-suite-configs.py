@@ -17,7 +17,8 @@ Design (see experiments/results/SUMMARY.md):
   asvp + margin (alignment every 2 rounds: LP-FT at 600 labels, full fine-tune at 1,000);
   asvp-auto + margin (alignment checks in round 0 and at each doubling of the labels, aligning
   when a validated fine-tune beats the probe, LP-FT or full fine-tuning chosen by validation,
-  no more checks once aligning stops paying); asvp-validate + margin (the fixed schedule, the
+  no more mid-run checks once aligning surely stops paying, and a check in the final round that
+  decides the shipped model); asvp-validate + margin (the fixed schedule, the
   method chosen by validation instead of the label-count threshold);
 - seeds 0, 1, 2.
 Run it again after changing the design; the configs are committed.
