@@ -94,6 +94,7 @@ plan-check:
 	@cargo build --bin proxal
 	@target/debug/proxal plan --check $$(ls -d experiments/results/suite-runs/suite-*-random-s* experiments/results/suite-runs/suite-*-svpp-margin-s* experiments/results/suite-runs/suite-*-asvp-margin-s* experiments/results/suite-runs/suite-*-standard-margin-s*) --out experiments/results/plan-check.md
 	@target/debug/proxal plan --pool 3000 --test 1000 --labels 1000 --batch 200 --rates-from $$(ls -d experiments/results/suite-runs/suite-banking77-{random,svpp-margin,asvp-margin,standard-margin}-s0) > experiments/results/plan-banking77.md
+	@target/debug/proxal plan --pool 3000 --test 894 --labels 1000 --batch 200 --measure-on assistant-source-s --sample 256 > experiments/results/plan-measured-assistant-source.md
 
 reproduce-check: assets
 	@cargo build --bin proxal

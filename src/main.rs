@@ -67,7 +67,7 @@ fn main() {
         Cmd::Select(a) => cli::select::run(&home, a),
         Cmd::Run(a) => cli::run::run(&home, a),
         Cmd::Report(a) => cli::report::run(&home, a),
-        Cmd::Plan(a) => cli::plan::run(a),
+        Cmd::Plan(a) => cli::plan::run(&home, a),
         Cmd::Init(a) => cli::project::init(&home, a),
         Cmd::Next(a) => cli::project::next(a),
         Cmd::Label(a) => cli::project::label(a),

@@ -122,6 +122,102 @@ impl Rates {
     }
 }
 
+/// Rates measured on this machine on a sample of the user's own `texts` (with their `labels`,
+/// or two alternating synthetic classes when there are none: speed does not depend on them):
+/// one embedding pass (v0 and refreshes alike), fine-tuning epochs on a quarter of up to 64 of
+/// them and on all 64 (the slope, scaled to `train.epochs` on the share a run trains on), proxy
+/// fits on half and all of them, margin scoring and LogME on their features.
+pub fn measure(
+    model_dir: &std::path::Path,
+    texts: &[&str],
+    labels: Option<&[u32]>,
+    n_classes: usize,
+    train: &crate::train::TrainConfig,
+    embed_max_len: usize,
+) -> Result<Rates> {
+    use crate::backbone::{Backbone, EmbedOptions};
+    use crate::proxy::{LogReg, LogRegConfig, Proxy};
+    use std::time::Instant;
+    let n = texts.len();
+    if n < 8 {
+        bail!("measuring rates needs at least 8 texts, got {n}");
+    }
+    let synthetic: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+    let (ys, classes) = match labels {
+        Some(l) => (l.to_vec(), n_classes.max(2)),
+        None => (synthetic, 2),
+    };
+    let backbone = Backbone::load(model_dir, &candle_core::Device::Cpu, false)?;
+    let opts = EmbedOptions {
+        max_len: embed_max_len,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let x = backbone.embed(texts, &opts)?;
+    let embed = t.elapsed().as_secs_f64() / n as f64;
+    let x = ndarray::Array2::from_shape_vec((n, backbone.dim()), x)?;
+    // Per-row costs are slopes between a small and a full sample, so fixed costs (loading the
+    // backbone inside a fine-tune, the solver's start) do not count as per-row work.
+    let slope = |t_small: f64, t_big: f64, small: usize, big: usize| {
+        ((t_big - t_small) / (big - small) as f64).max(t_big / big as f64 * 0.1)
+    };
+    let (k1, k2) = ((n.min(64) / 4).max(4), n.min(64));
+    let ft_opts = crate::train::FineTuneOptions {
+        hyper: crate::train::TrainConfig {
+            epochs: 1,
+            val_fraction: 0.0,
+            ..train.clone()
+        },
+        ..Default::default()
+    };
+    let ft_time = |k: usize| -> Result<f64> {
+        let t = Instant::now();
+        crate::train::fine_tune(model_dir, &texts[..k], &ys[..k], classes, None, &ft_opts)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    // Untimed first: the first fine-tune of a process also pays for reading the weights cold
+    // and starting the thread pool, which would flatten the slope.
+    ft_time(4)?;
+    let (t1, t2) = (ft_time(k1)?, ft_time(k2)?);
+    // One epoch without a validation share here; a run's fine-tune holds `val_fraction` out.
+    let finetune =
+        slope(t1, t2, k1, k2) * train.epochs as f64 * (1.0 - train.val_fraction.min(0.9));
+    let half = n / 2;
+    let fit = |m: usize| -> Result<(f64, LogReg)> {
+        let t = Instant::now();
+        let lr = LogReg::fit(
+            &LogRegConfig::default(),
+            x.slice(ndarray::s![..m, ..]),
+            &ys[..m],
+            classes,
+            None,
+        )?;
+        Ok((t.elapsed().as_secs_f64(), lr))
+    };
+    let ((p1, _), (p2, lr)) = (fit(half)?, fit(n)?);
+    let proxy = slope(p1, p2, half, n);
+    let t = Instant::now();
+    let p = lr.predict_proba(x.view());
+    let _margins: Vec<f32> = p
+        .rows()
+        .into_iter()
+        .map(|r| crate::strategy::Measure::Margin.score(r))
+        .collect();
+    let select = t.elapsed().as_secs_f64() / n as f64;
+    let t = Instant::now();
+    crate::al::logme(x.view(), &ys, classes)?;
+    let indicator = t.elapsed().as_secs_f64() / n as f64;
+    Ok(Rates {
+        embed_per_row: embed,
+        refresh_per_row: embed,
+        finetune_per_label: finetune,
+        proxy_per_label: proxy,
+        select_per_row: select,
+        probe_per_row: proxy,
+        indicator_per_label: indicator,
+    })
+}
+
 /// What a run will do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Schedule {

@@ -25,8 +25,17 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub align_every: usize,
     /// Run directories whose cost ledgers give this machine's rates on this data
-    #[arg(long = "rates-from", num_args = 1..)]
+    #[arg(long = "rates-from", num_args = 1.., conflicts_with = "measure_on")]
     pub rates_from: Vec<PathBuf>,
+    /// Measure the rates on this machine on a sample of this imported dataset's pool texts
+    #[arg(long)]
+    pub measure_on: Option<String>,
+    /// Texts in the --measure-on sample
+    #[arg(long, default_value_t = 256)]
+    pub sample: usize,
+    /// Backbone for --measure-on (default: the fetched all-MiniLM-L6-v2)
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
     /// US dollars per label
     #[arg(long, default_value_t = 0.10)]
     pub price_per_label: f64,
@@ -44,29 +53,39 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(home: &crate::home::Home, a: Args) -> Result<()> {
     if !a.check.is_empty() {
         return run_check(&a.check, a.out.as_deref());
     }
     let (Some(pool), Some(labels)) = (a.pool, a.labels) else {
         bail!("--pool and --labels are required");
     };
-    if a.rates_from.is_empty() {
-        bail!("no rates: give --rates-from <run directories> (earlier runs on this machine and data; measuring on a sample is not built yet)");
+    if a.rates_from.is_empty() && a.measure_on.is_none() {
+        bail!("no rates: give --rates-from <run directories> (earlier runs on this machine and data) or --measure-on <dataset> (measured now on a sample of its texts)");
     }
     let initial = a.initial.unwrap_or(a.batch);
-    if labels < initial || a.batch == 0 || labels > pool || (labels - initial) % a.batch != 0 {
+    if labels < initial
+        || a.batch == 0
+        || labels > pool
+        || !(labels - initial).is_multiple_of(a.batch)
+    {
         bail!(
             "--labels must be --initial ({initial}) plus whole batches of --batch ({}), at most --pool ({pool})",
             a.batch
         );
     }
-    let runs: Vec<_> = a
-        .rates_from
-        .iter()
-        .map(|d| crate::report::load_run(d))
-        .collect::<Result<_>>()?;
-    let rates = Rates::from_ledgers(runs.iter().map(|r| r.ledger.as_slice()))?;
+    let (rates, source) = match &a.measure_on {
+        Some(name) => measured(home, name, &a)?,
+        None => {
+            let runs: Vec<_> = a
+                .rates_from
+                .iter()
+                .map(|d| crate::report::load_run(d))
+                .collect::<Result<_>>()?;
+            let rates = Rates::from_ledgers(runs.iter().map(|r| r.ledger.as_slice()))?;
+            (rates, format!("the ledgers of {} earlier runs", runs.len()))
+        }
+    };
     let schedule = Schedule {
         embed_rows: pool + a.test,
         pool,
@@ -76,11 +95,48 @@ pub fn run(a: Args) -> Result<()> {
         rounds: (labels - initial) / a.batch,
         align_every: a.align_every,
     };
-    println!("{}", render_plan(&schedule, &rates, &a)?);
+    println!("{}", render_plan(&schedule, &rates, &source, &a)?);
     Ok(())
 }
 
-fn render_plan(s: &Schedule, rates: &Rates, a: &Args) -> Result<String> {
+/// Rates measured now on a seeded sample of `name`'s pool texts (docs/PLAN.md).
+fn measured(home: &crate::home::Home, name: &str, a: &Args) -> Result<(Rates, String)> {
+    use rand::seq::SliceRandom;
+    let ds = crate::data::Dataset::load(home, name)?;
+    let mut rows = ds.rows_of(crate::data::Split::Pool);
+    rows.shuffle(&mut crate::util::rng(0));
+    rows.truncate(a.sample);
+    let texts: Vec<&str> = rows.iter().map(|&r| ds.texts[r].as_str()).collect();
+    let labels: Option<Vec<u32>> = rows.iter().map(|&r| ds.labels[r]).collect();
+    let model_dir = a
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| home.default_model_dir());
+    eprintln!(
+        "proxal plan: measuring on {} texts of '{name}' (an embedding pass, fine-tuning epochs on two sample sizes, proxy fits)…",
+        texts.len()
+    );
+    let train = crate::train::TrainConfig::default();
+    let rates = crate::plan::measure(
+        &model_dir,
+        &texts,
+        labels.as_deref(),
+        ds.n_classes(),
+        &train,
+        64,
+    )?;
+    Ok((
+        rates,
+        format!(
+            "measured now on {} texts of dataset '{name}' ({} epochs of fine-tuning, max_len {})",
+            texts.len(),
+            train.epochs,
+            train.max_len
+        ),
+    ))
+}
+
+fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<String> {
     let labels = s.initial + s.rounds * s.batch;
     let money = |p: &crate::plan::Projection, price_label: f64| {
         let wait: f64 = p.wait_seconds.iter().sum();
@@ -95,8 +151,16 @@ fn render_plan(s: &Schedule, rates: &Rates, a: &Args) -> Result<String> {
         .collect::<Result<_>>()?;
     let standard = money(&projections[3], a.price_per_label);
     let mut out = format!(
-        "plan: {} pool rows (+{} held out), {} labels: {} initial + {} rounds of {}; asvp aligns every {} rounds\n\n",
-        s.pool, s.test, labels, s.initial, s.rounds, s.batch, s.align_every
+        "plan: {} pool rows (+{} held out), {} labels: {} initial + {} rounds of {}; asvp aligns every {} rounds (made {}, load average {})\n\n",
+        s.pool,
+        s.test,
+        labels,
+        s.initial,
+        s.rounds,
+        s.batch,
+        s.align_every,
+        crate::util::utc_now(),
+        crate::util::load_average()
     );
     out.push_str("| policy | compute (s) | compute ($) | rows embedded | labels fine-tuned | wait per round (s, mean / max) | total ($) | saving vs standard |\n|---|---|---|---|---|---|---|---|\n");
     for p in &projections {
@@ -141,7 +205,7 @@ fn render_plan(s: &Schedule, rates: &Rates, a: &Args) -> Result<String> {
         out.push_str(&format!(" {:.0} / {:.0} |\n", mean(&asvp), mean(&std)));
     }
     out.push_str(&format!(
-        "\nassumptions: rates from the given runs' ledgers (s per row: v0 embed {:.4}, refresh {:.4}, fine-tune {:.4} per label at their epochs, proxy fit {:.5} per label, selection {:.6} per pool row, shipped probe {:.6}, LogME {:.5} per label); compute at ${}/h, labels at ${}, annotator waiting at ${}/h; the same accuracy for every policy (savings at equal labels); every policy ships a linear probe; selection priced as the given runs' strategies (give margin runs to price margin).",
+        "\nassumptions: rates from {source} (s per row: v0 embed {:.4}, refresh {:.4}, fine-tune {:.4} per label at their epochs, proxy fit {:.5} per label, selection {:.6} per pool row, shipped probe {:.6}, LogME {:.5} per label); compute at ${}/h, labels at ${}, annotator waiting at ${}/h; the same accuracy for every policy (savings at equal labels); every policy ships a linear probe; selection priced as margin sampling.",
         rates.embed_per_row,
         rates.refresh_per_row,
         rates.finetune_per_label,
