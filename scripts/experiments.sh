@@ -25,20 +25,8 @@ for seed in $SEEDS; do
         for g in $SUITE_G; do
             cfg=experiments/configs/suite/$ds/$g-s$seed.toml
             [ -f "$cfg" ] || { echo "missing $cfg" >&2; exit 1; }
-            name=$(cfg_name "$cfg")
-            keep=experiments/results/suite-runs/$name
-            if run_finished "$keep"; then
-                continue   # finished in an earlier session: its record is committed
-            fi
-            start=$(date +%s)
-            echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$LOG"
-            if $B run "$cfg" --quiet >> "$LOG" 2>&1; then
-                echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$LOG"
-                keep_record "experiments/runs/$name" "$keep"
-            else
-                echo "$(date -u +%FT%TZ) FAILED $cfg (see $LOG)" | tee -a "$LOG"
-                failed=1
-            fi
+            keep=experiments/results/suite-runs/$(cfg_name "$cfg")
+            run_and_keep "$B" "$cfg" "$keep" "$LOG" || failed=1
         done
     done
 done

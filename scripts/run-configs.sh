@@ -13,18 +13,7 @@ failed=0
 for seed in 0 1 2; do
     for cfg in "$configs"/*/*-s$seed.toml; do
         [ -f "$cfg" ] || continue
-        name=$(cfg_name "$cfg")
-        keep=$records/$name
-        run_finished "$keep" && continue
-        start=$(date +%s)
-        echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$log"
-        if $B run "$cfg" --quiet >> "$log" 2>&1; then
-            echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$log"
-            keep_record "experiments/runs/$name" "$keep"
-        else
-            echo "$(date -u +%FT%TZ) FAILED $cfg (see $log)" | tee -a "$log"
-            failed=1
-        fi
+        run_and_keep "$B" "$cfg" "$records/$(cfg_name "$cfg")" "$log" || failed=1
     done
 done
 exit $failed
