@@ -68,6 +68,16 @@ impl Home {
     }
 }
 
+/// Where `proxal assets fetch` puts the assets by default: `$PROXAL_ASSETS` when set, else the
+/// user's cache (`$XDG_CACHE_HOME/proxal/assets` or `~/.cache/proxal/assets`), which
+/// [`Home::assets`] finds from any directory. None when neither is known (no HOME).
+pub fn fetch_destination() -> Option<PathBuf> {
+    std::env::var_os("PROXAL_ASSETS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(user_cache_assets)
+}
+
 /// `$XDG_CACHE_HOME/proxal/assets`, or `~/.cache/proxal/assets`.
 fn user_cache_assets() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {

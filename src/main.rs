@@ -18,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Fetch the backbone and built-in datasets into the user's cache, or say where they are
+    #[command(subcommand)]
+    Assets(cli::assets::AssetsCmd),
     /// Import datasets into the canonical table
     #[command(subcommand)]
     Data(cli::data::DataCmd),
@@ -61,6 +64,7 @@ fn main() {
         .map(proxal::home::Home::new)
         .unwrap_or_else(proxal::home::Home::from_env);
     let result = match args.cmd {
+        Cmd::Assets(c) => cli::assets::run(&home, c),
         Cmd::Data(c) => cli::data::run(&home, c),
         Cmd::Embed(a) => cli::embed::run(&home, a),
         Cmd::Refresh(a) => cli::refresh::run(&home, a),

@@ -52,7 +52,7 @@ impl ModelFiles {
     pub fn in_dir(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
             bail!(
-                "model directory {} does not exist (run `make assets` for the default MiniLM; proxal looks for assets in $PROXAL_ASSETS, then <home>/assets, then $XDG_CACHE_HOME/proxal/assets or ~/.cache/proxal/assets)",
+                "model directory {} does not exist (run `proxal assets fetch`, or `make assets` in the repository, for the default MiniLM; proxal looks for assets in $PROXAL_ASSETS, then <home>/assets, then $XDG_CACHE_HOME/proxal/assets or ~/.cache/proxal/assets)",
                 dir.display()
             );
         }

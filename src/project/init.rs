@@ -85,7 +85,7 @@ pub fn init(dir: &Path, o: &InitOptions) -> Result<InitReport> {
     crate::strategy::from_name(&o.strategy)?;
     crate::backbone::ModelFiles::in_dir(&o.model_dir).with_context(|| {
         format!(
-            "no backbone in {} (run `make assets`, or pass --model-dir)",
+            "no backbone in {} (run `proxal assets fetch`, or pass --model-dir)",
             o.model_dir.display()
         )
     })?;
