@@ -11,6 +11,8 @@ third). Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
+from runconfig import head
+
 DATASETS = ["stackoverflow20", "banking77"]
 GROUPS = [("random", "random", "random"), ("svpp-margin", "svpp", "margin"),
           ("svpp-balanced-margin", "svpp", "balanced:margin")]
@@ -21,17 +23,7 @@ for ds in DATASETS:
     for tag, policy, strategy in GROUPS:
         for seed in (0, 1, 2):
             name = f"longtail-{ds}-{tag}-s{seed}"
-            (d / f"{tag}-s{seed}.toml").write_text(f"""# Long-tail experiment (scripts/make-longtail-configs.py): {ds}, {policy}, {strategy}, seed {seed}
-name = "{name}"
-dataset = "{ds}-lt"
-policy = "{policy}"
-seed = {seed}
-initial = 200
-batch = 200
-rounds = 4
-strategy = "{strategy}"
-proxy = "logreg"
-eval_every = 1
-eval_model = "linear-probe"
-embed_max_len = 64
-""")
+            comment = (f"Long-tail experiment (scripts/make-longtail-configs.py): {ds}, {policy}, "
+                       f"{strategy}, seed {seed}")
+            (d / f"{tag}-s{seed}.toml").write_text(
+                head(comment, name, f"{ds}-lt", policy, seed, strategy, 200, 4))

@@ -12,6 +12,8 @@ Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
+from runconfig import head
+
 DATASETS = ["banking77", "clinc150", "stackoverflow20", "assistant-source"]
 SEEDS = [0, 1, 2]
 
@@ -21,20 +23,8 @@ for ds in DATASETS:
     d.mkdir(parents=True, exist_ok=True)
     for seed in SEEDS:
         name = f"stopping-{ds}-svpp-margin-s{seed}"
-        (d / f"svpp-margin-s{seed}.toml").write_text(f"""# Stopping experiment (scripts/make-stopping-configs.py): {ds}, svpp, margin, seed {seed}
-name = "{name}"
-dataset = "{ds}-s"
-policy = "svpp"
-seed = {seed}
-initial = 200
-batch = 100
-rounds = 18
-strategy = "margin"
-proxy = "logreg"
-eval_every = 1
-eval_model = "linear-probe"
-embed_max_len = 64
-
+        comment = f"Stopping experiment (scripts/make-stopping-configs.py): {ds}, svpp, margin, seed {seed}"
+        (d / f"svpp-margin-s{seed}.toml").write_text(head(comment, name, f"{ds}-s", "svpp", seed, "margin", 100, 18) + """
 [stopping]
 stop_set = 1000
 window = 3

@@ -25,6 +25,8 @@ Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
+from runconfig import head
+
 DATASETS = ["banking77", "clinc150", "stackoverflow20", "assistant-source"]
 GROUPS = [
     ("random", "random"),
@@ -56,20 +58,9 @@ for ds in DATASETS:
             tag = group if group == "random" else f"{group}-{strategy}"
             name = f"suite-{ds}-{tag}-s{seed}"
             what = f"policy {policy}" + (f" ({group})" if extra else "")
-            text = f"""# Experiment suite (scripts/make-suite-configs.py): {ds}, {what}, strategy {strategy}, seed {seed}
-name = "{name}"
-dataset = "{ds}-s"
-policy = "{policy}"
-seed = {seed}
-initial = 200
-batch = 200
-rounds = 4
-strategy = "{strategy}"
-proxy = "logreg"
-eval_every = 1
-eval_model = "linear-probe"
-embed_max_len = 64
-
+            comment = (f"Experiment suite (scripts/make-suite-configs.py): {ds}, {what}, "
+                       f"strategy {strategy}, seed {seed}")
+            text = head(comment, name, f"{ds}-s", policy, seed, strategy, 200, 4) + f"""
 [asvp]
 {extra}align_every = 2
 logme_drop = 0.0

@@ -247,6 +247,13 @@ pub struct Projection {
     pub wait_seconds: Vec<f64>,
 }
 
+impl Projection {
+    /// The mean of [`Projection::wait_seconds`] (0 without a selecting round).
+    pub fn mean_wait(&self) -> f64 {
+        self.wait_seconds.iter().sum::<f64>() / self.wait_seconds.len().max(1) as f64
+    }
+}
+
 /// Project `policy` ("random", "svpp", "asvp", "standard") over `s` at `rates`.
 pub fn project(policy: &str, s: &Schedule, rates: &Rates) -> Result<Projection> {
     let labels = |r: usize| s.initial + r * s.batch;

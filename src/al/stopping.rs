@@ -73,6 +73,11 @@ impl Default for StoppingConfig {
 }
 
 impl StoppingConfig {
+    /// Has the label budget been reached with `labels` labelled rows?
+    pub fn budget_met(&self, labels: usize) -> bool {
+        self.max_labels.is_some_and(|m| labels >= m)
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.stop_set == 0 || self.window == 0 {
             anyhow::bail!("stopping.stop_set and stopping.window must be at least 1");
@@ -167,7 +172,7 @@ pub fn criteria_met(cfg: &StoppingConfig, s: &StopSignals, labels: usize) -> Vec
             Criterion::StabilizingPredictions => s.window_kappa.is_some_and(|k| k >= cfg.kappa),
             Criterion::ClassificationChange => s.changed == Some(0),
             Criterion::OverallUncertainty => s.uncertainty.is_some_and(|u| u <= cfg.uncertainty),
-            Criterion::LabelBudget => cfg.max_labels.is_some_and(|m| labels >= m),
+            Criterion::LabelBudget => cfg.budget_met(labels),
         })
         .collect()
 }

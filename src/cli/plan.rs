@@ -77,11 +77,7 @@ pub fn run(home: &crate::home::Home, a: Args) -> Result<()> {
     let (rates, source) = match &a.measure_on {
         Some(name) => measured(home, name, &a)?,
         None => {
-            let runs: Vec<_> = a
-                .rates_from
-                .iter()
-                .map(|d| crate::report::load_run(d))
-                .collect::<Result<_>>()?;
+            let runs = load_each(&a.rates_from)?;
             let rates = Rates::from_ledgers(runs.iter().map(|r| r.ledger.as_slice()))?;
             (rates, format!("the ledgers of {} earlier runs", runs.len()))
         }
@@ -164,8 +160,7 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
     );
     out.push_str("| policy | compute (s) | compute ($) | rows embedded | labels fine-tuned | wait per round (s, mean / max) | total ($) | saving vs standard |\n|---|---|---|---|---|---|---|---|\n");
     for p in &projections {
-        let n = p.wait_seconds.len().max(1) as f64;
-        let mean = p.wait_seconds.iter().sum::<f64>() / n;
+        let mean = p.mean_wait();
         let max = p.wait_seconds.iter().copied().fold(0.0, f64::max);
         let total = money(p, a.price_per_label);
         out.push_str(&format!(
@@ -199,10 +194,11 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
             let (x, y) = (money(&asvp, p), money(&std, p));
             out.push_str(&format!(" {:.2}% |", 100.0 * (y - x) / y));
         }
-        let mean = |p: &crate::plan::Projection| {
-            p.wait_seconds.iter().sum::<f64>() / p.wait_seconds.len().max(1) as f64
-        };
-        out.push_str(&format!(" {:.0} / {:.0} |\n", mean(&asvp), mean(&std)));
+        out.push_str(&format!(
+            " {:.0} / {:.0} |\n",
+            asvp.mean_wait(),
+            std.mean_wait()
+        ));
     }
     out.push_str(&format!(
         "\nassumptions: rates from {source} (s per row: v0 embed {:.4}, refresh {:.4}, fine-tune {:.4} per label at their epochs, proxy fit {:.5} per label, selection {:.6} per pool row, shipped probe {:.6}, LogME {:.5} per label); compute at ${}/h, labels at ${}, annotator waiting at ${}/h; the same accuracy for every policy (savings at equal labels); every policy ships a linear probe; selection priced as margin sampling.",
@@ -220,11 +216,14 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
     Ok(out)
 }
 
+/// Each run directory, loaded on its own (unlike `report::load_runs`, runs on different
+/// datasets are welcome).
+fn load_each(dirs: &[PathBuf]) -> Result<Vec<crate::report::RunInput>> {
+    dirs.iter().map(|d| crate::report::load_run(d)).collect()
+}
+
 fn run_check(dirs: &[PathBuf], out: Option<&std::path::Path>) -> Result<()> {
-    let runs: Vec<_> = dirs
-        .iter()
-        .map(|d| crate::report::load_run(d))
-        .collect::<Result<_>>()?;
+    let runs = load_each(dirs)?;
     let rows = check(&runs)?;
     if rows.is_empty() {
         bail!("none of the {} runs is one `proxal plan` models (random, svpp/asvp/standard with margin, asvp on its schedule)", runs.len());

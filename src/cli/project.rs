@@ -177,9 +177,8 @@ pub fn next(a: NextArgs) -> Result<()> {
             parts.push(format!("held-out accuracy {a:.4}"));
         }
         println!("round {}: {}", w.round, parts.join(", "));
-        if let Some(s) = &w.stop {
-            let cfg = &project::Project::open(&a.project)?.cfg.stopping;
-            println!("  stopping: {}", crate::al::stopping::describe(cfg, s));
+        if let Some(line) = &r.stopping {
+            println!("  stopping: {line}");
         }
     }
     println!(

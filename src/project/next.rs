@@ -19,6 +19,8 @@ pub struct NextReport {
     pub tasks: PathBuf,
     pub selected_by: String,
     pub work: Option<ProgressRecord>,
+    /// The stopping signals of that work, described by the project's `[stopping]` table.
+    pub stopping: Option<String>,
 }
 
 /// `proxal next`: do the policy's work for the labels so far and export the next batch.
@@ -187,6 +189,10 @@ pub fn next(dir: &Path, o: &NextOptions) -> Result<NextReport> {
         csv,
         tasks,
         selected_by,
+        stopping: work
+            .as_ref()
+            .and_then(|w| w.stop.as_ref())
+            .map(|s| crate::al::stopping::describe(&p.cfg.stopping, s)),
         work,
     })
 }

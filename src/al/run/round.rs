@@ -59,8 +59,7 @@ pub(crate) fn round_step(
     let mut signals = stop_signals(ctx, round, labels, v0, policy_state, may_stop)?;
     let sc = &ctx.cfg.stopping;
     // The label budget needs no proxy: it holds even in a round without signals.
-    let budget = sc.stop_on.contains(&Criterion::LabelBudget)
-        && sc.max_labels.is_some_and(|m| labels.len() >= m);
+    let budget = sc.stop_on.contains(&Criterion::LabelBudget) && sc.budget_met(labels.len());
     let stopped = may_stop
         && (budget
             || signals
@@ -183,7 +182,7 @@ pub(crate) fn stop_signals(
         let now: Vec<u32> = predicted(&proba);
         let unl: Vec<f64> = (0..stop.len())
             .filter(|&i| !labelled.contains(&stop[i]))
-            .map(|i| 1.0 - proba.row(i).fold(0.0f32, |a, &p| a.max(p)) as f64)
+            .map(|i| strategy::Measure::LeastConfidence.score(proba.row(i)) as f64)
             .collect();
         let uncertainty = (!unl.is_empty()).then(|| unl.iter().sum::<f64>() / unl.len() as f64);
         let earlier = if round > 0 && classes(&ys0) >= 2 {
@@ -193,11 +192,7 @@ pub(crate) fn stop_signals(
         };
         Ok::<_, anyhow::Error>((now, uncertainty, earlier))
     })?;
-    let features = policy_state
-        .current
-        .as_ref()
-        .map(|c| c.0.clone())
-        .unwrap_or_else(|| "v0".into());
+    let features = policy_state.features_name();
     let kappa = earlier.as_ref().map(|e| cohen_kappa(e, &now, n));
     let changed = earlier
         .as_ref()
@@ -247,6 +242,15 @@ impl PolicyState {
             .map(|c| &c.1)
             .or(v0)
             .context("no v0 features")
+    }
+
+    /// The name of the features the policy selects with, as progress records keep it ("v0",
+    /// "run:v3").
+    pub(crate) fn features_name(&self) -> String {
+        self.current
+            .as_ref()
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| "v0".into())
     }
 
     /// The state after the finished rounds `progress` (the refreshed version is reopened; a
@@ -384,13 +388,7 @@ pub(crate) fn policy_work(
             }
             policy_state.best_logme = policy_state.best_logme.max(lm);
             policy_state.last_logme = Some(lm);
-            progress.features = Some(
-                policy_state
-                    .current
-                    .as_ref()
-                    .map(|c| c.0.clone())
-                    .unwrap_or_else(|| "v0".into()),
-            );
+            progress.features = Some(policy_state.features_name());
         }
         PolicyKind::Standard => {
             let ft = train_model(ctx, round, Method::FineTune, &rows, &ys, v0, train_stage)?;
