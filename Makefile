@@ -93,7 +93,8 @@ longtail: assets
 plan-check:
 	@cargo build --bin proxal
 	@target/debug/proxal plan --check $$(ls -d experiments/results/suite-runs/suite-*-random-s* experiments/results/suite-runs/suite-*-svpp-margin-s* experiments/results/suite-runs/suite-*-asvp-margin-s* experiments/results/suite-runs/suite-*-standard-margin-s*) --out experiments/results/plan-check.md
-	@target/debug/proxal plan --pool 3000 --test 1000 --labels 1000 --batch 200 --rates-from $$(ls -d experiments/results/suite-runs/suite-banking77-{random,svpp-margin,asvp-margin,standard-margin}-s0) > experiments/results/plan-banking77.md
+	@target/debug/proxal plan --check experiments/results/banking77-policies/runs/banking77-{random,svpp,asvp,standard} --out experiments/results/plan-check-banking77-policies.md > /dev/null
+	@target/debug/proxal plan --pool 3000 --test 1000 --labels 1000 --batch 200 --rates-from $$(ls -d experiments/results/suite-runs/suite-banking77-{random,svpp-margin,asvp-margin,standard-margin}-s0) --plot experiments/results/plan-banking77-savings.svg > experiments/results/plan-banking77.md
 	@target/debug/proxal plan --pool 3000 --test 894 --labels 1000 --batch 200 --measure-on assistant-source-s --sample 256 > experiments/results/plan-measured-assistant-source.md
 
 reproduce-check: assets

@@ -9,6 +9,23 @@ use crate::cost::{CostRecord, Stage};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+/// Which seconds a rate counts: wall-clock (what a run waits and a cloud bills) or the process's
+/// CPU seconds (all threads), which a busy shared machine inflates much less than wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    Cpu,
+}
+
+impl Clock {
+    fn of(self, r: &CostRecord) -> f64 {
+        match self {
+            Clock::Wall => r.wall_seconds,
+            Clock::Cpu => r.cpu_seconds,
+        }
+    }
+}
+
 /// Seconds per unit of work, from ledgers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rates {
@@ -22,7 +39,8 @@ pub struct Rates {
     pub proxy_per_label: f64,
     /// Per unlabelled pool row scored and selected from.
     pub select_per_row: f64,
-    /// Per row of a shipped linear probe (fit on the labels, scoring the test rows).
+    /// Per row of a shipped linear probe (fit on the labels; the proxy's rate when no ledger
+    /// shipped one).
     pub probe_per_row: f64,
     /// Per labelled row of an indicator (LogME on the labelled cache).
     pub indicator_per_label: f64,
@@ -76,6 +94,14 @@ impl Rates {
     /// runs: the median is not dragged by one slow run, as a pooled sum would be). A kind of
     /// work no ledger measured is an error naming it, except the indicator (0 when absent).
     pub fn from_ledgers<'a>(ledgers: impl IntoIterator<Item = &'a [CostRecord]>) -> Result<Rates> {
+        Self::from_ledgers_by(ledgers, Clock::Wall)
+    }
+
+    /// As [`Rates::from_ledgers`], in `clock`'s seconds.
+    pub fn from_ledgers_by<'a>(
+        ledgers: impl IntoIterator<Item = &'a [CostRecord]>,
+        clock: Clock,
+    ) -> Result<Rates> {
         let mut per_run: std::collections::BTreeMap<Work, Vec<f64>> = Default::default();
         for ledger in ledgers {
             let mut sums: std::collections::BTreeMap<Work, (f64, f64)> = Default::default();
@@ -86,7 +112,7 @@ impl Rates {
                     _ => r.rows,
                 } as f64;
                 let e = sums.entry(w).or_default();
-                e.0 += r.wall_seconds;
+                e.0 += clock.of(r);
                 e.1 += rows;
             }
             for (w, (s, n)) in sums {
@@ -116,7 +142,12 @@ impl Rates {
             finetune_per_label: rate(Work::FineTune, "fine-tuning (a standard or asvp run)")?,
             proxy_per_label: rate(Work::Proxy, "a proxy fit (an svpp or asvp run)")?,
             select_per_row: rate(Work::Select, "selection")?,
-            probe_per_row: rate(Work::Probe, "a shipped linear probe")?,
+            // A shipped probe is a LogReg fit on the labels, like a proxy fit: runs that shipped
+            // fine-tuned models price it at the proxy's rate.
+            probe_per_row: match rate(Work::Probe, "a shipped linear probe") {
+                Ok(r) => r,
+                Err(_) => rate(Work::Proxy, "a shipped linear probe or a proxy fit")?,
+            },
             indicator_per_label: rate(Work::Indicator, "an indicator")?,
         })
     }
@@ -232,6 +263,10 @@ pub struct Schedule {
     pub rounds: usize,
     /// asvp: align every this many rounds (0: never).
     pub align_every: usize,
+    /// Every policy ships a fine-tuned model (a run's `eval_model = "auto"`, LP-FT or FT) instead
+    /// of a linear probe on its features: standard, and asvp in a round it aligns, ship their own
+    /// fine-tune; the others fine-tune one on all labels at the last round.
+    pub ship_fine_tuned: bool,
 }
 
 /// A policy's projected compute, in the reports' accounting.
@@ -293,10 +328,14 @@ pub fn project(policy: &str, s: &Schedule, rates: &Rates) -> Result<Projection> 
                 round += select(r);
             }
             wait.push(round);
-        } else {
+        } else if !s.ship_fine_tuned {
             // Every policy ships a linear probe on its features, trained on the last round's
             // labels (standard's and an aligning asvp's on the features just refreshed).
             round += probe(r);
+        } else if !align {
+            // A fine-tune on every label is the shipped model (an aligning policy ships its own).
+            round += finetune(labels(r));
+            tuned += labels(r);
         }
         compute += round;
     }
@@ -317,14 +356,21 @@ pub struct CheckRow {
     pub policy: String,
     pub projected_seconds: f64,
     pub measured_seconds: f64,
+    /// The same in CPU seconds (rates from the ledgers' CPU seconds).
+    pub projected_cpu_seconds: f64,
+    pub measured_cpu_seconds: f64,
 }
 
 /// Project each run in `runs` that [`project`] models (random, svpp and asvp on the fixed
-/// schedule, standard; margin sampling) with rates from the *other* runs on its dataset, and
+/// schedule, standard; margin sampling) with `rates`, or else rates from the *other* runs on its
+/// dataset, and
 /// compare with the compute its ledger measured (the reports' compute at its last point). The
 /// schedule comes from the run's config and its ledger's row counts (pool, test and embedded
 /// rows: what a user knows before starting), never from its timings.
-pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
+pub fn check(
+    runs: &[crate::report::RunInput],
+    given: Option<&[crate::report::RunInput]>,
+) -> Result<Vec<CheckRow>> {
     let prices = crate::cost::Prices::default();
     let mut out = Vec::new();
     for (i, run) in runs.iter().enumerate() {
@@ -333,24 +379,32 @@ pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
         if !modelled(&cfg) {
             continue;
         }
-        let others = runs
-            .iter()
-            .enumerate()
-            .filter(|(j, r)| *j != i && r.meta.dataset == m.dataset)
-            .map(|(_, r)| r.ledger.as_slice());
-        let rates = Rates::from_ledgers(others)?;
+        let sources: Vec<&[CostRecord]> = match given {
+            Some(g) => g.iter().map(|r| r.ledger.as_slice()).collect(),
+            None => runs
+                .iter()
+                .enumerate()
+                .filter(|(j, r)| *j != i && r.meta.dataset == m.dataset)
+                .map(|(_, r)| r.ledger.as_slice())
+                .collect(),
+        };
         let schedule = schedule_of(&cfg, &run.ledger);
-        let projected = project(&m.policy, &schedule, &rates)?.compute_seconds;
-        let measured = crate::report::metrics::curve(&run.rounds, &run.ledger, &prices)?
+        let at = |clock| -> Result<f64> {
+            let rates = Rates::from_ledgers_by(sources.iter().copied(), clock)?;
+            Ok(project(&m.policy, &schedule, &rates)?.compute_seconds)
+        };
+        let last = crate::report::metrics::curve(&run.rounds, &run.ledger, &prices)?
             .last()
-            .map(|p| p.spend.compute_seconds)
-            .unwrap_or(0.0);
+            .map(|p| (p.spend.compute_seconds, p.spend.cpu_seconds))
+            .unwrap_or((0.0, 0.0));
         out.push(CheckRow {
             run: m.name.clone(),
             dataset: m.dataset.clone(),
             policy: m.policy.clone(),
-            projected_seconds: projected,
-            measured_seconds: measured,
+            projected_seconds: at(Clock::Wall)?,
+            measured_seconds: last.0,
+            projected_cpu_seconds: at(Clock::Cpu)?,
+            measured_cpu_seconds: last.1,
         });
     }
     Ok(out)
@@ -358,7 +412,8 @@ pub fn check(runs: &[crate::report::RunInput]) -> Result<Vec<CheckRow>> {
 
 /// Does [`project`] model what this run did? Random; svpp, asvp and standard with margin
 /// sampling; asvp on the fixed `align_every` schedule only (no checks, LogME drops or label
-/// counts); a linear probe shipped; no stopping criterion.
+/// counts); a linear probe or the policy's fine-tuned model (`auto`) shipped; no stopping
+/// criterion.
 pub fn modelled(cfg: &crate::al::RunConfig) -> bool {
     use crate::al::{EvalModel, MethodChoice, PolicyKind, Trigger};
     let a = &cfg.asvp;
@@ -370,7 +425,7 @@ pub fn modelled(cfg: &crate::al::RunConfig) -> bool {
             && a.align_at_labels.is_empty());
     strategy_ok
         && asvp_ok
-        && cfg.eval_model == EvalModel::LinearProbe
+        && matches!(cfg.eval_model, EvalModel::LinearProbe | EvalModel::Auto)
         && cfg.stopping.stop_on.is_empty()
 }
 
@@ -395,6 +450,7 @@ fn schedule_of(cfg: &crate::al::RunConfig, ledger: &[CostRecord]) -> Schedule {
         batch: cfg.batch,
         rounds: cfg.rounds,
         align_every: cfg.asvp.align_every,
+        ship_fine_tuned: cfg.eval_model == crate::al::EvalModel::Auto,
     }
 }
 
@@ -439,6 +495,7 @@ mod tests {
             batch: 200,
             rounds: 4,
             align_every: 2,
+            ship_fine_tuned: false,
         }
     }
 
@@ -519,5 +576,26 @@ mod tests {
         let random = project("random", &s, &r).unwrap();
         assert!((random.compute_seconds - 40.2).abs() < 1e-9);
         assert!(project("bogus", &s, &r).is_err());
+        // Shipping a fine-tuned model: random and svpp fine-tune on the 1,000 labels instead of
+        // the probe (+100 s − 0.2 s); asvp and standard align in the last round and ship their
+        // own fine-tune (only the probe goes).
+        let ft = Schedule {
+            ship_fine_tuned: true,
+            ..s.clone()
+        };
+        let shipped = |p: &str| project(p, &ft, &r).unwrap();
+        assert!((shipped("random").compute_seconds - 140.0).abs() < 1e-9);
+        assert!((shipped("svpp").compute_seconds - (svpp.compute_seconds + 99.8)).abs() < 1e-9);
+        assert_eq!(shipped("svpp").labels_fine_tuned, 1000);
+        assert!((shipped("asvp").compute_seconds - (asvp.compute_seconds - 0.2)).abs() < 1e-9);
+        assert!((shipped("standard").compute_seconds - 501.0).abs() < 1e-9);
+        // An asvp that does not align in its last round (every 3 rounds: round 3 only) pays a
+        // fine-tune on all 1,000 labels for the model it ships.
+        let odd = Schedule {
+            align_every: 3,
+            ..ft.clone()
+        };
+        let a3 = project("asvp", &odd, &r).unwrap();
+        assert_eq!(a3.labels_fine_tuned, 800 + 1000);
     }
 }

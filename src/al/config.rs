@@ -124,8 +124,9 @@ pub enum EvalModel {
     FineTune,
     /// Linear probe first, then fine-tune from the probed head.
     LpFt,
-    /// The policy's own choice: standard ships its fine-tuned model, asvp uses its LP-FT/FT
-    /// switch, random and svpp a linear probe on v0.
+    /// A fine-tuned model for every policy, LP-FT or FT by the label count (`ft_threshold`) or
+    /// by the alignment check's choice: standard, and asvp in a round it aligned, ship their own
+    /// fine-tune; random, svpp and a non-aligning asvp train one on all labels (metered `ship`).
     Auto,
 }
 

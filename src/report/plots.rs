@@ -141,7 +141,35 @@ struct LineChart {
     series: Vec<Series>,
     /// Horizontal target line (y) and its legend text.
     target: Option<(f64, String)>,
-    money_x: bool,
+    x_axis: XAxis,
+    /// The y axis never extends past these (accuracy: 0–100 %).
+    y_limits: (f64, f64),
+    /// Where the legend sits (clear of the curves' usual end).
+    legend: SeriesLabelPosition,
+}
+
+/// How the x values of a [`LineChart`] read.
+#[derive(Clone, Copy, PartialEq)]
+enum XAxis {
+    Count,
+    Money,
+    /// Points are placed at log10 of a count and labelled with the count.
+    Log10Count,
+}
+
+/// A count in short form: 3000 → "3k", 3e6 → "3M".
+fn fmt_count(v: f64) -> String {
+    let (d, unit) = match v.abs() {
+        a if a >= 1e6 => (1e6, "M"),
+        a if a >= 1e3 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let q = v / d;
+    if (q - q.round()).abs() < 0.05 {
+        format!("{:.0}{unit}", q.round())
+    } else {
+        format!("{q:.1}{unit}")
+    }
 }
 
 fn nice_floor(v: f64, step: f64) -> f64 {
@@ -184,8 +212,9 @@ impl Draw for LineChart {
             (ymin, ymax) = (0.0, 100.0);
         }
         let pad = ((ymax - ymin) * 0.06).max(0.5);
-        let y0 = nice_floor((ymin - pad).max(0.0), 1.0);
-        let y1 = nice_ceil((ymax + pad).min(100.0), 1.0).max(y0 + 1.0);
+        let (lo, hi) = self.y_limits;
+        let y0 = nice_floor((ymin - pad).max(lo), 1.0);
+        let y1 = nice_ceil((ymax + pad).min(hi), 1.0).max(y0 + 1.0);
         let x1 = if xmax > 0.0 { xmax * 1.04 } else { 1.0 };
         // The x axis starts just left of the first point (curves rarely start at zero labels).
         let x0 = if xmin.is_finite() && xmin > 0.0 {
@@ -208,8 +237,21 @@ impl Draw for LineChart {
             .map_err(pe)?;
         let money = |v: &f64| fmt_money(*v, x1 - x0);
         let count = |v: &f64| format!("{v:.0}");
-        let pct = |v: &f64| format!("{v:.0}");
-        let xfmt: &dyn Fn(&f64) -> String = if self.money_x { &money } else { &count };
+        // Whole percents unless the axis spans only a few.
+        let fine = y1 - y0 <= 5.0;
+        let pct = |v: &f64| {
+            if fine {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        let log_count = |v: &f64| fmt_count(10f64.powf(*v));
+        let xfmt: &dyn Fn(&f64) -> String = match self.x_axis {
+            XAxis::Money => &money,
+            XAxis::Count => &count,
+            XAxis::Log10Count => &log_count,
+        };
         chart
             .configure_mesh()
             .x_desc(&self.x_desc)
@@ -294,7 +336,7 @@ impl Draw for LineChart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(self.legend.clone())
             .margin(16)
             .label_font((FONT, LEGEND_SIZE))
             .background_style(WHITE.mix(0.9))
@@ -508,7 +550,9 @@ pub fn figures(m: &Metrics) -> Result<Vec<Figure>> {
             y_desc: "test accuracy (%)".into(),
             series: acc_series(false),
             target: target.clone(),
-            money_x: false,
+            x_axis: XAxis::Count,
+            y_limits: (0.0, 100.0),
+            legend: SeriesLabelPosition::LowerRight,
         },
     )?);
     let title = format!("Test accuracy vs total cost — {}", m.dataset);
@@ -525,7 +569,9 @@ pub fn figures(m: &Metrics) -> Result<Vec<Figure>> {
             y_desc: "test accuracy (%)".into(),
             series: acc_series(true),
             target,
-            money_x: true,
+            x_axis: XAxis::Money,
+            y_limits: (0.0, 100.0),
+            legend: SeriesLabelPosition::LowerRight,
         },
     )?);
     // Compute by stage, whole run.
@@ -590,4 +636,40 @@ pub fn figures(m: &Metrics) -> Result<Vec<Figure>> {
         },
     )?);
     Ok(figs)
+}
+
+/// `proxal plan --plot`: the projected saving of each policy over standard (%, at equal labels)
+/// against the pool size (log scale), one line per policy and label price.
+pub fn plan_savings(
+    title: String,
+    desc: String,
+    series: &[(String, Vec<(usize, f64)>)],
+) -> Result<Figure> {
+    let series = series
+        .iter()
+        .enumerate()
+        .map(|(i, (label, points))| Series {
+            label: label.clone(),
+            color: PALETTE[(i + 1) % PALETTE.len()],
+            points: points
+                .iter()
+                .map(|&(pool, saving)| ((pool as f64).log10(), saving, None))
+                .collect(),
+            crossing: None,
+        })
+        .collect();
+    render(
+        "plan_savings",
+        title.clone(),
+        &LineChart {
+            title,
+            x_desc: desc,
+            y_desc: "saving over standard at equal labels (%)".into(),
+            series,
+            target: None,
+            x_axis: XAxis::Log10Count,
+            y_limits: (-100.0, 100.0),
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+    )
 }
