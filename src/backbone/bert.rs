@@ -11,7 +11,7 @@
 //! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, …), so a
 //! checkpoint saved by [`Bert::save`] loads again with the same loader.
 use super::config::{BertConfig, HiddenAct};
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 /// Layer normalisation as a composition of differentiable ops.
@@ -251,13 +251,13 @@ impl Bert {
         let x = words.broadcast_add(&pos)?.broadcast_add(&typ)?;
         let mut x = drop(self.emb_ln.forward(&x)?, p_hidden)?;
 
-        // Additive mask [b, 1, 1, s]: 0 for tokens, the most negative f32 for padding (as HF).
+        // Additive mask [b, s]: 0 for tokens, the most negative f32 for padding (as HF).
         let mask = attention_mask.to_dtype(DType::F32)?;
-        let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, s))?;
+        let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?;
         let scale = 1.0 / (d as f64).sqrt();
         for l in &self.layers {
             let heads = |lin: &Linear| -> Result<Tensor> {
-                lin.forward(&x)?
+                super::ops::linear(&x, lin)?
                     .reshape((b, s, n, d))?
                     .transpose(1, 2)?
                     .contiguous()
@@ -265,17 +265,20 @@ impl Bert {
             let q = heads(&l.query)?;
             let k = heads(&l.key)?;
             let v = heads(&l.value)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask_bias)?;
-            let probs = drop(softmax_last(&scores)?, p_attn)?;
+            let scores = q.matmul(&k.t()?)?;
+            let probs = drop(
+                super::ops::attention_softmax(&scores, &mask_bias, scale)?,
+                p_attn,
+            )?;
             let ctx = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, s, h))?;
-            let a = drop(l.attn_out.forward(&ctx)?, p_hidden)?;
+            let a = drop(super::ops::linear(&ctx, &l.attn_out)?, p_hidden)?;
             x = l.attn_ln.forward(&(a + &x)?)?;
-            let i = activation(cfg.hidden_act, &l.intermediate.forward(&x)?)?;
-            let o = drop(l.output.forward(&i)?, p_hidden)?;
+            let i = activation(cfg.hidden_act, &super::ops::linear(&x, &l.intermediate)?)?;
+            let o = drop(super::ops::linear(&i, &l.output)?, p_hidden)?;
             x = l.out_ln.forward(&(o + &x)?)?;
         }
         Ok(x)

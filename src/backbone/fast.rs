@@ -241,33 +241,7 @@ pub mod kernels {
     use crate::numerics::scalar::{erf, exp};
     use rayon::prelude::*;
 
-    // Rayon closures run out of line, so target features must sit on the per-block functions
-    // they call, not on the functions that split the work.
-    macro_rules! multiversion {
-        ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-            $(#[$m])*
-            fn $name($($arg: $ty),*) {
-                #[inline(always)]
-                fn inner($($arg: $ty),*) $body
-                #[cfg(target_arch = "x86_64")]
-                {
-                    #[target_feature(enable = "avx512f,avx2,fma")]
-                    unsafe fn avx512($($arg: $ty),*) { inner($($arg),*) }
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn avx2($($arg: $ty),*) { inner($($arg),*) }
-                    if std::is_x86_feature_detected!("avx512f") {
-                        // SAFETY: the CPU supports the features the function was compiled for.
-                        return unsafe { avx512($($arg),*) };
-                    }
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                        // SAFETY: as above.
-                        return unsafe { avx2($($arg),*) };
-                    }
-                }
-                inner($($arg),*)
-            }
-        };
-    }
+    use crate::numerics::multiversion;
 
     #[inline(always)]
     fn gelu(x: f32) -> f32 {

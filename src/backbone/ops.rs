@@ -43,7 +43,17 @@ fn per_row(x: &[f32], h: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f3
     y
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: build graphs from the composed reference ops instead (this thread only).
+    static REFERENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn fused(x: &Tensor) -> bool {
+    #[cfg(test)]
+    if REFERENCE.with(|r| r.get()) {
+        return false;
+    }
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
@@ -253,6 +263,20 @@ pub fn softmax_last_composed(x: &Tensor) -> Result<Tensor> {
 
 struct SoftmaxLast;
 
+crate::numerics::multiversion! {
+    /// One row's softmax, with the vectorising `exp` of [`crate::numerics::scalar`].
+    fn softmax_row(y: &mut [f32], x: &[f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = crate::numerics::scalar::exp(x - max);
+            sum += *y;
+        }
+        let inv = 1.0 / sum;
+        y.iter_mut().for_each(|y| *y *= inv);
+    }
+}
+
 fn last_dim(l: &Layout) -> usize {
     l.dims().last().copied().unwrap_or(1).max(1)
 }
@@ -265,16 +289,7 @@ impl CustomOp1 for SoftmaxLast {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
         let h = last_dim(l);
-        let y = per_row(x, h, |y, x| {
-            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - max).exp();
-                sum += *y;
-            }
-            let inv = 1.0 / sum;
-            y.iter_mut().for_each(|y| *y *= inv);
-        });
+        let y = per_row(x, h, softmax_row);
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -328,6 +343,94 @@ impl CustomOp2 for SoftmaxLastBwd {
     }
 }
 
+/// Attention probabilities `softmax(scale · scores + mask)` over the last dimension, for
+/// `scores` `[b, heads, s, s]` and an additive `mask` `[b, s]` (0 for tokens, a large negative
+/// number for padding): one pass forward and one backward (dscores = scale · y ⊙ (g − Σ g ⊙ y))
+/// instead of a scale, a broadcast add and a softmax, each with its own backward. The mask gets
+/// no gradient.
+pub fn attention_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    if !fused(scores) {
+        let (b, s) = mask.dims2()?;
+        let bias = mask.reshape((b, 1, 1, s))?;
+        return softmax_last_composed(&(scores * scale)?.broadcast_add(&bias)?);
+    }
+    scores.contiguous()?.apply_op2(
+        &mask.contiguous()?,
+        AttentionSoftmax {
+            scale: scale as f32,
+        },
+    )
+}
+
+struct AttentionSoftmax {
+    scale: f32,
+}
+
+crate::numerics::multiversion! {
+    /// One row of [`attention_softmax`].
+    fn masked_softmax_row(y: &mut [f32], x: &[f32], mask: &[f32], scale: f32) {
+        let mut max = f32::NEG_INFINITY;
+        for ((y, &x), &m) in y.iter_mut().zip(x).zip(mask) {
+            *y = x * scale + m;
+            max = max.max(*y);
+        }
+        let mut sum = 0f32;
+        for y in y.iter_mut() {
+            *y = crate::numerics::scalar::exp(*y - max);
+            sum += *y;
+        }
+        let inv = 1.0 / sum;
+        y.iter_mut().for_each(|y| *y *= inv);
+    }
+}
+
+impl CustomOp2 for AttentionSoftmax {
+    fn name(&self) -> &'static str {
+        "proxal-attention-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (x, mask) = (slice(s1, l1, name)?, slice(s2, l2, name)?);
+        let (b, s) = match (l1.dims(), l2.dims()) {
+            (&[b, _, q, s], &[mb, ms]) if mb == b && ms == s && q == s => (b, s),
+            (d, m) => candle_core::bail!("{name}: scores {d:?} with mask {m:?}"),
+        };
+        // Rows of one batch item: heads × queries.
+        let per_item = x.len() / (b * s).max(1);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(per_item * s)
+            .zip(x.par_chunks(per_item * s))
+            .enumerate()
+            .for_each(|(bi, (y, x))| {
+                let m = &mask[bi * s..(bi + 1) * s];
+                for (y, x) in y.chunks_exact_mut(s).zip(x.chunks_exact(s)) {
+                    masked_softmax_row(y, x, m, self.scale);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = res
+            .contiguous()?
+            .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxLastBwd)?;
+        Ok((Some((dx * self.scale as f64)?), None))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GELU (erf)
 
@@ -341,6 +444,30 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 
 struct GeluErf;
 
+crate::numerics::multiversion! {
+    /// GELU of a chunk with the vectorising `erf` of [`crate::numerics::scalar`] (absolute
+    /// error ≤ 1.5e-7, against libm's scalar `erff` that candle calls).
+    fn gelu_chunk(y: &mut [f32], x: &[f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = (crate::numerics::scalar::erf(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * x;
+        }
+    }
+}
+
+crate::numerics::multiversion! {
+    /// GELU's backward on a chunk: dx = g (Φ(x) + x φ(x)).
+    fn gelu_bwd_chunk(dx: &mut [f32], x: &[f32], g: &[f32]) {
+        use crate::numerics::scalar::{erf, exp};
+        // 1/√(2π)
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+            *dx = g * (cdf + x * pdf);
+        }
+    }
+}
+
 impl CustomOp1 for GeluErf {
     fn name(&self) -> &'static str {
         "proxal-gelu-erf"
@@ -351,14 +478,7 @@ impl CustomOp1 for GeluErf {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(TASK_ELEMS)
             .zip(x.par_chunks(TASK_ELEMS))
-            .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2)
-                        + 1.0)
-                        * 0.5
-                        * x;
-                }
-            });
+            .for_each(|(y, x)| gelu_chunk(y, x));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -389,22 +509,157 @@ impl CustomOp2 for GeluErfBwd {
         if x.len() != g.len() {
             candle_core::bail!("{}: x {} but gradient {}", self.name(), x.len(), g.len());
         }
-        // 1/√(2π)
-        const INV_SQRT_2PI: f32 = 0.398_942_3;
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(TASK_ELEMS)
             .zip(x.par_chunks(TASK_ELEMS))
             .zip(g.par_chunks(TASK_ELEMS))
-            .for_each(|((dx, x), g)| {
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let cdf = 0.5
-                        * (1.0
-                            + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
-                    *dx = g * (cdf + x * pdf);
+            .for_each(|((dx, x), g)| gelu_bwd_chunk(dx, x, g));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear layer
+
+/// `y = x · wᵀ + b` for `x` `[.., in]`, a linear layer's `w` `[out, in]` and `b` `[out]`. On a
+/// CPU with AVX-512 the forward and the backward (dx = dy · w, dw = dyᵀ · x, db = Σ_rows dy)
+/// run on the packed kernel of [`crate::numerics::gemm`] (candle's matmul uses the gemm crate's
+/// AVX2 kernels on x86); elsewhere, `candle_nn::Linear`'s composition.
+pub fn linear(x: &Tensor, lin: &candle_nn::Linear) -> Result<Tensor> {
+    use candle_core::Module;
+    match lin.bias() {
+        Some(b) if fused(x) && crate::numerics::gemm::avx512() => {
+            x.contiguous()?
+                .apply_op3(&lin.weight().contiguous()?, &b.contiguous()?, Linear)
+        }
+        _ => lin.forward(x),
+    }
+}
+
+/// `x · wᵀ + b` as differentiable candle ops (the reference in tests).
+pub fn linear_composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.broadcast_matmul(&w.t()?)?.broadcast_add(b)
+}
+
+struct Linear;
+
+/// (rows, in, out) of a linear op's operands, checked.
+fn linear_dims(name: &str, x: &Layout, w: &Layout, b_len: usize) -> Result<(usize, usize, usize)> {
+    let (out, inp) = match w.dims() {
+        [o, i] => (*o, *i),
+        d => candle_core::bail!("{name}: weight {d:?} is not [out, in]"),
+    };
+    if x.dims().last() != Some(&inp) || b_len != out {
+        candle_core::bail!(
+            "{name}: x {:?}, weight [{out}, {inp}], bias {b_len}",
+            x.dims()
+        );
+    }
+    Ok((x.shape().elem_count() / inp.max(1), inp, out))
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "proxal-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (xs, ws, bs) = (
+            slice(x, x_layout, name)?,
+            slice(w, w_layout, name)?,
+            slice(b, b_layout, name)?,
+        );
+        let (m, inp, out) = linear_dims(name, x_layout, w_layout, bs.len())?;
+        let Some(panels) = crate::numerics::gemm::Panels::new_transposed(ws, out, inp) else {
+            candle_core::bail!("{name}: needs AVX-512F");
+        };
+        let mut y = vec![0f32; m * out];
+        panels.matmul_into(xs, m, Some(bs), &mut y, true);
+        let mut dims = x_layout.dims().to_vec();
+        *dims.last_mut().expect("checked: x has a last dimension") = out;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let packed = x.apply_op3_no_bwd(w, &grad, &LinearBwd)?;
+        let (n, nw, nb) = (x.elem_count(), w.elem_count(), b.elem_count());
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, n, nw)?.reshape(w.shape())?;
+        let db = packed.narrow(0, n + nw, nb)?.reshape(b.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// The linear op's backward: from (x, w, dy), `[dx (all of x), dw (out × in), db (out)]`.
+struct LinearBwd;
+
+impl CustomOp3 for LinearBwd {
+    fn name(&self) -> &'static str {
+        "proxal-linear-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        use crate::numerics::gemm::Panels;
+        let name = self.name();
+        let (xs, ws, g) = (
+            slice(x, x_layout, name)?,
+            slice(w, w_layout, name)?,
+            slice(dy, dy_layout, name)?,
+        );
+        let out = w_layout.dims().first().copied().unwrap_or(0);
+        let (m, inp, out) = linear_dims(name, x_layout, w_layout, out)?;
+        if g.len() != m * out {
+            candle_core::bail!("{name}: gradient {} for {m} rows × {out}", g.len());
+        }
+        let mut buf = vec![0f32; m * inp + out * inp + out];
+        let (dx, rest) = buf.split_at_mut(m * inp);
+        let (dw, db) = rest.split_at_mut(out * inp);
+        // dx [m, in] = dy [m, out] · w [out, in].
+        let (Some(pw), Some(px)) = (Panels::new(ws, out, inp), Panels::new(xs, m, inp)) else {
+            candle_core::bail!("{name}: needs AVX-512F");
+        };
+        pw.matmul_into(g, m, None, dx, true);
+        // dw [out, in] = dyᵀ [out, m] · x [m, in].
+        let mut gt = vec![0f32; out * m];
+        gt.par_chunks_mut(m.max(1))
+            .enumerate()
+            .for_each(|(j, row)| {
+                for (i, v) in row.iter_mut().enumerate() {
+                    *v = g[i * out + j];
                 }
             });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        px.matmul_into(&gt, out, None, dw, true);
+        // db = Σ_rows dy, in row order.
+        for row in g.chunks_exact(out.max(1)) {
+            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+        let len = buf.len();
+        Ok((CpuStorage::F32(buf), Shape::from(len)))
     }
 }
 
@@ -447,6 +702,185 @@ mod tests {
             check(&format!("gradient of input {i}"), a, b)?;
         }
         Ok(())
+    }
+
+    /// (Without AVX-512F `linear` is candle_nn::Linear, and these hold trivially.)
+    #[test]
+    fn linear_matches_composition_forward_and_backward_on_ragged_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        // Rows, inputs and outputs off the kernel's 12-row and 32-column blocks; 3-D input as
+        // the backbone's [batch, tokens, hidden].
+        for (b, s, inp, out) in [
+            (1, 1, 1, 1),
+            (2, 7, 45, 70),
+            (3, 37, 384, 1536),
+            (5, 13, 33, 31),
+        ] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, s, inp), &dev)?)?;
+            let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (out, inp), &dev)?)?;
+            let bias = Var::from_tensor(&Tensor::randn(0f32, 0.5, out, &dev)?)?;
+            let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(bias.as_tensor().clone()));
+            compare(
+                &[x, w, bias],
+                |t| linear(&t[0], &lin),
+                |t| linear_composed(&t[0], &t[1], &t[2]),
+            )?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn linear_backward_matches_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, inp, out) = (5, 6, 4);
+        let x = Tensor::randn(0f64, 1.0, (m, inp), &dev)?;
+        let w = Tensor::randn(0f64, 0.5, (out, inp), &dev)?;
+        let b = Tensor::randn(0f64, 0.5, out, &dev)?;
+        let r = Tensor::randn(0f64, 1.0, (m, out), &dev)?;
+        // The loss in f64 from f32 inputs: Σ linear(x, w, b) ⊙ r.
+        let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Result<f64> {
+            let lin =
+                candle_nn::Linear::new(w.to_dtype(DType::F32)?, Some(b.to_dtype(DType::F32)?));
+            let y = linear(&x.to_dtype(DType::F32)?, &lin)?.to_dtype(DType::F64)?;
+            (y * &r)?.sum_all()?.to_scalar::<f64>()
+        };
+        let vars: Vec<Var> = [&x, &w, &b]
+            .iter()
+            .map(|t| Var::from_tensor(&t.to_dtype(DType::F32)?))
+            .collect::<Result<_>>()?;
+        let lin = candle_nn::Linear::new(
+            vars[1].as_tensor().clone(),
+            Some(vars[2].as_tensor().clone()),
+        );
+        let y = linear(vars[0].as_tensor(), &lin)?;
+        let grads = (y * r.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+        let eps = 1e-2;
+        for (i, base) in [&x, &w, &b].into_iter().enumerate() {
+            let g: Vec<f32> = grads
+                .get(vars[i].as_tensor())
+                .expect("a gradient")
+                .flatten_all()?
+                .to_vec1()?;
+            let flat: Vec<f64> = base.flatten_all()?.to_vec1()?;
+            for (j, &gj) in g.iter().enumerate() {
+                let at = |d: f64| -> Result<Tensor> {
+                    let mut v = flat.clone();
+                    v[j] += d;
+                    Tensor::from_vec(v, base.shape(), &dev)
+                };
+                let args = |t: Tensor| -> [Tensor; 3] {
+                    let mut a = [x.clone(), w.clone(), b.clone()];
+                    a[i] = t;
+                    a
+                };
+                let [xp, wp, bp] = args(at(eps)?);
+                let [xm, wm, bm] = args(at(-eps)?);
+                let fd = (loss(&xp, &wp, &bp)? - loss(&xm, &wm, &bm)?) / (2.0 * eps);
+                assert!(
+                    (fd - gj as f64).abs() < 2e-3 * (1.0 + fd.abs()),
+                    "input {i} element {j}: finite difference {fd}, backward {gj}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Losses of `steps` SGD steps of a tiny BERT (2 layers, a ragged padded batch) with a mean-
+    /// pooled linear head, from seeded weights, built from the fused ops or (`reference`) from
+    /// candle's compositions.
+    fn tiny_loss_curve(reference: bool, steps: usize) -> Result<Vec<f32>> {
+        use candle_nn::{Optimizer, VarBuilder, VarMap};
+        REFERENCE.with(|r| r.set(reference));
+        let dev = Device::Cpu;
+        let cfg: crate::backbone::config::BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "intermediate_size": 128,
+                "max_position_embeddings": 32}"#,
+        )
+        .map_err(candle_core::Error::wrap)?;
+        let vm = VarMap::new();
+        let bert =
+            crate::backbone::Bert::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
+        let weights =
+            crate::backbone::tiny::random_weights(&cfg, 7).map_err(candle_core::Error::wrap)?;
+        for (name, var) in vm.data().lock().expect("varmap lock").iter() {
+            var.set(&weights[name])?;
+        }
+        let mut rng = crate::util::rng(3);
+        let head: Vec<f32> = {
+            use rand::Rng;
+            (0..3 * 64)
+                .map(|_| rng.random_range(-0.2f32..0.2))
+                .collect()
+        };
+        let head = Var::from_tensor(&Tensor::from_vec(head, (3, 64), &dev)?)?;
+        let mut vars = vm.all_vars();
+        vars.push(head.clone());
+        let mut sgd = candle_nn::SGD::new(vars, 0.1)?;
+        // One batch, fitted over and over: 4 rows of 9 tokens, row i padded after 9 − 2i.
+        let (b, s) = (4, 9);
+        let ids: Vec<u32> = {
+            use rand::Rng;
+            (0..b * s).map(|_| rng.random_range(4..50)).collect()
+        };
+        let mask: Vec<u32> = (0..b * s)
+            .map(|i| ((i % s) < s - 2 * (i / s)) as u32)
+            .collect();
+        let ids = Tensor::from_vec(ids, (b, s), &dev)?;
+        let mask = Tensor::from_vec(mask, (b, s), &dev)?;
+        let y = Tensor::from_vec(vec![0u32, 1, 2, 1], b, &dev)?;
+        let mut losses = Vec::new();
+        for _ in 0..steps {
+            let hidden = bert.forward_t(&ids, &mask, false)?;
+            let f = crate::backbone::pooling::pool(&hidden, &mask, crate::backbone::Pooling::Mean)?;
+            let logits = f.matmul(&head.as_tensor().t()?)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            losses.push(loss.to_scalar::<f32>()?);
+            sgd.backward_step(&loss)?;
+        }
+        REFERENCE.with(|r| r.set(false));
+        Ok(losses)
+    }
+
+    #[test]
+    fn a_tiny_fine_tune_follows_the_same_loss_curve_as_the_composed_ops() -> Result<()> {
+        let (fused, reference) = (tiny_loss_curve(false, 12)?, tiny_loss_curve(true, 12)?);
+        for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-4,
+                "step {i}: fused {a}, composed {b}\n{fused:?}\n{reference:?}"
+            );
+        }
+        // The curve moved: the weights were trained, not left alone.
+        assert!(
+            fused.last().unwrap() < &(fused[0] * 0.8),
+            "the loss did not fall: {fused:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn attention_softmax_matches_scale_mask_and_softmax_composed() -> Result<()> {
+        let dev = Device::Cpu;
+        // Ragged: 3 items of 7 tokens, 2 heads, item i padded after 7 − 2i tokens.
+        let (b, n, s) = (3, 2, 7);
+        let scores = Var::from_tensor(&Tensor::randn(0f32, 2.0, (b, n, s, s), &dev)?)?;
+        let mut m = vec![0f32; b * s];
+        for i in 0..b {
+            for t in s - 2 * i..s {
+                m[i * s + t] = f32::MIN;
+            }
+        }
+        let mask = Tensor::from_vec(m, (b, s), &dev)?;
+        let scale = 1.0 / (s as f64).sqrt();
+        compare(
+            &[scores],
+            |t| attention_softmax(&t[0], &mask, scale),
+            |t| {
+                let bias = mask.reshape((b, 1, 1, s))?;
+                softmax_last_composed(&(&t[0] * scale)?.broadcast_add(&bias)?)
+            },
+        )
     }
 
     #[test]

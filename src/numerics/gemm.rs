@@ -75,6 +75,31 @@ impl Panels {
         Some(Panels { k, n, data })
     }
 
+    /// Pack the transpose of `w`, row-major `[n, k]` (a linear layer's `[out, in]` weight), as
+    /// the `[k, n]` operand, so that [`Panels::matmul_into`] computes `a · wᵀ`. `None` when the
+    /// CPU lacks AVX-512F. Panels are filled in parallel.
+    pub fn new_transposed(w: &[f32], n: usize, k: usize) -> Option<Panels> {
+        assert_eq!(w.len(), k * n, "Panels::new_transposed: w is not n × k");
+        if !avx512() {
+            return None;
+        }
+        let np = n.div_ceil(NR);
+        let mut data = vec![PanelRow([0.0; NR]); k * np];
+        if k > 0 {
+            data.par_chunks_exact_mut(k)
+                .enumerate()
+                .for_each(|(pi, panel)| {
+                    let (c0, c1) = (pi * NR, ((pi + 1) * NR).min(n));
+                    for j in c0..c1 {
+                        for (dst, &v) in panel.iter_mut().zip(&w[j * k..(j + 1) * k]) {
+                            dst.0[j - c0] = v;
+                        }
+                    }
+                });
+        }
+        Some(Panels { k, n, data })
+    }
+
     pub fn dims(&self) -> (usize, usize) {
         (self.k, self.n)
     }

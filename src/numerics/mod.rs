@@ -8,9 +8,40 @@
 //! * [`scalar`] — branch-free `exp` and `erf` that the backbone's fused kernels inline and the
 //!   compiler vectorises.
 //! * [`argmax_rows`] — the predicted class of each row of scores.
+//! * `multiversion!` — a function compiled for AVX-512 and AVX2+FMA besides the baseline, picked
+//!   at run time (the fused kernels of inference and training use it).
 pub mod gemm;
 pub mod linalg;
 pub mod scalar;
+
+// Rayon closures run out of line, so target features must sit on the per-block functions
+// they call, not on the functions that split the work.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) { inner($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the features the function was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
 
 use ndarray::ArrayView2;
 
