@@ -256,25 +256,39 @@ impl Bert {
         let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?;
         let scale = 1.0 / (d as f64).sqrt();
         for l in &self.layers {
-            let heads = |lin: &Linear| -> Result<Tensor> {
-                super::ops::linear(&x, lin)?
-                    .reshape((b, s, n, d))?
+            let ctx = if p_attn == 0.0 {
+                // Queries, keys and values in one product, attention in one op (backbone::ops).
+                let cat = |f: fn(&Linear) -> Option<&Tensor>| -> Result<Option<Tensor>> {
+                    let parts: Option<Vec<&Tensor>> =
+                        [&l.query, &l.key, &l.value].into_iter().map(f).collect();
+                    parts.map(|p| Tensor::cat(&p, 0)).transpose()
+                };
+                let w = cat(|l| Some(l.weight()))?.expect("three weights");
+                let qkv = match cat(Linear::bias)? {
+                    Some(bias) => super::ops::linear_wb(&x, &w, &bias)?,
+                    None => x.broadcast_matmul(&w.t()?)?,
+                };
+                super::ops::attention(&qkv, &mask_bias, n)?
+            } else {
+                // Dropout on the attention probabilities needs them as a tensor.
+                let heads = |lin: &Linear| -> Result<Tensor> {
+                    super::ops::linear(&x, lin)?
+                        .reshape((b, s, n, d))?
+                        .transpose(1, 2)?
+                        .contiguous()
+                };
+                let (q, k, v) = (heads(&l.query)?, heads(&l.key)?, heads(&l.value)?);
+                let scores = q.matmul(&k.t()?)?;
+                let probs = drop(
+                    super::ops::attention_softmax(&scores, &mask_bias, scale)?,
+                    p_attn,
+                )?;
+                probs
+                    .matmul(&v)?
                     .transpose(1, 2)?
-                    .contiguous()
+                    .contiguous()?
+                    .reshape((b, s, h))?
             };
-            let q = heads(&l.query)?;
-            let k = heads(&l.key)?;
-            let v = heads(&l.value)?;
-            let scores = q.matmul(&k.t()?)?;
-            let probs = drop(
-                super::ops::attention_softmax(&scores, &mask_bias, scale)?,
-                p_attn,
-            )?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, s, h))?;
             let a = drop(super::ops::linear(&ctx, &l.attn_out)?, p_hidden)?;
             x = l.attn_ln.forward(&(a + &x)?)?;
             let i = activation(cfg.hidden_act, &super::ops::linear(&x, &l.intermediate)?)?;

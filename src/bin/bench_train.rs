@@ -24,6 +24,10 @@ struct Case {
     update: f64,
     /// `candle_nn::AdamW` on copies of the same weights with the same gradients (for the ratio).
     update_candle: f64,
+    n_classes: usize,
+    /// Every batch as fed to the model (warm-up first): token ids, attention mask, labels, for
+    /// PyTorch to run the same steps (scripts/bench-train-torch.py).
+    fed: Vec<serde_json::Value>,
 }
 
 /// Time `batches[1..]` (batch 0 is the warm-up step) of real training steps: forward, backward,
@@ -81,12 +85,14 @@ fn run_case(
         },
     )?;
     let (mut fwd, mut bwd, mut upd, mut upd_old, mut toks) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    let mut fed = Vec::new();
     for (s, batch) in batches.iter().enumerate() {
         let bt: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
         let ys: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
-        let y = Tensor::from_vec(ys, batch.len(), &dev)?;
-        let t0 = Instant::now();
+        let y = Tensor::from_vec(ys.clone(), batch.len(), &dev)?;
+        // Tokenised outside the timing, as PyTorch gets the ids ready-made.
         let (ids, mask) = bb.tokenize(&bt, max_len)?;
+        let t0 = Instant::now();
         let hidden = bb.model.forward_t(&ids, &mask, false)?;
         let f = pooling::l2_normalize(&pooling::pool(&hidden, &mask, Pooling::Mean)?)?;
         let logits = f
@@ -106,6 +112,11 @@ fn run_case(
             }
         }
         drop(grads);
+        fed.push(serde_json::json!({
+            "ids": ids.to_vec2::<u32>()?,
+            "mask": mask.to_vec2::<u32>()?,
+            "labels": ys,
+        }));
         let t4 = Instant::now();
         old.step(&shadow_grads)?;
         let t5 = Instant::now();
@@ -128,6 +139,8 @@ fn run_case(
         backward: bwd,
         update: upd,
         update_candle: upd_old,
+        n_classes,
+        fed,
     })
 }
 
@@ -465,6 +478,14 @@ fn main() -> Result<()> {
         ops_json.push(serde_json::json!({
             "batch": 16, "tokens": s, "composed_seconds": composed, "fused_seconds": fused,
         }));
+    }
+    // The batches, for PyTorch to run the same steps (scripts/bench-train.sh).
+    if let Ok(path) = std::env::var("BENCH_BATCHES") {
+        let cases: Vec<_> = cases
+            .iter()
+            .map(|c| serde_json::json!({"texts": c.name, "n_classes": c.n_classes, "batches": c.fed}))
+            .collect();
+        std::fs::write(path, serde_json::to_string(&cases)?)?;
     }
     let md = md.replace("CONDITIONS", &cond.line());
     print!("{md}");
