@@ -388,9 +388,78 @@ pub mod kernels {
             blocks.push((win[0], a));
             rest = b;
         }
-        blocks
-            .into_par_iter()
-            .for_each(|(start, o)| attention_seq(qkv, bqkv, start, heads, hidden, o));
+        blocks.into_par_iter().for_each(|(start, o)| {
+            // Longer sequences as two matrix products per head on the packed kernel; short ones
+            // in the loops below, where packing would cost more than it saves.
+            let len = o.len() / hidden;
+            if len < PACKED_ATTENTION_MIN_LEN
+                || !attention_seq_packed(qkv, bqkv, start, heads, hidden, o)
+            {
+                attention_seq(qkv, bqkv, start, heads, hidden, o)
+            }
+        });
+    }
+
+    /// Sequences at least this long take [`attention_seq_packed`] (where AVX-512F runs).
+    pub const PACKED_ATTENTION_MIN_LEN: usize = 48;
+
+    /// As `attention_seq`, with S = q kᵀ and C = P v per head on the packed AVX-512 kernel
+    /// (`numerics::gemm::Panels`). False, having written nothing, where the kernel cannot run.
+    fn attention_seq_packed(
+        qkv: &[f32],
+        bqkv: &[f32],
+        start: usize,
+        heads: usize,
+        hidden: usize,
+        o: &mut [f32],
+    ) -> bool {
+        use crate::numerics::gemm::Panels;
+        if !crate::numerics::gemm::avx512() {
+            return false;
+        }
+        let d = hidden / heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let w = 3 * hidden;
+        let len = o.len() / hidden;
+        let mut q = vec![0f32; len * d];
+        let mut kt = vec![0f32; d * len];
+        let mut v = vec![0f32; len * d];
+        let mut scores = vec![0f32; len * len];
+        let mut c = vec![0f32; len * d];
+        for hd in 0..heads {
+            let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
+            for t in 0..len {
+                let row = &qkv[(start + t) * w..(start + t + 1) * w];
+                for j in 0..d {
+                    q[t * d + j] = (row[qo + j] + bqkv[qo + j]) * scale;
+                    kt[j * len + t] = row[ko + j] + bqkv[ko + j];
+                    v[t * d + j] = row[vo + j] + bqkv[vo + j];
+                }
+            }
+            let (Some(pk), Some(pv)) = (Panels::new(&kt, d, len), Panels::new(&v, len, d)) else {
+                return false;
+            };
+            pk.matmul_into(&q, len, None, &mut scores, false);
+            softmax_rows(&mut scores, len);
+            pv.matmul_into(&scores, len, None, &mut c, false);
+            for i in 0..len {
+                o[i * hidden + hd * d..i * hidden + (hd + 1) * d]
+                    .copy_from_slice(&c[i * d..(i + 1) * d]);
+            }
+        }
+        true
+    }
+
+    multiversion! {
+        /// Softmax of each row of `n` values, in place.
+        fn softmax_rows(xs: &mut [f32], n: usize) {
+            for row in xs.chunks_exact_mut(n) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                row.iter_mut().for_each(|s| *s = exp(*s - max));
+                let inv = 1.0 / sum8(row);
+                row.iter_mut().for_each(|s| *s *= inv);
+            }
+        }
     }
 
     multiversion! {
