@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr experiments report-experiments stopping longtail plan-check reproduce-check compare-proxies kill-campaign clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments report-experiments stopping longtail plan-check reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -18,6 +18,7 @@ help:
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
 	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"
 	@echo "make tune-ft-head-lr  choose fine-tuning's head learning rate on banking77's dev split (4 fine-tunes, 5-11 min each here)"
+	@echo "make tune-dropout  fine-tuning with and without (seeded) dropout on banking77's dev split (6 fine-tunes)"
 	@echo "make experiments   the experiment suite: 4 datasets x 10 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
@@ -72,7 +73,11 @@ check-figures:
 
 tune-ft-head-lr: assets
 	@cargo build --bin proxal
-	@scripts/tune-ft-head-lr.sh
+	@scripts/tune-finetune.sh ft-head-lr
+
+tune-dropout: assets
+	@cargo build --bin proxal
+	@scripts/tune-finetune.sh dropout
 
 experiments: assets
 	@cargo build --bin proxal

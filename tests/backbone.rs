@@ -176,7 +176,7 @@ fn every_encoder_weight_gets_a_gradient_and_moves() {
     let texts = &TEXTS[..8];
     let (ids, mask) = bb.tokenize(texts, 32).unwrap();
     let head = Tensor::randn(0f32, 1.0, (bb.dim(), 3), &Device::Cpu).unwrap();
-    let hidden = bb.model.forward_t(&ids, &mask, false).unwrap();
+    let hidden = bb.model.forward_t(&ids, &mask, None).unwrap();
     let pooled = backbone::pooling::pool(&hidden, &mask, Pooling::Mean).unwrap();
     let logits = pooled.matmul(&head).unwrap();
     let labels = Tensor::new(&[0u32, 1, 2, 0, 1, 2, 0, 1], &Device::Cpu).unwrap();
@@ -204,10 +204,10 @@ fn every_encoder_weight_gets_a_gradient_and_moves() {
             "{name}: unchanged after one AdamW step"
         );
     }
-    // Training mode (dropout) also runs and differs from eval mode.
+    // Dropout (seeded) also runs and differs from the pass without it.
     let a = bb
         .model
-        .forward_t(&ids, &mask, true)
+        .forward_t(&ids, &mask, Some(7))
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -215,13 +215,25 @@ fn every_encoder_weight_gets_a_gradient_and_moves() {
         .unwrap();
     let b = bb
         .model
-        .forward_t(&ids, &mask, false)
+        .forward_t(&ids, &mask, None)
         .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
     assert!(max_abs_diff(&a, &b) > 0.0);
+    // Seeded: the same seed gives the same pass, another seed another one.
+    let pass = |seed: u64| {
+        bb.model
+            .forward_t(&ids, &mask, Some(seed))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(pass(7), a);
+    assert!(max_abs_diff(&pass(8), &a) > 0.0);
 }
 
 #[test]

@@ -203,15 +203,17 @@ impl Bert {
     /// Hidden states `[batch, seq, hidden]` for `input_ids` `[batch, seq]` (u32) and
     /// `attention_mask` `[batch, seq]` (1 for tokens, 0 for padding; any dtype). No dropout.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        self.forward_t(input_ids, attention_mask, false)
+        self.forward_t(input_ids, attention_mask, None)
     }
 
-    /// As [`Bert::forward`], with dropout (the config's probabilities) when `train` is true.
+    /// As [`Bert::forward`], with dropout (the config's probabilities) when `dropout` gives a
+    /// seed: each dropout site of the pass draws its mask from that seed and its own index
+    /// ([`super::ops::dropout`]), so a seed gives the same pass on any machine.
     pub fn forward_t(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        train: bool,
+        dropout: Option<u64>,
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, s) = input_ids.dims2()?;
@@ -224,21 +226,23 @@ impl Bert {
         let h = cfg.hidden_size;
         let n = cfg.num_attention_heads;
         let d = cfg.head_dim();
-        let p_hidden = if train {
-            cfg.hidden_dropout_prob as f32
-        } else {
-            0.0
+        let (p_hidden, p_attn) = match dropout {
+            Some(_) => (
+                cfg.hidden_dropout_prob as f32,
+                cfg.attention_probs_dropout_prob as f32,
+            ),
+            None => (0.0, 0.0),
         };
-        let p_attn = if train {
-            cfg.attention_probs_dropout_prob as f32
-        } else {
-            0.0
-        };
+        let site = std::cell::Cell::new(0u64);
         let drop = |x: Tensor, p: f32| -> Result<Tensor> {
-            if p > 0.0 {
-                candle_nn::ops::dropout(&x, p)
-            } else {
-                Ok(x)
+            match dropout {
+                Some(seed) if p > 0.0 => {
+                    // One mask per site: the pass's seed mixed with the site's number.
+                    let k = site.get();
+                    site.set(k + 1);
+                    super::ops::dropout(&x, p, seed ^ k.wrapping_mul(0xD1B5_4A32_D192_ED03))
+                }
+                _ => Ok(x),
             }
         };
 

