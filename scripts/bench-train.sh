@@ -18,8 +18,14 @@ for d in banking77 clinc150; do
 done
 # PyTorch on the same batches, right after proxal (scripts/bench-train-torch.py), in the
 # reference venv (scripts/ref-venv.sh: created once, several GB).
+# BENCH_ROUNDS (default 2) alternating rounds, each side's best kept (bench-train-torch.py merge).
 py="$(scripts/ref-venv.sh)"
-batches="$(mktemp)"
-trap 'rm -f "$batches"' EXIT
-BENCH_BATCHES="$batches" target/debug/bench_train
-BENCH_BATCHES="$batches" BENCH_THREADS="$(nproc)" "$py" scripts/bench-train-torch.py
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+rounds=${BENCH_ROUNDS:-2}
+for r in $(seq 1 "$rounds"); do
+  mkdir -p "$work/r$r"
+  BENCH_BATCHES="$work/r$r/batches.json" BENCH_OUT="$work/r$r" target/debug/bench_train
+  BENCH_THREADS="$(nproc)" "$py" scripts/bench-train-torch.py time "$work/r$r/batches.json" "$work/r$r/torch.json"
+done
+BENCH_THREADS="$(nproc)" "$py" scripts/bench-train-torch.py merge "$work" "$rounds" "${BENCH_OUT:-experiments/results}"

@@ -215,6 +215,29 @@ impl Bert {
         attention_mask: &Tensor,
         dropout: Option<u64>,
     ) -> Result<Tensor> {
+        self.forward_in(input_ids, attention_mask, dropout, None)
+    }
+
+    /// As [`Bert::forward_t`] for a training step: the gradients of the word embeddings and of
+    /// the attention-output and feed-forward layers go to `sink` (drain it into the step's
+    /// `GradStore` after `backward`; see [`super::ops::GradSink`]).
+    pub fn forward_train(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        dropout: Option<u64>,
+        sink: &std::sync::Arc<super::ops::GradSink>,
+    ) -> Result<Tensor> {
+        self.forward_in(input_ids, attention_mask, dropout, Some(sink))
+    }
+
+    fn forward_in(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        dropout: Option<u64>,
+        sink: Option<&std::sync::Arc<super::ops::GradSink>>,
+    ) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, s) = input_ids.dims2()?;
         if s > cfg.max_position_embeddings {
@@ -246,10 +269,7 @@ impl Bert {
             }
         };
 
-        let words = self
-            .word_embeddings
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, s, h))?;
+        let words = super::ops::embedding_in(input_ids, &self.word_embeddings, sink)?;
         let pos = self.position_embeddings.narrow(0, 0, s)?;
         let typ = self.token_type_embeddings.narrow(0, 0, 1)?;
         let x = words.broadcast_add(&pos)?.broadcast_add(&typ)?;
@@ -293,10 +313,11 @@ impl Bert {
                     .contiguous()?
                     .reshape((b, s, h))?
             };
-            let a = drop(super::ops::linear(&ctx, &l.attn_out)?, p_hidden)?;
+            let a = drop(super::ops::linear_in(&ctx, &l.attn_out, sink)?, p_hidden)?;
             x = l.attn_ln.forward(&(a + &x)?)?;
-            let i = activation(cfg.hidden_act, &super::ops::linear(&x, &l.intermediate)?)?;
-            let o = drop(super::ops::linear(&i, &l.output)?, p_hidden)?;
+            let i = super::ops::linear_in(&x, &l.intermediate, sink)?;
+            let i = activation(cfg.hidden_act, &i)?;
+            let o = drop(super::ops::linear_in(&i, &l.output, sink)?, p_hidden)?;
             x = l.out_ln.forward(&(o + &x)?)?;
         }
         Ok(x)

@@ -879,6 +879,132 @@ impl CustomOp2 for GeluErfBwd {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Parameter gradients outside candle's GradStore
+
+/// Parameter gradients written straight by the fused ops' backward passes ([`linear_in`],
+/// [`embedding_in`]) instead of returned to candle, whose backward starts every gradient from a
+/// zero tensor and adds to it (for MiniLM's weights and word-embedding table, ~80 MB of zeroing
+/// and adding a step). A training step runs the forward with a sink, calls `backward`, then
+/// [`GradSink::drain_into`] its `GradStore`, which the optimiser reads as before.
+#[derive(Default)]
+pub struct GradSink(std::sync::Mutex<Vec<(Tensor, Vec<f32>)>>);
+
+impl GradSink {
+    /// Add `g` (the gradient of `param`, in its layout) to what the sink holds for it.
+    fn add(&self, param: &Tensor, g: Vec<f32>) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match held.iter_mut().find(|(t, _)| t.id() == param.id()) {
+            Some((_, acc)) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+            None => held.push((param.clone(), g)),
+        }
+    }
+
+    /// Move every gradient the sink holds into `grads` (summed with any candle computed for the
+    /// same tensor), leaving the sink empty for the next step.
+    pub fn drain_into(&self, grads: &mut candle_core::backprop::GradStore) -> Result<()> {
+        let held = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for (t, g) in held {
+            let g = Tensor::from_vec(g, t.shape(), t.device())?;
+            let g = match grads.remove(&t) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(&t, g);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding lookup
+
+/// Rows `ids` (u32, any shape) of `table` `[vocab, h]`, shaped `[ids…, h]`. With a `sink`, the
+/// table's gradient goes there, written once into freshly zeroed memory (only the rows seen
+/// are touched); without one, candle's `index_select`.
+pub fn embedding_in(
+    ids: &Tensor,
+    table: &Tensor,
+    sink: Option<&std::sync::Arc<GradSink>>,
+) -> Result<Tensor> {
+    let (vocab, h) = table.dims2()?;
+    let flat = ids.flatten_all()?;
+    let mut dims = ids.dims().to_vec();
+    dims.push(h);
+    match sink {
+        Some(sink) if fused(table) && ids.dtype() == DType::U32 => flat
+            .contiguous()?
+            .apply_op2(
+                &table.contiguous()?,
+                Embedding {
+                    vocab,
+                    sink: sink.clone(),
+                },
+            )?
+            .reshape(dims),
+        _ => table.index_select(&flat, 0)?.reshape(dims),
+    }
+}
+
+struct Embedding {
+    vocab: usize,
+    sink: std::sync::Arc<GradSink>,
+}
+
+fn ids_of<'a>(s: &'a CpuStorage, l: &Layout, vocab: usize, op: &str) -> Result<&'a [u32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: ids are not contiguous");
+    };
+    let ids = &s.as_slice::<u32>()?[a..b];
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        candle_core::bail!("{op}: token id {bad} outside the vocabulary of {vocab}");
+    }
+    Ok(ids)
+}
+
+impl CustomOp2 for Embedding {
+    fn name(&self) -> &'static str {
+        "proxal-embedding"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (ids, table) = (ids_of(s1, l1, self.vocab, name)?, slice(s2, l2, name)?);
+        let h = table.len() / self.vocab.max(1);
+        let mut out = vec![0f32; ids.len() * h];
+        for (row, &i) in out.chunks_exact_mut(h.max(1)).zip(ids) {
+            row.copy_from_slice(&table[i as usize * h..(i as usize + 1) * h]);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((ids.len(), h))))
+    }
+
+    fn bwd(
+        &self,
+        ids: &Tensor,
+        table: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let ids: Vec<u32> = ids.to_vec1()?;
+        let g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+        let h = table.dim(1)?;
+        // Zeroed by the allocator (fresh pages for a large table): only seen rows are written.
+        let mut dt = vec![0f32; self.vocab * h];
+        for (row, &i) in g.chunks_exact(h.max(1)).zip(&ids) {
+            let dst = &mut dt[i as usize * h..(i as usize + 1) * h];
+            dst.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+        self.sink.add(table, dt);
+        Ok((None, None))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Linear layer
 
 /// `y = x · wᵀ + b` for `x` `[.., in]`, a linear layer's `w` `[out, in]` and `b` `[out]`. On a
@@ -886,18 +1012,41 @@ impl CustomOp2 for GeluErfBwd {
 /// run on the packed kernel of [`crate::numerics::gemm`] (candle's matmul uses the gemm crate's
 /// AVX2 kernels on x86); elsewhere, `candle_nn::Linear`'s composition.
 pub fn linear(x: &Tensor, lin: &candle_nn::Linear) -> Result<Tensor> {
-    use candle_core::Module;
-    match lin.bias() {
-        Some(b) => linear_wb(x, lin.weight(), b),
-        None => lin.forward(x),
-    }
+    linear_in(x, lin, None)
 }
 
 /// [`linear`] with the weight `[out, in]` and bias `[out]` given as tensors.
 pub fn linear_wb(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    linear_wb_in(x, w, b, None)
+}
+
+/// [`linear`], its weight and bias gradients into `sink` when given (see [`GradSink`]).
+pub fn linear_in(
+    x: &Tensor,
+    lin: &candle_nn::Linear,
+    sink: Option<&std::sync::Arc<GradSink>>,
+) -> Result<Tensor> {
+    use candle_core::Module;
+    match lin.bias() {
+        Some(b) => linear_wb_in(x, lin.weight(), b, sink),
+        None => lin.forward(x),
+    }
+}
+
+fn linear_wb_in(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    sink: Option<&std::sync::Arc<GradSink>>,
+) -> Result<Tensor> {
     if fused(x) && crate::numerics::gemm::avx512() {
-        x.contiguous()?
-            .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+        x.contiguous()?.apply_op3(
+            &w.contiguous()?,
+            &b.contiguous()?,
+            Linear {
+                sink: sink.cloned(),
+            },
+        )
     } else {
         linear_composed(x, w, b)
     }
@@ -908,7 +1057,10 @@ pub fn linear_composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.broadcast_matmul(&w.t()?)?.broadcast_add(b)
 }
 
-struct Linear;
+struct Linear {
+    /// Where the weight and bias gradients go; `None`: back to candle.
+    sink: Option<std::sync::Arc<GradSink>>,
+}
 
 /// (rows, in, out) of a linear op's operands, checked.
 fn linear_dims(name: &str, x: &Layout, w: &Layout, b_len: usize) -> Result<(usize, usize, usize)> {
@@ -968,9 +1120,18 @@ impl CustomOp3 for Linear {
         let packed = x.apply_op3_no_bwd(w, &grad, &LinearBwd)?;
         let (n, nw, nb) = (x.elem_count(), w.elem_count(), b.elem_count());
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n, nw)?.reshape(w.shape())?;
-        let db = packed.narrow(0, n + nw, nb)?.reshape(b.shape())?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let dw = packed.narrow(0, n, nw)?;
+        let db = packed.narrow(0, n + nw, nb)?;
+        if let Some(sink) = &self.sink {
+            sink.add(w, dw.to_vec1()?);
+            sink.add(b, db.to_vec1()?);
+            return Ok((Some(dx), None, None));
+        }
+        Ok((
+            Some(dx),
+            Some(dw.reshape(w.shape())?),
+            Some(db.reshape(b.shape())?),
+        ))
     }
 }
 
@@ -1155,7 +1316,7 @@ mod tests {
     /// Losses of `steps` SGD steps of a tiny BERT (2 layers, a ragged padded batch) with a mean-
     /// pooled linear head, from seeded weights, built from the fused ops or (`reference`) from
     /// candle's compositions.
-    fn tiny_loss_curve(reference: bool, steps: usize) -> Result<Vec<f32>> {
+    fn tiny_loss_curve(reference: bool, with_sink: bool, steps: usize) -> Result<Vec<f32>> {
         use candle_nn::{Optimizer, VarBuilder, VarMap};
         REFERENCE.with(|r| r.set(reference));
         let dev = Device::Cpu;
@@ -1198,12 +1359,19 @@ mod tests {
         let y = Tensor::from_vec(vec![0u32, 1, 2, 1], b, &dev)?;
         let mut losses = Vec::new();
         for _ in 0..steps {
-            let hidden = bert.forward_t(&ids, &mask, None)?;
+            let sink = std::sync::Arc::new(GradSink::default());
+            let hidden = if with_sink {
+                bert.forward_train(&ids, &mask, None, &sink)?
+            } else {
+                bert.forward_t(&ids, &mask, None)?
+            };
             let f = crate::backbone::pooling::pool(&hidden, &mask, crate::backbone::Pooling::Mean)?;
             let logits = f.matmul(&head.as_tensor().t()?)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             losses.push(loss.to_scalar::<f32>()?);
-            sgd.backward_step(&loss)?;
+            let mut grads = loss.backward()?;
+            sink.drain_into(&mut grads)?;
+            sgd.step(&grads)?;
         }
         REFERENCE.with(|r| r.set(false));
         Ok(losses)
@@ -1211,11 +1379,18 @@ mod tests {
 
     #[test]
     fn a_tiny_fine_tune_follows_the_same_loss_curve_as_the_composed_ops() -> Result<()> {
-        let (fused, reference) = (tiny_loss_curve(false, 12)?, tiny_loss_curve(true, 12)?);
-        for (i, (a, b)) in fused.iter().zip(&reference).enumerate() {
+        let reference = tiny_loss_curve(true, false, 12)?;
+        let fused = tiny_loss_curve(false, false, 12)?;
+        // As a training step runs: parameter gradients through the sink.
+        let sunk = tiny_loss_curve(false, true, 12)?;
+        for (i, ((a, b), c)) in fused.iter().zip(&reference).zip(&sunk).enumerate() {
             assert!(
                 (a - b).abs() < 1e-4,
                 "step {i}: fused {a}, composed {b}\n{fused:?}\n{reference:?}"
+            );
+            assert!(
+                (c - b).abs() < 1e-4,
+                "step {i}: with a sink {c}, composed {b}\n{sunk:?}\n{reference:?}"
             );
         }
         // The curve moved: the weights were trained, not left alone.
@@ -1316,6 +1491,43 @@ mod tests {
         // Forward and gradient are x ⊙ mask, the mask of `dropout_mask`.
         let m = Tensor::from_vec(mask, n, &dev)?;
         compare(&[x], |t| dropout(&t[0], p, 42), |t| &t[0] * &m)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_grad_sink_holds_the_gradients_candle_would_have_computed() -> Result<()> {
+        let dev = Device::Cpu;
+        let table = Var::from_tensor(&Tensor::randn(0f32, 1.0, (11, 8), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (5, 8), &dev)?)?;
+        let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, 5, &dev)?)?;
+        let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+        // Repeated ids; the linear layer used twice (its gradients add up in the sink too).
+        let ids = Tensor::from_vec(vec![3u32, 0, 3, 10, 7, 3], (2, 3), &dev)?;
+        let r = Tensor::randn(0f32, 1.0, (2, 3, 5), &dev)?;
+        let loss = |sink: Option<&std::sync::Arc<GradSink>>| -> Result<Tensor> {
+            let x = embedding_in(&ids, table.as_tensor(), sink)?;
+            let y = linear_in(&x, &lin, sink)?;
+            let y2 = linear_in(&(&x * 0.5)?, &lin, sink)?;
+            ((y + y2)? * &r)?.sum_all()
+        };
+        let reference = loss(None)?.backward()?;
+        let sink = std::sync::Arc::new(GradSink::default());
+        let mut grads = loss(Some(&sink))?.backward()?;
+        for v in [&table, &w, &b] {
+            assert!(
+                grads.get(v.as_tensor()).is_none(),
+                "candle got a gradient the sink holds"
+            );
+        }
+        sink.drain_into(&mut grads)?;
+        for (name, v) in [("table", &table), ("weight", &w), ("bias", &b)] {
+            check(
+                name,
+                grads.get(v.as_tensor()).expect("drained"),
+                reference.get(v.as_tensor()).expect("reference"),
+            )?;
+        }
+        assert!(sink.0.lock().unwrap().is_empty(), "drained sink not empty");
         Ok(())
     }
 

@@ -86,6 +86,8 @@ fn run_case(
     )?;
     let (mut fwd, mut bwd, mut upd, mut upd_old, mut toks) = (0.0, 0.0, 0.0, 0.0, 0usize);
     let mut fed = Vec::new();
+    // As fine_tune: the fused ops write parameter gradients here (backbone::ops::GradSink).
+    let sink = std::sync::Arc::new(ops::GradSink::default());
     for (s, batch) in batches.iter().enumerate() {
         let bt: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
         let ys: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();
@@ -93,7 +95,7 @@ fn run_case(
         // Tokenised outside the timing, as PyTorch gets the ids ready-made.
         let (ids, mask) = bb.tokenize(&bt, max_len)?;
         let t0 = Instant::now();
-        let hidden = bb.model.forward_t(&ids, &mask, None)?;
+        let hidden = bb.model.forward_train(&ids, &mask, None, &sink)?;
         let f = pooling::l2_normalize(&pooling::pool(&hidden, &mask, Pooling::Mean)?)?;
         let logits = f
             .matmul(&w.as_tensor().t()?)?
@@ -101,7 +103,8 @@ fn run_case(
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         loss.to_scalar::<f32>()?;
         let t1 = Instant::now();
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        sink.drain_into(&mut grads)?;
         let t2 = Instant::now();
         opt.step(&grads)?;
         let t3 = Instant::now();

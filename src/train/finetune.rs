@@ -187,9 +187,13 @@ fn features(
     texts: &[&str],
     opts: &FineTuneOptions,
     dropout: Option<u64>,
+    sink: Option<&std::sync::Arc<crate::backbone::ops::GradSink>>,
 ) -> Result<Tensor> {
     let (ids, mask) = bb.tokenize(texts, opts.hyper.max_len)?;
-    let hidden = bb.model.forward_t(&ids, &mask, dropout)?;
+    let hidden = match sink {
+        Some(sink) => bb.model.forward_train(&ids, &mask, dropout, sink)?,
+        None => bb.model.forward_t(&ids, &mask, dropout)?,
+    };
     let pooled = pooling::pool(&hidden, &mask, opts.pooling)?;
     Ok(if opts.normalize {
         pooling::l2_normalize(&pooled)?
@@ -368,7 +372,7 @@ pub fn fine_tune(
         let mut right = Vec::with_capacity(val_idx.len());
         for chunk in val_idx.chunks(64) {
             let t: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let f = features(&bb, &t, opts, None)?;
+            let f = features(&bb, &t, opts, None, None)?;
             let logits = f
                 .matmul(&w.as_tensor().t()?)?
                 .broadcast_add(b.as_tensor())?;
@@ -389,6 +393,8 @@ pub fn fine_tune(
         .chain([w.clone(), b.clone()])
         .collect();
 
+    // Parameter gradients the fused ops write directly (backbone::ops::GradSink).
+    let sink = std::sync::Arc::new(crate::backbone::ops::GradSink::default());
     let start = Instant::now();
     let mut step = 0usize;
     let mut trained_rows = 0usize;
@@ -411,7 +417,7 @@ pub fn fine_tune(
                 .hyper
                 .dropout
                 .then(|| (opts.seed ^ 0x5EED_D80F_0000_0000).wrapping_add((step as u64) << 20));
-            let f = features(&bb, &t, opts, seed)?;
+            let f = features(&bb, &t, opts, seed, Some(&sink))?;
             let logits = f
                 .matmul(&w.as_tensor().t()?)?
                 .broadcast_add(b.as_tensor())?;
@@ -421,7 +427,8 @@ pub fn fine_tune(
             if !lv.is_finite() {
                 bail!("fine-tune: loss became {lv} at step {step}; lower the learning rates");
             }
-            let grads = loss.backward()?;
+            let mut grads = loss.backward()?;
+            sink.drain_into(&mut grads)?;
             opt.set_learning_rate(0, lr_at(step, total, warmup, opts.hyper.lr_backbone));
             opt.set_learning_rate(1, lr_at(step, total, warmup, lr_head));
             opt.step(&grads)?;
