@@ -11,24 +11,15 @@ stays as it is (off). Test accuracy is shown for information only.
 import json
 import math
 import sys
-import tomllib
 from pathlib import Path
 
 home, bolt, pred_dir, out_md, out_json = (Path(a) for a in sys.argv[1:6])
 configs = [Path(c) for c in sys.argv[6:]]
 sys.path.insert(0, str(Path(__file__).parent))
-from tuning_lib import Scorer  # noqa: E402
+from tuning_lib import Scorer, tuning_runs  # noqa: E402
 
-accuracy = Scorer(bolt, pred_dir).accuracy
 rows = []
-for cfg_path in configs:
-    cfg = tomllib.loads(cfg_path.read_text())
-    name = cfg["name"]
-    run = home / "experiments" / "runs" / name
-    rec = [json.loads(l) for l in open(run / "rounds.jsonl") if l.strip()][-1]
-    cond = json.load(open(run / "tuning-conditions.json"))
-    dev, n_dev = accuracy(name, "dev")
-    test_p, _ = accuracy(name, "test")
+for _, cfg, name, rec, cond, dev, n_dev, test_p, _ in tuning_runs(home, configs, Scorer(bolt, pred_dir)):
     ft = cond.get("fine_tune") or {}
     rows.append({
         "name": name, "seed": cfg["seed"], "dropout": cfg["train"].get("dropout", False),

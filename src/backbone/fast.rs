@@ -400,6 +400,35 @@ pub mod kernels {
         });
     }
 
+    /// Head `hd` of the sequence starting at row `start` of `qkv` (biases added): queries scaled
+    /// by `scale` into `q` `[len, d]`, keys transposed into `kt` `[d, len]`, values into `v`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn gather_head(
+        qkv: &[f32],
+        bqkv: &[f32],
+        start: usize,
+        hidden: usize,
+        hd: usize,
+        d: usize,
+        scale: f32,
+        q: &mut [f32],
+        kt: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let len = q.len() / d.max(1);
+        let w = 3 * hidden;
+        let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
+        for t in 0..len {
+            let row = &qkv[(start + t) * w..(start + t + 1) * w];
+            for c in 0..d {
+                q[t * d + c] = (row[qo + c] + bqkv[qo + c]) * scale;
+                kt[c * len + t] = row[ko + c] + bqkv[ko + c];
+                v[t * d + c] = row[vo + c] + bqkv[vo + c];
+            }
+        }
+    }
+
     /// Sequences at least this long take [`attention_seq_packed`] (where AVX-512F runs).
     pub const PACKED_ATTENTION_MIN_LEN: usize = 48;
 
@@ -419,7 +448,6 @@ pub mod kernels {
         }
         let d = hidden / heads;
         let scale = 1.0 / (d as f32).sqrt();
-        let w = 3 * hidden;
         let len = o.len() / hidden;
         let mut q = vec![0f32; len * d];
         let mut kt = vec![0f32; d * len];
@@ -427,15 +455,9 @@ pub mod kernels {
         let mut scores = vec![0f32; len * len];
         let mut c = vec![0f32; len * d];
         for hd in 0..heads {
-            let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
-            for t in 0..len {
-                let row = &qkv[(start + t) * w..(start + t + 1) * w];
-                for j in 0..d {
-                    q[t * d + j] = (row[qo + j] + bqkv[qo + j]) * scale;
-                    kt[j * len + t] = row[ko + j] + bqkv[ko + j];
-                    v[t * d + j] = row[vo + j] + bqkv[vo + j];
-                }
-            }
+            gather_head(
+                qkv, bqkv, start, hidden, hd, d, scale, &mut q, &mut kt, &mut v,
+            );
             let (Some(pk), Some(pv)) = (Panels::new(&kt, d, len), Panels::new(&v, len, d)) else {
                 return false;
             };
@@ -467,22 +489,13 @@ pub mod kernels {
         fn attention_seq(qkv: &[f32], bqkv: &[f32], start: usize, heads: usize, hidden: usize, o: &mut [f32]) {
             let d = hidden / heads;
             let scale = 1.0 / (d as f32).sqrt();
-            let w = 3 * hidden;
             let len = o.len() / hidden;
             let mut q = vec![0f32; len * d];
             let mut kt = vec![0f32; d * len]; // keys transposed: [d, len]
             let mut v = vec![0f32; len * d];
             let mut scores = vec![0f32; len];
             for hd in 0..heads {
-                let (qo, ko, vo) = (hd * d, hidden + hd * d, 2 * hidden + hd * d);
-                for t in 0..len {
-                    let row = &qkv[(start + t) * w..(start + t + 1) * w];
-                    for c in 0..d {
-                        q[t * d + c] = (row[qo + c] + bqkv[qo + c]) * scale;
-                        kt[c * len + t] = row[ko + c] + bqkv[ko + c];
-                        v[t * d + c] = row[vo + c] + bqkv[vo + c];
-                    }
-                }
+                gather_head(qkv, bqkv, start, hidden, hd, d, scale, &mut q, &mut kt, &mut v);
                 for i in 0..len {
                     scores.iter_mut().for_each(|s| *s = 0.0);
                     for c in 0..d {

@@ -633,6 +633,40 @@ fn head_probs(
     }
 }
 
+/// One (item, head) of an attention op: its queries, keys and values `[s, d]` gathered from the
+/// item's `[s, 3h]` rows, and its attention probabilities `[s, s]`.
+struct Head {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    p: Vec<f32>,
+}
+
+impl Head {
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        item: &[f32],
+        mask: &[f32],
+        s: usize,
+        h: usize,
+        d: usize,
+        head: usize,
+        scale: f32,
+    ) -> Head {
+        let part = |which: usize| {
+            let mut out = vec![0f32; s * d];
+            gather_head(item, s, h, d, which, head, &mut out);
+            out
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let mut kt = vec![0f32; s * d];
+        transpose_into(&k, s, d, &mut kt);
+        let (mut scores, mut p) = (vec![0f32; s * s], vec![0f32; s * s]);
+        head_probs(&q, &kt, mask, s, d, scale, &mut scores, &mut p);
+        Head { q, k, v, p }
+    }
+}
+
 impl CustomOp2 for Attention {
     fn name(&self) -> &'static str {
         "proxal-attention"
@@ -656,19 +690,9 @@ impl CustomOp2 for Attention {
             .map(|task| {
                 let (bi, hd) = (task / heads, task % heads);
                 let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-                let mut buf = vec![0f32; 4 * s * d + 2 * s * s];
-                let (q, rest) = buf.split_at_mut(s * d);
-                let (k, rest) = rest.split_at_mut(s * d);
-                let (v, rest) = rest.split_at_mut(s * d);
-                let (kt, rest) = rest.split_at_mut(s * d);
-                let (scores, p) = rest.split_at_mut(s * s);
-                gather_head(item, s, h, d, 0, hd, q);
-                gather_head(item, s, h, d, 1, hd, k);
-                gather_head(item, s, h, d, 2, hd, v);
-                transpose_into(k, s, d, kt);
-                head_probs(q, kt, &mask[bi * s..(bi + 1) * s], s, d, scale, scores, p);
+                let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
                 let mut c = vec![0f32; s * d];
-                small_mm(p, s, v, s, d, &mut c);
+                small_mm(&head.p, s, &head.v, s, d, &mut c);
                 c
             })
             .collect();
@@ -736,31 +760,25 @@ impl CustomOp3 for AttentionBwd {
             .map(|task| {
                 let (bi, hd) = (task / heads, task % heads);
                 let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-                let mut buf = vec![0f32; 5 * s * d + 3 * s * s];
-                let (q, rest) = buf.split_at_mut(s * d);
-                let (k, rest) = rest.split_at_mut(s * d);
-                let (v, rest) = rest.split_at_mut(s * d);
-                let (t, rest) = rest.split_at_mut(s * d);
+                // The probabilities again (cheaper than keeping them from the forward).
+                let Head { q, k, v, p } =
+                    Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+                let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
+                let (t, rest) = buf.split_at_mut(s * d);
                 let (dc, rest) = rest.split_at_mut(s * d);
-                let (p, rest) = rest.split_at_mut(s * s);
                 let (dp, tt) = rest.split_at_mut(s * s);
-                gather_head(item, s, h, d, 0, hd, q);
-                gather_head(item, s, h, d, 1, hd, k);
-                gather_head(item, s, h, d, 2, hd, v);
                 for r in 0..s {
                     let src = (bi * s + r) * h + hd * d;
                     dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
                 }
-                transpose_into(k, s, d, t);
-                head_probs(q, t, &mask[bi * s..(bi + 1) * s], s, d, scale, dp, p);
                 // dP = dC vᵀ.
-                transpose_into(v, s, d, t);
+                transpose_into(&v, s, d, t);
                 small_mm(dc, s, t, d, s, dp);
                 let mut out = vec![0f32; 3 * s * d];
                 let (dq, rest) = out.split_at_mut(s * d);
                 let (dk, dv) = rest.split_at_mut(s * d);
                 // dV = Pᵀ dC.
-                transpose_into(p, s, s, tt);
+                transpose_into(&p, s, s, tt);
                 small_mm(tt, s, dc, s, d, dv);
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
                 for (pr, dr) in p.chunks_exact(s).zip(dp.chunks_exact_mut(s)) {
@@ -770,9 +788,9 @@ impl CustomOp3 for AttentionBwd {
                     }
                 }
                 // dQ = dS k, dK = dSᵀ q.
-                small_mm(dp, s, k, s, d, dq);
+                small_mm(dp, s, &k, s, d, dq);
                 transpose_into(dp, s, s, tt);
-                small_mm(tt, s, q, s, d, dk);
+                small_mm(tt, s, &q, s, d, dk);
                 out
             })
             .collect();
