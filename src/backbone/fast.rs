@@ -238,7 +238,7 @@ pub mod profile {
 /// when the CPU has it.
 pub mod kernels {
     use super::{FastBert, HiddenAct};
-    use crate::numerics::scalar::{erf, exp};
+    use crate::numerics::scalar::{erf, exp, sum_lanes};
     use rayon::prelude::*;
 
     use crate::numerics::multiversion;
@@ -256,27 +256,11 @@ pub mod kernels {
         0.5 * x * (1.0 + th)
     }
 
-    #[inline(always)]
-    fn sum8(xs: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let mut it = xs.chunks_exact(8);
-        for c in &mut it {
-            for l in 0..8 {
-                acc[l] += c[l];
-            }
-        }
-        let mut s = it.remainder().iter().sum::<f32>();
-        for a in acc {
-            s += a;
-        }
-        s
-    }
-
     /// Normalise one row in place: (x − mean) / sqrt(var + eps) · g + b.
     #[inline(always)]
     fn ln_row(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
         let n = x.len() as f32;
-        let mean = sum8(x) / n;
+        let mean = sum_lanes(x) / n;
         x.iter_mut().for_each(|v| *v -= mean);
         let mut acc = [0f32; 8];
         let mut it = x.chunks_exact(8);
@@ -478,7 +462,7 @@ pub mod kernels {
             for row in xs.chunks_exact_mut(n) {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 row.iter_mut().for_each(|s| *s = exp(*s - max));
-                let inv = 1.0 / sum8(row);
+                let inv = 1.0 / sum_lanes(row);
                 row.iter_mut().for_each(|s| *s *= inv);
             }
         }
@@ -508,7 +492,7 @@ pub mod kernels {
                         max = max.max(s);
                     }
                     scores.iter_mut().for_each(|s| *s = exp(*s - max));
-                    let inv = 1.0 / sum8(&scores);
+                    let inv = 1.0 / sum_lanes(&scores);
                     let dst = &mut o[i * hidden + hd * d..i * hidden + (hd + 1) * d];
                     dst.iter_mut().for_each(|x| *x = 0.0);
                     for (j, &p) in scores.iter().enumerate() {

@@ -266,13 +266,12 @@ struct SoftmaxLast;
 crate::numerics::multiversion! {
     /// One row's softmax, with the vectorising `exp` of [`crate::numerics::scalar`].
     fn softmax_row(y: &mut [f32], x: &[f32]) {
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
+        use crate::numerics::scalar::{exp, max_lanes, sum_lanes};
+        let max = max_lanes(x);
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = crate::numerics::scalar::exp(x - max);
-            sum += *y;
+            *y = exp(x - max);
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum_lanes(y);
         y.iter_mut().for_each(|y| *y *= inv);
     }
 }
@@ -369,17 +368,14 @@ struct AttentionSoftmax {
 crate::numerics::multiversion! {
     /// One row of [`attention_softmax`].
     fn masked_softmax_row(y: &mut [f32], x: &[f32], mask: &[f32], scale: f32) {
-        let mut max = f32::NEG_INFINITY;
+        use crate::numerics::scalar::{exp, max_lanes, sum_lanes};
+        // Maps and lane-wise reductions only, so every loop vectorises.
         for ((y, &x), &m) in y.iter_mut().zip(x).zip(mask) {
             *y = x * scale + m;
-            max = max.max(*y);
         }
-        let mut sum = 0f32;
-        for y in y.iter_mut() {
-            *y = crate::numerics::scalar::exp(*y - max);
-            sum += *y;
-        }
-        let inv = 1.0 / sum;
+        let max = max_lanes(y);
+        y.iter_mut().for_each(|y| *y = exp(*y - max));
+        let inv = 1.0 / sum_lanes(y);
         y.iter_mut().for_each(|y| *y *= inv);
     }
 }
@@ -600,9 +596,38 @@ fn gather_head(
 
 /// `mt[p][i] = m[i][p]` for `m` `[rows, cols]`.
 fn transpose_into(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
-    for i in 0..rows {
-        for p in 0..cols {
-            mt[p * rows + i] = m[i * cols + p];
+    // 16 × 16 blocks: both sides' cache lines are used whole.
+    const B: usize = 16;
+    for i0 in (0..rows).step_by(B) {
+        for p0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                for p in p0..(p0 + B).min(cols) {
+                    mt[p * rows + i] = m[i * cols + p];
+                }
+            }
+        }
+    }
+}
+
+/// A pointer to an op's output that the (item, head) tasks write disjoint column ranges of.
+#[derive(Clone, Copy)]
+struct Rows(*mut f32);
+// SAFETY: every task writes only its own head's columns of its own item's rows.
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+
+impl Rows {
+    /// Rows `t` of `src` `[s, d]` to `base + t · stride` (`d` floats each).
+    ///
+    /// # Safety
+    /// The destination ranges must lie inside the output and no other task may write them.
+    unsafe fn put(self, src: &[f32], s: usize, d: usize, base: usize, stride: usize) {
+        for t in 0..s {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr().add(t * d),
+                self.0.add(base + t * stride),
+                d,
+            );
         }
     }
 }
@@ -685,25 +710,18 @@ impl CustomOp2 for Attention {
         let heads = self.heads;
         let scale = 1.0 / (d as f32).sqrt();
         // One task per (item, head): its context rows [s, d].
-        let ctx: Vec<Vec<f32>> = (0..b * heads)
-            .into_par_iter()
-            .map(|task| {
-                let (bi, hd) = (task / heads, task % heads);
-                let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-                let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-                let mut c = vec![0f32; s * d];
-                small_mm(&head.p, s, &head.v, s, d, &mut c);
-                c
-            })
-            .collect();
         let mut out = vec![0f32; b * s * h];
-        for (task, c) in ctx.iter().enumerate() {
+        let rows = Rows(out.as_mut_ptr());
+        // One task per (item, head), writing its context rows [s, d] in place.
+        (0..b * heads).into_par_iter().for_each(|task| {
             let (bi, hd) = (task / heads, task % heads);
-            for t in 0..s {
-                let dst = (bi * s + t) * h + hd * d;
-                out[dst..dst + d].copy_from_slice(&c[t * d..(t + 1) * d]);
-            }
-        }
+            let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
+            let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+            let mut c = vec![0f32; s * d];
+            small_mm(&head.p, s, &head.v, s, d, &mut c);
+            // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
+            unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
+        });
         Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
     }
 
@@ -754,57 +772,48 @@ impl CustomOp3 for AttentionBwd {
         }
         let heads = self.heads;
         let scale = 1.0 / (d as f32).sqrt();
-        // One task per (item, head): its [dq | dk | dv] rows, each [s, d].
-        let parts: Vec<Vec<f32>> = (0..b * heads)
-            .into_par_iter()
-            .map(|task| {
-                let (bi, hd) = (task / heads, task % heads);
-                let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-                // The probabilities again (cheaper than keeping them from the forward).
-                let Head { q, k, v, p } =
-                    Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-                let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
-                let (t, rest) = buf.split_at_mut(s * d);
-                let (dc, rest) = rest.split_at_mut(s * d);
-                let (dp, tt) = rest.split_at_mut(s * s);
-                for r in 0..s {
-                    let src = (bi * s + r) * h + hd * d;
-                    dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
-                }
-                // dP = dC vᵀ.
-                transpose_into(&v, s, d, t);
-                small_mm(dc, s, t, d, s, dp);
-                let mut out = vec![0f32; 3 * s * d];
-                let (dq, rest) = out.split_at_mut(s * d);
-                let (dk, dv) = rest.split_at_mut(s * d);
-                // dV = Pᵀ dC.
-                transpose_into(&p, s, s, tt);
-                small_mm(tt, s, dc, s, d, dv);
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
-                for (pr, dr) in p.chunks_exact(s).zip(dp.chunks_exact_mut(s)) {
-                    let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
-                    for (x, &pv) in dr.iter_mut().zip(pr) {
-                        *x = pv * (*x - dot) * scale;
-                    }
-                }
-                // dQ = dS k, dK = dSᵀ q.
-                small_mm(dp, s, &k, s, d, dq);
-                transpose_into(dp, s, s, tt);
-                small_mm(tt, s, &q, s, d, dk);
-                out
-            })
-            .collect();
         let mut dqkv = vec![0f32; b * s * 3 * h];
-        for (task, part) in parts.iter().enumerate() {
+        let rows = Rows(dqkv.as_mut_ptr());
+        // One task per (item, head), writing its dq, dk and dv rows [s, d] in place.
+        (0..b * heads).into_par_iter().for_each(|task| {
             let (bi, hd) = (task / heads, task % heads);
-            for which in 0..3 {
-                for t in 0..s {
-                    let dst = (bi * s + t) * 3 * h + which * h + hd * d;
-                    let src = (which * s + t) * d;
-                    dqkv[dst..dst + d].copy_from_slice(&part[src..src + d]);
+            let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
+            // The probabilities again (cheaper than keeping them from the forward).
+            let Head { q, k, v, p } =
+                Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+            let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
+            let (t, rest) = buf.split_at_mut(s * d);
+            let (dc, rest) = rest.split_at_mut(s * d);
+            let (dp, tt) = rest.split_at_mut(s * s);
+            for r in 0..s {
+                let src = (bi * s + r) * h + hd * d;
+                dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
+            }
+            // dP = dC vᵀ.
+            transpose_into(&v, s, d, t);
+            small_mm(dc, s, t, d, s, dp);
+            let mut out = vec![0f32; 3 * s * d];
+            let (dq, rest) = out.split_at_mut(s * d);
+            let (dk, dv) = rest.split_at_mut(s * d);
+            // dV = Pᵀ dC.
+            transpose_into(&p, s, s, tt);
+            small_mm(tt, s, dc, s, d, dv);
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
+            for (pr, dr) in p.chunks_exact(s).zip(dp.chunks_exact_mut(s)) {
+                let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+                for (x, &pv) in dr.iter_mut().zip(pr) {
+                    *x = pv * (*x - dot) * scale;
                 }
             }
-        }
+            // dQ = dS k, dK = dSᵀ q.
+            small_mm(dp, s, &k, s, d, dq);
+            transpose_into(dp, s, s, tt);
+            small_mm(tt, s, &q, s, d, dk);
+            for (which, part) in out.chunks_exact(s * d).enumerate() {
+                // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
+                unsafe { rows.put(part, s, d, bi * s * 3 * h + which * h + hd * d, 3 * h) };
+            }
+        });
         Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
     }
 }

@@ -36,9 +36,63 @@ pub fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// Σ xs in 8 interleaved partial sums (lane l adds elements l, l + 8, …), then the tail: the
+/// order a vectorised loop can keep, so the compiler vectorises it (a plain float sum is a
+/// strict left-to-right chain it may not reorder).
+#[inline(always)]
+pub fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    let mut s = it.remainder().iter().sum::<f32>();
+    for a in acc {
+        s += a;
+    }
+    s
+}
+
+/// max xs (−∞ for none) in 8 lanes, vectorisable like [`sum_lanes`]; NaN is never chosen.
+#[inline(always)]
+pub fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut it = xs.chunks_exact(8);
+    for c in &mut it {
+        for l in 0..8 {
+            if c[l] > acc[l] {
+                acc[l] = c[l];
+            }
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &x in it.remainder().iter().chain(&acc) {
+        if x > m {
+            m = x;
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_sum_and_max_match_plain_ones() {
+        for n in [0usize, 1, 7, 8, 9, 37, 128] {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 97) as f32 * 0.25 - 9.0)
+                .collect();
+            let plain: f64 = xs.iter().map(|&x| x as f64).sum();
+            assert!((sum_lanes(&xs) as f64 - plain).abs() < 1e-3, "sum of {n}");
+            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max_lanes(&xs), max, "max of {n}");
+        }
+        assert_eq!(max_lanes(&[f32::NAN, 1.0, f32::NAN]), 1.0);
+    }
 
     #[test]
     fn exp_matches_std_to_float_precision() {
