@@ -18,11 +18,11 @@ for d in banking77 clinc150; do
 done
 # PyTorch on the same batches, right after proxal (scripts/bench-train-torch.py), in the
 # reference venv (scripts/ref-venv.sh: created once, several GB).
-# BENCH_ROUNDS (default 2) alternating rounds, each side's best kept (bench-train-torch.py merge).
+# BENCH_ROUNDS (default 3) alternating rounds, each side's best kept (bench-train-torch.py merge).
 py="$(scripts/ref-venv.sh)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-rounds=${BENCH_ROUNDS:-2}
+rounds=${BENCH_ROUNDS:-3}
 for r in $(seq 1 "$rounds"); do
   mkdir -p "$work/r$r"
   BENCH_BATCHES="$work/r$r/batches.json" BENCH_OUT="$work/r$r" target/debug/bench_train
