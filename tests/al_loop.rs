@@ -295,6 +295,38 @@ fn resume_after_a_crash_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_kill_after_the_evaluation_record_leaves_one_record_per_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    let a = write_config(dir.path(), "whole", "svpp", "margin");
+    al::run(&home, &a, RunOptions::default()).unwrap();
+    let b = write_config(dir.path(), "killed", "svpp", "margin");
+    al::run(
+        &home,
+        &b,
+        RunOptions {
+            stop_after_rounds: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The state a kill leaves between round 1's evaluation record (and its next batch) and
+    // its progress record: progress has round 0 only, rounds.jsonl has rounds 0 and 1.
+    let run_dir = home.runs().join("killed");
+    let progress = std::fs::read_to_string(run_dir.join("progress.jsonl")).unwrap();
+    let first = progress.lines().next().unwrap();
+    std::fs::write(run_dir.join("progress.jsonl"), format!("{first}\n")).unwrap();
+    assert_eq!(rounds_of(&home, "killed").len(), 2, "round 1 was evaluated");
+    let s = al::run(&home, &b, RunOptions::default()).unwrap();
+    assert!(s.resumed);
+    let (whole, killed) = (rounds_of(&home, "whole"), rounds_of(&home, "killed"));
+    let key = |v: &[proxal::report::RoundRecord]| {
+        v.iter().map(|r| (r.round, r.labels)).collect::<Vec<_>>()
+    };
+    assert_eq!(key(&killed), key(&whole), "one evaluation record per round");
+}
+
+#[test]
 fn a_changed_config_is_refused_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let home = make_home(dir.path());

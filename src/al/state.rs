@@ -157,6 +157,27 @@ impl RunDir {
     pub fn append_progress(&self, progress: &ProgressRecord) -> Result<()> {
         util::append_jsonl(&self.progress(), std::slice::from_ref(progress))
     }
+
+    /// Drop the evaluation records of rounds after `round` (a round interrupted after its
+    /// evaluation record but before its progress record is redone from its start, and writes
+    /// that record again).
+    pub fn truncate_rounds_after(&self, round: i64) -> Result<()> {
+        let path = self.rounds();
+        let records: Vec<crate::report::RoundRecord> = read_repaired(&path)?;
+        let keep: Vec<_> = records
+            .iter()
+            .filter(|r| (r.round as i64) <= round)
+            .collect();
+        if keep.len() != records.len() {
+            let mut buf = Vec::new();
+            for r in keep {
+                serde_json::to_writer(&mut buf, r)?;
+                buf.push(b'\n');
+            }
+            util::atomic_write(&path, &buf)?;
+        }
+        Ok(())
+    }
 }
 
 /// Read a JSONL file, rewriting it without a torn last line if there is one.

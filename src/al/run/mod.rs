@@ -168,8 +168,10 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
     if progress.iter().enumerate().any(|(i, p)| p.round != i) {
         bail!("{}: rounds out of order", ctx.run.progress().display());
     }
-    // Drop ledger records of a round that was interrupted: it is redone from its start.
+    // Drop ledger and evaluation records of a round that was interrupted: it is redone from
+    // its start.
     ctx.ledger.truncate_after_round(done_rounds as i64 - 1)?;
+    ctx.run.truncate_rounds_after(done_rounds as i64 - 1)?;
     let mut labels = ctx.run.read_labels()?;
     // Labels bought for the interrupted round (or the one after it) stay stored and are not bought
     // again, but the truncation just dropped their ledger records: record them again.
@@ -230,7 +232,8 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
             let rows = cold_start(ctx);
             buy(ctx, &mut oracle, 0, &rows, &mut labels)?;
         }
-        let rows = labels.len();
+        // This round's labels (a redone round may find the next batch bought already).
+        let rows = labels.iter().filter(|l| l.round <= round).count();
         ctx.say(&format!("round {round}: {rows} labels"));
 
         // 2–4. Policy work, evaluation of the shipped model, the next batch.
