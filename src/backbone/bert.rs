@@ -323,8 +323,3 @@ impl Bert {
         Ok(x)
     }
 }
-
-/// Softmax over the last dimension with differentiable ops.
-pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    super::ops::softmax_last(x)
-}

@@ -446,7 +446,7 @@ pub mod kernels {
                 return false;
             };
             pk.matmul_into(&q, len, None, &mut scores, false);
-            softmax_rows(&mut scores, len);
+            crate::numerics::linalg::softmax_rows_slice(&mut scores, len);
             pv.matmul_into(&scores, len, None, &mut c, false);
             for i in 0..len {
                 o[i * hidden + hd * d..i * hidden + (hd + 1) * d]
@@ -454,18 +454,6 @@ pub mod kernels {
             }
         }
         true
-    }
-
-    multiversion! {
-        /// Softmax of each row of `n` values, in place.
-        fn softmax_rows(xs: &mut [f32], n: usize) {
-            for row in xs.chunks_exact_mut(n) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                row.iter_mut().for_each(|s| *s = exp(*s - max));
-                let inv = 1.0 / sum_lanes(row);
-                row.iter_mut().for_each(|s| *s *= inv);
-            }
-        }
     }
 
     multiversion! {

@@ -17,6 +17,7 @@
 //! Off the CPU or for other dtypes the functions fall back to the composed versions
 //! ([`layer_norm_composed`], [`softmax_last_composed`], `Tensor::gelu_erf`), which the tests also
 //! use as the reference.
+use crate::numerics::linalg::softmax_rows_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_core::{Tensor, D};
 use rayon::prelude::*;
@@ -263,19 +264,6 @@ pub fn softmax_last_composed(x: &Tensor) -> Result<Tensor> {
 
 struct SoftmaxLast;
 
-crate::numerics::multiversion! {
-    /// One row's softmax, with the vectorising `exp` of [`crate::numerics::scalar`].
-    fn softmax_row(y: &mut [f32], x: &[f32]) {
-        use crate::numerics::scalar::{exp, max_lanes, sum_lanes};
-        let max = max_lanes(x);
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = exp(x - max);
-        }
-        let inv = 1.0 / sum_lanes(y);
-        y.iter_mut().for_each(|y| *y *= inv);
-    }
-}
-
 fn last_dim(l: &Layout) -> usize {
     l.dims().last().copied().unwrap_or(1).max(1)
 }
@@ -288,20 +276,35 @@ impl CustomOp1 for SoftmaxLast {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
         let h = last_dim(l);
-        let y = per_row(x, h, softmax_row);
+        let mut y = x.to_vec();
+        y.par_chunks_mut(rows_per_task(h) * h)
+            .for_each(|rows| softmax_rows_slice(rows, h));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let y = res.contiguous()?;
-        Ok(Some(
-            y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxLastBwd)?,
-        ))
+        Ok(Some(y.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &SoftmaxLastBwd { scale: 1.0 },
+        )?))
     }
 }
 
-/// Softmax's backward: from (y, dy), dx.
-struct SoftmaxLastBwd;
+/// Softmax's backward: from (y, dy), dx = scale · y ⊙ (dy − Σ dy ⊙ y) (`scale` is the factor
+/// the softmax's input was multiplied by: 1 for a plain softmax).
+struct SoftmaxLastBwd {
+    scale: f32,
+}
+
+/// One row of [`SoftmaxLastBwd`], in place: `g` (the gradient at the softmax's output `y`)
+/// becomes the gradient at its input.
+fn softmax_grad_row(g: &mut [f32], y: &[f32], scale: f32) {
+    let dot: f32 = y.iter().zip(g.iter()).map(|(y, g)| y * g).sum();
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g = y * (*g - dot) * scale;
+    }
+}
 
 impl CustomOp2 for SoftmaxLastBwd {
     fn name(&self) -> &'static str {
@@ -321,21 +324,13 @@ impl CustomOp2 for SoftmaxLastBwd {
             candle_core::bail!("{name}: y {} but gradient {}", y.len(), g.len());
         }
         let h = last_dim(y_layout);
-        let mut dx = vec![0f32; y.len()];
+        let mut dx = g.to_vec();
         let rows = rows_per_task(h) * h;
         dx.par_chunks_mut(rows)
             .zip(y.par_chunks(rows))
-            .zip(g.par_chunks(rows))
-            .for_each(|((dx, y), g)| {
-                for ((dx, y), g) in dx
-                    .chunks_exact_mut(h)
-                    .zip(y.chunks_exact(h))
-                    .zip(g.chunks_exact(h))
-                {
-                    let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                    for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                        *dx = y * (g - dot);
-                    }
+            .for_each(|(dx, y)| {
+                for (dx, y) in dx.chunks_exact_mut(h).zip(y.chunks_exact(h)) {
+                    softmax_grad_row(dx, y, self.scale);
                 }
             });
         Ok((CpuStorage::F32(dx), y_layout.shape().clone()))
@@ -365,19 +360,14 @@ struct AttentionSoftmax {
     scale: f32,
 }
 
-crate::numerics::multiversion! {
-    /// One row of [`attention_softmax`].
-    fn masked_softmax_row(y: &mut [f32], x: &[f32], mask: &[f32], scale: f32) {
-        use crate::numerics::scalar::{exp, max_lanes, sum_lanes};
-        // Maps and lane-wise reductions only, so every loop vectorises.
-        for ((y, &x), &m) in y.iter_mut().zip(x).zip(mask) {
-            *y = x * scale + m;
+/// Softmax of `scale · x + mask` over each `mask.len()`-long row of `y` (holding x), in place.
+fn masked_softmax_rows(y: &mut [f32], mask: &[f32], scale: f32) {
+    for row in y.chunks_exact_mut(mask.len().max(1)) {
+        for (v, &m) in row.iter_mut().zip(mask) {
+            *v = *v * scale + m;
         }
-        let max = max_lanes(y);
-        y.iter_mut().for_each(|y| *y = exp(*y - max));
-        let inv = 1.0 / sum_lanes(y);
-        y.iter_mut().for_each(|y| *y *= inv);
     }
+    softmax_rows_slice(y, mask.len());
 }
 
 impl CustomOp2 for AttentionSoftmax {
@@ -400,16 +390,10 @@ impl CustomOp2 for AttentionSoftmax {
         };
         // Rows of one batch item: heads × queries.
         let per_item = x.len() / (b * s).max(1);
-        let mut y = vec![0f32; x.len()];
+        let mut y = x.to_vec();
         y.par_chunks_mut(per_item * s)
-            .zip(x.par_chunks(per_item * s))
             .enumerate()
-            .for_each(|(bi, (y, x))| {
-                let m = &mask[bi * s..(bi + 1) * s];
-                for (y, x) in y.chunks_exact_mut(s).zip(x.chunks_exact(s)) {
-                    masked_softmax_row(y, x, m, self.scale);
-                }
-            });
+            .for_each(|(bi, y)| masked_softmax_rows(y, &mask[bi * s..(bi + 1) * s], self.scale));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -422,8 +406,8 @@ impl CustomOp2 for AttentionSoftmax {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = res
             .contiguous()?
-            .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxLastBwd)?;
-        Ok((Some((dx * self.scale as f64)?), None))
+            .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxLastBwd { scale: self.scale })?;
+        Ok((Some(dx), None))
     }
 }
 
@@ -640,22 +624,11 @@ fn small_mm(a: &[f32], m: usize, b: &[f32], k: usize, n: usize, c: &mut [f32]) {
 }
 
 /// Attention probabilities of one head, `p` `[s, s]` = softmax(q kᵀ · scale + mask) by rows,
-/// with `kt` = kᵀ `[d, s]`; `scores` is scratch of the same size.
-#[allow(clippy::too_many_arguments)]
-fn head_probs(
-    q: &[f32],
-    kt: &[f32],
-    mask: &[f32],
-    s: usize,
-    d: usize,
-    scale: f32,
-    scores: &mut [f32],
-    p: &mut [f32],
-) {
-    small_mm(q, s, kt, d, s, scores);
-    for (y, x) in p.chunks_exact_mut(s).zip(scores.chunks_exact(s)) {
-        masked_softmax_row(y, x, mask, scale);
-    }
+/// with `kt` = kᵀ `[d, s]`.
+fn head_probs(q: &[f32], kt: &[f32], mask: &[f32], d: usize, scale: f32, p: &mut [f32]) {
+    let s = mask.len();
+    small_mm(q, s, kt, d, s, p);
+    masked_softmax_rows(p, mask, scale);
 }
 
 /// One (item, head) of an attention op: its queries, keys and values `[s, d]` gathered from the
@@ -686,8 +659,8 @@ impl Head {
         let (q, k, v) = (part(0), part(1), part(2));
         let mut kt = vec![0f32; s * d];
         transpose_into(&k, s, d, &mut kt);
-        let (mut scores, mut p) = (vec![0f32; s * s], vec![0f32; s * s]);
-        head_probs(&q, &kt, mask, s, d, scale, &mut scores, &mut p);
+        let mut p = vec![0f32; s * s];
+        head_probs(&q, &kt, mask, d, scale, &mut p);
         Head { q, k, v, p }
     }
 }
@@ -709,7 +682,6 @@ impl CustomOp2 for Attention {
         let (b, s, h, d) = attention_dims(name, l1, l2, self.heads)?;
         let heads = self.heads;
         let scale = 1.0 / (d as f32).sqrt();
-        // One task per (item, head): its context rows [s, d].
         let mut out = vec![0f32; b * s * h];
         let rows = Rows(out.as_mut_ptr());
         // One task per (item, head), writing its context rows [s, d] in place.
@@ -799,11 +771,8 @@ impl CustomOp3 for AttentionBwd {
             transpose_into(&p, s, s, tt);
             small_mm(tt, s, dc, s, d, dv);
             // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
-            for (pr, dr) in p.chunks_exact(s).zip(dp.chunks_exact_mut(s)) {
-                let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
-                for (x, &pv) in dr.iter_mut().zip(pr) {
-                    *x = pv * (*x - dot) * scale;
-                }
+            for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
+                softmax_grad_row(dr, pr, scale);
             }
             // dQ = dS k, dK = dSᵀ q.
             small_mm(dp, s, &k, s, d, dq);
@@ -1284,6 +1253,57 @@ mod tests {
         Ok(())
     }
 
+    /// The backward pass of Σ f(inputs) ⊙ r (r random) against central finite differences of
+    /// the same loss, element by element of every input: `inputs` are f64, `f` runs on their
+    /// f32 copies, the loss is summed in f64.
+    fn check_finite_differences(
+        inputs: &[Tensor],
+        f: impl Fn(&[Tensor]) -> Result<Tensor>,
+        tol: f64,
+    ) -> Result<()> {
+        let dev = Device::Cpu;
+        let f32s = |xs: &[Tensor]| -> Result<Vec<Tensor>> {
+            xs.iter().map(|x| x.to_dtype(DType::F32)).collect()
+        };
+        let vars: Vec<Var> = f32s(inputs)?
+            .iter()
+            .map(Var::from_tensor)
+            .collect::<Result<_>>()?;
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&ts)?;
+        let r = Tensor::randn(0f64, 1.0, y.shape(), &dev)?;
+        let loss = |xs: &[Tensor]| -> Result<f64> {
+            (f(&f32s(xs)?)?.to_dtype(DType::F64)? * &r)?
+                .sum_all()?
+                .to_scalar::<f64>()
+        };
+        let grads = (y * r.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+        let eps = 1e-2;
+        for (i, (base, v)) in inputs.iter().zip(&vars).enumerate() {
+            let g: Vec<f32> = grads
+                .get(v.as_tensor())
+                .expect("a gradient")
+                .flatten_all()?
+                .to_vec1()?;
+            let flat: Vec<f64> = base.flatten_all()?.to_vec1()?;
+            for (j, &gj) in g.iter().enumerate() {
+                let at = |d: f64| -> Result<Vec<Tensor>> {
+                    let mut v = flat.clone();
+                    v[j] += d;
+                    let mut xs = inputs.to_vec();
+                    xs[i] = Tensor::from_vec(v, base.shape(), &dev)?;
+                    Ok(xs)
+                };
+                let fd = (loss(&at(eps)?)? - loss(&at(-eps)?)?) / (2.0 * eps);
+                assert!(
+                    (fd - gj as f64).abs() < tol * (1.0 + fd.abs()),
+                    "input {i} element {j}: finite difference {fd}, backward {gj}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn linear_backward_matches_finite_differences() -> Result<()> {
         let dev = Device::Cpu;
@@ -1291,53 +1311,16 @@ mod tests {
         let x = Tensor::randn(0f64, 1.0, (m, inp), &dev)?;
         let w = Tensor::randn(0f64, 0.5, (out, inp), &dev)?;
         let b = Tensor::randn(0f64, 0.5, out, &dev)?;
-        let r = Tensor::randn(0f64, 1.0, (m, out), &dev)?;
-        // The loss in f64 from f32 inputs: Σ linear(x, w, b) ⊙ r.
-        let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Result<f64> {
-            let lin =
-                candle_nn::Linear::new(w.to_dtype(DType::F32)?, Some(b.to_dtype(DType::F32)?));
-            let y = linear(&x.to_dtype(DType::F32)?, &lin)?.to_dtype(DType::F64)?;
-            (y * &r)?.sum_all()?.to_scalar::<f64>()
-        };
-        let vars: Vec<Var> = [&x, &w, &b]
-            .iter()
-            .map(|t| Var::from_tensor(&t.to_dtype(DType::F32)?))
-            .collect::<Result<_>>()?;
-        let lin = candle_nn::Linear::new(
-            vars[1].as_tensor().clone(),
-            Some(vars[2].as_tensor().clone()),
-        );
-        let y = linear(vars[0].as_tensor(), &lin)?;
-        let grads = (y * r.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
-        let eps = 1e-2;
-        for (i, base) in [&x, &w, &b].into_iter().enumerate() {
-            let g: Vec<f32> = grads
-                .get(vars[i].as_tensor())
-                .expect("a gradient")
-                .flatten_all()?
-                .to_vec1()?;
-            let flat: Vec<f64> = base.flatten_all()?.to_vec1()?;
-            for (j, &gj) in g.iter().enumerate() {
-                let at = |d: f64| -> Result<Tensor> {
-                    let mut v = flat.clone();
-                    v[j] += d;
-                    Tensor::from_vec(v, base.shape(), &dev)
-                };
-                let args = |t: Tensor| -> [Tensor; 3] {
-                    let mut a = [x.clone(), w.clone(), b.clone()];
-                    a[i] = t;
-                    a
-                };
-                let [xp, wp, bp] = args(at(eps)?);
-                let [xm, wm, bm] = args(at(-eps)?);
-                let fd = (loss(&xp, &wp, &bp)? - loss(&xm, &wm, &bm)?) / (2.0 * eps);
-                assert!(
-                    (fd - gj as f64).abs() < 2e-3 * (1.0 + fd.abs()),
-                    "input {i} element {j}: finite difference {fd}, backward {gj}"
-                );
-            }
-        }
-        Ok(())
+        check_finite_differences(
+            &[x, w, b],
+            |t| {
+                linear(
+                    &t[0],
+                    &candle_nn::Linear::new(t[1].clone(), Some(t[2].clone())),
+                )
+            },
+            2e-3,
+        )
     }
 
     /// Losses of `steps` SGD steps of a tiny BERT (2 layers, a ragged padded batch) with a mean-
@@ -1462,34 +1445,7 @@ mod tests {
         let h = heads * d;
         let x = Tensor::randn(0f64, 1.0, (b, s, 3 * h), &dev)?;
         let mask = Tensor::from_vec(vec![0f32, 0., 0., f32::MIN, 0., 0., 0., 0.], (b, s), &dev)?;
-        let r = Tensor::randn(0f64, 1.0, (b, s, h), &dev)?;
-        let loss = |x: &Tensor| -> Result<f64> {
-            let y = attention(&x.to_dtype(DType::F32)?, &mask, heads)?.to_dtype(DType::F64)?;
-            (y * &r)?.sum_all()?.to_scalar::<f64>()
-        };
-        let var = Var::from_tensor(&x.to_dtype(DType::F32)?)?;
-        let y = attention(var.as_tensor(), &mask, heads)?;
-        let grads = (y * r.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
-        let g: Vec<f32> = grads
-            .get(var.as_tensor())
-            .expect("a gradient")
-            .flatten_all()?
-            .to_vec1()?;
-        let flat: Vec<f64> = x.flatten_all()?.to_vec1()?;
-        let eps = 1e-2;
-        for (j, &gj) in g.iter().enumerate() {
-            let at = |dlt: f64| -> Result<Tensor> {
-                let mut v = flat.clone();
-                v[j] += dlt;
-                Tensor::from_vec(v, x.shape(), &dev)
-            };
-            let fd = (loss(&at(eps)?)? - loss(&at(-eps)?)?) / (2.0 * eps);
-            assert!(
-                (fd - gj as f64).abs() < 3e-3 * (1.0 + fd.abs()),
-                "element {j}: finite difference {fd}, backward {gj}"
-            );
-        }
-        Ok(())
+        check_finite_differences(&[x], |t| attention(&t[0], &mask, heads), 3e-3)
     }
 
     #[test]

@@ -85,15 +85,33 @@ pub fn row_sq_norms(x: ArrayView2<f32>) -> Array1<f32> {
 /// own, so a row's probabilities never depend on the other rows of the block.
 pub fn softmax_rows(z: &mut Array2<f32>) {
     let c = z.ncols();
-    #[cfg(target_arch = "x86_64")]
-    if c > 0 && crate::numerics::gemm::avx512() {
-        if let Some(s) = z.as_slice_mut() {
-            // SAFETY: AVX-512F was detected just above.
-            unsafe { x86::softmax_rows(s, c) };
-            return;
-        }
+    match z.as_slice_mut() {
+        Some(s) => softmax_rows_slice(s, c),
+        None => softmax_rows_scalar(z),
     }
-    softmax_rows_scalar(z)
+}
+
+/// [`softmax_rows`] on the `c`-long rows of a plain slice (the backbone's attention rows).
+pub fn softmax_rows_slice(z: &mut [f32], c: usize) {
+    if c == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::numerics::gemm::avx512() {
+        // SAFETY: AVX-512F was detected just above.
+        unsafe { x86::softmax_rows(z, c) };
+        return;
+    }
+    for row in z.chunks_exact_mut(c) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut s = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v;
+        }
+        let inv = 1.0 / s;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
 }
 
 /// The portable softmax (glibc `expf`, sequential sums): the fallback of [`softmax_rows`] and
