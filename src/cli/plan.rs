@@ -85,17 +85,11 @@ pub enum ShipKind {
     FineTuned,
 }
 
-pub fn run(home: &crate::home::Home, mut a: Args) -> Result<()> {
+pub fn run(home: &crate::home::Home, a: Args) -> Result<()> {
     if !a.check.is_empty() {
         return run_check(&a.check, &a.rates_from, a.out.as_deref());
     }
     let device = a.device.name();
-    if a.price_per_hour.is_none() {
-        a.price_per_hour = crate::cost::Prices::default()
-            .price_per_device_hour
-            .get(device)
-            .copied();
-    }
     let (Some(pool), Some(labels)) = (a.pool, a.labels) else {
         bail!("--pool and --labels are required");
     };
@@ -184,20 +178,52 @@ fn scaled(s: &Schedule, scale: f64) -> Schedule {
     }
 }
 
+/// Dollars per compute hour: `--price-per-hour`, else the device's default price.
+fn per_hour(a: &Args) -> f64 {
+    a.price_per_hour
+        .or_else(|| crate::cost::Prices::default().per_hour(a.device.name()))
+        .unwrap_or(0.0)
+}
+
 /// Total money of a projection: compute, labels, annotators' waiting.
 fn money(p: &crate::plan::Projection, s: &Schedule, a: &Args, price_label: f64) -> f64 {
     let labels = s.initial + s.rounds * s.batch;
     let wait: f64 = p.wait_seconds.iter().sum();
-    p.compute_seconds / 3600.0 * a.price_per_hour.unwrap_or(0.0)
+    p.compute_seconds / 3600.0 * per_hour(a)
         + labels as f64 * price_label
         + wait / 3600.0 * a.price_per_annotator_hour
 }
 
-/// The saving (%) of `policy` over standard at `s`.
-fn saving(policy: &str, s: &Schedule, rates: &Rates, a: &Args, price_label: f64) -> Result<f64> {
-    let (p, std) = (project(policy, s, rates)?, project("standard", s, rates)?);
-    let (x, y) = (money(&p, s, a, price_label), money(&std, s, a, price_label));
-    Ok(100.0 * (y - x) / y)
+/// The policies whose saving over standard the table and the plot show.
+const SAVERS: [&str; 2] = ["asvp", "svpp"];
+
+/// At schedule `s`: the projections of [`SAVERS`] and of standard, and each saver's saving (%)
+/// over standard at each of [`LABEL_PRICES`].
+#[allow(clippy::type_complexity)]
+fn savings(
+    s: &Schedule,
+    rates: &Rates,
+    a: &Args,
+) -> Result<(
+    Vec<crate::plan::Projection>,
+    crate::plan::Projection,
+    Vec<[f64; 3]>,
+)> {
+    let std = project("standard", s, rates)?;
+    let savers: Vec<_> = SAVERS
+        .iter()
+        .map(|p| project(p, s, rates))
+        .collect::<Result<_>>()?;
+    let pct = savers
+        .iter()
+        .map(|p| {
+            LABEL_PRICES.map(|price| {
+                let (x, y) = (money(p, s, a, price), money(&std, s, a, price));
+                100.0 * (y - x) / y
+            })
+        })
+        .collect();
+    Ok((savers, std, pct))
 }
 
 fn plot(path: &std::path::Path, s: &Schedule, rates: &Rates, a: &Args) -> Result<()> {
@@ -205,15 +231,16 @@ fn plot(path: &std::path::Path, s: &Schedule, rates: &Rates, a: &Args) -> Result
     if !matches!(ext, "svg" | "png") {
         bail!("--plot {}: name an .svg or .png file", path.display());
     }
-    let mut series = Vec::new();
-    for policy in ["asvp", "svpp"] {
-        for price in LABEL_PRICES {
-            let mut points = Vec::new();
-            for scale in POOL_SCALES {
-                let big = scaled(s, scale);
-                points.push((big.pool, saving(policy, &big, rates, a, price)?));
-            }
-            series.push((format!("{policy}, ${price:.2}/label"), points));
+    // One series per saver and label price, in that order.
+    let mut series: Vec<(String, Vec<(usize, f64)>)> = SAVERS
+        .iter()
+        .flat_map(|p| LABEL_PRICES.map(|price| (format!("{p}, ${price:.2}/label"), Vec::new())))
+        .collect();
+    for scale in POOL_SCALES {
+        let big = scaled(s, scale);
+        let (_, _, pct) = savings(&big, rates, a)?;
+        for (points, &v) in series.iter_mut().zip(pct.iter().flatten()) {
+            points.1.push((big.pool, v));
         }
     }
     let labels = s.initial + s.rounds * s.batch;
@@ -224,7 +251,7 @@ fn plot(path: &std::path::Path, s: &Schedule, rates: &Rates, a: &Args) -> Result
             s.initial,
             s.rounds,
             s.batch,
-            a.price_per_hour.unwrap_or(0.0),
+            per_hour(a),
             a.device.name()
         ),
         &series,
@@ -276,7 +303,7 @@ fn measured(home: &crate::home::Home, name: &str, a: &Args) -> Result<(Rates, St
 
 fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<String> {
     let labels = s.initial + s.rounds * s.batch;
-    let per_hour = a.price_per_hour.unwrap_or(0.0);
+    let per_hour = per_hour(a);
     let policies = ["random", "svpp", "asvp", "standard"];
     let projections: Vec<_> = policies
         .iter()
@@ -313,7 +340,7 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
         ));
     }
     out.push_str("\nsaving over standard at equal labels, by pool size and label price, and the mean wait per round:\n\n| pool rows |");
-    for policy in ["asvp", "svpp"] {
+    for policy in SAVERS {
         for p in LABEL_PRICES {
             out.push_str(&format!(" {policy} ${p:.2}/label |"));
         }
@@ -322,18 +349,13 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
     for scale in POOL_SCALES.into_iter().filter(|&x| x >= 1.0) {
         let big = scaled(s, scale);
         out.push_str(&format!("| {} |", big.pool));
-        for policy in ["asvp", "svpp"] {
-            for p in LABEL_PRICES {
-                out.push_str(&format!(" {:.2}% |", saving(policy, &big, rates, a, p)?));
-            }
+        let (savers, std, pct) = savings(&big, rates, a)?;
+        for v in pct.iter().flatten() {
+            out.push_str(&format!(" {v:.2}% |"));
         }
-        let (asvp, std) = (
-            project("asvp", &big, rates)?,
-            project("standard", &big, rates)?,
-        );
         out.push_str(&format!(
             " {:.0} / {:.0} |\n",
-            asvp.mean_wait(),
+            savers[0].mean_wait(),
             std.mean_wait()
         ));
     }
