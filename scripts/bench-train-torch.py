@@ -23,8 +23,7 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_average():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run_case(model, case, threads):

@@ -11,12 +11,7 @@ fn proxal(args: &[&str], assets: Option<&std::path::Path>) -> (Option<i32>, Stri
     if let Some(a) = assets {
         c.env("PROXAL_ASSETS", a);
     }
-    let out = c.output().expect("run proxal");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::outcome(c.output().expect("run proxal"))
 }
 
 #[test]

@@ -8,6 +8,18 @@ mod two_intents;
 
 use two_intents::setup;
 
+/// The cells after the policy's name in its row of a plan's table (compute s, compute $, rows
+/// embedded, labels fine-tuned, …).
+fn policy_row(out: &str, policy: &str) -> Vec<String> {
+    out.lines()
+        .find(|l| l.starts_with(&format!("| {policy} |")))
+        .unwrap_or_else(|| panic!("no {policy} row in:\n{out}"))
+        .split('|')
+        .skip(2)
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
 #[test]
 fn a_plan_measures_its_rates_on_the_users_texts() {
     let Some((_tmp, home, _ds)) = setup("a_plan_measures_its_rates_on_the_users_texts") else {
@@ -25,16 +37,7 @@ fn a_plan_measures_its_rates_on_the_users_texts() {
         "{out}"
     );
     // Every policy has a row: compute (s), compute ($), rows embedded, labels fine-tuned, …
-    let cols = |policy: &str| -> Vec<String> {
-        let row = out
-            .lines()
-            .find(|l| l.starts_with(&format!("| {policy} |")))
-            .unwrap_or_else(|| panic!("no {policy} row in:\n{out}"));
-        row.split('|')
-            .skip(2)
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
+    let cols = |policy: &str| policy_row(&out, policy);
     let compute = |policy: &str| -> f64 { cols(policy)[0].parse().unwrap() };
     // 20 initial labels + 2 rounds of 20. svpp embeds the 220 rows once and never fine-tunes;
     // asvp also aligns in round 2 (60 labels, a second pass); standard fine-tunes on 20, 40 and
@@ -84,15 +87,6 @@ fn a_plan_from_ledgers_prices_the_device_the_shipped_model_and_draws_the_savings
         all.extend_from_slice(args);
         common::proxal(tmp.path(), &all)
     };
-    let row = |out: &str, policy: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(&format!("| {policy} |")))
-            .unwrap_or_else(|| panic!("no {policy} row in:\n{out}"))
-            .split('|')
-            .skip(2)
-            .map(|c| c.trim().to_string())
-            .collect()
-    };
     let (code, probe, err) = plan(&[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -103,11 +97,11 @@ fn a_plan_from_ledgers_prices_the_device_the_shipped_model_and_draws_the_savings
     // (aligning in round 4, the last) and standard ship their own.
     let (code, tuned, err) = plan(&["--ship", "fine-tuned"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(row(&probe, "svpp")[3], "0");
-    assert_eq!(row(&tuned, "svpp")[3], "1000");
-    assert_eq!(row(&tuned, "random")[3], "1000");
-    assert_eq!(row(&tuned, "asvp")[3], row(&probe, "asvp")[3]);
-    let secs = |out: &str, p: &str| row(out, p)[0].parse::<f64>().unwrap();
+    assert_eq!(policy_row(&probe, "svpp")[3], "0");
+    assert_eq!(policy_row(&tuned, "svpp")[3], "1000");
+    assert_eq!(policy_row(&tuned, "random")[3], "1000");
+    assert_eq!(policy_row(&tuned, "asvp")[3], policy_row(&probe, "asvp")[3]);
+    let secs = |out: &str, p: &str| policy_row(out, p)[0].parse::<f64>().unwrap();
     assert!(
         secs(&tuned, "svpp") > secs(&probe, "svpp") + 30.0,
         "{tuned}"

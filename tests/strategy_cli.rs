@@ -75,17 +75,14 @@ fn setup(home: &Path) -> Dataset {
 
 /// Run `proxal select`; (exit code, stdout, stderr).
 fn select(home: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_proxal"))
-        .arg("--home")
-        .arg(home)
-        .arg("select")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
+    common::outcome(
+        Command::new(env!("CARGO_BIN_EXE_proxal"))
+            .arg("--home")
+            .arg(home)
+            .arg("select")
+            .args(args)
+            .output()
+            .unwrap(),
     )
 }
 

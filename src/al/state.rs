@@ -169,12 +169,7 @@ impl RunDir {
             .filter(|r| (r.round as i64) <= round)
             .collect();
         if keep.len() != records.len() {
-            let mut buf = Vec::new();
-            for r in keep {
-                serde_json::to_writer(&mut buf, r)?;
-                buf.push(b'\n');
-            }
-            util::atomic_write(&path, &buf)?;
+            util::rewrite_jsonl(&path, &keep)?;
         }
         Ok(())
     }

@@ -215,23 +215,13 @@ impl Bert {
         attention_mask: &Tensor,
         dropout: Option<u64>,
     ) -> Result<Tensor> {
-        self.forward_in(input_ids, attention_mask, dropout, None)
+        self.forward_train(input_ids, attention_mask, dropout, None)
     }
 
-    /// As [`Bert::forward_t`] for a training step: the gradients of the word embeddings and of
-    /// the attention-output and feed-forward layers go to `sink` (drain it into the step's
-    /// `GradStore` after `backward`; see [`super::ops::GradSink`]).
+    /// As [`Bert::forward_t`] for a training step: with a `sink`, the gradients of the word
+    /// embeddings and of the attention-output and feed-forward layers go there (drain it into
+    /// the step's `GradStore` after `backward`; see [`super::ops::GradSink`]).
     pub fn forward_train(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        dropout: Option<u64>,
-        sink: &std::sync::Arc<super::ops::GradSink>,
-    ) -> Result<Tensor> {
-        self.forward_in(input_ids, attention_mask, dropout, Some(sink))
-    }
-
-    fn forward_in(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,

@@ -1113,26 +1113,29 @@ impl CustomOp3 for Linear {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let packed = x.apply_op3_no_bwd(w, &grad, &LinearBwd)?;
-        let (n, nw, nb) = (x.elem_count(), w.elem_count(), b.elem_count());
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n, nw)?;
-        let db = packed.narrow(0, n + nw, nb)?;
-        if let Some(sink) = &self.sink {
-            sink.add(w, dw.to_vec1()?);
-            sink.add(b, db.to_vec1()?);
+        let op = LinearBwd {
+            sink: self.sink.clone().map(|s| (s, w.clone(), b.clone())),
+        };
+        let out = x.apply_op3_no_bwd(w, &grad, &op)?;
+        let n = x.elem_count();
+        let dx = out.narrow(0, 0, n)?.reshape(x.shape())?;
+        if self.sink.is_some() {
+            // The op wrote dw and db into the sink; it returned dx alone.
             return Ok((Some(dx), None, None));
         }
-        Ok((
-            Some(dx),
-            Some(dw.reshape(w.shape())?),
-            Some(db.reshape(b.shape())?),
-        ))
+        let nw = w.elem_count();
+        let dw = out.narrow(0, n, nw)?.reshape(w.shape())?;
+        let db = out.narrow(0, n + nw, b.elem_count())?.reshape(b.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// The linear op's backward: from (x, w, dy), `[dx (all of x), dw (out × in), db (out)]`.
-struct LinearBwd;
+/// The linear op's backward: from (x, w, dy), `[dx (all of x), dw (out × in), db (out)]`; with
+/// a sink (and the weight and bias tensors it keys them by), dw and db go there, written once,
+/// and the output is dx alone.
+struct LinearBwd {
+    sink: Option<(std::sync::Arc<GradSink>, Tensor, Tensor)>,
+}
 
 impl CustomOp3 for LinearBwd {
     fn name(&self) -> &'static str {
@@ -1160,30 +1163,46 @@ impl CustomOp3 for LinearBwd {
         if g.len() != m * out {
             candle_core::bail!("{name}: gradient {} for {m} rows × {out}", g.len());
         }
-        let mut buf = vec![0f32; m * inp + out * inp + out];
-        let (dx, rest) = buf.split_at_mut(m * inp);
-        let (dw, db) = rest.split_at_mut(out * inp);
-        // dx [m, in] = dy [m, out] · w [out, in].
-        let (Some(pw), Some(px)) = (Panels::new(ws, out, inp), Panels::new(xs, m, inp)) else {
-            candle_core::bail!("{name}: needs AVX-512F");
+        let grads = |dx: &mut [f32], dw: &mut [f32], db: &mut [f32]| -> Result<()> {
+            // dx [m, in] = dy [m, out] · w [out, in].
+            let (Some(pw), Some(px)) = (Panels::new(ws, out, inp), Panels::new(xs, m, inp)) else {
+                candle_core::bail!("{name}: needs AVX-512F");
+            };
+            pw.matmul_into(g, m, None, dx, true);
+            // dw [out, in] = dyᵀ [out, m] · x [m, in].
+            let mut gt = vec![0f32; out * m];
+            gt.par_chunks_mut(m.max(1))
+                .enumerate()
+                .for_each(|(j, row)| {
+                    for (i, v) in row.iter_mut().enumerate() {
+                        *v = g[i * out + j];
+                    }
+                });
+            px.matmul_into(&gt, out, None, dw, true);
+            // db = Σ_rows dy, in row order.
+            for row in g.chunks_exact(out.max(1)) {
+                db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+            }
+            Ok(())
         };
-        pw.matmul_into(g, m, None, dx, true);
-        // dw [out, in] = dyᵀ [out, m] · x [m, in].
-        let mut gt = vec![0f32; out * m];
-        gt.par_chunks_mut(m.max(1))
-            .enumerate()
-            .for_each(|(j, row)| {
-                for (i, v) in row.iter_mut().enumerate() {
-                    *v = g[i * out + j];
-                }
-            });
-        px.matmul_into(&gt, out, None, dw, true);
-        // db = Σ_rows dy, in row order.
-        for row in g.chunks_exact(out.max(1)) {
-            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        match &self.sink {
+            Some((sink, w, b)) => {
+                let mut dx = vec![0f32; m * inp];
+                let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
+                grads(&mut dx, &mut dw, &mut db)?;
+                sink.add(w, dw);
+                sink.add(b, db);
+                Ok((CpuStorage::F32(dx), Shape::from(m * inp)))
+            }
+            None => {
+                let mut buf = vec![0f32; m * inp + out * inp + out];
+                let (dx, rest) = buf.split_at_mut(m * inp);
+                let (dw, db) = rest.split_at_mut(out * inp);
+                grads(dx, dw, db)?;
+                let len = buf.len();
+                Ok((CpuStorage::F32(buf), Shape::from(len)))
+            }
         }
-        let len = buf.len();
-        Ok((CpuStorage::F32(buf), Shape::from(len)))
     }
 }
 
@@ -1370,11 +1389,7 @@ mod tests {
         let mut losses = Vec::new();
         for _ in 0..steps {
             let sink = std::sync::Arc::new(GradSink::default());
-            let hidden = if with_sink {
-                bert.forward_train(&ids, &mask, None, &sink)?
-            } else {
-                bert.forward_t(&ids, &mask, None)?
-            };
+            let hidden = bert.forward_train(&ids, &mask, None, with_sink.then_some(&sink))?;
             let f = crate::backbone::pooling::pool(&hidden, &mask, crate::backbone::Pooling::Mean)?;
             let logits = f.matmul(&head.as_tensor().t()?)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;

@@ -96,7 +96,7 @@ fn run_case(
         // Tokenised outside the timing, as PyTorch gets the ids ready-made.
         let (ids, mask) = bb.tokenize(&bt, max_len)?;
         let t0 = Instant::now();
-        let hidden = bb.model.forward_train(&ids, &mask, None, &sink)?;
+        let hidden = bb.model.forward_train(&ids, &mask, None, Some(&sink))?;
         let f = pooling::l2_normalize(&pooling::pool(&hidden, &mask, Pooling::Mean)?)?;
         let logits = f
             .matmul(&w.as_tensor().t()?)?

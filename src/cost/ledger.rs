@@ -197,7 +197,7 @@ impl Ledger {
                 if let Some(t) = &read.torn_tail {
                     tracing::warn!("{}: dropping a torn last line ({t:?})", path.display());
                 }
-                write_all_records(path, &read.records)?;
+                crate::util::rewrite_jsonl(path, &read.records)?;
             }
         }
         let file = open_append(path)?;
@@ -309,7 +309,7 @@ impl Ledger {
             .cloned()
             .collect();
         if keep.len() != records.len() {
-            write_all_records(&self.path, &keep)?;
+            crate::util::rewrite_jsonl(&self.path, &keep)?;
             self.file = open_append(&self.path)?;
         }
         Ok(())
@@ -322,15 +322,6 @@ fn open_append(path: &Path) -> Result<std::fs::File> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open ledger {}", path.display()))
-}
-
-fn write_all_records(path: &Path, records: &[CostRecord]) -> Result<()> {
-    let mut buf = Vec::new();
-    for r in records {
-        serde_json::to_writer(&mut buf, r)?;
-        buf.push(b'\n');
-    }
-    crate::util::atomic_write(path, &buf)
 }
 
 /// A running measurement of one stage: started with [`Meter::start`], appended with

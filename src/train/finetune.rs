@@ -190,10 +190,7 @@ fn features(
     sink: Option<&std::sync::Arc<crate::backbone::ops::GradSink>>,
 ) -> Result<Tensor> {
     let (ids, mask) = bb.tokenize(texts, opts.hyper.max_len)?;
-    let hidden = match sink {
-        Some(sink) => bb.model.forward_train(&ids, &mask, dropout, sink)?,
-        None => bb.model.forward_t(&ids, &mask, dropout)?,
-    };
+    let hidden = bb.model.forward_train(&ids, &mask, dropout, sink)?;
     let pooled = pooling::pool(&hidden, &mask, opts.pooling)?;
     Ok(if opts.normalize {
         pooling::l2_normalize(&pooled)?

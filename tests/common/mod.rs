@@ -95,6 +95,11 @@ pub fn proxal(home: &Path, args: &[&str]) -> (Option<i32>, String, String) {
         .env("PROXAL_ASSETS", assets_dir_unchecked())
         .output()
         .expect("run proxal");
+    outcome(out)
+}
+
+/// (exit code, stdout, stderr) of a finished command; the code is `None` when a signal ended it.
+pub fn outcome(out: std::process::Output) -> (Option<i32>, String, String) {
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
