@@ -18,8 +18,10 @@ Design (see experiments/results/SUMMARY.md):
   asvp-auto + margin (alignment checks in round 0 and at each doubling of the labels, aligning
   when a validated fine-tune beats the probe, LP-FT or full fine-tuning chosen by validation,
   no more mid-run checks once aligning surely stops paying, and a check in the final round that
-  decides the shipped model); asvp-validate + margin (the fixed schedule, the
-  method chosen by validation instead of the label-count threshold);
+  decides the shipped model); asvp-auto-cache + margin (asvp-auto whose check candidates continue
+  the fine-tuned backbone that made the cache instead of the pretrained one); asvp-validate +
+  margin (the fixed schedule, the method chosen by validation instead of the label-count
+  threshold);
 - seeds 0, 1, 2.
 Run it again after changing the design; the configs are committed.
 """
@@ -39,11 +41,13 @@ GROUPS = [
     ("standard", "margin"),
     ("asvp-auto", "margin"),
     ("asvp-validate", "margin"),
+    ("asvp-auto-cache", "margin"),
 ]
 # The [asvp] lines of each asvp variant besides the fixed schedule.
 VARIANTS = {
     "asvp-auto": 'trigger = "auto"\nmethod = "validate"\n',
     "asvp-validate": 'method = "validate"\n',
+    "asvp-auto-cache": 'trigger = "auto"\nmethod = "validate"\ncheck_from = "cache"\n',
 }
 SEEDS = [0, 1, 2]
 

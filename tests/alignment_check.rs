@@ -6,6 +6,7 @@ mod common;
 #[path = "common/two_intents.rs"]
 mod two_intents;
 
+use proxal::al::RunOptions;
 use proxal::data::Split;
 use proxal::home::Home;
 use serde_json::Value;
@@ -14,6 +15,18 @@ use two_intents::{label_v0, noise_v0, read_jsonl, setup, stage_records};
 /// Run an auto-triggered asvp (full fine-tuning as the one candidate) over `two` for `rounds`
 /// rounds after round 0 and return its progress and ledger records.
 fn run_auto(home: &Home, rounds: usize) -> (Vec<Value>, Vec<Value>) {
+    let cfg = auto_config(home, rounds, "");
+    let (code, out, err) = common::proxal(home.root(), &["run", cfg.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(0), "proxal run failed:\n{out}\n{err}");
+    let dir = home.runs().join("check");
+    (
+        read_jsonl(&dir.join("progress.jsonl")),
+        read_jsonl(&dir.join("ledger.jsonl")),
+    )
+}
+
+/// The config of [`run_auto`] (run "check"), with `asvp` lines added to its `[asvp]` table.
+fn auto_config(home: &Home, rounds: usize, asvp: &str) -> std::path::PathBuf {
     let cfg = home.root().join("check.toml");
     std::fs::write(
         &cfg,
@@ -32,7 +45,7 @@ eval_model = "linear-probe"
 trigger = "auto"
 ft_threshold = 0
 val_fraction = 0.25
-
+{asvp}
 [train]
 epochs = 3
 batch_size = 16
@@ -41,13 +54,7 @@ max_len = 32
         ),
     )
     .unwrap();
-    let (code, out, err) = common::proxal(home.root(), &["run", cfg.to_str().unwrap(), "--quiet"]);
-    assert_eq!(code, Some(0), "proxal run failed:\n{out}\n{err}");
-    let dir = home.runs().join("check");
-    (
-        read_jsonl(&dir.join("progress.jsonl")),
-        read_jsonl(&dir.join("ledger.jsonl")),
-    )
+    cfg
 }
 
 #[test]
@@ -119,6 +126,45 @@ fn a_cache_that_is_the_label_is_kept() {
         "{ship:?}"
     );
     assert!(stage_records(&ledger, "refresh", 1).is_empty());
+}
+
+/// With `check_from = "cache"`, the check after an alignment fine-tunes the checkpoint that made
+/// the cache, not the pretrained backbone: it cannot run without that checkpoint, and its record
+/// names the version it continued from.
+#[test]
+fn a_check_from_the_cache_continues_the_checkpoint_that_made_it() {
+    let Some((_tmp, home, ds)) =
+        setup("a_check_from_the_cache_continues_the_checkpoint_that_made_it")
+    else {
+        return;
+    };
+    noise_v0(&home, &ds);
+    let cfg = auto_config(&home, 1, "check_from = \"cache\"\n");
+    let stop_after = |n| RunOptions {
+        stop_after_rounds: n,
+        ..Default::default()
+    };
+    proxal::al::run(&home, &cfg, stop_after(Some(1))).unwrap();
+    let dir = home.runs().join("check");
+    let progress = read_jsonl(&dir.join("progress.jsonl"));
+    // Round 0 checks from the pretrained backbone (there is no fine-tuned one yet) and aligns.
+    assert_eq!(progress[0]["check"]["pays"], true, "{}", progress[0]);
+    assert!(progress[0]["check"].get("from").is_none(), "{}", progress[0]);
+    assert_eq!(progress[0]["features"], "run:v1");
+    // Take the round-0 checkpoint (which embedded run:v1) away: the next check cannot start.
+    let weights = dir.join("checkpoints/round-000/model.safetensors");
+    let aside = dir.join("aside.safetensors");
+    std::fs::rename(&weights, &aside).unwrap();
+    let err = proxal::al::run(&home, &cfg, stop_after(None)).unwrap_err();
+    assert!(format!("{err:#}").contains("round-000"), "{err:#}");
+    std::fs::rename(&aside, &weights).unwrap();
+    let s = proxal::al::run(&home, &cfg, stop_after(None)).unwrap();
+    assert!(s.resumed);
+    let progress = read_jsonl(&dir.join("progress.jsonl"));
+    assert_eq!(progress.len(), 2, "{progress:?}");
+    let check = &progress[1]["check"];
+    assert_eq!(check["from"], "run:v1", "{check}");
+    assert!(check["candidates"].as_array().unwrap().len() == 1, "{check}");
 }
 
 /// When the one check of a run is in its final round and pays, the winning method is trained

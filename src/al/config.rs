@@ -25,6 +25,7 @@
 //! val_fraction = 0.25        # checks: share of labelled rows kept for validation, never trained on
 //! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this much
 //! growth = 2.0               # indicator/auto: check again once the labels grew by this factor
+//! check_from = "pretrained"  # checks: candidates fine-tune the pretrained backbone | "cache": the one that made the cache
 //!
 //! [stopping]                 # stopping criteria on a fixed stop set (docs/STOPPING.md)
 //! stop_set = 1000            # pool rows the proxy's predictions are compared on
@@ -158,6 +159,18 @@ pub enum MethodChoice {
     Validate,
 }
 
+/// Where an alignment check's candidates start (docs/ALIGNMENT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckFrom {
+    /// The pretrained backbone, every check (LP-FT probes on v0).
+    Pretrained,
+    /// The fine-tuned backbone that made the cache the policy selects with (the pretrained one
+    /// before the first alignment): a candidate continues the last alignment's training on the
+    /// labels bought since, and LP-FT probes on the cache itself.
+    Cache,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AsvpConfig {
@@ -170,6 +183,7 @@ pub struct AsvpConfig {
     pub val_fraction: f64,
     pub min_gain: f64,
     pub growth: f64,
+    pub check_from: CheckFrom,
 }
 
 impl Default for AsvpConfig {
@@ -184,6 +198,7 @@ impl Default for AsvpConfig {
             val_fraction: 0.25,
             min_gain: 0.02,
             growth: 2.0,
+            check_from: CheckFrom::Pretrained,
         }
     }
 }

@@ -26,7 +26,8 @@ pub mod state;
 pub mod stopping;
 
 pub use config::{
-    AsvpConfig, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, TrainConfig, Trigger,
+    AsvpConfig, CheckFrom, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, TrainConfig,
+    Trigger,
 };
 pub use logme::logme;
 pub use run::{run, RunOptions, RunSummary};

@@ -69,6 +69,10 @@ pub struct AlignCheck {
     /// Did the gain reach `min_gain`? Then the run aligned
     /// with `best`.
     pub pays: bool,
+    /// The backbone the candidates started from, when not the pretrained one: the checkpoint
+    /// that made the cache (`check_from = "cache"`), named by its feature version ("run:v1").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl ProgressRecord {

@@ -102,22 +102,42 @@ pub(crate) fn alignment_due(
     None
 }
 
-/// Train a model on the labelled rows with `method` (fine-tune or LP-FT), metered as `stage`,
-/// and save it as the round's checkpoint.
+/// Where a fine-tune starts: a backbone, and that backbone's features of the pool (LP-FT's
+/// probe trains on them).
+#[derive(Clone, Copy)]
+pub(crate) struct Start<'a> {
+    /// A fine-tuned checkpoint directory (None: the run's pretrained backbone).
+    pub(crate) backbone: Option<&'a Path>,
+    pub(crate) features: Option<&'a FeatureVersion>,
+}
+
+impl<'a> Start<'a> {
+    /// The pretrained backbone, with its v0 features.
+    pub(crate) fn pretrained(v0: Option<&'a FeatureVersion>) -> Self {
+        Start {
+            backbone: None,
+            features: v0,
+        }
+    }
+}
+
+/// Train a model on the labelled rows with `method` (fine-tune or LP-FT) from `start`, metered
+/// as `stage`, and save it as the round's checkpoint.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn train_model(
     ctx: &mut RoundContext,
     round: usize,
     method: Method,
     rows: &[usize],
     ys: &[u32],
-    v0: Option<&FeatureVersion>,
+    start: Start,
     stage: Stage,
 ) -> Result<FineTuned> {
     let job = TrainJob {
         method,
         rows,
         ys,
-        v0,
+        start,
         stage,
         validation: None,
     };
@@ -126,13 +146,12 @@ pub(crate) fn train_model(
     Ok(ft)
 }
 
-/// One fine-tune of a round: what it trains on, how, and how it is metered.
+/// One fine-tune of a round: what it trains on, from where, how, and how it is metered.
 struct TrainJob<'a> {
     method: Method,
     rows: &'a [usize],
     ys: &'a [u32],
-    /// The pretrained features (LP-FT probes on them).
-    v0: Option<&'a FeatureVersion>,
+    start: Start<'a>,
     stage: Stage,
     /// Indices into `rows` to validate on (None: the fine-tune's own seeded split).
     validation: Option<Vec<usize>>,
@@ -144,7 +163,7 @@ fn fit_model(ctx: &mut RoundContext, round: usize, job: TrainJob) -> Result<Fine
         method,
         rows,
         ys,
-        v0,
+        start,
         stage,
         validation,
     } = job;
@@ -152,10 +171,18 @@ fn fit_model(ctx: &mut RoundContext, round: usize, job: TrainJob) -> Result<Fine
     let texts: Vec<&str> = rows.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
     let mut opts = ctx.ft_options(ctx.round_seed(round, 101));
     opts.validation = validation;
-    let model_dir = ctx.model_dir.clone();
-    // LP-FT probes on the pretrained (v0) features: the backbone it fine-tunes is the pretrained one.
+    let model_dir = start
+        .backbone
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.model_dir.clone());
+    // LP-FT probes on the features of the backbone it fine-tunes (v0 for the pretrained one).
     let probe = match method {
-        Method::LpFt => Some(v0.context("LP-FT needs the v0 features")?.gather(rows)),
+        Method::LpFt => Some(
+            start
+                .features
+                .context("LP-FT needs the features of the backbone it starts from")?
+                .gather(rows),
+        ),
         _ => None,
     };
     let meter = crate::cost::Meter::start(round, stage).rows(rows.len());
@@ -330,9 +357,13 @@ impl CheckHistory {
 /// One line on a check: what was compared on how many rows, and the decision.
 pub(crate) fn describe_check(c: &AlignCheck) -> String {
     format!(
-        "probe {:.3} vs {} {:.3} on {} held-out labels ({:+.3} ± {:.3}): {}",
+        "probe {:.3} vs {}{} {:.3} on {} held-out labels ({:+.3} ± {:.3}): {}",
         c.probe_accuracy,
         c.best,
+        c.from
+            .as_ref()
+            .map(|f| format!(" (from {f})"))
+            .unwrap_or_default(),
         c.probe_accuracy + c.gain,
         c.val_rows,
         c.gain,
@@ -342,8 +373,8 @@ pub(crate) fn describe_check(c: &AlignCheck) -> String {
 }
 
 /// An alignment check (docs/ALIGNMENT.md): the linear probe on `feats` (the cache the policy
-/// selects with) and a fine-tune with each of `methods`, all trained on the labelled rows outside
-/// the fixed validation share and judged on the rows inside it. Every part is metered as `stage`:
+/// selects with) and a fine-tune with each of `methods` from `start`, all trained on the labelled
+/// rows outside the fixed validation share and judged on the rows inside it. Every part is metered as `stage`:
 /// `indicator` (it is trained to decide), or `ship` in the final round (it decides the model that
 /// ships). Returns the check and its best fine-tuned model (an
 /// alignment that pays refreshes with it instead of training again), or None when the labelled
@@ -355,7 +386,7 @@ pub(crate) fn check_alignment(
     rows: &[usize],
     ys: &[u32],
     feats: &FeatureVersion,
-    v0: Option<&FeatureVersion>,
+    (start, from): (Start, Option<String>),
     methods: &[Method],
     stage: Stage,
 ) -> Result<Option<(AlignCheck, FineTuned)>> {
@@ -388,7 +419,7 @@ pub(crate) fn check_alignment(
             method: m,
             rows,
             ys,
-            v0,
+            start,
             stage,
             validation: Some(val.clone()),
         };
@@ -410,6 +441,7 @@ pub(crate) fn check_alignment(
         gain,
         gain_se,
         pays: gain_pays(gain, if stage == Stage::Ship { 0.0 } else { min_gain }),
+        from,
     };
     ctx.say(&format!(
         "round {round}: alignment check: {}",
@@ -547,6 +579,7 @@ mod tests {
             gain,
             gain_se,
             pays,
+            from: None,
         }
     }
 

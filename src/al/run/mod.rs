@@ -6,7 +6,7 @@ pub(crate) use align::*;
 pub(crate) use round::*;
 
 use super::config::{
-    AsvpConfig, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, Trigger,
+    AsvpConfig, CheckFrom, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, Trigger,
 };
 use super::state::{AlignCheck, LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};

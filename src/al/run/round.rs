@@ -376,7 +376,15 @@ pub(crate) fn policy_work(
                         "round {round}: aligning ({reason}) with {}",
                         method.as_str()
                     ));
-                    let ft = train_model(ctx, round, method, &rows, &ys, v0, train_stage)?;
+                    let ft = train_model(
+                        ctx,
+                        round,
+                        method,
+                        &rows,
+                        &ys,
+                        Start::pretrained(v0),
+                        train_stage,
+                    )?;
                     if let Some(stage) = refresh_stage {
                         policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
                     }
@@ -391,7 +399,15 @@ pub(crate) fn policy_work(
             progress.features = Some(policy_state.features_name());
         }
         PolicyKind::Standard => {
-            let ft = train_model(ctx, round, Method::FineTune, &rows, &ys, v0, train_stage)?;
+            let ft = train_model(
+                ctx,
+                round,
+                Method::FineTune,
+                &rows,
+                &ys,
+                Start::pretrained(v0),
+                train_stage,
+            )?;
             if let Some(stage) = refresh_stage {
                 policy_state.current = Some(refresh(ctx, round, &ft, stage)?);
             }
@@ -429,14 +445,32 @@ fn checked_alignment(
     };
     let methods = policy_state.checks.candidates(&cfg.asvp, rows.len());
     let feats = policy_state.features(v0)?;
-    let Some((check, ft)) = check_alignment(ctx, round, rows, ys, feats, v0, &methods, stage)?
+    // check_from = "cache": the candidates continue the model that made the cache (refreshed
+    // version v was embedded by round v − 1's checkpoint), with LP-FT probing on the cache.
+    let checkpoint = match (cfg.asvp.check_from, &policy_state.current) {
+        (CheckFrom::Cache, Some((name, _))) => refreshed_version(name)?
+            .filter(|&v| v > 0)
+            .map(|v| (name.clone(), ctx.run.checkpoint(v as usize - 1))),
+        _ => None,
+    };
+    let (start, from) = match &checkpoint {
+        Some((name, dir)) => (
+            Start {
+                backbone: Some(dir.as_path()),
+                features: Some(feats),
+            },
+            Some(name.clone()),
+        ),
+        None => (Start::pretrained(v0), None),
+    };
+    let Some((check, ft)) =
+        check_alignment(ctx, round, rows, ys, feats, (start, from), &methods, stage)?
     else {
         ctx.say(&format!(
             "round {round}: too few labels to hold some out: no alignment check"
         ));
         return Ok(());
     };
-    policy_state.checks.record(&cfg.asvp, rows.len(), &check);
     if check.pays {
         let mut aligned = format!(
             "{reason}: {} validated {:+.3} over the probe",
@@ -450,7 +484,7 @@ fn checked_alignment(
                 rows.len()
             ));
             aligned.push_str(&format!("; trained again on all {} labels", rows.len()));
-            train_model(ctx, round, method, rows, ys, v0, Stage::Ship)?
+            train_model(ctx, round, method, rows, ys, start, Stage::Ship)?
         } else {
             ft.save(&ctx.run.checkpoint(round))?;
             ft
@@ -462,6 +496,7 @@ fn checked_alignment(
         progress.method = Some(check.best.clone());
         policy_state.standard_model = Some(ft);
     }
+    policy_state.checks.record(&cfg.asvp, rows.len(), &check);
     progress.check = Some(check);
     Ok(())
 }
@@ -646,7 +681,7 @@ pub(crate) fn evaluate(
     let model = match (reuse, policy_model) {
         (true, Some(m)) => m,
         _ => {
-            owned = train_model(ctx, round, method, rows, ys, v0, Stage::Ship)?;
+            owned = train_model(ctx, round, method, rows, ys, Start::pretrained(v0), Stage::Ship)?;
             &owned
         }
     };
