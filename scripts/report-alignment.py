@@ -7,8 +7,9 @@ Reads the per-dataset reports that `make report-experiments` writes
 from the raw ledgers by `proxal report`) and the runs' progress records
 (experiments/results/suite-runs/<run>/progress.jsonl: when each run aligned, and each alignment
 check). Compares the fixed schedule (asvp), the auto trigger with the method chosen by validation
-(asvp-auto-validate), the schedule with the method chosen by validation (asvp-validate), standard AL
-and svpp, and checks the issue's targets. Every number is a mean over the seeds that finished.
+(asvp-auto-validate; asvp-auto-validate-cache when its checks continue the cache's backbone), the
+schedule with the method chosen by validation (asvp-validate), standard AL and svpp, and checks the
+issue's targets for each auto variant. Every number is a mean over the seeds that finished.
 """
 import datetime
 import json
@@ -26,10 +27,15 @@ GROUPS = [
     ("asvp/margin", "asvp, schedule + threshold"),
     ("asvp-validate/margin", "asvp, schedule + validate"),
     ("asvp-auto-validate/margin", "asvp, auto + validate"),
+    ("asvp-auto-validate-cache/margin", "asvp, auto + validate, checks from the cache"),
     ("standard/margin", "standard AL"),
 ]
-AUTO, SCHEDULE, VALIDATE, STANDARD, SVPP = (
-    "asvp-auto-validate/margin",
+# The auto variants whose checks and targets are reported: group, short name.
+AUTOS = [
+    ("asvp-auto-validate/margin", "auto"),
+    ("asvp-auto-validate-cache/margin", "auto-cache"),
+]
+SCHEDULE, VALIDATE, STANDARD, SVPP = (
     "asvp/margin",
     "asvp-validate/margin",
     "standard/margin",
@@ -67,11 +73,85 @@ def load(ds):
             "acc": {int(p["labels"]): p["accuracy"] for p in r["points"]},
             "final_compute": r["points"][-1]["compute_seconds"] if r["points"] else None,
             "final_cpu": r["points"][-1]["cpu_seconds"] if r["points"] else None,
+            # Records made before fine-tunes recorded their trained rows have no row-epochs.
+            "row_epochs": r["points"][-1].get("row_epochs")
+            if r["points"] and r.get("row_epochs_complete") else None,
+            "rows_embedded": r["points"][-1].get("rows_embedded") if r["points"] else None,
             "final": r["final_accuracy"],
             "aligned": [p["round"] for p in progress if p.get("aligned")],
             "checks": [(p["round"], p["labels"], p["check"]) for p in progress if p.get("check")],
+            "overlap": {p["round"]: p["pick_overlap"] for p in progress
+                        if p.get("pick_overlap") is not None},
         }
     return runs
+
+
+def auto_sections(ds, runs, group, short, md, d):
+    """The check table of one auto variant (appended to md) and its target verdicts."""
+    auto = runs.get(group, {})
+    verdicts = []
+    if not auto:
+        return verdicts
+    md += [f"Alignment checks of {group.split('/')[0]} (validation accuracy of the probe on the "
+           "cache and of the best fine-tuned candidate, gain ± one standard error):", "",
+           "| seed | round | labels | probe | candidates | gain | decision | next batch shared with the old cache's |",
+           "|---|---|---|---|---|---|---|---|"]
+    for k, s in sorted(auto.items()):
+        for rnd, labels, c in s["checks"]:
+            cands = ", ".join(f"{m} {a:.3f}" for m, a in c["candidates"])
+            if c.get("from"):
+                cands += f" (from {c['from']})"
+            md.append(f"| {k} | {rnd} | {labels} | {c['probe_accuracy']:.3f} | {cands} | "
+                      f"{c['gain']:+.3f} ± {c['gain_se']:.3f} | {'align' if c['pays'] else 'keep'} | "
+                      + (f"{100 * s['overlap'][rnd]:.0f}%" if rnd in s["overlap"] else "—") + " |")
+    md.append("")
+    common = lambda b: sorted(set(auto) & set(runs.get(b, {})))
+    if ds == MISALIGNED and runs.get(STANDARD):
+        for k in common(STANDARD):
+            a, s = auto[k], runs[STANDARD][k]
+            first = min(a["aligned"]) if a["aligned"] else None
+            gaps = {n: a["acc"][n] - s["acc"][n] for n in sorted(a["acc"])
+                    if first is not None and n >= 200 * (first + 1) and n in s["acc"]}
+            ok_round = first is not None and first <= 1
+            ok_acc = bool(gaps) and all(g >= -TOLERANCE for g in gaps.values())
+            verdicts.append(
+                f"- {ds} seed {k}, {short}: first alignment in round "
+                f"{first if first is not None else '—'} "
+                f"({'met' if ok_round else 'missed'}: round 0 or 1); {short} − standard from then on: "
+                + ", ".join(f"{n}: {100 * g:+.1f}" for n, g in gaps.items())
+                + f" points ({'met' if ok_acc else 'missed'}: within {100 * TOLERANCE:.0f} point)")
+    elif runs.get(SCHEDULE):
+        ks = common(SCHEDULE)
+        if ks:
+            ratio = mean([auto[k]["final_compute"] / runs[SCHEDULE][k]["final_compute"] for k in ks])
+            cpu = mean([auto[k]["final_cpu"] / runs[SCHEDULE][k]["final_cpu"] for k in ks])
+            epochs = mean([auto[k]["row_epochs"] / runs[SCHEDULE][k]["row_epochs"] for k in ks
+                           if auto[k]["row_epochs"] and runs[SCHEDULE][k]["row_epochs"]])
+            diff = [auto[k]["final"] - runs[SCHEDULE][k]["final"] for k in ks]
+            d.setdefault("targets", {})[short] = {"compute_over_schedule": ratio,
+                                                 "cpu_over_schedule": cpu,
+                                                 "row_epochs_over_schedule": epochs,
+                                                 "final_minus_schedule": mean(diff)}
+            verdicts.append(
+                f"- {ds} ({len(ks)} seed(s)), {short}: ÷ schedule compute {ratio:.2f}× wall, "
+                f"{cpu:.2f}× CPU, "
+                + (f"{epochs:.2f}× row-epochs fine-tuned " if epochs is not None
+                   else "row-epochs: the schedule's records predate them ")
+                + f"({'met' if ratio <= 1.0 else 'missed'}: ≤ 1 in wall time), final accuracy "
+                f"− schedule {100 * mean(diff):+.1f} points "
+                f"({'met' if mean(diff) >= -0.005 else 'missed'}: ≥ −0.5)")
+    if runs.get(STANDARD) and runs.get(SVPP):
+        ks = sorted(set(auto) & set(runs[STANDARD]) & set(runs[SVPP]))
+        first = [c for k in ks for (rnd, _, c) in auto[k]["checks"] if rnd == 0]
+        if first and group == AUTOS[0][0]:
+            real = mean([runs[STANDARD][k]["acc"][200] - runs[SVPP][k]["acc"][200] for k in ks])
+            d["indicator_round0"] = {"check_gain": mean([c["gain"] for c in first]),
+                                     "test_gain_standard_over_svpp": real}
+            verdicts.append(
+                f"- {ds}: round-0 check gain {100 * mean([c['gain'] for c in first]):+.1f} points "
+                f"(validation) vs the test-set gain of standard's first fine-tune over svpp's "
+                f"probe at 200 labels {100 * real:+.1f} points")
+    return verdicts
 
 
 def main():
@@ -86,7 +166,8 @@ def main():
         "894) test rows, 200 initial labels + 4 rounds of 200, margin sampling, a linear probe on "
         "the policy's features as the shipped model. Accuracy in %, mean over the seeds that "
         "finished (n); compute = wall seconds of the selection path plus the shipped model at "
-        "1,000 labels (docs/METRICS.md), on 2 shared cores (load at each run's start in "
+        "1,000 labels (docs/METRICS.md), with the machine-independent work beside it (row-epochs "
+        "fine-tuned as run, rows embedded), on 2 shared cores (load at each run's start in "
         "experiments/runs/suite.log).",
         "",
     ]
@@ -98,8 +179,8 @@ def main():
             continue
         d = out["datasets"][ds] = {}
         md += [f"## {ds}" + (" (misaligned)" if ds == MISALIGNED else ""), ""]
-        md += ["| method | n | 200 | 400 | 600 | 800 | 1000 | compute (s) | CPU (s) | aligned in rounds |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
+        md += ["| method | n | 200 | 400 | 600 | 800 | 1000 | compute (s) | CPU (s) | row-epochs | rows embedded | aligned in rounds |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for g, name in GROUPS:
             seeds = runs.get(g, {})
             if not seeds:
@@ -108,53 +189,23 @@ def main():
                     for n in (200, 400, 600, 800, 1000)]
             comp = mean([s["final_compute"] for s in seeds.values()])
             cpu = mean([s["final_cpu"] for s in seeds.values()])
+            work = [mean([s[k] for s in seeds.values() if s[k] is not None])
+                    for k in ("row_epochs", "rows_embedded")]
             aligned = "; ".join(
                 f"s{k}: {','.join(map(str, s['aligned'])) or '—'}" for k, s in sorted(seeds.items())
             ) if g != SVPP and g != STANDARD else ("every round" if g == STANDARD else "never")
             md.append(f"| {name} | {len(seeds)} | " + " | ".join(fmt(a, pct=True) for a in accs)
-                      + f" | {fmt(comp, 0)} | {fmt(cpu, 0)} | {aligned} |")
+                      + f" | {fmt(comp, 0)} | {fmt(cpu, 0)} | {fmt(work[0], 0)} | {fmt(work[1], 0)}"
+                      + f" | {aligned} |")
             d[g] = {"seeds": sorted(seeds), "accuracy": dict(zip((200, 400, 600, 800, 1000), accs)),
                     "compute_seconds": comp, "cpu_seconds": cpu,
+                    "row_epochs": work[0], "rows_embedded": work[1],
                     "aligned_rounds": {k: s["aligned"] for k, s in seeds.items()}}
         md.append("")
-        auto = runs.get(AUTO, {})
-        if auto:
-            md += ["Alignment checks of asvp-auto-validate (validation accuracy of the probe on the "
-                   "cache and of the best fine-tuned candidate, gain ± one standard error):", "",
-                   "| seed | round | labels | probe | candidates | gain | decision |",
-                   "|---|---|---|---|---|---|---|"]
-            for k, s in sorted(auto.items()):
-                for rnd, labels, c in s["checks"]:
-                    cands = ", ".join(f"{m} {a:.3f}" for m, a in c["candidates"])
-                    md.append(f"| {k} | {rnd} | {labels} | {c['probe_accuracy']:.3f} | {cands} | "
-                              f"{c['gain']:+.3f} ± {c['gain_se']:.3f} | {'align' if c['pays'] else 'keep'} |")
-            md.append("")
-        # Targets.
-        common = lambda a, b: sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
-        if ds == MISALIGNED and auto and runs.get(STANDARD):
-            for k in common(AUTO, STANDARD):
-                a, s = auto[k], runs[STANDARD][k]
-                first = min(a["aligned"]) if a["aligned"] else None
-                gaps = {n: a["acc"][n] - s["acc"][n] for n in sorted(a["acc"])
-                        if first is not None and n >= 200 * (first + 1) and n in s["acc"]}
-                ok_round = first is not None and first <= 1
-                ok_acc = bool(gaps) and all(g >= -TOLERANCE for g in gaps.values())
-                verdicts.append(
-                    f"- {ds} seed {k}: first alignment in round {first if first is not None else '—'} "
-                    f"({'met' if ok_round else 'missed'}: round 0 or 1); auto − standard from then on: "
-                    + ", ".join(f"{n}: {100 * g:+.1f}" for n, g in gaps.items())
-                    + f" points ({'met' if ok_acc else 'missed'}: within {100 * TOLERANCE:.0f} point)")
-        elif auto and runs.get(SCHEDULE):
-            ks = common(AUTO, SCHEDULE)
-            if ks:
-                ratio = mean([auto[k]["final_compute"] / runs[SCHEDULE][k]["final_compute"] for k in ks])
-                diff = [auto[k]["final"] - runs[SCHEDULE][k]["final"] for k in ks]
-                verdicts.append(
-                    f"- {ds} ({len(ks)} seed(s)): auto ÷ schedule compute {ratio:.2f}× "
-                    f"({'met' if ratio <= 1.0 else 'missed'}: ≤ 1), final accuracy auto − schedule "
-                    f"{100 * mean(diff):+.1f} points ({'met' if mean(diff) >= -0.005 else 'missed'}: ≥ −0.5)")
+        for auto_group, short in AUTOS:
+            verdicts += auto_sections(ds, runs, auto_group, short, md, d)
         if runs.get(VALIDATE) and runs.get(SCHEDULE):
-            ks = common(VALIDATE, SCHEDULE)
+            ks = sorted(set(runs[VALIDATE]) & set(runs[SCHEDULE]))
             if ks:
                 diff = [runs[VALIDATE][k]["final"] - runs[SCHEDULE][k]["final"] for k in ks]
                 s_ = sd(diff)
@@ -162,17 +213,6 @@ def main():
                     f"- {ds} ({len(ks)} seed(s)): method by validation − by threshold, final accuracy "
                     f"{100 * mean(diff):+.1f}" + (f" ± {100 * s_:.1f}" if s_ is not None else "")
                     + " points (paired over seeds)")
-        if auto and runs.get(STANDARD) and runs.get(SVPP):
-            ks = sorted(set(auto) & set(runs[STANDARD]) & set(runs[SVPP]))
-            first = [c for k in ks for (rnd, _, c) in auto[k]["checks"] if rnd == 0]
-            if first:
-                real = mean([runs[STANDARD][k]["acc"][200] - runs[SVPP][k]["acc"][200] for k in ks])
-                d["indicator_round0"] = {"check_gain": mean([c["gain"] for c in first]),
-                                         "test_gain_standard_over_svpp": real}
-                verdicts.append(
-                    f"- {ds}: round-0 check gain {100 * mean([c['gain'] for c in first]):+.1f} points "
-                    f"(validation) vs the test-set gain of standard's first fine-tune over svpp's "
-                    f"probe at 200 labels {100 * real:+.1f} points")
     md += ["## Targets (issue 21)", ""] + (verdicts or ["- no runs yet"]) + [""]
     out["verdicts"] = verdicts
     (RESULTS / "alignment-triggers.md").write_text("\n".join(md))

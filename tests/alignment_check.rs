@@ -78,6 +78,37 @@ fn a_cache_of_noise_is_aligned_in_round_0() {
     assert!(check["gain"].as_f64().unwrap() > 0.15, "{check}");
     assert!(progress[0]["aligned"].as_str().is_some());
     assert_eq!(progress[0]["features"], "run:v1");
+    // The batch bought after the alignment, against the one svpp buys on the same labels with the
+    // same seeds on the cache before it (v0): the recorded overlap is their shared share.
+    let svpp = home.root().join("svpp.toml");
+    let text = std::fs::read_to_string(auto_config(&home, 1, "")).unwrap();
+    std::fs::write(
+        &svpp,
+        text.replace("name = \"check\"", "name = \"svpp\"")
+            .replace("policy = \"asvp\"", "policy = \"svpp\""),
+    )
+    .unwrap();
+    proxal::al::run(&home, &svpp, RunOptions::default()).unwrap();
+    let batch = |run: &str| -> std::collections::HashSet<u64> {
+        read_jsonl(&home.runs().join(run).join("labelled.jsonl"))
+            .iter()
+            .filter(|l| l["round"] == 1)
+            .map(|l| l["row"].as_u64().unwrap())
+            .collect()
+    };
+    let (asvp_batch, svpp_batch) = (batch("check"), batch("svpp"));
+    assert_eq!((asvp_batch.len(), svpp_batch.len()), (20, 20));
+    let shared = asvp_batch.intersection(&svpp_batch).count() as f64 / 20.0;
+    assert_eq!(progress[0]["pick_overlap"].as_f64(), Some(shared), "{}", progress[0]);
+    // The overlap is booked as evaluation (its selection scores the 40 unlabelled rows), and only
+    // after an alignment that feeds a selection.
+    assert!(
+        stage_records(&ledger, "evaluation", 0)
+            .iter()
+            .any(|r| r["rows"] == 40),
+        "{ledger:?}"
+    );
+    assert!(progress[1].get("pick_overlap").is_none(), "{}", progress[1]);
     // The check's fine-tune trained on the non-validation rows only (whole epochs of them), was
     // booked as indicator, and the refresh used it without training again.
     let indicator = stage_records(&ledger, "indicator", 0);

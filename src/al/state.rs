@@ -47,6 +47,10 @@ pub struct ProgressRecord {
     /// The stopping criteria's signals at the start of this round (docs/STOPPING.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<crate::al::stopping::StopSignals>,
+    /// asvp, after an alignment that feeds a selection: the share of the next batch that the
+    /// proxy on the cache before the alignment would have picked too (docs/ALIGNMENT.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick_overlap: Option<f64>,
 }
 
 /// An alignment check (docs/ALIGNMENT.md): fine-tuned candidates against the linear probe on the
@@ -88,6 +92,7 @@ impl ProgressRecord {
             test_accuracy: None,
             check: None,
             stop: None,
+            pick_overlap: None,
         }
     }
 }

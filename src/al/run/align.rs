@@ -450,6 +450,54 @@ pub(crate) fn check_alignment(
     Ok(Some((check, model)))
 }
 
+/// The share of `picks` (the batch chosen on the cache an alignment just refreshed) that the
+/// proxy on the cache before it (`before`: "v0" or "run:vN") picks too, fitted and selecting with
+/// the same labels and seeds: how much the alignment changed what the run buys. Metered as
+/// `evaluation`: it is logged for analysis and no decision uses it (docs/ALIGNMENT.md).
+pub(crate) fn pick_overlap(
+    ctx: &mut RoundContext,
+    round: usize,
+    labels: &[LabelRecord],
+    v0: Option<&FeatureVersion>,
+    before: &str,
+    picks: &[strategy::Pick],
+) -> Result<f64> {
+    let reopened;
+    let feats = match refreshed_version(before)? {
+        Some(v) => {
+            let store = Store::at(ctx.run.features(), &ctx.ds.name);
+            reopened = store.open_for(v, ctx.ds, Verify::Sizes)?;
+            &reopened
+        }
+        None => v0.context("no v0 features")?,
+    };
+    let (rows, ys) = labelled_xy(ctx, labels);
+    let labelled: HashSet<usize> = rows.iter().copied().collect();
+    let unlabelled: Vec<usize> = ctx
+        .pool
+        .iter()
+        .copied()
+        .filter(|r| !labelled.contains(r))
+        .collect();
+    let n = ctx.ds.n_classes();
+    let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
+    // The seeds select_batch and selector_for use, so only the features differ.
+    let (fit_seed, pick_seed) = (ctx.round_seed(round, 29), ctx.round_seed(round, 53));
+    // A fresh strategy: the run's own may keep state between rounds.
+    let mut strat = strategy::from_name(&ctx.cfg.strategy)?;
+    let k = picks.len();
+    let old = ctx
+        .ledger
+        .meter(round, Stage::Evaluation, unlabelled.len(), || {
+            let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, fit_seed)?;
+            let r = strategy::Round::new(feats, &unlabelled, &rows, Some(proxy.as_ref()), pick_seed)?
+                .with_labels(&ys, n);
+            strat.select(&r, k)
+        })?;
+    let new: HashSet<usize> = picks.iter().map(|p| p.row).collect();
+    Ok(old.iter().filter(|p| new.contains(&p.row)).count() as f64 / k as f64)
+}
+
 /// Re-embed every row with a fine-tuned backbone into the run's next feature version.
 pub(crate) fn refresh(
     ctx: &mut RoundContext,

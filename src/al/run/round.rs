@@ -86,6 +86,7 @@ pub(crate) fn round_step(
         ));
         policy_state.stops.push((round, s.clone()));
     }
+    let cache_before = policy_state.features_name();
     let mut progress = policy_work(ctx, round, labels, v0, policy_state, plan.final_round)?;
     progress.stop = signals;
     let scores = if plan.evaluate {
@@ -116,6 +117,14 @@ pub(crate) fn round_step(
             policy_state.standard_model.as_ref(),
         )?;
         let picks = select_batch(ctx, round, labels, &sel, v0, policy_state.current.as_ref())?;
+        if ctx.cfg.policy == PolicyKind::Asvp && progress.aligned.is_some() && !picks.is_empty() {
+            let overlap = pick_overlap(ctx, round, labels, v0, &cache_before, &picks)?;
+            ctx.say(&format!(
+                "round {round}: the cache before this alignment would have picked {:.0}% of the batch",
+                100.0 * overlap
+            ));
+            progress.pick_overlap = Some(overlap);
+        }
         (Some(sel), picks)
     } else {
         (None, Vec::new())
