@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 B=${PROXAL_BIN:-target/debug/proxal}
 DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20 assistant-source"}
 SEEDS=${SUITE_SEEDS:-"0 1 2"}
-SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-entropy svpp-badge svpp-coreset svpp-cluster-margin asvp-margin standard-margin asvp-auto-margin asvp-validate-margin asvp-auto-cache-margin"}
+SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-entropy svpp-badge svpp-coreset svpp-cluster-margin asvp-margin standard-margin asvp-auto-margin asvp-validate-margin asvp-auto-cache-margin asvp-auto-random-margin"}
 LOG=experiments/runs/suite.log
 mkdir -p experiments/runs
 for ds in $DATASETS; do

@@ -19,7 +19,9 @@ Design (see experiments/results/SUMMARY.md):
   when a validated fine-tune beats the probe, LP-FT or full fine-tuning chosen by validation,
   no more mid-run checks once aligning surely stops paying, and a check in the final round that
   decides the shipped model); asvp-auto-cache + margin (asvp-auto whose check candidates continue
-  the fine-tuned backbone that made the cache instead of the pretrained one); asvp-validate +
+  the fine-tuned backbone that made the cache instead of the pretrained one); asvp-auto-random +
+  margin (asvp-auto-cache validating on random picks: a quarter of every batch drawn at random
+  instead of a quarter of the strategy's picks); asvp-validate +
   margin (the fixed schedule, the method chosen by validation instead of the label-count
   threshold);
 - seeds 0, 1, 2.
@@ -42,12 +44,15 @@ GROUPS = [
     ("asvp-auto", "margin"),
     ("asvp-validate", "margin"),
     ("asvp-auto-cache", "margin"),
+    ("asvp-auto-random", "margin"),
 ]
 # The [asvp] lines of each asvp variant besides the fixed schedule.
 VARIANTS = {
     "asvp-auto": 'trigger = "auto"\nmethod = "validate"\n',
     "asvp-validate": 'method = "validate"\n',
     "asvp-auto-cache": 'trigger = "auto"\nmethod = "validate"\ncheck_from = "cache"\n',
+    "asvp-auto-random": 'trigger = "auto"\nmethod = "validate"\ncheck_from = "cache"\n'
+                        'val_source = "random"\n',
 }
 SEEDS = [0, 1, 2]
 

@@ -28,12 +28,14 @@ GROUPS = [
     ("asvp-validate/margin", "asvp, schedule + validate"),
     ("asvp-auto-validate/margin", "asvp, auto + validate"),
     ("asvp-auto-validate-cache/margin", "asvp, auto + validate, checks from the cache"),
+    ("asvp-auto-validate-cache-random/margin", "… and validated on random picks"),
     ("standard/margin", "standard AL"),
 ]
 # The auto variants whose checks and targets are reported: group, short name.
 AUTOS = [
     ("asvp-auto-validate/margin", "auto"),
     ("asvp-auto-validate-cache/margin", "auto-cache"),
+    ("asvp-auto-validate-cache-random/margin", "auto-random"),
 ]
 SCHEDULE, VALIDATE, STANDARD, SVPP = (
     "asvp/margin",

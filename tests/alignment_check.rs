@@ -99,7 +99,12 @@ fn a_cache_of_noise_is_aligned_in_round_0() {
     let (asvp_batch, svpp_batch) = (batch("check"), batch("svpp"));
     assert_eq!((asvp_batch.len(), svpp_batch.len()), (20, 20));
     let shared = asvp_batch.intersection(&svpp_batch).count() as f64 / 20.0;
-    assert_eq!(progress[0]["pick_overlap"].as_f64(), Some(shared), "{}", progress[0]);
+    assert_eq!(
+        progress[0]["pick_overlap"].as_f64(),
+        Some(shared),
+        "{}",
+        progress[0]
+    );
     // The overlap is booked as evaluation (its selection scores the 40 unlabelled rows), and only
     // after an alignment that feeds a selection.
     assert!(
@@ -180,7 +185,11 @@ fn a_check_from_the_cache_continues_the_checkpoint_that_made_it() {
     let progress = read_jsonl(&dir.join("progress.jsonl"));
     // Round 0 checks from the pretrained backbone (there is no fine-tuned one yet) and aligns.
     assert_eq!(progress[0]["check"]["pays"], true, "{}", progress[0]);
-    assert!(progress[0]["check"].get("from").is_none(), "{}", progress[0]);
+    assert!(
+        progress[0]["check"].get("from").is_none(),
+        "{}",
+        progress[0]
+    );
     assert_eq!(progress[0]["features"], "run:v1");
     // Take the round-0 checkpoint (which embedded run:v1) away: the next check cannot start.
     let weights = dir.join("checkpoints/round-000/model.safetensors");
@@ -195,7 +204,10 @@ fn a_check_from_the_cache_continues_the_checkpoint_that_made_it() {
     assert_eq!(progress.len(), 2, "{progress:?}");
     let check = &progress[1]["check"];
     assert_eq!(check["from"], "run:v1", "{check}");
-    assert!(check["candidates"].as_array().unwrap().len() == 1, "{check}");
+    assert!(
+        check["candidates"].as_array().unwrap().len() == 1,
+        "{check}"
+    );
 }
 
 /// When the one check of a run is in its final round and pays, the winning method is trained
@@ -252,55 +264,13 @@ fn a_project_shows_its_alignment_check() {
     let Some((tmp, home, ds)) = setup("a_project_shows_its_alignment_check") else {
         return;
     };
-    // The user's file: the pool without labels, the test rows with them.
-    let data = tmp.path().join("pool.csv");
-    let mut w = csv::Writer::from_path(&data).unwrap();
-    w.write_record(["id", "text", "label", "split"]).unwrap();
-    let mut gold = std::collections::HashMap::new();
-    for i in 0..ds.len() {
-        let label = ds.label_map.name(ds.labels[i].unwrap());
-        let (label, split) = match ds.splits[i] {
-            Split::Test => (label, "test"),
-            _ => {
-                gold.insert(ds.ids[i].clone(), label.to_string());
-                ("", "train")
-            }
-        };
-        w.write_record([ds.ids[i].as_str(), ds.texts[i].as_str(), label, split])
-            .unwrap();
-    }
-    w.flush().unwrap();
-    let proj = tmp.path().join("proj");
+    let (proj, gold) = auto_project(&tmp, &home, &ds);
     let p = proj.to_str().unwrap();
     let run = |args: &[&str]| {
         let (code, out, err) = common::proxal(home.root(), args);
         assert_eq!(code, Some(0), "proxal {args:?}:\n{out}\n{err}");
         out
     };
-    run(&[
-        "init",
-        p,
-        "--data",
-        data.to_str().unwrap(),
-        "--id-col",
-        "id",
-        "--label-col",
-        "label",
-        "--split-col",
-        "split",
-        "--labels",
-        "card_arrival,exchange_rate",
-        "--policy",
-        "asvp",
-        "--batch",
-        "50",
-    ]);
-    let cfg = std::fs::read_to_string(proj.join("config.toml")).unwrap();
-    let cfg = cfg
-        .replace("trigger = \"schedule\"", "trigger = \"auto\"")
-        .replace("ft_threshold = 800", "ft_threshold = 0")
-        .replace("max_len = 64", "max_len = 32");
-    std::fs::write(proj.join("config.toml"), cfg).unwrap();
     let answer = |round: usize| {
         let answers = tmp.path().join(format!("answers-{round}.csv"));
         let mut w = csv::Writer::from_path(&answers).unwrap();
@@ -352,5 +322,155 @@ fn a_project_shows_its_alignment_check() {
     assert!(
         status.contains(&format!("check whether aligning pays ({why}")),
         "{line}\n{status}"
+    );
+}
+
+/// An annotation project (asvp, auto trigger, batches of 50) over the two-intent texts: the pool
+/// without labels, the test rows with them. Returns its directory and the pool's gold labels by
+/// id.
+fn auto_project(
+    tmp: &tempfile::TempDir,
+    home: &Home,
+    ds: &proxal::data::Dataset,
+) -> (
+    std::path::PathBuf,
+    std::collections::HashMap<String, String>,
+) {
+    let data = tmp.path().join("pool.csv");
+    let mut w = csv::Writer::from_path(&data).unwrap();
+    w.write_record(["id", "text", "label", "split"]).unwrap();
+    let mut gold = std::collections::HashMap::new();
+    for i in 0..ds.len() {
+        let label = ds.label_map.name(ds.labels[i].unwrap());
+        let (label, split) = match ds.splits[i] {
+            Split::Test => (label, "test"),
+            _ => {
+                gold.insert(ds.ids[i].clone(), label.to_string());
+                ("", "train")
+            }
+        };
+        w.write_record([ds.ids[i].as_str(), ds.texts[i].as_str(), label, split])
+            .unwrap();
+    }
+    w.flush().unwrap();
+    let proj = tmp.path().join("proj");
+    let args = [
+        "init",
+        proj.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--id-col",
+        "id",
+        "--label-col",
+        "label",
+        "--split-col",
+        "split",
+        "--labels",
+        "card_arrival,exchange_rate",
+        "--policy",
+        "asvp",
+        "--batch",
+        "50",
+    ];
+    let (code, out, err) = common::proxal(home.root(), &args);
+    assert_eq!(code, Some(0), "proxal init:\n{out}\n{err}");
+    let cfg = std::fs::read_to_string(proj.join("config.toml")).unwrap();
+    let cfg = cfg
+        .replace("trigger = \"schedule\"", "trigger = \"auto\"")
+        .replace("ft_threshold = 800", "ft_threshold = 0")
+        .replace("max_len = 64", "max_len = 32");
+    std::fs::write(proj.join("config.toml"), cfg).unwrap();
+    (proj, gold)
+}
+
+/// With one class labelled, `next` can fit no model: it picks at random and checks nothing, and
+/// `status` says so instead of announcing an alignment check.
+#[test]
+fn a_project_with_one_class_labelled_announces_a_random_batch() {
+    let Some((tmp, home, ds)) = setup("a_project_with_one_class_labelled_announces_a_random_batch")
+    else {
+        return;
+    };
+    let (proj, _) = auto_project(&tmp, &home, &ds);
+    let p = proj.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let (code, out, err) = common::proxal(home.root(), args);
+        assert_eq!(code, Some(0), "proxal {args:?}:\n{out}\n{err}");
+        out
+    };
+    run(&["next", "--project", p, "--quiet"]);
+    // Every row of the first batch labelled with the same intent.
+    let answers = tmp.path().join("answers.csv");
+    let mut w = csv::Writer::from_path(&answers).unwrap();
+    w.write_record(["id", "label"]).unwrap();
+    for r in csv::Reader::from_path(proj.join("batches/round-000/batch.csv"))
+        .unwrap()
+        .records()
+    {
+        w.write_record([&r.unwrap()[0], "card_arrival"]).unwrap();
+    }
+    w.flush().unwrap();
+    run(&["label", answers.to_str().unwrap(), "--project", p]);
+    let status = run(&["status", "--project", p]);
+    assert!(
+        status.contains("random sampling (1 class labelled so far: a model needs two)"),
+        "{status}"
+    );
+    assert!(!status.contains("check whether aligning pays"), "{status}");
+    run(&["next", "--project", p, "--quiet"]);
+    let batch = std::fs::read_to_string(proj.join("batches/round-001/manifest.json")).unwrap();
+    assert!(
+        batch.contains("random sample (1 class labelled so far"),
+        "{batch}"
+    );
+}
+
+/// With `val_source = "random"`, every batch after the initial set opens with a random share
+/// (`val_fraction`) that joins the checks' validation rows, and the strategy picks the rest:
+/// exactly the rows it ranks highest outside that share.
+#[test]
+fn random_validation_picks_open_every_batch_and_validate_the_checks() {
+    let Some((_tmp, home, ds)) =
+        setup("random_validation_picks_open_every_batch_and_validate_the_checks")
+    else {
+        return;
+    };
+    noise_v0(&home, &ds);
+    // The same run with the validation rows from the labels ("check") and at random ("random").
+    let (labels_progress, _) = run_auto(&home, 1);
+    let text = std::fs::read_to_string(auto_config(&home, 1, "val_source = \"random\"\n")).unwrap();
+    let cfg = home.root().join("random.toml");
+    std::fs::write(&cfg, text.replace("name = \"check\"", "name = \"random\"")).unwrap();
+    proxal::al::run(&home, &cfg, RunOptions::default()).unwrap();
+    let dir = home.runs().join("random");
+    let progress = read_jsonl(&dir.join("progress.jsonl"));
+    // Round 0 validates on the same hash-chosen share of the initial set either way.
+    let (first, last) = (&progress[0]["check"], &progress[1]["check"]);
+    assert_eq!(first, &labels_progress[0]["check"]);
+    // Batch 1 (20 rows) opens with round(20 × 0.25) = 5 random validation picks.
+    let val = |c: &Value| c["val_rows"].as_u64().unwrap();
+    assert_eq!(val(last), val(first) + 5, "{first}\n{last}");
+    assert_eq!(last["train_rows"].as_u64().unwrap() + val(last), 140);
+    let batch = |run: &str| -> Vec<u64> {
+        read_jsonl(&home.runs().join(run).join("labelled.jsonl"))
+            .iter()
+            .filter(|l| l["round"] == 1)
+            .map(|l| l["row"].as_u64().unwrap())
+            .collect()
+    };
+    let (margin_only, with_random) = (batch("check"), batch("random"));
+    assert_eq!((margin_only.len(), with_random.len()), (20, 20));
+    // The strategy's 15 are the top of its ranking once the 5 random rows are out: a subset of
+    // the 20 it picks when it picks them all.
+    let strategy_part = &with_random[5..];
+    assert!(
+        strategy_part.iter().all(|r| margin_only.contains(r)),
+        "{strategy_part:?} not within {margin_only:?}"
+    );
+    // The overlap after the round-0 alignment leaves the random picks out of the comparison.
+    let overlap = progress[0]["pick_overlap"].as_f64().unwrap();
+    assert!(
+        (overlap * 15.0 - (overlap * 15.0).round()).abs() < 1e-9,
+        "{overlap}"
     );
 }

@@ -26,6 +26,7 @@
 //! min_gain = 0.02            # checks: align when a fine-tune beats the probe by this much
 //! growth = 2.0               # indicator/auto: check again once the labels grew by this factor
 //! check_from = "pretrained"  # checks: candidates fine-tune the pretrained backbone | "cache": the one that made the cache
+//! val_source = "labels"      # checks: validate on a hash-chosen share of the labels | "random": of the initial set plus a random share of every batch
 //!
 //! [stopping]                 # stopping criteria on a fixed stop set (docs/STOPPING.md)
 //! stop_set = 1000            # pool rows the proxy's predictions are compared on
@@ -171,6 +172,19 @@ pub enum CheckFrom {
     Cache,
 }
 
+/// Where the validation rows of alignment checks come from (docs/ALIGNMENT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValSource {
+    /// A fixed share (`val_fraction`) of the labelled rows, chosen by a hash of the row: after
+    /// the initial random set, rows the strategy chose as hard.
+    Labels,
+    /// That share of the initial (random) set, plus `val_fraction` of every later batch drawn
+    /// uniformly at random from the unlabelled pool (bought like the rest, first in the batch):
+    /// validation rows distributed like the data the shipped model meets.
+    Random,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AsvpConfig {
@@ -184,6 +198,7 @@ pub struct AsvpConfig {
     pub min_gain: f64,
     pub growth: f64,
     pub check_from: CheckFrom,
+    pub val_source: ValSource,
 }
 
 impl Default for AsvpConfig {
@@ -199,6 +214,7 @@ impl Default for AsvpConfig {
             min_gain: 0.02,
             growth: 2.0,
             check_from: CheckFrom::Pretrained,
+            val_source: ValSource::Labels,
         }
     }
 }
@@ -344,6 +360,19 @@ impl RunConfig {
     /// Total labels at the end of round `r` (round 0 = the initial set).
     pub fn labels_after(&self, round: usize) -> usize {
         self.initial + round * self.batch
+    }
+
+    /// Of a batch of `k` picks, how many are drawn at random to validate alignment checks
+    /// (asvp with checks and `val_source = "random"`; 0 otherwise).
+    pub fn validation_picks(&self, k: usize) -> usize {
+        if self.policy == PolicyKind::Asvp
+            && self.asvp.checks()
+            && self.asvp.val_source == ValSource::Random
+        {
+            ((k as f64) * self.asvp.val_fraction).round() as usize
+        } else {
+            0
+        }
     }
 
     /// Is round `r` an evaluation point?

@@ -27,7 +27,7 @@ pub mod stopping;
 
 pub use config::{
     AsvpConfig, CheckFrom, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, TrainConfig,
-    Trigger,
+    Trigger, ValSource,
 };
 pub use logme::logme;
 pub use run::{run, RunOptions, RunSummary};

@@ -77,6 +77,11 @@ pub struct AlignCheck {
     /// that made the cache (`check_from = "cache"`), named by its feature version ("run:v1").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The `min_gain` the check was judged with, so that replaying the records after the
+    /// setting changed (a project's config) gives the decisions that were made (None: records
+    /// made before it was kept; the current setting is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_gain: Option<f64>,
 }
 
 impl ProgressRecord {

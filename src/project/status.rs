@@ -125,24 +125,24 @@ pub fn status(dir: &Path) -> Result<Status> {
             {
                 what.push("embed the pool once (v0)".to_string());
             }
+            // With one class labelled, `next` picks at random and does no policy work.
+            let classes = counts.values().filter(|&&c| c > 0).count();
+            let one_class = classes < 2 && p.cfg.policy != PolicyKind::Random;
             let a = &p.cfg.asvp;
-            if p.cfg.policy == PolicyKind::Asvp && a.trigger != Trigger::Schedule {
+            let asvp = p.cfg.policy == PolicyKind::Asvp && !one_class;
+            if asvp && a.trigger != Trigger::Schedule {
                 let h = crate::al::run::CheckHistory::replay(works.iter().copied(), a);
                 if let Some(why) = h.due(a, labels.len(), false) {
                     what.push(format!(
                         "check whether aligning pays ({why}): fine-tune and compare with the probe on held-out labels, refreshing the cache if it does"
                     ));
                 }
-            } else if p.cfg.policy == PolicyKind::Asvp
-                && a.align_every > 0
-                && r > 0
-                && r.is_multiple_of(a.align_every)
-            {
+            } else if asvp && a.align_every > 0 && r > 0 && r.is_multiple_of(a.align_every) {
                 what.push(
                     "fine-tune on the labels and refresh the cache (scheduled alignment)".into(),
                 );
             }
-            if p.cfg.policy == PolicyKind::Standard {
+            if p.cfg.policy == PolicyKind::Standard && !one_class {
                 what.push("fine-tune on the labels and re-embed the pool".into());
             }
             what.push(format!(
@@ -150,9 +150,11 @@ pub fn status(dir: &Path) -> Result<Status> {
                 batches.len(),
                 p.cfg.batch,
                 if p.cfg.policy == PolicyKind::Random {
-                    "random sampling"
+                    "random sampling".to_string()
+                } else if one_class {
+                    format!("random sampling ({classes} class labelled so far: a model needs two)")
                 } else {
-                    p.cfg.strategy.as_str()
+                    p.cfg.strategy.clone()
                 }
             ));
             format!("`proxal next` will {}", what.join(", then "))

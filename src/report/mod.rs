@@ -56,8 +56,9 @@ pub struct RunMeta {
     pub seed: Option<i64>,
     pub strategy: Option<String>,
     /// What sets an asvp run apart from the fixed schedule, for its group's label: its trigger
-    /// when not `schedule`, `validate` when it chooses the training method by validation, and
-    /// `cache` when its checks continue the backbone that made the cache.
+    /// when not `schedule`, `validate` when it chooses the training method by validation, `cache`
+    /// when its checks continue the backbone that made the cache, and `random` when they validate
+    /// on random picks.
     pub variant: Option<String>,
     pub prices: Option<PricesConfig>,
     /// The config without `name`, `seed` and `[prices]`, canonicalised: runs with equal keys are
@@ -157,6 +158,7 @@ pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
         asvp("trigger").filter(|x| x != "schedule"),
         asvp("method").filter(|x| x != "threshold"),
         asvp("check_from").filter(|x| x != "pretrained"),
+        asvp("val_source").filter(|x| x != "labels"),
     ]
     .into_iter()
     .flatten()

@@ -231,6 +231,60 @@ pub(crate) fn is_check_validation_row(row: usize, seed: u64, fraction: f64) -> b
     ((z >> 11) as f64) / ((1u64 << 53) as f64) < fraction
 }
 
+/// Which labelled rows validate alignment checks, for `labels` in the order bought: the fixed
+/// hash-chosen share ([`is_check_validation_row`]), or with `val_source = "random"` that share of
+/// the initial (random) set plus the random validation picks that open every later batch
+/// ([`validation_picks`]). Either way a row keeps its role in every round.
+pub(crate) fn validation_mask(cfg: &RunConfig, labels: &[LabelRecord]) -> Vec<bool> {
+    let mut batch: HashMap<usize, usize> = HashMap::new();
+    for l in labels {
+        *batch.entry(l.round).or_default() += 1;
+    }
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let at = seen.entry(l.round).or_default();
+            let position = *at;
+            *at += 1;
+            if l.round > 0 && cfg.asvp.val_source == ValSource::Random {
+                position < cfg.validation_picks(batch[&l.round])
+            } else {
+                is_check_validation_row(l.row, cfg.seed, cfg.asvp.val_fraction)
+            }
+        })
+        .collect()
+}
+
+/// Split the choice of a batch of `k` from `unlabelled`: the random validation picks of
+/// `val_source = "random"` (seeded by the round; none otherwise), the rows left to the strategy,
+/// and how many it picks.
+pub(crate) fn validation_picks(
+    ctx: &RoundContext,
+    round: usize,
+    unlabelled: &[usize],
+    k: usize,
+) -> (Vec<strategy::Pick>, Vec<usize>, usize) {
+    let v = ctx.cfg.validation_picks(k).min(k);
+    if v == 0 {
+        return (vec![], unlabelled.to_vec(), k);
+    }
+    let mut drawn = unlabelled.to_vec();
+    drawn.shuffle(&mut crate::util::rng(ctx.round_seed(round, 71)));
+    drawn.truncate(v);
+    let chosen: HashSet<usize> = drawn.iter().copied().collect();
+    let rest = unlabelled
+        .iter()
+        .copied()
+        .filter(|r| !chosen.contains(r))
+        .collect();
+    let picks = drawn
+        .into_iter()
+        .map(|row| strategy::Pick { row, score: 0.0 })
+        .collect();
+    (picks, rest, k - v)
+}
+
 /// The gain of a model over the probe on the same validation rows (paired): the mean per-row
 /// difference in correctness and its standard error.
 pub(crate) fn paired_gain(probe: &[bool], model: &[bool]) -> (f64, f64) {
@@ -300,14 +354,14 @@ impl CheckHistory {
 
     /// Take in a check made with `labels` labelled rows.
     pub(crate) fn record(&mut self, a: &AsvpConfig, labels: usize, c: &AlignCheck) {
-        self.last_check = Some((labels, gain_sure(c.gain, c.gain_se, a.min_gain)));
+        let min_gain = c.min_gain.unwrap_or(a.min_gain);
+        self.last_check = Some((labels, gain_sure(c.gain, c.gain_se, min_gain)));
         if a.method == MethodChoice::Validate && (c.candidates.len() > 1 || c.pays) {
             self.chosen = Method::from_name(&c.best).ok();
         }
         if c.pays {
             self.aligned_once = true;
-        } else if a.trigger == Trigger::Auto && self.aligned_once && c.gain + c.gain_se < a.min_gain
-        {
+        } else if a.trigger == Trigger::Auto && self.aligned_once && c.gain + c.gain_se < min_gain {
             // Only after an alignment: before one, a cache that fits the first labels may not
             // fit five times as many.
             self.settled = true;
@@ -374,7 +428,8 @@ pub(crate) fn describe_check(c: &AlignCheck) -> String {
 
 /// An alignment check (docs/ALIGNMENT.md): the linear probe on `feats` (the cache the policy
 /// selects with) and a fine-tune with each of `methods` from `start`, all trained on the labelled
-/// rows outside the fixed validation share and judged on the rows inside it. Every part is metered as `stage`:
+/// rows outside the validation rows (`validation`, one flag per row: [`validation_mask`]) and
+/// judged on the rows inside them. Every part is metered as `stage`:
 /// `indicator` (it is trained to decide), or `ship` in the final round (it decides the model that
 /// ships). Returns the check and its best fine-tuned model (an
 /// alignment that pays refreshes with it instead of training again), or None when the labelled
@@ -385,15 +440,14 @@ pub(crate) fn check_alignment(
     round: usize,
     rows: &[usize],
     ys: &[u32],
+    validation: &[bool],
     feats: &FeatureVersion,
     (start, from): (Start, Option<String>),
     methods: &[Method],
     stage: Stage,
 ) -> Result<Option<(AlignCheck, FineTuned)>> {
-    let a = &ctx.cfg.asvp;
-    let (seed, fraction, min_gain) = (ctx.cfg.seed, a.val_fraction, a.min_gain);
-    let (val, train): (Vec<usize>, Vec<usize>) =
-        (0..rows.len()).partition(|&i| is_check_validation_row(rows[i], seed, fraction));
+    let min_gain = ctx.cfg.asvp.min_gain;
+    let (val, train): (Vec<usize>, Vec<usize>) = (0..rows.len()).partition(|&i| validation[i]);
     if val.is_empty() || train.len() < 2 || methods.is_empty() {
         return Ok(None);
     }
@@ -442,6 +496,7 @@ pub(crate) fn check_alignment(
         gain_se,
         pays: gain_pays(gain, if stage == Stage::Ship { 0.0 } else { min_gain }),
         from,
+        min_gain: Some(min_gain),
     };
     ctx.say(&format!(
         "round {round}: alignment check: {}",
@@ -450,9 +505,10 @@ pub(crate) fn check_alignment(
     Ok(Some((check, model)))
 }
 
-/// The share of `picks` (the batch chosen on the cache an alignment just refreshed) that the
-/// proxy on the cache before it (`before`: "v0" or "run:vN") picks too, fitted and selecting with
-/// the same labels and seeds: how much the alignment changed what the run buys. Metered as
+/// The share of the strategy's `picks` (the batch chosen on the cache an alignment just
+/// refreshed, without its random validation picks) that the proxy on the cache before it
+/// (`before`: "v0" or "run:vN") picks too, fitted and selecting with the same labels and seeds:
+/// how much the alignment changed what the run buys. Metered as
 /// `evaluation`: it is logged for analysis and no decision uses it (docs/ALIGNMENT.md).
 pub(crate) fn pick_overlap(
     ctx: &mut RoundContext,
@@ -481,20 +537,22 @@ pub(crate) fn pick_overlap(
         .collect();
     let n = ctx.ds.n_classes();
     let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
-    // The seeds select_batch and selector_for use, so only the features differ.
+    // The seeds select_batch and selector_for use, so only the features differ; random
+    // validation picks do not depend on them and are left out of the comparison.
     let (fit_seed, pick_seed) = (ctx.round_seed(round, 29), ctx.round_seed(round, 53));
+    let (random, rest, k) = validation_picks(ctx, round, &unlabelled, picks.len());
+    if k == 0 {
+        return Ok(1.0);
+    }
     // A fresh strategy: the run's own may keep state between rounds.
     let mut strat = strategy::from_name(&ctx.cfg.strategy)?;
-    let k = picks.len();
-    let old = ctx
-        .ledger
-        .meter(round, Stage::Evaluation, unlabelled.len(), || {
-            let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, fit_seed)?;
-            let r = strategy::Round::new(feats, &unlabelled, &rows, Some(proxy.as_ref()), pick_seed)?
-                .with_labels(&ys, n);
-            strat.select(&r, k)
-        })?;
-    let new: HashSet<usize> = picks.iter().map(|p| p.row).collect();
+    let old = ctx.ledger.meter(round, Stage::Evaluation, rest.len(), || {
+        let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, fit_seed)?;
+        let r = strategy::Round::new(feats, &rest, &rows, Some(proxy.as_ref()), pick_seed)?
+            .with_labels(&ys, n);
+        strat.select(&r, k)
+    })?;
+    let new: HashSet<usize> = picks[random.len()..].iter().map(|p| p.row).collect();
     Ok(old.iter().filter(|p| new.contains(&p.row)).count() as f64 / k as f64)
 }
 
@@ -628,6 +686,7 @@ mod tests {
             gain_se,
             pays,
             from: None,
+            min_gain: None,
         }
     }
 
@@ -714,6 +773,20 @@ mod tests {
             progress(600, Some(check(false, -0.04, 0.03, &both)), false),
         ];
         assert_eq!(CheckHistory::replay(&records, &a), h);
+        // A check keeps the min_gain it was judged with: raised later (a project's config), the
+        // replay still makes the decisions that were made. Without it, the setting decides.
+        let kept = |min_gain| AlignCheck {
+            min_gain,
+            ..check(true, 0.10, 0.05, &both)
+        };
+        let raised = AsvpConfig {
+            min_gain: 0.2,
+            ..a.clone()
+        };
+        let then = CheckHistory::replay(&[progress(200, Some(kept(Some(0.02))), true)], &raised);
+        assert_eq!(then.last_check, Some((200, true)));
+        let now = CheckHistory::replay(&[progress(200, Some(kept(None)), true)], &raised);
+        assert_eq!(now.last_check, Some((200, false)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub(crate) use round::*;
 
 use super::config::{
     AsvpConfig, CheckFrom, EvalModel, MethodChoice, PolicyKind, RunConfig, SelectWith, Trigger,
+    ValSource,
 };
 use super::state::{AlignCheck, LabelRecord, ProgressRecord, RunDir};
 use crate::backbone::{Backbone, EmbedOptions};
@@ -23,7 +24,7 @@ use crate::train::{fine_tune, FineTuneOptions, FineTuned, Head, Method, Scores};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use rand::seq::SliceRandom;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Options of one invocation (not part of the run's identity).

@@ -365,11 +365,11 @@ pub(crate) fn policy_work(
                 // In the final round a check decides the model that ships (booked as `ship`);
                 // the schedule's final alignment keeps the method chosen earlier.
                 if checks || (cfg.asvp.checks() && !final_round) {
+                    let validation = validation_mask(cfg, labels);
                     checked_alignment(
                         ctx,
                         round,
-                        &rows,
-                        &ys,
+                        (&rows, &ys, &validation),
                         v0,
                         policy_state,
                         (final_round, refresh_stage),
@@ -438,8 +438,7 @@ pub(crate) fn policy_work(
 fn checked_alignment(
     ctx: &mut RoundContext,
     round: usize,
-    rows: &[usize],
-    ys: &[u32],
+    (rows, ys, validation): (&[usize], &[u32], &[bool]),
     v0: Option<&FeatureVersion>,
     policy_state: &mut PolicyState,
     (final_round, refresh_stage): (bool, Option<Stage>),
@@ -472,8 +471,17 @@ fn checked_alignment(
         ),
         None => (Start::pretrained(v0), None),
     };
-    let Some((check, ft)) =
-        check_alignment(ctx, round, rows, ys, feats, (start, from), &methods, stage)?
+    let Some((check, ft)) = check_alignment(
+        ctx,
+        round,
+        rows,
+        ys,
+        validation,
+        feats,
+        (start, from),
+        &methods,
+        stage,
+    )?
     else {
         ctx.say(&format!(
             "round {round}: too few labels to hold some out: no alignment check"
@@ -608,16 +616,19 @@ pub(crate) fn select_batch(
         SelectionModel::Proxy(p) => {
             let feats = current.map(|c| &c.1).or(v0).context("no features")?;
             let (rows, ys) = labelled_xy(ctx, labels);
-            strategy_select(
+            // asvp with val_source = "random": the batch opens with its random validation picks.
+            let (mut picks, rest, k) = validation_picks(ctx, round, &unlabelled, k);
+            picks.extend(strategy_select(
                 ctx,
                 round,
                 feats,
                 p.as_ref(),
                 (&rows, &ys),
-                &unlabelled,
+                &rest,
                 k,
                 seed,
-            )?
+            )?);
+            picks
         }
         SelectionModel::Head(h) => {
             let feats = current
@@ -690,7 +701,15 @@ pub(crate) fn evaluate(
     let model = match (reuse, policy_model) {
         (true, Some(m)) => m,
         _ => {
-            owned = train_model(ctx, round, method, rows, ys, Start::pretrained(v0), Stage::Ship)?;
+            owned = train_model(
+                ctx,
+                round,
+                method,
+                rows,
+                ys,
+                Start::pretrained(v0),
+                Stage::Ship,
+            )?;
             &owned
         }
     };
