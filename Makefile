@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments report-experiments stopping longtail plan-check reproduce-check compare-proxies kill-campaign clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -23,6 +23,7 @@ help:
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"
+	@echo "make plan-alignment  the fixed schedule projected at the alignment-check runs' speed (experiments/results/plan-alignment.md)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, summary.json from the finished suite runs"
 	@echo "make reproduce-check     rerun suite configs from scratch; compare selections and accuracy with their records"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
@@ -94,6 +95,10 @@ stopping: assets
 longtail: assets
 	@cargo build --bin proxal
 	@scripts/longtail.sh
+
+plan-alignment:
+	@cargo build --bin proxal
+	@scripts/plan-alignment.sh
 
 plan-check:
 	@cargo build --bin proxal

@@ -46,6 +46,7 @@ trigger = "schedule"     # schedule | indicator | auto: auto checks in round 0 a
 align_every = 3          # schedule: fine-tune on the labels and refresh the cache every 3 rounds
 method = "threshold"     # threshold | validate (LP-FT or full fine-tune, chosen on held-out labels)
 ft_threshold = 800       # threshold: LP-FT below this many labels, full fine-tune above
+check_from = "cache"     # checks after an alignment continue the model that made the cache
 
 [train]
 epochs = 3
