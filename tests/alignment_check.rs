@@ -16,13 +16,32 @@ use two_intents::{label_v0, noise_v0, read_jsonl, setup, stage_records};
 /// rounds after round 0 and return its progress and ledger records.
 fn run_auto(home: &Home, rounds: usize) -> (Vec<Value>, Vec<Value>) {
     let cfg = auto_config(home, rounds, "");
-    let (code, out, err) = common::proxal(home.root(), &["run", cfg.to_str().unwrap(), "--quiet"]);
-    assert_eq!(code, Some(0), "proxal run failed:\n{out}\n{err}");
+    ok(home, &["run", cfg.to_str().unwrap(), "--quiet"]);
     let dir = home.runs().join("check");
     (
         read_jsonl(&dir.join("progress.jsonl")),
         read_jsonl(&dir.join("ledger.jsonl")),
     )
+}
+
+/// `proxal …` in `home`, which must succeed; its stdout.
+fn ok(home: &Home, args: &[&str]) -> String {
+    let (code, out, err) = common::proxal(home.root(), args);
+    assert_eq!(code, Some(0), "proxal {args:?}:\n{out}\n{err}");
+    out
+}
+
+/// The one-round config of [`auto_config`] as run `name` with policy `policy` and `asvp` lines.
+fn variant_config(home: &Home, name: &str, asvp: &str, policy: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(auto_config(home, 1, asvp)).unwrap();
+    let path = home.root().join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        text.replace("name = \"check\"", &format!("name = \"{name}\""))
+            .replace("policy = \"asvp\"", &format!("policy = \"{policy}\"")),
+    )
+    .unwrap();
+    path
 }
 
 /// The config of [`run_auto`] (run "check"), with `asvp` lines added to its `[asvp]` table.
@@ -80,14 +99,7 @@ fn a_cache_of_noise_is_aligned_in_round_0() {
     assert_eq!(progress[0]["features"], "run:v1");
     // The batch bought after the alignment, against the one svpp buys on the same labels with the
     // same seeds on the cache before it (v0): the recorded overlap is their shared share.
-    let svpp = home.root().join("svpp.toml");
-    let text = std::fs::read_to_string(auto_config(&home, 1, "")).unwrap();
-    std::fs::write(
-        &svpp,
-        text.replace("name = \"check\"", "name = \"svpp\"")
-            .replace("policy = \"asvp\"", "policy = \"svpp\""),
-    )
-    .unwrap();
+    let svpp = variant_config(&home, "svpp", "", "svpp");
     proxal::al::run(&home, &svpp, RunOptions::default()).unwrap();
     let batch = |run: &str| -> std::collections::HashSet<u64> {
         read_jsonl(&home.runs().join(run).join("labelled.jsonl"))
@@ -266,11 +278,7 @@ fn a_project_shows_its_alignment_check() {
     };
     let (proj, gold) = auto_project(&tmp, &home, &ds);
     let p = proj.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let (code, out, err) = common::proxal(home.root(), args);
-        assert_eq!(code, Some(0), "proxal {args:?}:\n{out}\n{err}");
-        out
-    };
+    let run = |args: &[&str]| ok(&home, args);
     let answer = |round: usize| {
         let answers = tmp.path().join(format!("answers-{round}.csv"));
         let mut w = csv::Writer::from_path(&answers).unwrap();
@@ -372,8 +380,7 @@ fn auto_project(
         "--batch",
         "50",
     ];
-    let (code, out, err) = common::proxal(home.root(), &args);
-    assert_eq!(code, Some(0), "proxal init:\n{out}\n{err}");
+    ok(home, &args);
     let cfg = std::fs::read_to_string(proj.join("config.toml")).unwrap();
     let cfg = cfg
         .replace("trigger = \"schedule\"", "trigger = \"auto\"")
@@ -393,11 +400,7 @@ fn a_project_with_one_class_labelled_announces_a_random_batch() {
     };
     let (proj, _) = auto_project(&tmp, &home, &ds);
     let p = proj.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let (code, out, err) = common::proxal(home.root(), args);
-        assert_eq!(code, Some(0), "proxal {args:?}:\n{out}\n{err}");
-        out
-    };
+    let run = |args: &[&str]| ok(&home, args);
     run(&["next", "--project", p, "--quiet"]);
     // Every row of the first batch labelled with the same intent.
     let answers = tmp.path().join("answers.csv");
@@ -438,9 +441,7 @@ fn random_validation_picks_open_every_batch_and_validate_the_checks() {
     noise_v0(&home, &ds);
     // The same run with the validation rows from the labels ("check") and at random ("random").
     let (labels_progress, _) = run_auto(&home, 1);
-    let text = std::fs::read_to_string(auto_config(&home, 1, "val_source = \"random\"\n")).unwrap();
-    let cfg = home.root().join("random.toml");
-    std::fs::write(&cfg, text.replace("name = \"check\"", "name = \"random\"")).unwrap();
+    let cfg = variant_config(&home, "random", "val_source = \"random\"\n", "asvp");
     proxal::al::run(&home, &cfg, RunOptions::default()).unwrap();
     let dir = home.runs().join("random");
     let progress = read_jsonl(&dir.join("progress.jsonl"));

@@ -528,13 +528,7 @@ pub(crate) fn pick_overlap(
         None => v0.context("no v0 features")?,
     };
     let (rows, ys) = labelled_xy(ctx, labels);
-    let labelled: HashSet<usize> = rows.iter().copied().collect();
-    let unlabelled: Vec<usize> = ctx
-        .pool
-        .iter()
-        .copied()
-        .filter(|r| !labelled.contains(r))
-        .collect();
+    let unlabelled = unlabelled_rows(ctx, labels);
     let n = ctx.ds.n_classes();
     let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
     // The seeds select_batch and selector_for use, so only the features differ; random

@@ -585,6 +585,16 @@ impl SelectionModel {
     }
 }
 
+/// The pool rows not labelled yet, in pool order.
+pub(crate) fn unlabelled_rows(ctx: &RoundContext, labels: &[LabelRecord]) -> Vec<usize> {
+    let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
+    ctx.pool
+        .iter()
+        .copied()
+        .filter(|r| !labelled.contains(r))
+        .collect()
+}
+
 /// Choose the next batch of `cfg.batch` unlabelled pool rows.
 pub(crate) fn select_batch(
     ctx: &mut RoundContext,
@@ -594,13 +604,7 @@ pub(crate) fn select_batch(
     v0: Option<&FeatureVersion>,
     current: Option<&(String, FeatureVersion)>,
 ) -> Result<Vec<strategy::Pick>> {
-    let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
-    let unlabelled: Vec<usize> = ctx
-        .pool
-        .iter()
-        .copied()
-        .filter(|r| !labelled.contains(r))
-        .collect();
+    let unlabelled = unlabelled_rows(ctx, labels);
     let k = ctx.cfg.batch.min(unlabelled.len());
     let seed = ctx.round_seed(round, 53);
     let rows = match sel {
