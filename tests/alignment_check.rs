@@ -97,6 +97,21 @@ fn a_cache_of_noise_is_aligned_in_round_0() {
     assert!(check["gain"].as_f64().unwrap() > 0.15, "{check}");
     assert!(progress[0]["aligned"].as_str().is_some());
     assert_eq!(progress[0]["features"], "run:v1");
+    // The refreshed version records the weights it was embedded with: the round-0 checkpoint's.
+    let run_dir = home.runs().join("check");
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("features/v1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let checkpoint = run_dir.join("checkpoints/round-000/model.safetensors");
+    assert_eq!(
+        manifest["source"]["weights_sha256"].as_str().unwrap(),
+        proxal::util::sha256_file(&checkpoint).unwrap()
+    );
+    assert!(manifest["source"]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("round-000"));
     // The batch bought after the alignment, against the one svpp buys on the same labels with the
     // same seeds on the cache before it (v0): the recorded overlap is their shared share.
     let svpp = variant_config(&home, "svpp", "", "svpp");

@@ -6,7 +6,7 @@ use crate::cost::{device_of, Ledger, Meter, Stage};
 use crate::data::Dataset;
 use crate::features::store::{Provenance, Store, VersionSpec};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The cost ledger kept in each version directory: one record per chunk embedded.
 pub const COST_FILE: &str = "cost.jsonl";
@@ -46,6 +46,12 @@ pub fn embed_dataset(
 ) -> Result<EmbedReport> {
     let t0 = std::time::Instant::now();
     let embedder = backbone.embedder(job.options.clone())?;
+    // A refresh embeds with a fine-tuned backbone: its weights are the checkpoint's, not those
+    // of the directory the backbone was first loaded from.
+    let weights_sha256 = match &job.checkpoint {
+        Some(dir) => crate::util::sha256_file(&Path::new(dir).join(crate::backbone::WEIGHTS_FILE))?,
+        None => backbone.id.weights_sha256.clone(),
+    };
     let spec = VersionSpec {
         dataset: ds.name.clone(),
         dataset_fingerprint: ds.fingerprint.clone(),
@@ -55,7 +61,7 @@ pub fn embed_dataset(
         source: Provenance {
             backbone: backbone.id.name.clone(),
             backbone_dir: backbone.id.dir.clone(),
-            weights_sha256: backbone.id.weights_sha256.clone(),
+            weights_sha256,
             tokenizer_sha256: backbone.id.tokenizer_sha256.clone(),
             checkpoint: job.checkpoint.clone(),
             pooling: embedder.options().pooling.as_str().to_string(),
