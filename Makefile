@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign clean-features help
 
 all: build
 
@@ -19,7 +19,8 @@ help:
 	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"
 	@echo "make tune-ft-head-lr  choose fine-tuning's head learning rate on banking77's dev split (4 fine-tunes, 5-11 min each here)"
 	@echo "make tune-dropout  fine-tuning with and without (seeded) dropout on banking77's dev split (6 fine-tunes)"
-	@echo "make experiments   the experiment suite: 4 datasets x 10 policy/strategy groups x 3 seeds (hours; resumable)"
+	@echo "make experiments   the experiment suite: 4 datasets x 12 policy/strategy groups x 3 seeds (hours; resumable)"
+	@echo "make experiments-full  the full-pool experiment (issue 20): 3 datasets x 7 groups x 3 seeds, 2,000 labels (hours; resumable)"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"
@@ -83,6 +84,10 @@ tune-dropout: assets
 experiments: assets
 	@cargo build --bin proxal
 	@scripts/experiments.sh
+
+experiments-full: assets
+	@cargo build --bin proxal
+	@SUITE=full scripts/experiments.sh
 
 report-experiments:
 	@cargo build --bin proxal

@@ -57,8 +57,8 @@ pub struct RunMeta {
     pub strategy: Option<String>,
     /// What sets an asvp run apart from the fixed schedule, for its group's label: its trigger
     /// when not `schedule`, `validate` when it chooses the training method by validation, `cache`
-    /// when its checks continue the backbone that made the cache, and `random` when they validate
-    /// on random picks.
+    /// when its checks continue the backbone that made the cache, `random` when they validate
+    /// on random picks, and `labels` when it aligns at fixed label counts.
     pub variant: Option<String>,
     pub prices: Option<PricesConfig>,
     /// The config without `name`, `seed` and `[prices]`, canonicalised: runs with equal keys are
@@ -159,6 +159,11 @@ pub fn parse_meta(text: &str, path: &Path, dir_name: &str) -> Result<RunMeta> {
         asvp("method").filter(|x| x != "threshold"),
         asvp("check_from").filter(|x| x != "pretrained"),
         asvp("val_source").filter(|x| x != "labels"),
+        t.get("asvp")
+            .and_then(|a| a.get("align_at_labels"))
+            .and_then(|x| x.as_array())
+            .filter(|x| !x.is_empty())
+            .map(|_| "labels".to_string()),
     ]
     .into_iter()
     .flatten()
