@@ -20,7 +20,7 @@ Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
-from runconfig import head
+from runconfig import TRAIN, grid, head
 
 DATASETS = ["banking77", "clinc150", "stackoverflow20"]
 GROUPS = [
@@ -42,26 +42,14 @@ SEEDS = [0, 1, 2]
 ROUNDS = 9
 
 root = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "configs" / "full"
-for ds in DATASETS:
-    d = root / ds
-    d.mkdir(parents=True, exist_ok=True)
-    for group, strategy in GROUPS:
-        policy = "asvp" if group in VARIANTS else group
-        extra = VARIANTS.get(group, "align_every = 2\n")
-        for seed in SEEDS:
-            tag = group if group == "random" else f"{group}-{strategy}"
-            name = f"full-{ds}-{tag}-s{seed}"
-            comment = (f"Full-pool experiment (scripts/make-full-configs.py): {ds}, {group}, "
-                       f"strategy {strategy}, seed {seed}")
-            text = head(comment, name, ds, policy, seed, strategy, 200, ROUNDS) + f"""
+for path, ds, group, strategy, seed, tag, policy, extra in grid(root, DATASETS, GROUPS, VARIANTS, SEEDS):
+    comment = (f"Full-pool experiment (scripts/make-full-configs.py): {ds}, {group}, "
+               f"strategy {strategy}, seed {seed}")
+    text = head(comment, f"full-{ds}-{tag}-s{seed}", ds, policy, seed, strategy, 200, ROUNDS)
+    asvp = extra or "align_every = 2\n"
+    path.write_text(text + f"""
 [asvp]
-{extra}logme_drop = 0.0
+{asvp}logme_drop = 0.0
 ft_threshold = 800
-
-[train]
-epochs = 3
-batch_size = 16
-max_len = 64
-"""
-            (d / f"{tag}-s{seed}.toml").write_text(text)
+""" + TRAIN)
 print(f"wrote {len(DATASETS) * len(GROUPS) * len(SEEDS)} configs under {root}")

@@ -29,7 +29,7 @@ Run it again after changing the design; the configs are committed.
 """
 import pathlib
 
-from runconfig import head
+from runconfig import TRAIN, grid, head
 
 DATASETS = ["banking77", "clinc150", "stackoverflow20", "assistant-source"]
 GROUPS = [
@@ -57,28 +57,16 @@ VARIANTS = {
 SEEDS = [0, 1, 2]
 
 root = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "configs" / "suite"
-for ds in DATASETS:
-    d = root / ds
-    d.mkdir(parents=True, exist_ok=True)
-    for group, strategy in GROUPS:
-        policy = "asvp" if group in VARIANTS else group
-        extra = VARIANTS.get(group, "")
-        for seed in SEEDS:
-            tag = group if group == "random" else f"{group}-{strategy}"
-            name = f"suite-{ds}-{tag}-s{seed}"
-            what = f"policy {policy}" + (f" ({group})" if extra else "")
-            comment = (f"Experiment suite (scripts/make-suite-configs.py): {ds}, {what}, "
-                       f"strategy {strategy}, seed {seed}")
-            text = head(comment, name, f"{ds}-s", policy, seed, strategy, 200, 4) + f"""
+for path, ds, group, strategy, seed, tag, policy, extra in grid(root, DATASETS, GROUPS, VARIANTS, SEEDS):
+    extra = extra or ""
+    what = f"policy {policy}" + (f" ({group})" if extra else "")
+    comment = (f"Experiment suite (scripts/make-suite-configs.py): {ds}, {what}, "
+               f"strategy {strategy}, seed {seed}")
+    text = head(comment, f"suite-{ds}-{tag}-s{seed}", f"{ds}-s", policy, seed, strategy, 200, 4)
+    path.write_text(text + f"""
 [asvp]
 {extra}align_every = 2
 logme_drop = 0.0
 ft_threshold = 800
-
-[train]
-epochs = 3
-batch_size = 16
-max_len = 64
-"""
-            (d / f"{tag}-s{seed}.toml").write_text(text)
+""" + TRAIN)
 print(f"wrote {len(DATASETS) * len(GROUPS) * len(SEEDS)} configs under {root}")

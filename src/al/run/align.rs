@@ -533,7 +533,7 @@ pub(crate) fn pick_overlap(
     let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
     // The seeds select_batch and selector_for use, so only the features differ; random
     // validation picks do not depend on them and are left out of the comparison.
-    let (fit_seed, pick_seed) = (ctx.round_seed(round, 29), ctx.round_seed(round, 53));
+    let seeds = selection_seeds(ctx, round);
     let (random, rest, k) = validation_picks(ctx, round, &unlabelled, picks.len());
     if k == 0 {
         return Ok(1.0);
@@ -541,8 +541,8 @@ pub(crate) fn pick_overlap(
     // A fresh strategy: the run's own may keep state between rounds.
     let mut strat = strategy::from_name(&ctx.cfg.strategy)?;
     let old = ctx.ledger.meter(round, Stage::Evaluation, rest.len(), || {
-        let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, fit_seed)?;
-        let r = strategy::Round::new(feats, &rest, &rows, Some(proxy.as_ref()), pick_seed)?
+        let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, seeds.fit)?;
+        let r = strategy::Round::new(feats, &rest, &rows, Some(proxy.as_ref()), seeds.pick)?
             .with_labels(&ys, n);
         strat.select(&r, k)
     })?;

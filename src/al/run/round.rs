@@ -565,7 +565,7 @@ pub(crate) fn selector_for(
             let feats = current.map(|c| &c.1).or(v0).context("no features")?;
             let x = feats.gather(&rows);
             let pc = ProxyConfig::from_name(&ctx.cfg.proxy)?;
-            let seed = ctx.round_seed(round, 29);
+            let seed = selection_seeds(ctx, round).fit;
             let proxy = ctx.ledger.meter(round, Stage::ProxyFit, rows.len(), || {
                 pc.fit(x.view(), &ys, n, seed)
             })?;
@@ -582,6 +582,20 @@ impl SelectionModel {
             SelectionModel::Proxy(p) => Some(p.as_ref()),
             SelectionModel::Head(h) => Some(h),
         }
+    }
+}
+
+/// The seeds of a round's selection: the proxy's fit and the batch's picks. One place, so that
+/// [`pick_overlap`] replays a round's selection exactly on other features.
+pub(crate) struct SelectionSeeds {
+    pub(crate) fit: u64,
+    pub(crate) pick: u64,
+}
+
+pub(crate) fn selection_seeds(ctx: &RoundContext, round: usize) -> SelectionSeeds {
+    SelectionSeeds {
+        fit: ctx.round_seed(round, 29),
+        pick: ctx.round_seed(round, 53),
     }
 }
 
@@ -606,7 +620,7 @@ pub(crate) fn select_batch(
 ) -> Result<Vec<strategy::Pick>> {
     let unlabelled = unlabelled_rows(ctx, labels);
     let k = ctx.cfg.batch.min(unlabelled.len());
-    let seed = ctx.round_seed(round, 53);
+    let seed = selection_seeds(ctx, round).pick;
     let rows = match sel {
         SelectionModel::Random => {
             let mut rng = crate::util::rng(seed);
