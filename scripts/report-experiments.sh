@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make report-experiments`: one report per dataset over the suite's finished runs (their records
-# under experiments/results/suite-runs/), copied to
-# experiments/results/<dataset>.md (+ plots under experiments/results/<dataset>/), and
+# `make report-experiments`: one report per dataset over the finished runs of the 3,000-row suite
+# (records under experiments/results/suite-runs/) and of the full-pool experiment
+# (experiments/results/full-runs/), copied to experiments/results/<dataset>.md and
+# experiments/results/full/<dataset>.md (+ plots beside them), and
 # experiments/results/summary.json built from the reports' JSON.
 #
 # Each dataset gets two targets. The report's default (99% of the best final accuracy) is the
@@ -13,11 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/runs-lib.sh
 B=${PROXAL_BIN:-target/debug/proxal}
-for ds in banking77 clinc150 stackoverflow20 assistant-source; do
-    runs=$(for d in experiments/results/suite-runs/suite-$ds-*; do
+# report_dataset SUITE DATASET OUT_DIR MD
+report_dataset() {
+    local suite=$1 ds=$2 out=$3 dst=$4 runs rand pol
+    runs=$(for d in experiments/results/$suite-runs/$suite-$ds-*; do
         if run_finished "$d"; then echo "$d"; fi; done)
-    if [ -z "$runs" ]; then echo "$ds: no finished runs yet"; continue; fi
-    out=experiments/results/$ds
+    if [ -z "$runs" ]; then echo "$suite/$ds: no finished runs yet"; return 0; fi
     # shellcheck disable=SC2086
     $B report $runs --out "$out"
     rand=$(python3 -c 'import json,sys
@@ -36,11 +38,11 @@ print(min(a) if a else "")' "$out/report.json")
         $B report $pol --out "$out/policies" > /dev/null
         rm -f "$out/policies/report."*
     fi
-    python3 - "$out" "experiments/results/$ds.md" "$ds" <<'PY'
+    python3 - "$out" "$dst" "$ds" <<'PY'
 import pathlib, re, sys
 out, dst, ds = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 md = (out / "report.md").read_text()
-md = re.sub(r"\]\(([a-z_]+\.(?:png|svg))\)", rf"]({ds}/\1)", md)
+md = re.sub(r"\]\(([a-z_]+\.(?:png|svg))\)", rf"]({out.name}/\1)", md)
 second = out / "at-random-final" / "report.md"
 if second.exists():
     s = second.read_text()
@@ -61,10 +63,16 @@ if (out / "policies" / "accuracy_vs_labels.png").exists():
     if fig not in md:
         sys.exit(f"{out}/report.md has no '{fig}' paragraph")
     md = md.replace(fig, f"![Test accuracy vs labels bought, the four policies alone (margin for svpp, asvp and "
-                         f"standard) — {ds}]({ds}/policies/accuracy_vs_labels.png)\n\n" + fig, 1)
+                         f"standard) — {ds}]({out.name}/policies/accuracy_vs_labels.png)\n\n" + fig, 1)
 dst.write_text(md)
 PY
     rm -f "$out/report.html"   # the .md and the plots are what is committed
+}
+for ds in banking77 clinc150 stackoverflow20 assistant-source; do
+    report_dataset suite "$ds" "experiments/results/$ds" "experiments/results/$ds.md"
+done
+for ds in banking77 clinc150 stackoverflow20 bolt-english; do
+    report_dataset full "$ds" "experiments/results/full/$ds" "experiments/results/full/$ds.md"
 done
 python3 scripts/suite-summary.py experiments/results experiments/results/summary.json
 python3 scripts/report-alignment.py

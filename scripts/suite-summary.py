@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""experiments/results/summary.json from the per-dataset report.json files of the suite:
-per dataset and group (policy + strategy): runs, mean/std test accuracy at each evaluation point,
+"""experiments/results/summary.json from the per-dataset report.json files of the 3,000-row suite
+(experiments/results/<dataset>/) and of the full-pool experiment (experiments/results/full/<dataset>/),
+one entry per setting ("suite/banking77", "full/banking77", …) with its pool size (`pool_rows`, read
+from the runs' ledgers) and, per dataset and group (policy + strategy): runs, mean/std test accuracy at each evaluation point,
 compute seconds (total and per round, measured), LE and SSR vs random, equivalent-cost saving vs
-standard, and the standard / asvp compute ratio. LE, SSR and savings are given at two targets: the
+standard, and standard's compute over each asvp variant's (wall and CPU seconds, rows embedded,
+fine-tuned row-epochs). LE, SSR and savings are given at two targets: the
 report's default (99% of the best final accuracy) and the lowest final accuracy of the random seeds
 (from <dataset>/at-random-final/report.json), which random reaches by construction."""
 import json
@@ -40,15 +43,35 @@ def work(g, runs):
     return ft / n, exact, emb / n
 
 
+def pool_rows(runs):
+    """The pool's size, from a run's first selection: the rows it chose from (the unlabelled pool)
+    plus the labels bought by then. None when no run selected (random's ledger has no scoring)."""
+    for r in runs:
+        d = pathlib.Path(r["dir"])
+        labels = {}
+        for line in (d / "rounds.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            labels[rec["round"]] = rec["labels"]
+        for line in (d / "ledger.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if rec["stage"] == "selection" and rec["round"] in labels:
+                return rec["rows"] + labels[rec["round"]]
+    return None
+
+
 results, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-summary = {"datasets": {}}
-for ds in ["banking77", "clinc150", "stackoverflow20", "assistant-source"]:
-    rep = results / ds / "report.json"
+SETTINGS = ([("suite", ds, results / ds)
+             for ds in ["banking77", "clinc150", "stackoverflow20", "assistant-source"]]
+            + [("full", ds, results / "full" / ds)
+               for ds in ["banking77", "clinc150", "stackoverflow20", "bolt-english"]])
+summary = {"settings": {}}
+for suite, ds, where in SETTINGS:
+    rep = where / "report.json"
     if not rep.exists():
         continue
     m = json.loads(rep.read_text())
     runs = {r["name"]: r for r in m["runs"]}
-    rep2 = results / ds / "at-random-final" / "report.json"
+    rep2 = where / "at-random-final" / "report.json"
     m2 = json.loads(rep2.read_text()) if rep2.exists() else None
     at2 = {g["label"]: g for g in m2["groups"]} if m2 else {}
     groups = []
@@ -92,29 +115,41 @@ for ds in ["banking77", "clinc150", "stackoverflow20", "assistant-source"]:
     # By label: the asvp variants (asvp-auto-validate/margin, …) share policy and strategy.
     by = {x["group"]: x for x in groups}
     std_ = by.get("standard/margin")
-    asvp = by.get("asvp/margin")
-    ratio = None
-    ratios = None
-    if std_ and asvp and asvp["compute_seconds"]["mean"] > 0:
-        ratio = std_["compute_seconds"]["mean"] / asvp["compute_seconds"]["mean"]
-        ratios = {
-            "wall_seconds": ratio,
-            "cpu_seconds": std_["cpu_seconds"]["mean"] / asvp["cpu_seconds"]["mean"],
-            "rows_embedded": std_["rows_embedded"]["mean"] / asvp["rows_embedded"]["mean"],
-            "row_epochs": std_["row_epochs"]["mean"] / asvp["row_epochs"]["mean"],
-            "row_epochs_exact": std_["row_epochs"]["exact"] and asvp["row_epochs"]["exact"],
+    variants = {}
+    for a in groups:
+        if a["policy"] != "asvp" or not std_ or a["compute_seconds"]["mean"] <= 0:
+            continue
+        variants[a["group"]] = {
+            "wall_seconds": std_["compute_seconds"]["mean"] / a["compute_seconds"]["mean"],
+            "cpu_seconds": std_["cpu_seconds"]["mean"] / a["cpu_seconds"]["mean"],
+            "rows_embedded": std_["rows_embedded"]["mean"] / a["rows_embedded"]["mean"],
+            "row_epochs": std_["row_epochs"]["mean"] / a["row_epochs"]["mean"],
+            "row_epochs_exact": std_["row_epochs"]["exact"] and a["row_epochs"]["exact"],
         }
-    summary["datasets"][ds] = {
+    ratios = variants.get("asvp/margin")
+    # What compute weighs in standard AL's total cost at the target, at the report's prices.
+    sg = next((g for g in m["groups"] if g["label"] == "standard/margin"), None)
+    share = None
+    if sg and sg["total_cost"] and sg["total_cost"]["mean"]:
+        share = sg["compute_cost"]["mean"] / sg["total_cost"]["mean"]
+    summary["settings"][f"{suite}/{ds}"] = {
+        "suite": suite,
+        "dataset": ds,
+        "dir": str(where.relative_to(results)),
+        "pool_rows": pool_rows(m["runs"]),
         "target": m["target"],
         "target_random_final": m2["target"]["accuracy"] if m2 else None,
         "prices": m["prices"],
         "notes": m["notes"],
-        "standard_over_asvp_compute": ratio,
-        "standard_over_asvp": ratios,
+        # Standard's compute over asvp's on its schedule (asvp/margin: every 2 rounds, or at label
+        # counts), by wall time and by work; every asvp variant in the next key.
+        "standard_over_asvp_compute": ratios,
+        "standard_over_asvp_by_variant": variants,
+        "standard_compute_cost_share": share,
         "groups": groups,
     }
 out.write_text(json.dumps(summary, indent=1) + "\n")
-print(f"wrote {out} ({len(summary['datasets'])} datasets)")
+print(f"wrote {out} ({len(summary['settings'])} settings)")
 
 # ---- The tables of SUMMARY.md, regenerated between its markers (the prose around them is written
 # by hand from these numbers).
@@ -122,6 +157,8 @@ PAIRS = [
     ("standard/margin", "svpp/margin"),
     ("asvp/margin", "svpp/margin"),
     ("asvp/margin", "standard/margin"),
+    ("asvp-labels/margin", "standard/margin"),
+    ("asvp-auto-validate-cache/margin", "standard/margin"),
     ("svpp/margin", "random"),
     ("svpp/entropy", "random"),
     ("svpp/badge", "svpp/margin"),
@@ -141,20 +178,25 @@ def versus(v, fmt):
     return fmt(v["value"]) if v and v["value"] is not None else (v["status"] if v else "—")
 
 
-def tables(results, summary):
+def tables(results, summary, suite):
     out = []
-    for ds, d in summary["datasets"].items():
-        rep = json.loads((results / ds / "report.json").read_text())
+    for d in summary["settings"].values():
+        if d["suite"] != suite:
+            continue
+        ds = d["dataset"]
+        rep = json.loads((results / d["dir"] / "report.json").read_text())
         runs = rep["runs"]
         groups = d["groups"]
         seeds = sorted({len(g["runs"]) for g in groups})
         labels = [int(p["labels"]) for p in groups[0]["curve"]]
         n_seeds = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-        out.append(f"### {ds} ({n_seeds} seed{'s' if seeds[-1] > 1 else ''} per group)\n")
+        pool = f"{d['pool_rows']:,}-row pool, " if d["pool_rows"] else ""
+        trf = "—" if d["target_random_final"] is None else f"{d['target_random_final'] * 100:.1f}%"
+        out.append(f"### {ds} ({pool}{n_seeds} seed{'s' if seeds[-1] > 1 else ''} per group)\n")
         out.append("Test accuracy (%, mean ± std over seeds) at each label count; compute of the whole run "
                    "(selection path + training the shipped model) in wall seconds (mean ± std), CPU "
                    "seconds and, machine-independent, fine-tuned row-epochs and rows embedded; LE and "
-                   f"SSR vs random at random's final accuracy ({d['target_random_final'] * 100:.1f}%). "
+                   f"SSR vs random at random's final accuracy ({trf}). "
                    "Row-epochs marked ≤ are an upper bound from the configured epochs: these ledgers "
                    "predate the step count, and early stopping may have run fewer.\n")
         head = ["policy / strategy"] + [str(n) for n in labels] + [
@@ -165,7 +207,8 @@ def tables(results, summary):
         std_c = next((g["compute_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
         std_cpu = next((g["cpu_seconds"]["mean"] for g in groups if g["group"] == "standard/margin"), None)
         order = ["random", "svpp/margin", "svpp/entropy", "svpp/badge", "svpp/coreset",
-                 "svpp/cluster-margin", "asvp/margin", "standard/margin"]
+                 "svpp/cluster-margin", "asvp/margin", "asvp-labels/margin",
+                 "asvp-auto-validate-cache/margin", "standard/margin"]
         for g in sorted(groups, key=lambda g: order.index(g["group"]) if g["group"] in order else 99):
             cells = [pm({"mean": p["accuracy_mean"], "std": p["accuracy_std"]}) for p in g["curve"]]
             per_run = [sum(r["points"][k]["accuracy"] for k in range(len(labels))) / len(labels)
@@ -190,8 +233,8 @@ def tables(results, summary):
         out.append("")
         # Paired by seed (same seed: same initial labelled set).
         out.append("Paired by seed (a seed fixes the initial labelled set): difference in accuracy "
-                   "points, A − B, at 1,000 labels and averaged over all points; in how many seeds A "
-                   "was ahead at 1,000 labels.\n")
+                   f"points, A − B, at {labels[-1]:,} labels and averaged over all points; in how many "
+                   f"seeds A was ahead at {labels[-1]:,} labels.\n")
         out.append("| A | B | Δ at final (points) | Δ mean over points | A ahead at final |")
         out.append("|---|---|---|---|---|")
         by_group = {g["group"]: g for g in groups}
@@ -215,19 +258,18 @@ def tables(results, summary):
             ties = sum(1 for x in fin if x == 0)
             out.append(f"| {a} | {b} | {ms(fin)} | {ms(avg)} | {ahead} of {len(common)}"
                        + (f" ({ties} tied)" if ties else "") + " |")
-        ratio = d["standard_over_asvp_compute"]
         out.append("")
-        if ratio:
+        for variant, r in d["standard_over_asvp_by_variant"].items():
             per_seed = []
-            sa = {r["seed"]: r for r in runs if r["name"] in by_group.get("asvp/margin", {}).get("runs", [])}
-            ss = {r["seed"]: r for r in runs if r["name"] in by_group.get("standard/margin", {}).get("runs", [])}
+            sa = {r_["seed"]: r_ for r_ in runs if r_["name"] in by_group[variant]["runs"]}
+            ss = {r_["seed"]: r_ for r_ in runs if r_["name"] in by_group["standard/margin"]["runs"]}
             for seed in sorted(set(sa) & set(ss)):
                 if sa[seed]["total_compute_seconds"] > 0:
                     per_seed.append(f"seed {seed} {ss[seed]['total_compute_seconds']:.0f} s ÷ "
                                     f"{sa[seed]['total_compute_seconds']:.0f} s = "
                                     f"{ss[seed]['total_compute_seconds'] / sa[seed]['total_compute_seconds']:.2f}×")
-            r = d["standard_over_asvp"]
-            out.append(f"Compute, standard ÷ asvp (whole run, means over seeds): **{ratio:.2f}×** wall"
+            out.append(f"Compute, standard ÷ {variant} (whole run, means over seeds): "
+                       f"**{r['wall_seconds']:.2f}×** wall"
                        + (f" (per seed: {'; '.join(per_seed)})" if per_seed else "")
                        + f"; {r['cpu_seconds']:.2f}× CPU seconds; {r['rows_embedded']:.2f}× rows embedded; "
                        + f"{r['row_epochs']:.2f}× fine-tuned row-epochs"
@@ -235,12 +277,46 @@ def tables(results, summary):
     return "\n".join(out)
 
 
+def pool_size_table(summary):
+    """Standard ÷ asvp against pool size, one row per (setting, asvp variant)."""
+    out = ["| setting | pool rows | labels | asvp variant | seeds (asvp, standard) | standard ÷ asvp, wall | CPU | "
+           "rows embedded | row-epochs | saving vs standard at the target (ratio) | compute share of "
+           "standard's cost at the target |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, d in summary["settings"].items():
+        by = {g["group"]: g for g in d["groups"]}
+        std_ = by.get("standard/margin")
+        for variant, r in d["standard_over_asvp_by_variant"].items():
+            # In the 3,000-row suite only the schedule ran with the binary standard ran with (the
+            # alignment-check variants came after the faster fine-tune: not comparable in seconds).
+            if d["suite"] == "suite" and variant != "asvp/margin":
+                continue
+            g = by[variant]
+            sv = g["equivalent_cost_saving_vs_standard_ratio"]
+            saving = f"{sv['value'] * 100:+.1f}%" if sv["value"] is not None else sv["status"]
+            cs = d["standard_compute_cost_share"]
+            share = "—" if cs is None else f"{cs * 100:.3f}%"
+            labels = int(g["curve"][-1]["labels"])
+            out.append(f"| {key} | {d['pool_rows']:,} | {labels:,} | {variant} | {len(g['runs'])}, {len(std_['runs'])} | "
+                       f"{r['wall_seconds']:.2f}× | {r['cpu_seconds']:.2f}× | {r['rows_embedded']:.2f}× | "
+                       f"{r['row_epochs']:.2f}× | {saving} | {share} |")
+    return "\n".join(out)
+
+
 summary_md = results / "SUMMARY.md"
 if summary_md.exists():
     text = summary_md.read_text()
-    b, e = "<!-- tables:begin (scripts/suite-summary.py) -->", "<!-- tables:end -->"
-    if b in text and e in text:
-        head, rest = text.split(b, 1)
-        _, tail = rest.split(e, 1)
-        summary_md.write_text(head + b + "\n" + tables(results, summary) + "\n" + e + tail)
-        print(f"rewrote the tables of {summary_md}")
+    for b, e, make in [
+        ("<!-- tables:begin (scripts/suite-summary.py) -->", "<!-- tables:end -->",
+         lambda: tables(results, summary, "suite")),
+        ("<!-- full-tables:begin (scripts/suite-summary.py) -->", "<!-- full-tables:end -->",
+         lambda: tables(results, summary, "full")),
+        ("<!-- pool-size:begin (scripts/suite-summary.py) -->", "<!-- pool-size:end -->",
+         lambda: pool_size_table(summary)),
+    ]:
+        if b in text and e in text:
+            head, rest = text.split(b, 1)
+            _, tail = rest.split(e, 1)
+            text = head + b + "\n" + make() + "\n" + e + tail
+    summary_md.write_text(text)
+    print(f"rewrote the tables of {summary_md}")

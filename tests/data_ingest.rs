@@ -157,6 +157,25 @@ fn builtin_importers_have_the_published_sizes() {
         .ids
         .iter()
         .all(|id| id.starts_with("clinc150-") || id.starts_with("hwu64-")));
+    // The pool-size stress set: ten English sets, labels namespaced, 5% of each class as test.
+    let r = import_builtin(&home, Builtin::BoltEnglish, None).unwrap();
+    assert_eq!((r.meta.rows, r.meta.dev, r.meta.n_labels), (111402, 0, 672));
+    assert!(r.meta.pool > 105_000 && r.meta.test > 5_000, "{}", r);
+    let ds = Dataset::load(&home, "bolt-english").unwrap();
+    assert!(ds.label_map.id("clinc150/transfer").is_some());
+    assert!(ds.label_map.id("20ng/sci.space").is_some());
+    assert!(ds.label_map.names.iter().all(|l| l.contains('/')));
+    // No 20NG text still names its newsgroup in a header.
+    assert!(!ds.texts.iter().any(|t| t.starts_with("Newsgroup:")));
+    // Every class keeps most of its rows in the pool.
+    let transfer = ds.label_map.id("clinc150/transfer").unwrap();
+    let (pool, test) = (0..ds.len())
+        .filter(|&i| ds.labels[i] == Some(transfer))
+        .fold((0, 0), |(p, t), i| match ds.splits[i] {
+            Split::Pool => (p + 1, t),
+            _ => (p, t + 1),
+        });
+    assert_eq!((pool, test), (142, 8));
 }
 
 /// Import `content` written to a file named `file`, expecting an error containing every needle.

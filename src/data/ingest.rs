@@ -77,7 +77,7 @@ impl ImportOptions {
 
 impl TestSplit {
     /// Move the split's share of each class's labelled pool rows to the test split.
-    fn apply(&self, ds: &mut Dataset) {
+    pub(crate) fn apply(&self, ds: &mut Dataset) {
         use rand::seq::SliceRandom;
         let mut rng = crate::util::rng(self.seed);
         let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
