@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
 # `make reproduce-check`: rerun suite configs from scratch in a scratch home and compare them with
-# their committed records (experiments/results/suite-runs/<name>/): the labelled rows picked in each
+# their committed records (experiments/results/<suite>-runs/<name>/, the suite of
+# experiments/configs/<suite>/: suite or full): the labelled rows picked in each
 # round (must be identical) and the test accuracy at each evaluation point (must agree within
 # REPRO_TOL, default 0.005). Writes experiments/results/reproduce.md; exits non-zero on a mismatch.
-# REPRO_CONFIGS narrows or widens the set (config paths, space-separated).
+# REPRO_CONFIGS narrows or widens the set (config paths, space-separated); the default is six
+# banking77 suite configs and one full-pool asvp run (full banking77, aligned at 400, 800 and 1,600
+# labels: three fine-tunes and refreshes of the 13,083-row table). REPRO_OUT names the report.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/runs-lib.sh
 B=$(realpath "${PROXAL_BIN:-target/debug/proxal}")
 TOL=${REPRO_TOL:-0.005}
 CONFIGS=${REPRO_CONFIGS:-"$(for g in random svpp-margin svpp-badge svpp-coreset asvp-margin standard-margin; do
-    echo experiments/configs/suite/banking77/$g-s0.toml; done)"}
-OUT=experiments/results/reproduce.md
+    echo experiments/configs/suite/banking77/$g-s0.toml; done) experiments/configs/full/banking77/asvp-labels-margin-s0.toml"}
+OUT=${REPRO_OUT:-experiments/results/reproduce.md}
 HEAD_AT_START=$(git rev-parse --short HEAD)
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 failed=0
-# The suite's sampled datasets, imported as `make experiments` imports them (a fresh clone has none).
+# The datasets, imported as `make experiments` (sampled) and `make experiments-full` (whole)
+# import them (a fresh clone has none).
+suite_of() { echo "$1" | sed -n 's#^experiments/configs/\([a-z]*\)/.*#\1#p'; }
 for cfg in $CONFIGS; do
-    ds=$(sed -n 's/^dataset = "\(.*\)-s"$/\1/p' "$cfg")
-    if [ -n "$ds" ] && [ ! -f "datasets/$ds-s/table.parquet" ]; then
-        "$B" data import-builtin "$ds" --name "$ds-s" --sample-pool 3000 --sample-test 1000 --sample-seed 0 || exit 1
-    fi
+    ds=$(sed -n 's/^dataset = "\(.*\)"$/\1/p' "$cfg")
+    [ -f "datasets/$ds/table.parquet" ] && continue
+    case $(suite_of "$cfg") in
+    suite) "$B" data import-builtin "${ds%-s}" --name "$ds" --sample-pool 3000 --sample-test 1000 --sample-seed 0 || exit 1 ;;
+    full) "$B" data import-builtin "$ds" || exit 1 ;;
+    *) echo "$cfg: not a suite or full-pool config" >&2; exit 1 ;;
+    esac
 done
 for cfg in $CONFIGS; do
     name=$(cfg_name "$cfg")
-    ref=experiments/results/suite-runs/$name
+    ref=experiments/results/$(suite_of "$cfg")-runs/$name
     [ -f "$ref/labelled.jsonl" ] || { echo "$cfg: no committed record under $ref" >&2; exit 1; }
     home=$(mktemp -d)
     # The scratch home shares the fetched assets, the imported datasets and the v0 feature caches
@@ -66,7 +74,7 @@ done
     echo
     echo "\`make reproduce-check\` (scripts/reproduce.sh) reran each config below from scratch, in a scratch"
     echo "home that shares only the fetched assets, the imported datasets and the v0 feature caches, and"
-    echo "compared the rerun with the record committed under \`experiments/results/suite-runs/\`."
+    echo "compared the rerun with the record committed under \`experiments/results/<suite>-runs/\`."
     echo "\"Rows differing\" counts labelled rows picked by one run and not the other (every round,"
     echo "the seed set included); accuracies must agree within $TOL. Run on $(date -u +%F), $(nproc) cores,"
     echo "proxal $HEAD_AT_START."
