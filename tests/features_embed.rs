@@ -69,6 +69,7 @@ fn job(chunk_rows: usize) -> EmbedJob {
         chunk_rows,
         checkpoint: None,
         progress: false,
+        shard: None,
     }
 }
 
@@ -268,4 +269,211 @@ fn cli_embed_survives_kill_9() {
         .open(0, Verify::Checksums)
         .unwrap();
     assert_eq!(fv.n_rows(), 3000);
+}
+
+/// (chunk files listed, complete) of shard record `shards/<name>` of a version.
+fn shard_state(version_dir: &Path, name: &str) -> Option<(Vec<String>, bool)> {
+    let b = std::fs::read(version_dir.join("shards").join(name)).ok()?;
+    let r: serde_json::Value = serde_json::from_slice(&b).ok()?;
+    let chunks = r["version"]["chunks"]
+        .as_array()?
+        .iter()
+        .map(|c| c["file"].as_str().unwrap_or_default().to_string())
+        .collect();
+    Some((chunks, r["version"]["complete"].as_bool()?))
+}
+
+/// `proxal embed` in a home holding the toy dataset, with `args` and `env` added.
+fn embed_cmd(
+    home: &Path,
+    model: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_proxal"));
+    c.arg("--home")
+        .arg(home)
+        .args([
+            "embed",
+            "--data",
+            "toy",
+            "--quiet",
+            "--chunk-rows",
+            "64",
+            "--model-dir",
+        ])
+        .arg(model)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for k in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+        "JOB_COMPLETION_INDEX",
+        "PROXAL_SHARD_COUNT",
+    ] {
+        c.env_remove(k);
+    }
+    c.envs(env.iter().copied());
+    c
+}
+
+#[test]
+fn shards_make_the_same_version_as_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    model_dir(&model);
+    let ds = dataset(1000); // 16 chunks of 64 rows: shards of 5, 5 and 6 chunks
+    let (one, sharded) = (tmp.path().join("one"), tmp.path().join("sharded"));
+    for h in [&one, &sharded] {
+        ds.save(&h.join("datasets/toy"), "test").unwrap();
+    }
+    let run = |home: &Path, args: &[&str], env: &[(&str, &str)]| {
+        let out = embed_cmd(home, &model, args, env).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&one, &[], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let want = snapshot(&one.join("features/toy/v0"));
+    let v0 = sharded.join("features/toy/v0");
+    let store = Store::at(sharded.join("features/toy"), "toy");
+
+    // The last shard first: the version cannot be read, and --status names the missing ones.
+    let (code, out, err) = run(&sharded, &["--shard", "2/3"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("shards still missing: [0, 1]"), "{out}");
+    let e = format!("{:#}", store.open(0, Verify::Checksums).err().unwrap());
+    assert!(e.contains("being embedded in shards"), "{e}");
+    let (_, out, _) = run(&sharded, &["--status"], &[]);
+    assert!(
+        out.contains("shard 0: not started (missing)") && out.contains("shard 2: done (6 chunks)"),
+        "{out}"
+    );
+    // A one-process job, another shard count, or other options for this version: one-line errors.
+    for (args, needle) in [
+        (&[][..], "being embedded in shards"),
+        (&["--shard", "0/2"][..], "split in 3 shards, not 2"),
+        (
+            &["--shard", "0/3", "--max-len", "16"][..],
+            "embedded differently",
+        ),
+        (&["--shard", "3/3"][..], "the index must be below the count"),
+        (&["--shard", "auto"][..], "no scheduler shard found"),
+    ] {
+        let (code, _, err) = run(&sharded, args, &[]);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    // Shard 0 from a Slurm array numbered from 1, shard 1 from a Kubernetes Indexed Job.
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "1"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_COUNT", "3"),
+    ];
+    let (code, out, err) = run(&sharded, &["--shard", "auto"], &slurm);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("shard 0/3 done; shards still missing: [1]"),
+        "{out}"
+    );
+    let k8s = [("JOB_COMPLETION_INDEX", "1"), ("PROXAL_SHARD_COUNT", "3")];
+    let (code, out, err) = run(&sharded, &["--shard", "auto"], &k8s);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("all 3 shards are"), "{out}");
+    // The version equals the one-process one, chunk for chunk and in its manifest.
+    let mut got = snapshot_without_shards(&v0);
+    got.retain(|(n, _)| !n.contains(".tmp-"));
+    assert_eq!(got, want);
+    assert_eq!(store.open(0, Verify::Checksums).unwrap().n_rows(), 1000);
+    // Its cost ledger holds every chunk's record, from the three shards.
+    let cost = std::fs::read_to_string(v0.join("cost.jsonl")).unwrap();
+    assert_eq!(cost.lines().count(), 16);
+    // A finished shard run again does nothing.
+    let (code, out, err) = run(&sharded, &["--shard", "1/3"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("already complete"), "{out}");
+}
+
+/// [`snapshot`] without the `shards/` directory of a sharded version.
+fn snapshot_without_shards(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+        }
+    }
+    snapshot(tmp.path())
+}
+
+#[test]
+fn a_shard_killed_mid_way_resumes_and_keeps_its_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    model_dir(&model);
+    let ds = dataset(3000);
+    let (one, home) = (tmp.path().join("one"), tmp.path().join("home"));
+    for h in [&one, &home] {
+        ds.save(&h.join("datasets/toy"), "test").unwrap();
+    }
+    let out = embed_cmd(&one, &model, &[], &[]).output().unwrap();
+    assert!(out.status.success());
+    let v0 = home.join("features/toy/v0");
+    // Shard 0 of 2 owns chunks 0..23 (47 chunks of 64 rows); kill it once 3 are durable.
+    let mut child = embed_cmd(&home, &model, &["--shard", "0/2"], &[])
+        .spawn()
+        .unwrap();
+    common::poll(60.0, "3 durable chunks of shard 0", || {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the shard ended ({s}) before 3 chunks were durable");
+        }
+        match shard_state(&v0, "0-of-2.json") {
+            Some((chunks, false)) if chunks.len() >= 3 => Some(()),
+            _ => None,
+        }
+    });
+    common::kill_9(&mut child, "`proxal embed --shard 0/2`");
+    let (listed, complete) = shard_state(&v0, "0-of-2.json").unwrap();
+    assert!(!complete && listed.len() < 23, "at the kill: {listed:?}");
+    let durable: Vec<_> = listed
+        .iter()
+        .map(|c| common::file_id(&v0.join(c)))
+        .collect();
+    // Resumed, it embeds only the rest of its range and leaves the durable chunks as they were.
+    let out = embed_cmd(&home, &model, &["--shard", "0/2"], &[])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = durable.len() * 64;
+    assert!(
+        stdout.contains(&format!("({} embedded in", 23 * 64 - done))
+            && stdout.contains(&format!("resumed after {done} rows")),
+        "{stdout}"
+    );
+    for f in &durable {
+        assert_eq!(
+            &common::file_id(&v0.join(&f.name)),
+            f,
+            "{} rewritten",
+            f.name
+        );
+    }
+    let out = embed_cmd(&home, &model, &["--shard", "1/2"], &[])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut got = snapshot_without_shards(&v0);
+    got.retain(|(n, _)| !n.contains(".tmp-"));
+    assert_eq!(got, snapshot(&one.join("features/toy/v0")));
 }

@@ -2,8 +2,9 @@
 //! vectors as a feature-store version (resumable, chunk by chunk).
 use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::data::Dataset;
-use crate::features::embed::{embed_dataset, EmbedJob};
+use crate::features::embed::{embed_dataset, EmbedJob, EmbedReport};
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
+use crate::features::Shard;
 use crate::home::Home;
 use anyhow::Result;
 use candle_core::Device;
@@ -38,10 +39,89 @@ pub struct Args {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Embed only shard I of N (`I/N`), or the shard a Slurm job array or a Kubernetes Indexed
+    /// Job gives this process (`auto`); the version is whole once every shard is done
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
+    /// Say which shards of --version are done and which are missing, and exit
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// `--shard I/N | auto`.
+pub(crate) fn shard_arg(s: Option<&str>) -> Result<Option<Shard>> {
+    match s {
+        None => Ok(None),
+        Some("auto") => Shard::from_env(|k| std::env::var(k).ok()).map(Some),
+        Some(s) => Shard::parse(s).map(Some),
+    }
+}
+
+/// One line on where the shards of the version `r` wrote stand (nothing for a whole job).
+pub(crate) fn print_shards(r: &EmbedReport, shard: Option<Shard>) {
+    if let (Some(st), Some(sh)) = (&r.shards, shard) {
+        if st.assembled {
+            println!(
+                "shard {}/{} done; all {} shards are: {} is complete",
+                sh.index,
+                sh.count,
+                st.count,
+                r.dir.display()
+            );
+        } else {
+            println!(
+                "shard {}/{} done; shards still missing: {:?}",
+                sh.index,
+                sh.count,
+                st.missing()
+            );
+        }
+    }
+}
+
+/// `--status`: the shards of version `v` of `data`.
+pub(crate) fn print_status(store: &Store, v: u32) -> Result<()> {
+    let st = store.shard_status(v)?;
+    let dir = store.version_dir(v);
+    if st.count == 0 {
+        match store.manifest(v) {
+            Ok(m) => println!(
+                "{}: not embedded in shards; {} of {} rows written{}",
+                dir.display(),
+                m.rows_written(),
+                m.rows,
+                if m.complete { " (complete)" } else { "" }
+            ),
+            Err(_) => println!("{}: nothing written yet", dir.display()),
+        }
+        return Ok(());
+    }
+    println!(
+        "{}: {} shards, {}",
+        dir.display(),
+        st.count,
+        if st.assembled {
+            "all done (complete)"
+        } else {
+            "not all done"
+        }
+    );
+    for (i, s) in st.shards.iter().enumerate() {
+        match s {
+            Some((a, b)) if a == b => println!("  shard {i}: done ({b} chunks)"),
+            Some((a, b)) => println!("  shard {i}: {a} of {b} chunks (missing)"),
+            None => println!("  shard {i}: not started (missing)"),
+        }
+    }
+    Ok(())
 }
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
+    if args.status {
+        return print_status(&Store::new(home, &ds.name), args.version.unwrap_or(0));
+    }
+    let shard = shard_arg(args.shard.as_deref())?;
     let model_dir = args
         .model_dir
         .clone()
@@ -59,6 +139,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         chunk_rows: args.chunk_rows,
         checkpoint: None,
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        shard,
     };
     let r = embed_dataset(&backbone, &ds, &store, &job)?;
     if r.embedded_rows == 0 {
@@ -84,5 +165,6 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
             }
         );
     }
+    print_shards(&r, shard);
     Ok(())
 }

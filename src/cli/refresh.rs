@@ -28,11 +28,18 @@ pub struct Args {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+    /// Refresh only shard I of N (`I/N`, or `auto` from Slurm / Kubernetes; needs --version)
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<String>,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
     let store = Store::new(home, &ds.name);
+    let shard = super::embed::shard_arg(args.shard.as_deref())?;
+    if shard.is_some() && args.version.is_none() {
+        bail!("--shard needs --version: every shard must write the same version");
+    }
     // Embed the way v0 was embedded, so versions stay comparable.
     let mut options = EmbedOptions {
         batch: args.batch,
@@ -75,6 +82,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         chunk_rows: DEFAULT_CHUNK_ROWS,
         checkpoint: Some(args.from_checkpoint.display().to_string()),
         progress: !args.quiet,
+        shard,
     };
     let r = embed_dataset(&backbone, &ds, &store, &job)?;
     println!(
@@ -86,5 +94,6 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         r.embedded_rows,
         r.seconds
     );
+    super::embed::print_shards(&r, shard);
     Ok(())
 }

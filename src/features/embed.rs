@@ -4,8 +4,10 @@
 use crate::backbone::{Backbone, EmbedOptions};
 use crate::cost::{device_of, Ledger, Meter, Stage};
 use crate::data::Dataset;
-use crate::features::store::{Provenance, Store, VersionSpec};
+use crate::features::shard::{Shard, ShardStatus, ShardWriter, SHARDS_DIR};
+use crate::features::store::{Provenance, Store, VersionSpec, VersionWriter};
 use anyhow::{Context, Result};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The cost ledger kept in each version directory: one record per chunk embedded.
@@ -20,6 +22,8 @@ pub struct EmbedJob {
     /// The fine-tuned checkpoint the backbone came from (`None` for pretrained).
     pub checkpoint: Option<String>,
     pub progress: bool,
+    /// Embed only this shard's chunks (`features::shard`); `None`: the whole version.
+    pub shard: Option<Shard>,
 }
 
 /// What an embed job did.
@@ -32,6 +36,49 @@ pub struct EmbedReport {
     pub resumed_rows: usize,
     pub embedded_rows: usize,
     pub seconds: f64,
+    /// For a shard: where all shards stand after this one (`assembled`: the version is whole).
+    pub shards: Option<ShardStatus>,
+}
+
+/// Where an embed job's chunks go: a whole version, or one shard of it.
+enum Sink {
+    Whole(VersionWriter),
+    Shard(ShardWriter),
+}
+
+impl Sink {
+    fn dir(&self) -> &Path {
+        match self {
+            Sink::Whole(w) => w.dir(),
+            Sink::Shard(w) => w.dir(),
+        }
+    }
+    /// The chunks still to write.
+    fn todo(&self) -> Range<usize> {
+        match self {
+            Sink::Whole(w) => w.next_chunk()..w.n_chunks(),
+            Sink::Shard(w) => w.next_chunk()..w.range().end,
+        }
+    }
+    fn chunk_range(&self, c: usize) -> Range<usize> {
+        match self {
+            Sink::Whole(w) => w.chunk_range(c),
+            Sink::Shard(w) => w.chunk_range(c),
+        }
+    }
+    fn write_chunk(&mut self, c: usize, data: &[f32]) -> Result<()> {
+        match self {
+            Sink::Whole(w) => w.write_chunk(c, data),
+            Sink::Shard(w) => w.write_chunk(c, data),
+        }
+    }
+    /// (rows durable, rows to hold) of what this job writes.
+    fn progress(&self, total: usize) -> (usize, usize) {
+        match self {
+            Sink::Whole(w) => (w.rows_done(), total),
+            Sink::Shard(w) => (w.rows_done(), w.rows_owned()),
+        }
+    }
 }
 
 /// Embed every row of `ds` (table order) into version `job.version` of `store`, resuming at
@@ -69,17 +116,26 @@ pub fn embed_dataset(
             max_len: embedder.options().max_len,
         },
     };
-    let mut w = store.writer(job.version, spec)?;
-    let resumed_rows = w.rows_done();
+    let mut w = match job.shard {
+        None => Sink::Whole(store.writer(job.version, spec)?),
+        Some(shard) => Sink::Shard(store.shard_writer(job.version, spec, shard)?),
+    };
+    let (resumed_rows, owned_rows) = w.progress(ds.len());
     let bar = if job.progress {
-        let bar = indicatif::ProgressBar::new(ds.len() as u64);
+        let bar = indicatif::ProgressBar::new(owned_rows as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} rows  {per_sec}  ETA {eta}",
             )
             .expect("valid template"),
         );
-        bar.set_message(format!("embed {} v{}", ds.name, job.version));
+        bar.set_message(match job.shard {
+            None => format!("embed {} v{}", ds.name, job.version),
+            Some(sh) => format!(
+                "embed {} v{} shard {}/{}",
+                ds.name, job.version, sh.index, sh.count
+            ),
+        });
         bar.set_position(resumed_rows as u64);
         bar.reset_eta();
         bar
@@ -92,13 +148,24 @@ pub fn embed_dataset(
     } else {
         Stage::Embed
     };
-    let mut cost = Ledger::open(
-        &w.dir().join(COST_FILE),
-        &format!("features:{}/v{}", ds.name, job.version),
-    )?;
+    // A shard meters into its own file; the shards' files become the version's when it is whole.
+    let (cost_path, cost_label) = match job.shard {
+        None => (
+            w.dir().join(COST_FILE),
+            format!("features:{}/v{}", ds.name, job.version),
+        ),
+        Some(sh) => (
+            w.dir().join(SHARDS_DIR).join(sh.cost_file()),
+            format!(
+                "features:{}/v{}#{}/{}",
+                ds.name, job.version, sh.index, sh.count
+            ),
+        ),
+    };
+    let mut cost = Ledger::open(&cost_path, &cost_label)?;
     cost.set_device(device_of(backbone.device()));
     let mut meter = Meter::start(0, stage);
-    for c in w.next_chunk()..w.n_chunks() {
+    for c in w.todo() {
         let range = w.chunk_range(c);
         let texts: Vec<&str> = ds.texts[range.clone()].iter().map(String::as_str).collect();
         // Sorted and batched within the chunk only; the bar moves per batch.
@@ -115,6 +182,11 @@ pub fn embed_dataset(
             .finish(&mut cost)?;
     }
     bar.finish_and_clear();
+    drop(cost);
+    let shards = match job.shard {
+        None => None,
+        Some(_) => Some(store.finish_shards(job.version)?),
+    };
     Ok(EmbedReport {
         dir: w.dir().to_path_buf(),
         rows: ds.len(),
@@ -122,5 +194,6 @@ pub fn embed_dataset(
         resumed_rows,
         embedded_rows,
         seconds: t0.elapsed().as_secs_f64(),
+        shards,
     })
 }

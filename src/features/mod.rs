@@ -7,8 +7,10 @@
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
 pub mod embed;
+pub mod shard;
 pub mod store;
 pub mod stream;
+pub use shard::{Shard, ShardStatus, ShardWriter};
 pub use store::{
     ChunkEntry, FeatureVersion, Manifest, Provenance, Store, Verify, VersionSpec, VersionWriter,
 };

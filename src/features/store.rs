@@ -86,6 +86,24 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A new, empty version as `spec` describes it.
+    pub fn new(spec: &VersionSpec, now: String) -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            dataset: spec.dataset.clone(),
+            dataset_fingerprint: spec.dataset_fingerprint.clone(),
+            rows: spec.rows,
+            dim: spec.dim,
+            dtype: "f32".into(),
+            chunk_rows: spec.chunk_rows,
+            source: spec.source.clone(),
+            chunks: vec![],
+            complete: spec.rows == 0,
+            created_at: now.clone(),
+            updated_at: now,
+            code_version: code_version(),
+        }
+    }
     pub fn rows_written(&self) -> usize {
         self.chunks.iter().map(|c| c.rows).sum()
     }
@@ -127,7 +145,7 @@ fn version_name(v: u32) -> String {
     format!("v{v}")
 }
 
-fn chunk_name(c: usize) -> String {
+pub(super) fn chunk_name(c: usize) -> String {
     format!("chunk-{c:05}.safetensors")
 }
 
@@ -244,22 +262,13 @@ impl Store {
             check_resume(&mpath, &m, &spec)?;
             m
         } else {
-            let now = now_utc();
-            Manifest {
-                format: FORMAT_VERSION,
-                dataset: spec.dataset.clone(),
-                dataset_fingerprint: spec.dataset_fingerprint.clone(),
-                rows: spec.rows,
-                dim: spec.dim,
-                dtype: "f32".into(),
-                chunk_rows: spec.chunk_rows,
-                source: spec.source.clone(),
-                chunks: vec![],
-                complete: spec.rows == 0,
-                created_at: now.clone(),
-                updated_at: now,
-                code_version: code_version(),
+            if self.is_sharded_in_progress(v)? {
+                bail!(
+                    "{}: this version is being embedded in shards; finish it with --shard (`proxal embed --status` lists them)",
+                    dir.display()
+                );
             }
+            Manifest::new(&spec, now_utc())
         };
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -298,7 +307,7 @@ impl Store {
     }
 }
 
-fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Result<()> {
+pub(super) fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Result<()> {
     let p = mpath.display();
     if m.dim != spec.dim {
         bail!("{p}: dimension mismatch: the version holds {}-dim features, this backbone gives {}-dim ones", m.dim, spec.dim);
@@ -341,7 +350,7 @@ fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Result<()> {
     Ok(())
 }
 
-fn read_manifest(path: &Path) -> Result<Manifest> {
+pub(super) fn read_manifest(path: &Path) -> Result<Manifest> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let m: Manifest = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: not a feature-store manifest", path.display()))?;
@@ -395,29 +404,12 @@ impl VersionWriter {
                 self.next_chunk()
             );
         }
-        let range = self.chunk_range(c);
-        let rows = range.len();
-        let dim = self.manifest.dim;
+        let rows = self.chunk_range(c).len();
         if rows == 0 {
             bail!("chunk {c} is past the end ({} rows)", self.manifest.rows);
         }
-        if data.len() != rows * dim {
-            bail!(
-                "chunk {c}: expected {rows}×{dim} = {} floats, got {}",
-                rows * dim,
-                data.len()
-            );
-        }
-        let bytes = encode_chunk(data, rows, dim)?;
-        let file = chunk_name(c);
-        let path = self.dir.join(&file);
-        crate::util::atomic_write(&path, &bytes)?;
-        self.manifest.chunks.push(ChunkEntry {
-            file,
-            rows,
-            bytes: bytes.len() as u64,
-            sha256: crate::util::sha256_hex(&bytes),
-        });
+        let entry = write_chunk_file(&self.dir, c, rows, self.manifest.dim, data)?;
+        self.manifest.chunks.push(entry);
         self.manifest.complete = self.manifest.rows_written() == self.manifest.rows;
         self.save_manifest()
     }
@@ -427,6 +419,32 @@ impl VersionWriter {
         let bytes = serde_json::to_vec_pretty(&self.manifest)?;
         crate::util::atomic_write(&self.dir.join(MANIFEST_FILE), &bytes)
     }
+}
+
+/// Write chunk `c` (`rows × dim` floats) into `dir` durably; its manifest entry.
+pub(super) fn write_chunk_file(
+    dir: &Path,
+    c: usize,
+    rows: usize,
+    dim: usize,
+    data: &[f32],
+) -> Result<ChunkEntry> {
+    if data.len() != rows * dim {
+        bail!(
+            "chunk {c}: expected {rows}×{dim} = {} floats, got {}",
+            rows * dim,
+            data.len()
+        );
+    }
+    let bytes = encode_chunk(data, rows, dim)?;
+    let file = chunk_name(c);
+    crate::util::atomic_write(&dir.join(&file), &bytes)?;
+    Ok(ChunkEntry {
+        file,
+        rows,
+        bytes: bytes.len() as u64,
+        sha256: crate::util::sha256_hex(&bytes),
+    })
 }
 
 /// One chunk as safetensors bytes: tensor "features", F32, `[rows, dim]`.
@@ -442,7 +460,7 @@ pub fn encode_chunk(data: &[f32], rows: usize, dim: usize) -> Result<Vec<u8>> {
 }
 
 /// Size (and with `checksum`, sha256) of a chunk file against its manifest entry.
-fn check_chunk_file(path: &Path, c: &ChunkEntry, checksum: bool) -> Result<()> {
+pub(super) fn check_chunk_file(path: &Path, c: &ChunkEntry, checksum: bool) -> Result<()> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("{}: chunk file missing", path.display()))?;
     if meta.len() != c.bytes {
@@ -487,6 +505,12 @@ impl FeatureVersion {
     pub fn open(dir: &Path, verify: Verify) -> Result<Self> {
         let mpath = dir.join(MANIFEST_FILE);
         if !mpath.is_file() {
+            if dir.join(super::shard::SHARDS_DIR).is_dir() {
+                bail!(
+                    "{}: version is being embedded in shards and not all are done: `proxal embed --status` lists them",
+                    dir.display()
+                );
+            }
             bail!(
                 "no feature version at {} ({} missing): run `proxal embed` first",
                 dir.display(),

@@ -18,6 +18,7 @@ pub(crate) fn ensure_v0(ctx: &mut RoundContext, charge: bool) -> Result<FeatureV
             chunk_rows: crate::features::store::chunk_rows(),
             checkpoint: None,
             progress: ctx.opts.progress,
+            shard: None,
         };
         embed_dataset(&bb, ctx.ds, &store, &job)?;
     }
@@ -568,6 +569,7 @@ pub(crate) fn refresh(
         chunk_rows: crate::features::store::chunk_rows(),
         checkpoint: Some(ckpt),
         progress,
+        shard: None,
     };
     // Chunks a killed run made durable are reused, not redone: their seconds (kept per chunk in
     // the version's cost file) are part of this refresh's cost, or nobody would pay for them.
