@@ -87,7 +87,9 @@ done
 l3_sha=$(cat "$assets/minilm-l3-onnx/.sha256")
 if [ ! -f "$assets/minilm-l3/.sha256" ] || [ "$(cat "$assets/minilm-l3/.sha256")" != "$l3_sha" ]; then
   need_tools
-  "$PY" "$root/scripts/onnx-bert-to-safetensors.py" "$assets/minilm-l3-onnx/paraphrase-MiniLM-L3-v2.onnx" \
+  # `proxal assets fetch` runs this script compiled in and names the converter it wrote.
+  "$PY" "${PROXAL_ONNX_CONVERTER:-$root/scripts/onnx-bert-to-safetensors.py}" \
+    "$assets/minilm-l3-onnx/paraphrase-MiniLM-L3-v2.onnx" \
     "$assets/minilm/tokenizer.json" "$assets/minilm-l3" || die "converting MiniLM-L3 from ONNX failed"
   echo "$l3_sha" > "$assets/minilm-l3/.sha256"
 else

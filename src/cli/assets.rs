@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
 const FETCH_SCRIPT: &str = include_str!("../../scripts/fetch-assets.sh");
+/// The script converts MiniLM-L3's ONNX export with this one (compiled in too).
+const ONNX_CONVERTER: &str = include_str!("../../scripts/onnx-bert-to-safetensors.py");
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AssetsCmd {
@@ -30,11 +32,18 @@ pub fn run(home: &crate::home::Home, cmd: AssetsCmd) -> Result<()> {
             let dest = to
                 .or_else(crate::home::fetch_destination)
                 .context("no destination: set HOME or PROXAL_ASSETS, or give --to DIR")?;
+            let tools = dest.join(".tools");
+            let converter = tools.join("onnx-bert-to-safetensors.py");
+            std::fs::create_dir_all(&tools)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| crate::util::atomic_write(&converter, ONNX_CONVERTER.as_bytes()))
+                .with_context(|| format!("fetching the assets into {} failed", dest.display()))?;
             let status = std::process::Command::new("bash")
                 .arg("-c")
                 .arg(FETCH_SCRIPT)
                 .arg("proxal-assets-fetch")
                 .env("PROXAL_ASSETS", &dest)
+                .env("PROXAL_ONNX_CONVERTER", &converter)
                 .status()
                 .context("cannot run bash to fetch the assets")?;
             if !status.success() {

@@ -54,9 +54,11 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
-    /// The shard a scheduler gave this process: a Slurm job array (`SLURM_ARRAY_TASK_ID` less
-    /// `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed Job
-    /// (`JOB_COMPLETION_INDEX`, of `PROXAL_SHARD_COUNT`, which the Job sets to its completions).
+    /// The shard a scheduler gave this process. Slurm job arrays (submitted as
+    /// `--array=0-<N-1>`): the task's position `SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN` of
+    /// `SLURM_ARRAY_TASK_COUNT`; or, when `PROXAL_SHARD_COUNT` is set, `SLURM_ARRAY_TASK_ID` of
+    /// that count, so that one task can be resubmitted alone (`sbatch --array=2`). Kubernetes
+    /// Indexed Jobs: `JOB_COMPLETION_INDEX` of `PROXAL_SHARD_COUNT` (set it to the completions).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Shard> {
         let num = |name: &str| -> Result<Option<usize>> {
             match var(name) {
@@ -68,20 +70,27 @@ impl Shard {
                     .map_err(|_| anyhow!("{name}={v:?} is not a whole number")),
             }
         };
-        if let (Some(id), Some(n)) = (num("SLURM_ARRAY_TASK_ID")?, num("SLURM_ARRAY_TASK_COUNT")?) {
+        let fixed = num("PROXAL_SHARD_COUNT")?;
+        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+            if let Some(n) = fixed {
+                return Shard::new(id, n).context("SLURM_ARRAY_TASK_ID of PROXAL_SHARD_COUNT");
+            }
+            let n = num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                anyhow!("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")
+            })?;
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let index = id.checked_sub(min).ok_or_else(|| {
                 anyhow!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")
             })?;
-            return Shard::new(index, n).context("the Slurm array (submit it as --array=0-<N-1>)");
+            return Shard::new(index, n).context("the Slurm array");
         }
         if let Some(index) = num("JOB_COMPLETION_INDEX")? {
-            let n = num("PROXAL_SHARD_COUNT")?.ok_or_else(|| {
+            let n = fixed.ok_or_else(|| {
                 anyhow!("JOB_COMPLETION_INDEX is set but PROXAL_SHARD_COUNT is not: set it to the Job's completions")
             })?;
             return Shard::new(index, n);
         }
-        bail!("--shard auto: no scheduler shard found (SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/PROXAL_SHARD_COUNT)")
+        bail!("--shard auto: no scheduler shard found (SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX with PROXAL_SHARD_COUNT)")
     }
 
     /// The chunks of `n_chunks` this shard owns.
@@ -389,5 +398,64 @@ impl ShardWriter {
         self.record.version.updated_at = now_utc();
         let bytes = serde_json::to_vec_pretty(&self.record)?;
         crate::util::atomic_write(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn shards_split_the_chunks_contiguously_and_cover_them() {
+        for (n_chunks, count) in [(16, 3), (5, 5), (3, 4), (47, 2)] {
+            let mut next = 0;
+            for i in 0..count {
+                let r = Shard::new(i, count).unwrap().chunks(n_chunks);
+                assert_eq!(r.start, next);
+                assert!(r.len() <= n_chunks.div_ceil(count));
+                next = r.end;
+            }
+            assert_eq!(next, n_chunks);
+        }
+        assert_eq!(Shard::parse("2/3").unwrap(), Shard { index: 2, count: 3 });
+        for bad in ["3/3", "1", "a/2", "0/0"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_scheduler_names_the_shard() {
+        let s = |v: &[(&str, &str)]| Shard::from_env(env(v));
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        assert_eq!(s(&slurm).unwrap(), Shard { index: 1, count: 3 });
+        // A task resubmitted alone keeps its index with PROXAL_SHARD_COUNT.
+        let again = [
+            ("SLURM_ARRAY_TASK_ID", "2"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+            ("PROXAL_SHARD_COUNT", "4"),
+        ];
+        assert_eq!(s(&again).unwrap(), Shard { index: 2, count: 4 });
+        let k8s = [("JOB_COMPLETION_INDEX", "3"), ("PROXAL_SHARD_COUNT", "4")];
+        assert_eq!(s(&k8s).unwrap(), Shard { index: 3, count: 4 });
+        assert!(s(&[("JOB_COMPLETION_INDEX", "3")]).is_err());
+        assert!(s(&[]).is_err());
+        assert!(s(&[
+            ("SLURM_ARRAY_TASK_ID", "x"),
+            ("SLURM_ARRAY_TASK_COUNT", "2")
+        ])
+        .is_err());
     }
 }
