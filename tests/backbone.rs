@@ -26,9 +26,18 @@ const TEXTS: &[&str] = &[
 ];
 
 fn tiny_dir() -> (tempfile::TempDir, BertConfig) {
+    tiny_dir_of(&BertConfig::tiny(0))
+}
+
+fn tiny_dir_of(config: &BertConfig) -> (tempfile::TempDir, BertConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny::write_model_dir(dir.path(), WORDS, &BertConfig::tiny(0), 7).unwrap();
+    let cfg = tiny::write_model_dir(dir.path(), WORDS, config, 7).unwrap();
     (dir, cfg)
+}
+
+/// A tiny BERT and a tiny MPNet (MPNet's names, positions and relative-position bias).
+fn tiny_dirs() -> Vec<(tempfile::TempDir, BertConfig)> {
+    vec![tiny_dir(), tiny_dir_of(&BertConfig::tiny_mpnet(0))]
 }
 
 use common::max_abs_diff;
@@ -162,11 +171,23 @@ fn dynamic_padding_and_truncation_override_the_tokenizer_file() {
 
 #[test]
 fn every_encoder_weight_gets_a_gradient_and_moves() {
-    let (dir, _) = tiny_dir();
-    let bb = Backbone::load(dir.path(), &Device::Cpu, true).unwrap();
+    for (dir, cfg) in tiny_dirs() {
+        every_weight_moves(dir.path(), &cfg);
+    }
+}
+
+fn every_weight_moves(dir: &Path, cfg: &BertConfig) {
+    let bb = Backbone::load(dir, &Device::Cpu, true).unwrap();
     let varmap = bb.varmap.as_ref().expect("trainable load has a VarMap");
     let named = bb.model.named_tensors();
     assert_eq!(varmap.all_vars().len(), named.len());
+    // MPNet's relative-position bias is one of the trained weights.
+    assert_eq!(
+        named
+            .iter()
+            .any(|(n, _)| n == "encoder.relative_attention_bias.weight"),
+        cfg.is_mpnet()
+    );
     let before: Vec<Vec<f32>> = named
         .iter()
         .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
@@ -238,8 +259,13 @@ fn every_encoder_weight_gets_a_gradient_and_moves() {
 
 #[test]
 fn save_and_load_round_trip() {
-    let (dir, _) = tiny_dir();
-    let bb = Backbone::load(dir.path(), &Device::Cpu, true).unwrap();
+    for (dir, _) in tiny_dirs() {
+        round_trip(dir.path());
+    }
+}
+
+fn round_trip(dir: &Path) {
+    let bb = Backbone::load(dir, &Device::Cpu, true).unwrap();
     // Move one weight so the checkpoint differs from the original.
     let vars = bb.varmap.as_ref().unwrap().all_vars();
     let v = &vars[0];
@@ -250,9 +276,20 @@ fn save_and_load_round_trip() {
     let a = bb.embed(TEXTS, &EmbedOptions::default()).unwrap();
     let b = re.embed(TEXTS, &EmbedOptions::default()).unwrap();
     assert_eq!(a, b);
+    // The checkpoint keeps the architecture's own names.
+    let names = |d: &Path| {
+        let mut n: Vec<String> =
+            candle_core::safetensors::load(d.join("model.safetensors"), &Device::Cpu)
+                .unwrap()
+                .into_keys()
+                .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(out.path()), names(dir));
     assert_ne!(
         re.id.weights_sha256,
-        Backbone::load(dir.path(), &Device::Cpu, false)
+        Backbone::load(dir, &Device::Cpu, false)
             .unwrap()
             .id
             .weights_sha256
@@ -285,12 +322,27 @@ fn loader_errors_are_one_line_and_name_the_problem() {
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
             .unwrap();
+    cfg["model_type"] = "roberta".into();
+    cfg["architectures"] = serde_json::json!(["RobertaForMaskedLM"]);
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let e = err(dir.path());
+    assert!(
+        e.contains("not a BERT or MPNet model")
+            && e.contains("config.json")
+            && e.contains("roberta"),
+        "{e}"
+    );
+    // An MPNet config over BERT weights: the names do not match; the message names both files
+    // and the first missing tensor (candle appends its backtrace when RUST_BACKTRACE is set).
     cfg["model_type"] = "mpnet".into();
     cfg["architectures"] = serde_json::json!(["MPNetForMaskedLM"]);
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
     let e = err(dir.path());
+    let first = e.lines().next().unwrap();
     assert!(
-        e.contains("not a BERT model") && e.contains("config.json") && e.contains("mpnet"),
+        first.contains("model.safetensors: weights do not match")
+            && first.contains("config.json")
+            && first.contains("cannot find tensor"),
         "{e}"
     );
 

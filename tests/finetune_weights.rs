@@ -42,28 +42,46 @@ fn data() -> (Vec<String>, Vec<u32>) {
         .unzip()
 }
 
-/// Every tensor of a BERT encoder with `layers` layers, by its checkpoint name.
-fn encoder_tensor_names(layers: usize) -> Vec<String> {
+/// Every tensor of a BERT (or MPNet) encoder with `layers` layers, by its checkpoint name.
+fn encoder_tensor_names(layers: usize, mpnet: bool) -> Vec<String> {
     let mut names: Vec<String> = [
         "embeddings.word_embeddings.weight",
         "embeddings.position_embeddings.weight",
-        "embeddings.token_type_embeddings.weight",
         "embeddings.LayerNorm.weight",
         "embeddings.LayerNorm.bias",
     ]
     .map(String::from)
     .to_vec();
-    for i in 0..layers {
-        for part in [
+    names.push(
+        if mpnet {
+            "encoder.relative_attention_bias.weight"
+        } else {
+            "embeddings.token_type_embeddings.weight"
+        }
+        .into(),
+    );
+    let parts = if mpnet {
+        [
+            "attention.attn.q",
+            "attention.attn.k",
+            "attention.attn.v",
+            "attention.attn.o",
+            "attention.LayerNorm",
+        ]
+    } else {
+        [
             "attention.self.query",
             "attention.self.key",
             "attention.self.value",
             "attention.output.dense",
             "attention.output.LayerNorm",
-            "intermediate.dense",
-            "output.dense",
-            "output.LayerNorm",
-        ] {
+        ]
+    };
+    for i in 0..layers {
+        for part in parts
+            .iter()
+            .chain(&["intermediate.dense", "output.dense", "output.LayerNorm"])
+        {
             for p in ["weight", "bias"] {
                 names.push(format!("encoder.layer.{i}.{part}.{p}"));
             }
@@ -93,16 +111,22 @@ use common::max_abs_diff;
 
 #[test]
 fn fine_tune_and_lp_ft_move_every_encoder_tensor() {
+    // BERT, and MPNet (other names, its relative-position bias a trained weight too).
+    for cfg in [BertConfig::tiny(0), BertConfig::tiny_mpnet(0)] {
+        move_every_tensor(cfg);
+    }
+}
+
+fn move_every_tensor(mut cfg: BertConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
-    let mut cfg = BertConfig::tiny(0);
     cfg.max_position_embeddings = 32;
     let cfg = tiny::write_model_dir(&model, WORDS, &cfg, 5).unwrap();
     assert!(cfg.num_hidden_layers >= 2);
     let pretrained_sha = proxal::util::sha256_file(&model.join("model.safetensors")).unwrap();
     let bb = Backbone::load(&model, &Device::Cpu, false).unwrap();
     let before = tensors(&bb);
-    let names = encoder_tensor_names(cfg.num_hidden_layers);
+    let names = encoder_tensor_names(cfg.num_hidden_layers, cfg.is_mpnet());
     assert_eq!(
         before.keys().cloned().collect::<Vec<_>>(),
         names,

@@ -10,6 +10,12 @@
 //! Variable names follow Hugging Face's `BertModel` without the `bert.` prefix
 //! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, …), so a
 //! checkpoint saved by [`Bert::save`] loads again with the same loader.
+//!
+//! MPNet (all-mpnet-base-v2) is the same post-LN encoder with three differences, all handled
+//! here: its names (`attention.attn.q`, `attention.LayerNorm`, …), no token-type embeddings and
+//! position ids that start after the padding id, and a bias on every attention score from the
+//! bucketed relative position of key and query (`encoder.relative_attention_bias`, shared by
+//! the layers; T5-style buckets, [`relative_buckets`]).
 use super::config::{BertConfig, HiddenAct};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
@@ -55,18 +61,49 @@ impl Layer {
     fn new(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
-        let att = vb.pp("attention");
-        let sa = att.pp("self");
+        let n = LayerNames::of(cfg);
+        let var = |name: &str| name.split('.').fold(vb.clone(), |vb, part| vb.pp(part));
         Ok(Layer {
-            query: linear(sa.pp("query"), h, h)?,
-            key: linear(sa.pp("key"), h, h)?,
-            value: linear(sa.pp("value"), h, h)?,
-            attn_out: linear(att.pp("output").pp("dense"), h, h)?,
-            attn_ln: LayerNorm::new(att.pp("output").pp("LayerNorm"), h, eps)?,
-            intermediate: linear(vb.pp("intermediate").pp("dense"), h, cfg.intermediate_size)?,
-            output: linear(vb.pp("output").pp("dense"), cfg.intermediate_size, h)?,
-            out_ln: LayerNorm::new(vb.pp("output").pp("LayerNorm"), h, eps)?,
+            query: linear(var(n.query), h, h)?,
+            key: linear(var(n.key), h, h)?,
+            value: linear(var(n.value), h, h)?,
+            attn_out: linear(var(n.attn_out), h, h)?,
+            attn_ln: LayerNorm::new(var(n.attn_ln), h, eps)?,
+            intermediate: linear(var("intermediate.dense"), h, cfg.intermediate_size)?,
+            output: linear(var("output.dense"), cfg.intermediate_size, h)?,
+            out_ln: LayerNorm::new(var("output.LayerNorm"), h, eps)?,
         })
+    }
+}
+
+/// The names, inside `encoder.layer.<i>`, of a layer's attention weights.
+struct LayerNames {
+    query: &'static str,
+    key: &'static str,
+    value: &'static str,
+    attn_out: &'static str,
+    attn_ln: &'static str,
+}
+
+impl LayerNames {
+    fn of(cfg: &BertConfig) -> Self {
+        if cfg.is_mpnet() {
+            LayerNames {
+                query: "attention.attn.q",
+                key: "attention.attn.k",
+                value: "attention.attn.v",
+                attn_out: "attention.attn.o",
+                attn_ln: "attention.LayerNorm",
+            }
+        } else {
+            LayerNames {
+                query: "attention.self.query",
+                key: "attention.self.key",
+                value: "attention.self.value",
+                attn_out: "attention.output.dense",
+                attn_ln: "attention.output.LayerNorm",
+            }
+        }
     }
 }
 
@@ -76,10 +113,42 @@ pub struct Bert {
     pub config: BertConfig,
     pub word_embeddings: Tensor,
     pub position_embeddings: Tensor,
+    /// BERT's token-type table; for MPNet, which has none, one row of zeros (not a weight).
     pub token_type_embeddings: Tensor,
     pub emb_ln: LayerNorm,
     pub layers: Vec<Layer>,
+    /// MPNet's `[buckets, heads]` relative-position bias table; `None` for BERT.
+    pub relative_attention_bias: Option<Tensor>,
     device: Device,
+}
+
+/// T5-style bidirectional buckets of relative positions (key − query), as MPNet computes them
+/// (Hugging Face `MPNetEncoder.relative_position_bucket`, max distance 128): `[s, s]` bucket
+/// ids, row = query. Half the buckets are for keys after the query; within each half, distances
+/// below a quarter of the buckets are exact and longer ones share logarithmic buckets (f32
+/// arithmetic, as the reference computes it).
+pub fn relative_buckets(s: usize, num_buckets: usize) -> Vec<u32> {
+    let half = (num_buckets / 2) as i64;
+    let max_exact = half / 2;
+    let log_range = (128f64 / max_exact as f64).ln() as f32;
+    let mut out = Vec::with_capacity(s * s);
+    for q in 0..s as i64 {
+        for k in 0..s as i64 {
+            let n = q - k; // −(key − query)
+            let mut bucket = if n < 0 { half } else { 0 };
+            let n = n.abs();
+            bucket += if n < max_exact {
+                n
+            } else {
+                let large = max_exact
+                    + ((n as f32 / max_exact as f32).ln() / log_range * (half - max_exact) as f32)
+                        as i64;
+                large.min(half - 1)
+            };
+            out.push(bucket as u32);
+        }
+    }
+    out
 }
 
 /// `hidden_act` applied to a tensor with differentiable ops.
@@ -109,11 +178,24 @@ impl Bert {
             "position_embeddings.weight",
             init,
         )?;
-        let token_type_embeddings = emb.get_with_hints(
-            (config.type_vocab_size, h),
-            "token_type_embeddings.weight",
-            init,
-        )?;
+        let token_type_embeddings = if config.is_mpnet() {
+            Tensor::zeros((1, h), DType::F32, vb.device())?
+        } else {
+            emb.get_with_hints(
+                (config.type_vocab_size, h),
+                "token_type_embeddings.weight",
+                init,
+            )?
+        };
+        let relative_attention_bias = if config.is_mpnet() {
+            Some(vb.pp("encoder").get_with_hints(
+                (config.relative_buckets(), config.num_attention_heads),
+                "relative_attention_bias.weight",
+                init,
+            )?)
+        } else {
+            None
+        };
         let emb_ln = LayerNorm::new(emb.pp("LayerNorm"), h, config.layer_norm_eps)?;
         let enc = vb.pp("encoder").pp("layer");
         let layers = (0..config.num_hidden_layers)
@@ -126,6 +208,7 @@ impl Bert {
             token_type_embeddings,
             emb_ln,
             layers,
+            relative_attention_bias,
             device: vb.device().clone(),
         })
     }
@@ -149,19 +232,28 @@ impl Bert {
                 "embeddings.position_embeddings.weight".to_string(),
                 self.position_embeddings.clone(),
             ),
-            (
+        ];
+        if !self.config.is_mpnet() {
+            out.push((
                 "embeddings.token_type_embeddings.weight".to_string(),
                 self.token_type_embeddings.clone(),
-            ),
-            (
-                "embeddings.LayerNorm.weight".to_string(),
-                self.emb_ln.weight.clone(),
-            ),
-            (
-                "embeddings.LayerNorm.bias".to_string(),
-                self.emb_ln.bias.clone(),
-            ),
-        ];
+            ));
+        }
+        out.push((
+            "embeddings.LayerNorm.weight".to_string(),
+            self.emb_ln.weight.clone(),
+        ));
+        out.push((
+            "embeddings.LayerNorm.bias".to_string(),
+            self.emb_ln.bias.clone(),
+        ));
+        if let Some(t) = &self.relative_attention_bias {
+            out.push((
+                "encoder.relative_attention_bias.weight".to_string(),
+                t.clone(),
+            ));
+        }
+        let names = LayerNames::of(&self.config);
         let lin = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
             out.push((format!("{name}.weight"), l.weight().clone()));
             if let Some(b) = l.bias() {
@@ -170,16 +262,16 @@ impl Bert {
         };
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("encoder.layer.{i}");
-            lin(&mut out, format!("{p}.attention.self.query"), &l.query);
-            lin(&mut out, format!("{p}.attention.self.key"), &l.key);
-            lin(&mut out, format!("{p}.attention.self.value"), &l.value);
-            lin(&mut out, format!("{p}.attention.output.dense"), &l.attn_out);
+            lin(&mut out, format!("{p}.{}", names.query), &l.query);
+            lin(&mut out, format!("{p}.{}", names.key), &l.key);
+            lin(&mut out, format!("{p}.{}", names.value), &l.value);
+            lin(&mut out, format!("{p}.{}", names.attn_out), &l.attn_out);
             out.push((
-                format!("{p}.attention.output.LayerNorm.weight"),
+                format!("{p}.{}.weight", names.attn_ln),
                 l.attn_ln.weight.clone(),
             ));
             out.push((
-                format!("{p}.attention.output.LayerNorm.bias"),
+                format!("{p}.{}.bias", names.attn_ln),
                 l.attn_ln.bias.clone(),
             ));
             lin(&mut out, format!("{p}.intermediate.dense"), &l.intermediate);
@@ -230,9 +322,10 @@ impl Bert {
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, s) = input_ids.dims2()?;
-        if s > cfg.max_position_embeddings {
+        if s > cfg.max_tokens() {
             candle_core::bail!(
-                "sequence length {s} exceeds max_position_embeddings {}",
+                "sequence length {s} exceeds the {} positions of max_position_embeddings {}",
+                cfg.max_tokens(),
                 cfg.max_position_embeddings
             );
         }
@@ -260,17 +353,41 @@ impl Bert {
         };
 
         let words = super::ops::embedding_in(input_ids, &self.word_embeddings, sink)?;
-        let pos = self.position_embeddings.narrow(0, 0, s)?;
-        let typ = self.token_type_embeddings.narrow(0, 0, 1)?;
-        let x = words.broadcast_add(&pos)?.broadcast_add(&typ)?;
+        // Rows are padded at the end, so a token's position is its index (after MPNet's
+        // offset); padding rows get other positions than the reference gives them, but they
+        // are masked out of every attention and of the pooling.
+        let pos = self
+            .position_embeddings
+            .narrow(0, cfg.first_position(), s)?;
+        let x = words.broadcast_add(&pos)?;
+        let x = if cfg.is_mpnet() {
+            x
+        } else {
+            x.broadcast_add(&self.token_type_embeddings.narrow(0, 0, 1)?)?
+        };
         let mut x = drop(self.emb_ln.forward(&x)?, p_hidden)?;
 
         // Additive mask [b, s]: 0 for tokens, the most negative f32 for padding (as HF).
         let mask = attention_mask.to_dtype(DType::F32)?;
         let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?;
         let scale = 1.0 / (d as f64).sqrt();
+        // MPNet: the relative-position bias [1, heads, s, s], pre-divided by the scale that
+        // attention_softmax applies to the scores it is added to.
+        let position_bias = match &self.relative_attention_bias {
+            None => None,
+            Some(table) => {
+                let ids =
+                    Tensor::from_vec(relative_buckets(s, table.dim(0)?), s * s, table.device())?;
+                let bias = table
+                    .embedding(&ids)?
+                    .reshape((s, s, n))?
+                    .permute((2, 0, 1))?
+                    .unsqueeze(0)?;
+                Some((bias / scale)?)
+            }
+        };
         for l in &self.layers {
-            let ctx = if p_attn == 0.0 {
+            let ctx = if p_attn == 0.0 && position_bias.is_none() {
                 // Queries, keys and values in one product, attention in one op (backbone::ops).
                 let cat = |f: fn(&Linear) -> Option<&Tensor>| -> Result<Option<Tensor>> {
                     let parts: Option<Vec<&Tensor>> =
@@ -284,7 +401,8 @@ impl Bert {
                 };
                 super::ops::attention(&qkv, &mask_bias, n)?
             } else {
-                // Dropout on the attention probabilities needs them as a tensor.
+                // Dropout on the attention probabilities, or MPNet's position bias on the
+                // scores, needs them as tensors.
                 let heads = |lin: &Linear| -> Result<Tensor> {
                     super::ops::linear(&x, lin)?
                         .reshape((b, s, n, d))?
@@ -293,6 +411,10 @@ impl Bert {
                 };
                 let (q, k, v) = (heads(&l.query)?, heads(&l.key)?, heads(&l.value)?);
                 let scores = q.matmul(&k.t()?)?;
+                let scores = match &position_bias {
+                    Some(bias) => scores.broadcast_add(bias)?,
+                    None => scores,
+                };
                 let probs = drop(
                     super::ops::attention_softmax(&scores, &mask_bias, scale)?,
                     p_attn,

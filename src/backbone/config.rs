@@ -1,4 +1,6 @@
-//! `config.json` of a BERT-family checkpoint (Hugging Face layout).
+//! `config.json` of a BERT-family checkpoint (Hugging Face layout): BERT itself, and MPNet
+//! (`model_type: "mpnet"`), which differs in its names, its position ids (counted after the
+//! padding id) and a relative-position bias in every attention (see `bert.rs`).
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -88,6 +90,21 @@ impl BertConfig {
         }
     }
 
+    /// [`BertConfig::tiny`] as an MPNet: MPNet's names, position offset (padding id 1) and
+    /// relative-position bias.
+    pub fn tiny_mpnet(vocab_size: usize) -> Self {
+        let mut c = Self::tiny(vocab_size);
+        c.model_type = Some("mpnet".into());
+        c.architectures = Some(vec!["MPNetModel".into()]);
+        c.pad_token_id = 1;
+        c.layer_norm_eps = 1e-5;
+        c.extra.insert(
+            "relative_attention_num_buckets".into(),
+            serde_json::json!(32),
+        );
+        c
+    }
+
     /// Read and validate `config.json`: it must describe a BERT model with absolute positions.
     pub fn from_file(path: &Path) -> Result<Self> {
         let bytes =
@@ -110,13 +127,15 @@ impl BertConfig {
                     .collect()
             })
             .unwrap_or_default();
-        let is_bert = match &model_type {
-            Some(t) => t == "bert",
-            None => archs.iter().any(|a| a.starts_with("Bert")),
+        let known = match &model_type {
+            Some(t) => t == "bert" || t == "mpnet",
+            None => archs
+                .iter()
+                .any(|a| a.starts_with("Bert") || a.starts_with("MPNet")),
         };
-        if !is_bert {
+        if !known {
             bail!(
-                "not a BERT model (model_type {:?}, architectures {:?}): proxal's backbone loads BERT checkpoints only",
+                "not a BERT or MPNet model (model_type {:?}, architectures {:?}): proxal's backbone loads those only",
                 model_type.as_deref().unwrap_or("missing"),
                 archs
             );
@@ -141,5 +160,41 @@ impl BertConfig {
 
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
+    }
+
+    /// An MPNet checkpoint (`model_type: "mpnet"`, or an `MPNet…` architecture).
+    pub fn is_mpnet(&self) -> bool {
+        match &self.model_type {
+            Some(t) => t == "mpnet",
+            None => self
+                .architectures
+                .iter()
+                .flatten()
+                .any(|a| a.starts_with("MPNet")),
+        }
+    }
+
+    /// MPNet's relative-position buckets (`relative_attention_num_buckets`, default 32).
+    pub fn relative_buckets(&self) -> usize {
+        self.extra
+            .get("relative_attention_num_buckets")
+            .and_then(|v| v.as_u64())
+            .map_or(32, |n| n as usize)
+    }
+
+    /// The first position id of a sequence: 0 for BERT; for MPNet, one past the padding id
+    /// (positions are counted after it, as fairseq and Hugging Face's MPNet do).
+    pub fn first_position(&self) -> usize {
+        if self.is_mpnet() {
+            self.pad_token_id as usize + 1
+        } else {
+            0
+        }
+    }
+
+    /// The longest sequence (special tokens included) the position table holds.
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.first_position())
     }
 }

@@ -40,14 +40,12 @@ pub struct Embedder<'a> {
 }
 
 impl<'a> Embedder<'a> {
-    /// `opts.max_len` is capped at the model's `max_position_embeddings`.
+    /// `opts.max_len` is capped at the longest sequence the model takes.
     pub fn new(backbone: &'a Backbone, mut opts: EmbedOptions) -> Result<Self> {
         if opts.batch == 0 {
             bail!("batch size must be at least 1");
         }
-        opts.max_len = opts
-            .max_len
-            .min(backbone.model.config.max_position_embeddings);
+        opts.max_len = opts.max_len.min(backbone.model.config.max_tokens());
         let tokenizer = tokenizer_with_max_len(&backbone.tokenizer, opts.max_len)?;
         let fast = fast::FastBert::new(&backbone.model)?;
         Ok(Embedder {

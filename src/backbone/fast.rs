@@ -59,9 +59,10 @@ fn transposed(w: &Tensor) -> Result<PackedWeight> {
 }
 
 impl FastBert {
-    /// `None` on a non-CPU device (the reference path runs there).
+    /// `None` on a non-CPU device and for MPNet (its relative-position bias is not fused here):
+    /// the reference path runs there.
     pub fn new(model: &Bert) -> Result<Option<Self>> {
-        if !matches!(model.device(), Device::Cpu) {
+        if !matches!(model.device(), Device::Cpu) || model.config.is_mpnet() {
             return Ok(None);
         }
         let cfg = &model.config;

@@ -140,6 +140,8 @@ impl Backbone {
             })?;
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
+        } else if vb.contains_tensor("mpnet.embeddings.word_embeddings.weight") {
+            vb.pp("mpnet")
         } else {
             vb
         };
@@ -244,10 +246,8 @@ impl Backbone {
 
     /// Tokenise `texts` (truncated at `max_len`, no padding).
     pub fn encode(&self, texts: &[&str], max_len: usize) -> Result<Vec<Encoding>> {
-        let tok = tokenizer_with_max_len(
-            &self.tokenizer,
-            max_len.min(self.model.config.max_position_embeddings),
-        )?;
+        let tok =
+            tokenizer_with_max_len(&self.tokenizer, max_len.min(self.model.config.max_tokens()))?;
         encode_with(&tok, texts)
     }
 

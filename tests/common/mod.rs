@@ -81,6 +81,11 @@ pub fn minilm_l3(test: &str) -> Option<PathBuf> {
     model_asset(test, "minilm-l3")
 }
 
+/// all-mpnet-base-v2, joined from its wheel parts by `make assets` (as [`minilm`]).
+pub fn mpnet(test: &str) -> Option<PathBuf> {
+    model_asset(test, "mpnet")
+}
+
 fn model_asset(test: &str, name: &str) -> Option<PathBuf> {
     let dir = assets_dir_unchecked().join(name);
     if dir.join("model.safetensors").is_file() {
