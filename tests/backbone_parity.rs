@@ -23,21 +23,33 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb).max(1e-30)
 }
 
+/// A parity fixture and the model it was made with: (model, fixture, texts, reference vectors).
+/// The model's weights must be the fixture's (`weights_sha256`) when the fixture names them.
+fn fixture(
+    dir: &std::path::Path,
+    json: &str,
+) -> (Backbone, serde_json::Value, Vec<String>, Vec<Vec<f32>>) {
+    let fixture: serde_json::Value = serde_json::from_str(json).unwrap();
+    let texts: Vec<String> = serde_json::from_value(fixture["texts"].clone()).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["vectors"].clone()).unwrap();
+    let bb = Backbone::load(dir, &Device::Cpu, false).unwrap();
+    if let Some(sha) = fixture["weights_sha256"].as_str() {
+        assert_eq!(
+            bb.id.weights_sha256,
+            sha,
+            "{} is not the model the fixture was made with",
+            dir.display()
+        );
+    }
+    (bb, fixture, texts, want)
+}
+
 #[test]
 fn minilm_matches_sentence_transformers() {
     let Some(dir) = common::minilm("minilm_matches_sentence_transformers") else {
         return;
     };
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/parity-minilm.json")).unwrap();
-    let texts: Vec<String> = serde_json::from_value(fixture["texts"].clone()).unwrap();
-    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["vectors"].clone()).unwrap();
-    let bb = Backbone::load(&dir, &Device::Cpu, false).unwrap();
-    assert_eq!(
-        bb.id.weights_sha256,
-        fixture["weights_sha256"].as_str().unwrap(),
-        "assets/minilm is not the model the fixture was made with"
-    );
+    let (bb, _, texts, want) = fixture(&dir, include_str!("fixtures/parity-minilm.json"));
     let opts = EmbedOptions {
         batch: 8,
         max_len: 128,
@@ -103,12 +115,8 @@ fn minilm_l3_from_onnx_matches_onnxruntime() {
     let Some(dir) = common::minilm_l3("minilm_l3_from_onnx_matches_onnxruntime") else {
         return;
     };
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/parity-minilm-l3.json")).unwrap();
-    let texts: Vec<String> = serde_json::from_value(fixture["texts"].clone()).unwrap();
+    let (bb, fixture, texts, want) = fixture(&dir, include_str!("fixtures/parity-minilm-l3.json"));
     let ids: Vec<Vec<u32>> = serde_json::from_value(fixture["ids"].clone()).unwrap();
-    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["vectors"].clone()).unwrap();
-    let bb = Backbone::load(&dir, &Device::Cpu, false).unwrap();
     assert_eq!((bb.id.num_layers, bb.dim()), (3, 384));
     // The ids onnxruntime was fed are the ones proxal's tokenizer gives.
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -134,16 +142,7 @@ fn mpnet_matches_sentence_transformers() {
     let Some(dir) = common::mpnet("mpnet_matches_sentence_transformers") else {
         return;
     };
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/parity-mpnet.json")).unwrap();
-    let texts: Vec<String> = serde_json::from_value(fixture["texts"].clone()).unwrap();
-    let want: Vec<Vec<f32>> = serde_json::from_value(fixture["vectors"].clone()).unwrap();
-    let bb = Backbone::load(&dir, &Device::Cpu, false).unwrap();
-    assert_eq!(
-        bb.id.weights_sha256,
-        fixture["weights_sha256"].as_str().unwrap(),
-        "assets/mpnet is not the model the fixture was made with"
-    );
+    let (bb, fixture, texts, want) = fixture(&dir, include_str!("fixtures/parity-mpnet.json"));
     assert_eq!((bb.id.num_layers, bb.dim()), (12, 768));
     // The relative-position buckets equal the model's own for every distance below 128.
     let rb = &fixture["relative_buckets"];

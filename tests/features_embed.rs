@@ -186,25 +186,8 @@ fn cli_embed_survives_kill_9() {
     model_dir(&model);
     let ds = dataset(3000);
     ds.save(&home.join("datasets/toy"), "test").unwrap();
-    let run = |home: &Path| -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_proxal"))
-            .arg("--home")
-            .arg(home)
-            .args([
-                "embed",
-                "--data",
-                "toy",
-                "--quiet",
-                "--chunk-rows",
-                "64",
-                "--model-dir",
-            ])
-            .arg(&model)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let run =
+        |home: &Path| -> std::process::Child { embed_cmd(home, &model, &[], &[]).spawn().unwrap() };
     // Clean run in another home.
     let clean_home = tmp.path().join("clean");
     ds.save(&clean_home.join("datasets/toy"), "test").unwrap();

@@ -16,8 +16,8 @@
 //! costs; until then the version cannot be opened. A chunk's bytes do not depend on which process
 //! wrote it (see `embed`), so a sharded version is identical to a one-process one.
 use super::store::{
-    check_chunk_file, check_resume, chunk_name, now_utc, read_manifest, write_chunk_file,
-    ChunkEntry, Manifest, Store, VersionSpec, MANIFEST_FILE,
+    check_resume, now_utc, read_manifest, valid_prefix, write_chunk_file, ChunkEntry, Manifest,
+    Store, VersionSpec, MANIFEST_FILE,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -226,18 +226,7 @@ impl Store {
         std::fs::create_dir_all(dir.join(SHARDS_DIR))
             .with_context(|| format!("cannot create {}", dir.join(SHARDS_DIR).display()))?;
         // Keep the longest valid prefix of the listed chunks.
-        let mut good = 0;
-        for (k, c) in record.version.chunks.iter().enumerate() {
-            let i = range.start + k;
-            let expect = spec.chunk_rows.min(spec.rows - i * spec.chunk_rows);
-            if c.file != chunk_name(i)
-                || c.rows != expect
-                || check_chunk_file(&dir.join(&c.file), c, true).is_err()
-            {
-                break;
-            }
-            good += 1;
-        }
+        let good = valid_prefix(&dir, &record.version.chunks, range.start, &spec);
         let changed = good < record.version.chunks.len() || !path.is_file();
         record.version.chunks.truncate(good);
         record.version.complete = good == range.len();

@@ -273,17 +273,7 @@ impl Store {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         // Keep the longest valid prefix of listed chunks.
-        let mut good = 0;
-        for (i, c) in manifest.chunks.iter().enumerate() {
-            let expect_rows = spec.chunk_rows.min(spec.rows - i * spec.chunk_rows);
-            if c.file != chunk_name(i)
-                || c.rows != expect_rows
-                || check_chunk_file(&dir.join(&c.file), c, true).is_err()
-            {
-                break;
-            }
-            good += 1;
-        }
+        let good = valid_prefix(&dir, &manifest.chunks, 0, &spec);
         let changed = good < manifest.chunks.len() || !mpath.is_file();
         manifest.chunks.truncate(good);
         manifest.complete = manifest.rows_written() == manifest.rows;
@@ -419,6 +409,26 @@ impl VersionWriter {
         let bytes = serde_json::to_vec_pretty(&self.manifest)?;
         crate::util::atomic_write(&self.dir.join(MANIFEST_FILE), &bytes)
     }
+}
+
+/// How many of `chunks` (chunk `first` on, in order) are intact in `dir`: named and sized as
+/// `spec` says, their bytes matching their sha256. A resumed writer keeps that prefix.
+pub(super) fn valid_prefix(
+    dir: &Path,
+    chunks: &[ChunkEntry],
+    first: usize,
+    spec: &VersionSpec,
+) -> usize {
+    chunks
+        .iter()
+        .enumerate()
+        .take_while(|&(k, c)| {
+            let i = first + k;
+            c.file == chunk_name(i)
+                && c.rows == spec.chunk_rows.min(spec.rows - i * spec.chunk_rows)
+                && check_chunk_file(&dir.join(&c.file), c, true).is_ok()
+        })
+        .count()
 }
 
 /// Write chunk `c` (`rows × dim` floats) into `dir` durably; its manifest entry.
