@@ -303,6 +303,94 @@ def pool_size_table(summary):
     return "\n".join(out)
 
 
+def paired(runs, by_group, a, b):
+    """Seed-paired final-accuracy differences a − b in points, {seed: Δ}."""
+    ra = {r["seed"]: r for r in runs if r["name"] in by_group.get(a, {}).get("runs", [])}
+    rb = {r["seed"]: r for r in runs if r["name"] in by_group.get(b, {}).get("runs", [])}
+    return {k: (ra[k]["final_accuracy"] - rb[k]["final_accuracy"]) * 100 for k in sorted(set(ra) & set(rb))}
+
+
+def fmt_pairs(d):
+    if not d:
+        return "no paired seeds"
+    xs = list(d.values())
+    m = sum(xs) / len(xs)
+    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else None
+    return (f"{m:+.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + f" (seeds {', '.join(str(k) for k in d)}: "
+            + ", ".join(f"{x:+.1f}" for x in xs) + ")")
+
+
+def full_claims(results, summary):
+    """Issue 20's claims on the full pools, each with a verdict computed from the records."""
+    out = ["| claim | setting | numbers | verdict |", "|---|---|---|---|"]
+    for key, d in summary["settings"].items():
+        if d["suite"] != "full":
+            continue
+        runs = json.loads((results / d["dir"] / "report.json").read_text())["runs"]
+        by = {g["group"]: g for g in d["groups"]}
+        last = int(by["standard/margin"]["curve"][-1]["labels"]) if "standard/margin" in by else None
+        for variant, r in d["standard_over_asvp_by_variant"].items():
+            gap = paired(runs, by, variant, "standard/margin")
+            gmean = sum(gap.values()) / len(gap) if gap else None
+            work = min(r["rows_embedded"], r["row_epochs"])
+            if gmean is None:
+                verdict = "not measured"
+            elif gmean < -1 or (r["wall_seconds"] < 3 and max(r["rows_embedded"], r["row_epochs"]) < 3):
+                verdict = "did not hold"
+            elif gmean >= -1 and r["wall_seconds"] >= 3 and work >= 3:
+                verdict = "held"
+            else:
+                verdict = "mixed"
+            out.append(f"| asvp's compute ≤ 1/3 of standard's, within 1 point at {last:,} labels | {key}, {variant} | "
+                       f"accuracy − standard {fmt_pairs(gap)} points; standard ÷ asvp {r['wall_seconds']:.2f}× wall, "
+                       f"{r['rows_embedded']:.2f}× rows embedded, {r['row_epochs']:.2f}× row-epochs | {verdict} |")
+        d1 = paired(runs, by, "standard/margin", "svpp/margin")
+        if d1:
+            xs = list(d1.values())
+            m = sum(xs) / len(xs)
+            v = ("held" if m > 0 and all(x > 0 for x in xs) else "did not hold" if m <= 0 else "mixed")
+            out.append(f"| svpp loses labelling efficiency to standard (standard ahead at {last:,} labels) | {key} | "
+                       f"standard − svpp/margin {fmt_pairs(d1)} points | {v} |")
+        d2 = paired(runs, by, "asvp/margin", "svpp/margin")
+        d3 = paired(runs, by, "asvp/margin", "standard/margin")
+        if d2 and d3:
+            a, b = list(d2.values()), list(d3.values())
+            ma, mb = sum(a) / len(a), sum(b) / len(b)
+            v = ("held" if all(x > 0 for x in a) and abs(mb) <= 1 else
+                 "did not hold" if ma <= 0 else "mixed")
+            out.append(f"| asvp recovers svpp's loss (ahead of svpp, within 1 point of standard) | {key} | "
+                       f"asvp − svpp {fmt_pairs(d2)}; asvp − standard {fmt_pairs(d3)} points | {v} |")
+    return "\n".join(out)
+
+
+def budget_table(results, summary):
+    """Machine time the full-pool runs took: the wall seconds of every ledger record (compute,
+    shipped model and evaluation), per setting and group. The v0 embedding is made once per
+    dataset but copied into every run's ledger (each run is charged it): it is counted once here,
+    on its own row."""
+    out = ["| setting | group | runs | hours | per run (min, mean) |", "|---|---|---|---|---|"]
+    total = 0.0
+    for key, d in summary["settings"].items():
+        if d["suite"] != "full":
+            continue
+        runs = {r["name"]: r for r in json.loads((results / d["dir"] / "report.json").read_text())["runs"]}
+        v0 = 0.0
+        for g in d["groups"]:
+            secs = []
+            for name in g["runs"]:
+                recs = [json.loads(l) for l in
+                        (pathlib.Path(runs[name]["dir"]) / "ledger.jsonl").read_text().splitlines()]
+                shared = [r["wall_seconds"] for r in recs if "one-off embedding of v0" in (r.get("note") or "")]
+                v0 = max([v0] + shared)
+                secs.append(sum(r["wall_seconds"] for r in recs) - sum(shared))
+            total += sum(secs)
+            out.append(f"| {key} | {g['group']} | {len(secs)} | {sum(secs) / 3600:.2f} | {sum(secs) / len(secs) / 60:.1f} |")
+        total += v0
+        out.append(f"| {key} | v0 embedding (once) | | {v0 / 3600:.2f} | |")
+    out.append(f"| all | | | {total / 3600:.2f} | |")
+    return "\n".join(out)
+
+
 summary_md = results / "SUMMARY.md"
 if summary_md.exists():
     text = summary_md.read_text()
@@ -313,6 +401,10 @@ if summary_md.exists():
          lambda: tables(results, summary, "full")),
         ("<!-- pool-size:begin (scripts/suite-summary.py) -->", "<!-- pool-size:end -->",
          lambda: pool_size_table(summary)),
+        ("<!-- full-claims:begin (scripts/suite-summary.py) -->", "<!-- full-claims:end -->",
+         lambda: full_claims(results, summary)),
+        ("<!-- budget:begin (scripts/suite-summary.py) -->", "<!-- budget:end -->",
+         lambda: budget_table(results, summary)),
     ]:
         if b in text and e in text:
             head, rest = text.split(b, 1)
