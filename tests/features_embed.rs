@@ -323,6 +323,19 @@ fn shards_make_the_same_version_as_one_process() {
     let (code, _, err) = run(&one, &[], &[]);
     assert_eq!(code, Some(0), "{err}");
     let want = snapshot(&one.join("features/toy/v0"));
+    // A shard of a version one process finished has nothing to do and writes nothing.
+    let before: Vec<_> = std::fs::read_dir(one.join("features/toy/v0"))
+        .unwrap()
+        .map(|e| common::file_id(&e.unwrap().path()))
+        .collect();
+    let (code, out, err) = run(&one, &["--shard", "1/3"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("already complete"), "{out}");
+    let after: Vec<_> = std::fs::read_dir(one.join("features/toy/v0"))
+        .unwrap()
+        .map(|e| common::file_id(&e.unwrap().path()))
+        .collect();
+    assert_eq!(before, after);
     let v0 = sharded.join("features/toy/v0");
     let store = Store::at(sharded.join("features/toy"), "toy");
 

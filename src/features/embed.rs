@@ -162,10 +162,17 @@ pub fn embed_dataset(
             ),
         ),
     };
-    let mut cost = Ledger::open(&cost_path, &cost_label)?;
-    cost.set_device(device_of(backbone.device()));
+    // Opened only when there is work: a finished version's job writes nothing.
+    let todo = w.todo();
+    let mut cost = if todo.is_empty() {
+        None
+    } else {
+        let mut l = Ledger::open(&cost_path, &cost_label)?;
+        l.set_device(device_of(backbone.device()));
+        Some(l)
+    };
     let mut meter = Meter::start(0, stage);
-    for c in w.todo() {
+    for c in todo {
         let range = w.chunk_range(c);
         let texts: Vec<&str> = ds.texts[range.clone()].iter().map(String::as_str).collect();
         // Sorted and batched within the chunk only; the bar moves per batch.
@@ -179,7 +186,10 @@ pub fn embed_dataset(
         std::mem::replace(&mut meter, Meter::start(0, stage))
             .rows(range.len())
             .embedded_rows(range.len())
-            .finish(&mut cost)?;
+            .finish(
+                cost.as_mut()
+                    .expect("opened when there are chunks to write"),
+            )?;
     }
     bar.finish_and_clear();
     drop(cost);

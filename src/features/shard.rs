@@ -186,7 +186,8 @@ impl Store {
         let mpath = dir.join(MANIFEST_FILE);
         let n_chunks = spec.rows.div_ceil(spec.chunk_rows);
         let range = shard.chunks(n_chunks);
-        if mpath.is_file() {
+        // A finished version (by one process or by shards) has nothing left for any shard.
+        let finished = if mpath.is_file() {
             let m = read_manifest(&mpath)?;
             check_resume(&mpath, &m, &spec)?;
             if !m.complete {
@@ -195,7 +196,10 @@ impl Store {
                     mpath.display()
                 );
             }
-        }
+            Some(m)
+        } else {
+            None
+        };
         for (path, r) in self.shard_records(v)? {
             if r.of != shard.count {
                 bail!(
@@ -209,6 +213,21 @@ impl Store {
                 .context("another shard of this version was embedded differently")?;
         }
         let path = dir.join(SHARDS_DIR).join(shard.file());
+        if let Some(m) = finished {
+            let mut version = m.clone();
+            version.chunks = m.chunks[range.clone()].to_vec();
+            return Ok(ShardWriter {
+                dir,
+                path,
+                record: ShardRecord {
+                    shard: shard.index,
+                    of: shard.count,
+                    version,
+                    first_chunk: range.start,
+                    end_chunk: range.end,
+                },
+            });
+        }
         let mut record = if path.is_file() {
             let bytes = std::fs::read(&path)?;
             serde_json::from_slice(&bytes)
