@@ -23,14 +23,19 @@ keep_record() {
 # Run config $2 with proxal binary $1 unless its record $3 is finished, logging start and end
 # (with the load average) to $4, and keep its record in $3. Fails when the run fails.
 run_and_keep() {
-    local bin=$1 cfg=$2 keep=$3 log=$4 name start
+    local bin=$1 cfg=$2 keep=$3 log=$4 name start started load
     run_finished "$keep" && return 0   # finished earlier: its record is committed
     name=$(cfg_name "$cfg")
     start=$(date +%s)
-    echo "$(date -u +%FT%TZ) start $cfg (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$log"
+    started=$(date -u +%FT%TZ)
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    echo "$started start $cfg (load ${load%% *})" | tee -a "$log"
     if $bin run "$cfg" --quiet >> "$log" 2>&1; then
         echo "$(date -u +%FT%TZ) done  $cfg in $(( $(date +%s) - start )) s" | tee -a "$log"
         keep_record "experiments/runs/$name" "$keep"
+        # When and under what load it ran (kept with the record, committed).
+        printf '{"started":"%s","wall_seconds":%d,"loadavg_at_start":"%s","cores":%d}\n' \
+            "$started" "$(( $(date +%s) - start ))" "$load" "$(nproc)" > "$keep/run.json"
     else
         echo "$(date -u +%FT%TZ) FAILED $cfg (see $log)" | tee -a "$log"
         return 1
