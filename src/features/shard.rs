@@ -200,7 +200,8 @@ impl Store {
         } else {
             None
         };
-        for (path, r) in self.shard_records(v)? {
+        let records = self.shard_records(v)?;
+        for (path, r) in &records {
             if r.of != shard.count {
                 bail!(
                     "{}: the version is split in {} shards, not {} (keep one count per version)",
@@ -209,7 +210,7 @@ impl Store {
                     shard.count
                 );
             }
-            check_resume(&path, &r.version, &spec)
+            check_resume(path, &r.version, &spec)
                 .context("another shard of this version was embedded differently")?;
         }
         let path = dir.join(SHARDS_DIR).join(shard.file());
@@ -228,25 +229,24 @@ impl Store {
                 },
             });
         }
-        let mut record = if path.is_file() {
-            let bytes = std::fs::read(&path)?;
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: not a shard record", path.display()))?
-        } else {
-            let now = now_utc();
-            ShardRecord {
+        // This shard's own record, if it started before (read with the others above).
+        let own = records.into_iter().find(|(_, r)| r.shard == shard.index);
+        let resumed = own.is_some();
+        let mut record = match own {
+            Some((_, r)) => r,
+            None => ShardRecord {
                 shard: shard.index,
                 of: shard.count,
-                version: Manifest::new(&spec, now),
+                version: Manifest::new(&spec, now_utc()),
                 first_chunk: range.start,
                 end_chunk: range.end,
-            }
+            },
         };
         std::fs::create_dir_all(dir.join(SHARDS_DIR))
             .with_context(|| format!("cannot create {}", dir.join(SHARDS_DIR).display()))?;
         // Keep the longest valid prefix of the listed chunks.
         let good = valid_prefix(&dir, &record.version.chunks, range.start, &spec);
-        let changed = good < record.version.chunks.len() || !path.is_file();
+        let changed = good < record.version.chunks.len() || !resumed;
         record.version.chunks.truncate(good);
         record.version.complete = good == range.len();
         let mut w = ShardWriter { dir, path, record };
@@ -258,7 +258,11 @@ impl Store {
 
     /// Where the shards of version `v` stand.
     pub fn shard_status(&self, v: u32) -> Result<ShardStatus> {
-        let records = self.shard_records(v)?;
+        self.status_of(v, &self.shard_records(v)?)
+    }
+
+    /// [`Store::shard_status`] from records already read.
+    fn status_of(&self, v: u32, records: &[(PathBuf, ShardRecord)]) -> Result<ShardStatus> {
         let assembled = self.version_dir(v).join(MANIFEST_FILE).is_file();
         let Some((_, first)) = records.first() else {
             return Ok(ShardStatus {
@@ -269,7 +273,7 @@ impl Store {
         };
         let count = first.of;
         let mut shards = vec![None; count];
-        for (path, r) in &records {
+        for (path, r) in records {
             if r.of != count || r.shard >= count {
                 bail!(
                     "{}: shard {} of {} next to shards of {count}",
@@ -291,11 +295,11 @@ impl Store {
     /// is complete. Returns the status; `assembled` says whether the version can now be opened.
     /// Idempotent: shards finishing at the same time write the same bytes.
     pub fn finish_shards(&self, v: u32) -> Result<ShardStatus> {
-        let mut status = self.shard_status(v)?;
+        let records = self.shard_records(v)?;
+        let mut status = self.status_of(v, &records)?;
         if status.assembled || status.count == 0 || !status.missing().is_empty() {
             return Ok(status);
         }
-        let records = self.shard_records(v)?;
         let dir = self.version_dir(v);
         let first = &records[0].1.version;
         let mut chunks: Vec<ChunkEntry> = Vec::new();
@@ -368,15 +372,13 @@ impl ShardWriter {
     }
     /// Rows of its whole range.
     pub fn rows_owned(&self) -> usize {
-        let (r, m) = (self.range(), &self.record.version);
-        (r.end * m.chunk_rows).min(m.rows) - (r.start * m.chunk_rows).min(m.rows)
+        let r = self.range();
+        self.chunk_range(r.end).start - self.chunk_range(r.start).start
     }
 
     /// Dataset rows chunk `c` holds.
     pub fn chunk_range(&self, c: usize) -> Range<usize> {
-        let m = &self.record.version;
-        let a = c * m.chunk_rows;
-        a.min(m.rows)..(a + m.chunk_rows).min(m.rows)
+        self.record.version.chunk_range(c)
     }
 
     /// Write chunk `c` (must be `next_chunk()`, inside the shard's range).

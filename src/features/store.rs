@@ -107,6 +107,11 @@ impl Manifest {
     pub fn rows_written(&self) -> usize {
         self.chunks.iter().map(|c| c.rows).sum()
     }
+    /// Table rows chunk `c` holds (empty past the end).
+    pub fn chunk_range(&self, c: usize) -> Range<usize> {
+        let a = c * self.chunk_rows;
+        a.min(self.rows)..(a + self.chunk_rows).min(self.rows)
+    }
     pub fn n_chunks(&self) -> usize {
         self.rows.div_ceil(self.chunk_rows)
     }
@@ -382,8 +387,7 @@ impl VersionWriter {
     }
     /// Dataset rows chunk `c` holds.
     pub fn chunk_range(&self, c: usize) -> Range<usize> {
-        let a = c * self.manifest.chunk_rows;
-        a.min(self.manifest.rows)..(a + self.manifest.chunk_rows).min(self.manifest.rows)
+        self.manifest.chunk_range(c)
     }
 
     /// Write chunk `c` (must be `next_chunk()`): `data` is `rows × dim` floats, row-major.
