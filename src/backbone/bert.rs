@@ -62,16 +62,16 @@ impl Layer {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         let n = LayerNames::of(cfg);
-        let var = |name: &str| name.split('.').fold(vb.clone(), |vb, part| vb.pp(part));
+        // A VarBuilder prefix may hold dots: `pp("attention.self.query")` is three levels.
         Ok(Layer {
-            query: linear(var(n.query), h, h)?,
-            key: linear(var(n.key), h, h)?,
-            value: linear(var(n.value), h, h)?,
-            attn_out: linear(var(n.attn_out), h, h)?,
-            attn_ln: LayerNorm::new(var(n.attn_ln), h, eps)?,
-            intermediate: linear(var("intermediate.dense"), h, cfg.intermediate_size)?,
-            output: linear(var("output.dense"), cfg.intermediate_size, h)?,
-            out_ln: LayerNorm::new(var("output.LayerNorm"), h, eps)?,
+            query: linear(vb.pp(n.query), h, h)?,
+            key: linear(vb.pp(n.key), h, h)?,
+            value: linear(vb.pp(n.value), h, h)?,
+            attn_out: linear(vb.pp(n.attn_out), h, h)?,
+            attn_ln: LayerNorm::new(vb.pp(n.attn_ln), h, eps)?,
+            intermediate: linear(vb.pp("intermediate.dense"), h, cfg.intermediate_size)?,
+            output: linear(vb.pp("output.dense"), cfg.intermediate_size, h)?,
+            out_ln: LayerNorm::new(vb.pp("output.LayerNorm"), h, eps)?,
         })
     }
 }
