@@ -315,11 +315,14 @@ fn keep_relabelled(raw: &mut RawRows, part: RawRows, intents: &[&str], label: &s
             .as_deref()
             .is_some_and(|l| intents.contains(&l))
         {
-            raw.ids.push(format!("{label}-{}", part.ids[i]));
-            raw.texts.push(part.texts[i].clone());
-            raw.labels.push(Some(label.to_string()));
-            raw.splits.push(part.splits[i]);
-            raw.origin.push(part.origin[i].clone());
+            raw.push_from(
+                &part,
+                i,
+                format!("{label}-{}", part.ids[i]),
+                part.texts[i].clone(),
+                Some(label.to_string()),
+                part.splits[i],
+            );
         }
     }
 }
@@ -333,11 +336,14 @@ fn keep_namespaced(raw: &mut RawRows, part: RawRows, ns: &str, split: Split) {
         let text = part.texts[i]
             .as_deref()
             .map(|t| strip_newsgroup_header(t, label).to_string());
-        raw.ids.push(format!("{ns}-{}-{i}", split.as_str()));
-        raw.texts.push(text);
-        raw.labels.push(label.map(|l| format!("{ns}/{l}")));
-        raw.splits.push(Split::Pool);
-        raw.origin.push(part.origin[i].clone());
+        raw.push_from(
+            &part,
+            i,
+            format!("{ns}-{}-{i}", split.as_str()),
+            text,
+            label.map(|l| format!("{ns}/{l}")),
+            Split::Pool,
+        );
     }
 }
 

@@ -372,6 +372,24 @@ impl RawRows {
         }
     }
 
+    /// Append row `i` of `part` under another id, text, label and split, keeping its origin
+    /// (file and row) for error messages.
+    pub fn push_from(
+        &mut self,
+        part: &RawRows,
+        i: usize,
+        id: String,
+        text: Option<String>,
+        label: Option<String>,
+        split: Split,
+    ) {
+        self.ids.push(id);
+        self.texts.push(text);
+        self.labels.push(label);
+        self.splits.push(split);
+        self.origin.push(part.origin[i].clone());
+    }
+
     /// Append the rows of one file. `fixed_split` overrides any split column.
     pub fn read(
         &mut self,
