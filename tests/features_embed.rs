@@ -236,14 +236,7 @@ fn cli_embed_survives_kill_9() {
         "{stdout}"
     );
     // … leaving the chunks durable at the kill untouched (same inode, mtime, bytes).
-    for f in &durable {
-        assert_eq!(
-            &common::file_id(&v0.join(&f.name)),
-            f,
-            "{} was rewritten by the rerun",
-            f.name
-        );
-    }
+    common::assert_untouched(&v0, &durable, "the rerun");
     // The result equals the uninterrupted run's, file for file.
     let mut got = snapshot(&v0);
     got.retain(|(n, _)| !n.contains(".tmp-"));
@@ -457,14 +450,7 @@ fn a_shard_killed_mid_way_resumes_and_keeps_its_chunks() {
             && stdout.contains(&format!("resumed after {done} rows")),
         "{stdout}"
     );
-    for f in &durable {
-        assert_eq!(
-            &common::file_id(&v0.join(&f.name)),
-            f,
-            "{} rewritten",
-            f.name
-        );
-    }
+    common::assert_untouched(&v0, &durable, "the resumed shard");
     let out = embed_cmd(&home, &model, &["--shard", "1/2"], &[])
         .output()
         .unwrap();

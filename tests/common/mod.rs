@@ -172,14 +172,7 @@ pub fn assert_chunks_reused(
     total_rows: usize,
     who: &str,
 ) {
-    for f in durable {
-        assert_eq!(
-            &file_id(&version_dir.join(&f.name)),
-            f,
-            "{} was rewritten by {who}",
-            f.name
-        );
-    }
+    assert_untouched(version_dir, durable, who);
     let cost = std::fs::read_to_string(version_dir.join("cost.jsonl")).unwrap();
     let after: u64 = cost
         .lines()
@@ -195,6 +188,19 @@ pub fn assert_chunks_reused(
         after as usize, missing,
         "{who} embedded other than the {missing} rows of the missing chunks:\n{cost}"
     );
+}
+
+/// The chunks `durable` (identified at a kill) are still the same files in `version_dir`:
+/// same inode, mtime and bytes, not rewritten by `who`.
+pub fn assert_untouched(version_dir: &Path, durable: &[FileId], who: &str) {
+    for f in durable {
+        assert_eq!(
+            &file_id(&version_dir.join(&f.name)),
+            f,
+            "{} was rewritten by {who}",
+            f.name
+        );
+    }
 }
 
 /// Largest absolute difference between two equally long vectors.
