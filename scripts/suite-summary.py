@@ -178,6 +178,40 @@ def versus(v, fmt):
     return fmt(v["value"]) if v and v["value"] is not None else (v["status"] if v else "—")
 
 
+def by_seed(runs, group):
+    """The runs of `group` (a summary group, or None) by seed."""
+    return {r["seed"]: r for r in runs if r["name"] in (group or {}).get("runs", [])}
+
+
+def final(r):
+    return r["final_accuracy"]
+
+
+def mean_over_points(r):
+    return sum(p["accuracy"] for p in r["points"]) / len(r["points"])
+
+
+def paired(runs, by_group, a, b, of=final):
+    """Seed-paired differences of(a) − of(b) in points, {seed: Δ}."""
+    ra, rb = by_seed(runs, by_group.get(a)), by_seed(runs, by_group.get(b))
+    return {k: (of(ra[k]) - of(rb[k])) * 100 for k in sorted(set(ra) & set(rb))}
+
+
+def mean_sd(xs):
+    """`m ± sd` of a list (sample sd), or `m` alone for one value; signed, one decimal."""
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return f"{m:+.1f}"
+    return f"{m:+.1f} ± {(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5:.1f}"
+
+
+def fmt_pairs(d):
+    if not d:
+        return "no paired seeds"
+    return (mean_sd(list(d.values())) + f" (seeds {', '.join(str(k) for k in d)}: "
+            + ", ".join(f"{x:+.1f}" for x in d.values()) + ")")
+
+
 def tables(results, summary, suite):
     out = []
     for d in summary["settings"].values():
@@ -241,28 +275,19 @@ def tables(results, summary, suite):
         for a, b in PAIRS:
             if a not in by_group or b not in by_group:
                 continue
-            ra = {r["seed"]: r for r in runs if r["name"] in by_group[a]["runs"]}
-            rb = {r["seed"]: r for r in runs if r["name"] in by_group[b]["runs"]}
-            common = sorted(set(ra) & set(rb))
-            if not common:
+            fin = list(paired(runs, by_group, a, b).values())
+            if not fin:
                 continue
-            fin = [(ra[s]["final_accuracy"] - rb[s]["final_accuracy"]) * 100 for s in common]
-            avg = [(sum(p["accuracy"] for p in ra[s]["points"]) - sum(p["accuracy"] for p in rb[s]["points"]))
-                   / len(ra[s]["points"]) * 100 for s in common]
-            def ms(xs):
-                m = sum(xs) / len(xs)
-                if len(xs) < 2:
-                    return f"{m:+.1f}"
-                return f"{m:+.1f} ± {(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5:.1f}"
+            avg = list(paired(runs, by_group, a, b, mean_over_points).values())
             ahead = sum(1 for x in fin if x > 0)
             ties = sum(1 for x in fin if x == 0)
-            out.append(f"| {a} | {b} | {ms(fin)} | {ms(avg)} | {ahead} of {len(common)}"
+            out.append(f"| {a} | {b} | {mean_sd(fin)} | {mean_sd(avg)} | {ahead} of {len(fin)}"
                        + (f" ({ties} tied)" if ties else "") + " |")
         out.append("")
         for variant, r in d["standard_over_asvp_by_variant"].items():
             per_seed = []
-            sa = {r_["seed"]: r_ for r_ in runs if r_["name"] in by_group[variant]["runs"]}
-            ss = {r_["seed"]: r_ for r_ in runs if r_["name"] in by_group["standard/margin"]["runs"]}
+            sa = by_seed(runs, by_group[variant])
+            ss = by_seed(runs, by_group["standard/margin"])
             for seed in sorted(set(sa) & set(ss)):
                 if sa[seed]["total_compute_seconds"] > 0:
                     per_seed.append(f"seed {seed} {ss[seed]['total_compute_seconds']:.0f} s ÷ "
@@ -301,23 +326,6 @@ def pool_size_table(summary):
                        f"{r['wall_seconds']:.2f}× | {r['cpu_seconds']:.2f}× | {r['rows_embedded']:.2f}× | "
                        f"{r['row_epochs']:.2f}× | {saving} | {share} |")
     return "\n".join(out)
-
-
-def paired(runs, by_group, a, b):
-    """Seed-paired final-accuracy differences a − b in points, {seed: Δ}."""
-    ra = {r["seed"]: r for r in runs if r["name"] in by_group.get(a, {}).get("runs", [])}
-    rb = {r["seed"]: r for r in runs if r["name"] in by_group.get(b, {}).get("runs", [])}
-    return {k: (ra[k]["final_accuracy"] - rb[k]["final_accuracy"]) * 100 for k in sorted(set(ra) & set(rb))}
-
-
-def fmt_pairs(d):
-    if not d:
-        return "no paired seeds"
-    xs = list(d.values())
-    m = sum(xs) / len(xs)
-    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else None
-    return (f"{m:+.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + f" (seeds {', '.join(str(k) for k in d)}: "
-            + ", ".join(f"{x:+.1f}" for x in xs) + ")")
 
 
 def full_claims(results, summary):
