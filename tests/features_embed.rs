@@ -197,11 +197,11 @@ fn cli_embed_survives_kill_9() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = snapshot(&clean_home.join("features/toy/v0"));
+    let want = snapshot(&clean_home.join("features/toy@model/v0"));
 
     // Kill -9 once three chunks are durable and the version is not complete, then rerun.
     let n_chunks = 3000usize.div_ceil(64);
-    let v0 = home.join("features/toy/v0");
+    let v0 = home.join("features/toy@model/v0");
     let mut child = run(&home);
     common::poll(60.0, "3 durable chunks while v0 is incomplete", || {
         if let Some(s) = child.try_wait().unwrap() {
@@ -241,7 +241,7 @@ fn cli_embed_survives_kill_9() {
     let mut got = snapshot(&v0);
     got.retain(|(n, _)| !n.contains(".tmp-"));
     assert_eq!(got, want);
-    let fv = Store::at(home.join("features/toy"), "toy")
+    let fv = Store::at(home.join("features/toy@model"), "toy")
         .open(0, Verify::Checksums)
         .unwrap();
     assert_eq!(fv.n_rows(), 3000);
@@ -315,22 +315,22 @@ fn shards_make_the_same_version_as_one_process() {
     };
     let (code, _, err) = run(&one, &[], &[]);
     assert_eq!(code, Some(0), "{err}");
-    let want = snapshot(&one.join("features/toy/v0"));
+    let want = snapshot(&one.join("features/toy@model/v0"));
     // A shard of a version one process finished has nothing to do and writes nothing.
-    let before: Vec<_> = std::fs::read_dir(one.join("features/toy/v0"))
+    let before: Vec<_> = std::fs::read_dir(one.join("features/toy@model/v0"))
         .unwrap()
         .map(|e| common::file_id(&e.unwrap().path()))
         .collect();
     let (code, out, err) = run(&one, &["--shard", "1/3"], &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("already complete"), "{out}");
-    let after: Vec<_> = std::fs::read_dir(one.join("features/toy/v0"))
+    let after: Vec<_> = std::fs::read_dir(one.join("features/toy@model/v0"))
         .unwrap()
         .map(|e| common::file_id(&e.unwrap().path()))
         .collect();
     assert_eq!(before, after);
-    let v0 = sharded.join("features/toy/v0");
-    let store = Store::at(sharded.join("features/toy"), "toy");
+    let v0 = sharded.join("features/toy@model/v0");
+    let store = Store::at(sharded.join("features/toy@model"), "toy");
 
     // The last shard first: the version cannot be read, and --status names the missing ones.
     let (code, out, err) = run(&sharded, &["--shard", "2/3"], &[]);
@@ -413,7 +413,7 @@ fn a_shard_killed_mid_way_resumes_and_keeps_its_chunks() {
     }
     let out = embed_cmd(&one, &model, &[], &[]).output().unwrap();
     assert!(out.status.success());
-    let v0 = home.join("features/toy/v0");
+    let v0 = home.join("features/toy@model/v0");
     // Shard 0 of 2 owns chunks 0..23 (47 chunks of 64 rows); kill it once 3 are durable.
     let mut child = embed_cmd(&home, &model, &["--shard", "0/2"], &[])
         .spawn()
@@ -457,5 +457,5 @@ fn a_shard_killed_mid_way_resumes_and_keeps_its_chunks() {
     assert!(out.status.success());
     let mut got = snapshot_without_shards(&v0);
     got.retain(|(n, _)| !n.contains(".tmp-"));
-    assert_eq!(got, snapshot(&one.join("features/toy/v0")));
+    assert_eq!(got, snapshot(&one.join("features/toy@model/v0")));
 }

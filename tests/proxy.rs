@@ -276,3 +276,54 @@ fn cross_validation_estimates_accuracy_from_the_labels_alone() {
     assert_eq!(again, (acc, (acc * (1.0 - acc) / 400.0).sqrt()));
     assert!(proxal::proxy::cross_validated_accuracy(&cfg, x.view(), &y[..3], 4, 5, 0).is_err());
 }
+
+#[test]
+fn logreg_row_weights_count_a_row_as_often_as_its_weight() {
+    // The reference: a row of weight 2 is that row twice. Same objective (value and gradient) at
+    // any parameters, and the same fit, against the unweighted fit on the duplicated rows
+    // (standardisation off: it is taken over the rows as given, so duplicates would shift it).
+    let mix = Mixture::new(6, 3, 2.0, 1.0, 5);
+    let (x, y) = mix.sample(60);
+    let cfg = LogRegConfig {
+        c: 0.7,
+        standardize: false,
+        calibrate: false,
+        ..Default::default()
+    };
+    let w: Vec<f32> = (0..60)
+        .map(|i| if i % 3 == 0 { 2.0 } else { 1.0 })
+        .collect();
+    let dup: Vec<usize> = (0..60)
+        .flat_map(|i| std::iter::repeat_n(i, w[i] as usize))
+        .collect();
+    let xd = x.select(ndarray::Axis(0), &dup);
+    let yd: Vec<u32> = dup.iter().map(|&i| y[i]).collect();
+    let (ow, _, _) = Objective::weighted(&cfg, x.view(), &y, Some(&w), 3);
+    let (od, _, _) = Objective::new(&cfg, xd.view(), &yd, 3);
+    let p = ow.n_params();
+    let theta: Vec<f64> = (0..p).map(|i| ((i * 13 % 7) as f64 - 3.0) * 0.1).collect();
+    let (mut gw, mut gd) = (vec![0.0; p], vec![0.0; p]);
+    let (fw, fd) = (ow.eval(&theta, &mut gw), od.eval(&theta, &mut gd));
+    assert!((fw - fd).abs() < 1e-6 * fd.abs(), "objective {fw} vs {fd}");
+    for i in 0..p {
+        assert!(
+            (gw[i] - gd[i]).abs() < 1e-5,
+            "gradient {i}: {} vs {}",
+            gw[i],
+            gd[i]
+        );
+    }
+    let a = LogReg::fit_weighted(&cfg, x.view(), &y, &w, 3).unwrap();
+    let b = LogReg::fit(&cfg, xd.view(), &yd, 3, None).unwrap();
+    let (pa, pb) = (a.predict_proba(x.view()), b.predict_proba(x.view()));
+    let diff = (&pa - &pb).mapv(f32::abs).fold(0.0f32, |m, &v| m.max(v));
+    assert!(diff < 1e-3, "probabilities differ by {diff}");
+    // …and weights matter: down-weighting a third of the rows gives another model.
+    let light: Vec<f32> = w.iter().map(|&v| if v > 1.0 { 0.1 } else { 1.0 }).collect();
+    let c = LogReg::fit_weighted(&cfg, x.view(), &y, &light, 3).unwrap();
+    let moved = (&c.predict_proba(x.view()) - &pa)
+        .mapv(f32::abs)
+        .fold(0.0f32, |m, &v| m.max(v));
+    assert!(moved > 1e-2, "row weights had no effect ({moved})");
+    assert!(LogReg::fit_weighted(&cfg, x.view(), &y, &w[..59], 3).is_err());
+}

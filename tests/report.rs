@@ -45,7 +45,7 @@ fn write_run_on(
             labels,
             test_accuracy: acc,
             test_macro_f1: acc - 0.01,
-            test_tail_recall: None,
+            ..Default::default()
         };
         rounds.push_str(&serde_json::to_string(&r).unwrap());
         rounds.push('\n');

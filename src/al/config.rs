@@ -38,6 +38,12 @@
 //!
 //! [train]                    # fine-tuning hyper-parameters
 //! epochs = 3
+//!
+//! [successor]                # PLASM: ship another backbone's model (docs/SUCCESSOR.md)
+//! model_dir = "assets/mpnet" # the successor: a linear probe on its pretrained features ships
+//! pseudo_threshold = 0.9     # pseudo-labels from the acquisition model at this confidence (omit: none)
+//! pseudo_weight = 0.5        # each pseudo-labelled row's weight in the successor's loss
+//! pseudo_per_class = 50      # at most this many per class, the most confident (0: no cap)
 //! ```
 pub use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -234,6 +240,34 @@ impl AsvpConfig {
     }
 }
 
+/// PLASM (Tsvigun et al. 2022): the run's backbone is the acquisition model (it selects, on
+/// its cached features, as the policy says); what ships is the successor, another backbone's
+/// linear probe on its own pretrained features, trained on the acquired labels and, optionally,
+/// on rows the acquisition model pseudo-labels with confidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessorConfig {
+    /// The successor backbone's directory (config.json, tokenizer.json, model.safetensors).
+    pub model_dir: PathBuf,
+    /// Truncation length of the successor's embedding (default: the run's `embed_max_len`).
+    #[serde(default)]
+    pub embed_max_len: Option<usize>,
+    /// Pseudo-label unlabelled pool rows whose top probability under the acquisition model's
+    /// probe is at least this (None: no pseudo-labels).
+    #[serde(default)]
+    pub pseudo_threshold: Option<f64>,
+    /// The weight of a pseudo-labelled row in the successor's loss (a bought label weighs 1).
+    #[serde(default = "half")]
+    pub pseudo_weight: f64,
+    /// At most this many pseudo-labels per class, the most confident first (0: no cap).
+    #[serde(default)]
+    pub pseudo_per_class: usize,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -274,6 +308,10 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub stopping: crate::al::stopping::StoppingConfig,
+    /// Ship another backbone's model, trained on the labels this run's backbone acquires
+    /// (PLASM); None: the run's backbone ships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<SuccessorConfig>,
     /// Prices for the report (see `cost::Prices`); kept verbatim.
     #[serde(default)]
     pub prices: Option<toml::Value>,
@@ -348,6 +386,22 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&a.min_gain) {
             bail!("asvp.min_gain must be in [0, 1)");
+        }
+        if let Some(sc) = &self.successor {
+            if self.eval_model != EvalModel::LinearProbe {
+                bail!("successor: the successor ships a linear probe on its pretrained features; set eval_model = \"linear-probe\" (fine-tuned successors are not built yet)");
+            }
+            if let Some(t) = sc.pseudo_threshold {
+                if t.is_nan() || t <= 0.0 || t > 1.0 {
+                    bail!("successor.pseudo_threshold must be in (0, 1]");
+                }
+            }
+            if sc.pseudo_weight.is_nan() || sc.pseudo_weight <= 0.0 || sc.pseudo_weight > 1.0 {
+                bail!("successor.pseudo_weight must be in (0, 1]");
+            }
+            if sc.embed_max_len.is_some_and(|m| m < 2) {
+                bail!("successor.embed_max_len must be at least 2");
+            }
         }
         self.stopping.validate()
     }

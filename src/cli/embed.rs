@@ -15,7 +15,8 @@ pub struct Args {
     /// Dataset name (as imported under datasets/<name>/)
     #[arg(long)]
     pub data: String,
-    /// Model directory with config.json, tokenizer.json, model.safetensors (default: assets/minilm)
+    /// Model directory with config.json, tokenizer.json, model.safetensors (default: assets/minilm).
+    /// Another backbone's features go to their own store, features/<data>@<model dir's name>
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
     /// Feature version to write (default 0 for the pretrained backbone)
@@ -118,16 +119,16 @@ pub(crate) fn print_status(store: &Store, v: u32) -> Result<()> {
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
-    if args.status {
-        return print_status(&Store::new(home, &ds.name), args.version.unwrap_or(0));
-    }
-    let shard = shard_arg(args.shard.as_deref())?;
     let model_dir = args
         .model_dir
         .clone()
         .unwrap_or_else(|| home.default_model_dir());
+    let store = Store::for_model(home, &ds.name, &model_dir);
+    if args.status {
+        return print_status(&store, args.version.unwrap_or(0));
+    }
+    let shard = shard_arg(args.shard.as_deref())?;
     let backbone = Backbone::load(&model_dir, &Device::Cpu, false)?;
-    let store = Store::new(home, &ds.name);
     let job = EmbedJob {
         version: args.version.unwrap_or(0),
         options: EmbedOptions {

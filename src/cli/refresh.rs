@@ -19,6 +19,10 @@ pub struct Args {
     /// run's checkpoints/round-NNN
     #[arg(long)]
     pub from_checkpoint: PathBuf,
+    /// The pretrained backbone the checkpoint was fine-tuned from: its feature store gets the new
+    /// version (default: assets/minilm; as `proxal embed --model-dir`)
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
     /// Feature version to write (default: the next free one; a half-written one is resumed)
     #[arg(long)]
     pub version: Option<u32>,
@@ -35,7 +39,11 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
-    let store = Store::new(home, &ds.name);
+    let model_dir = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| home.default_model_dir());
+    let store = Store::for_model(home, &ds.name, &model_dir);
     let shard = super::embed::shard_arg(args.shard.as_deref())?;
     if shard.is_some() && args.version.is_none() {
         bail!("--shard needs --version: every shard must write the same version");

@@ -20,6 +20,9 @@ pub struct Args {
     /// Feature version to score, e.g. v0.
     #[arg(long, default_value = "v0")]
     pub features: String,
+    /// The backbone whose feature store to read (default: assets/minilm; as `proxal embed --model-dir`)
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
     /// Labelled rows so far: a CSV/TSV/JSONL/Parquet file with columns id,label (label names).
     /// Leave out for a cold start (strategies random or typicality).
     #[arg(long)]
@@ -181,7 +184,11 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     let mut strat: Box<dyn Strategy> = strategy::from_name(&args.strategy)?;
     let version = parse_version(&args.features)?;
     let ds = Dataset::load(home, &args.data)?;
-    let store = Store::new(home, &args.data);
+    let model_dir = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| home.default_model_dir());
+    let store = Store::for_model(home, &args.data, &model_dir);
     let verify = if args.verify {
         Verify::Checksums
     } else {

@@ -155,7 +155,15 @@ pub(super) fn chunk_name(c: usize) -> String {
 }
 
 impl Store {
-    /// The store of `dataset` under a home directory.
+    /// The store of `dataset` embedded by the backbone in `model_dir` ([`Home::feature_dir_for`]).
+    pub fn for_model(home: &Home, dataset: &str, model_dir: &Path) -> Self {
+        Store {
+            dir: home.feature_dir_for(dataset, model_dir),
+            dataset: dataset.to_string(),
+        }
+    }
+
+    /// The store of `dataset` under a home directory (the default backbone's).
     pub fn new(home: &Home, dataset: &str) -> Self {
         Store {
             dir: home.feature_dir(dataset),

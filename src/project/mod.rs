@@ -101,6 +101,19 @@ pub struct Project {
 }
 
 impl Project {
+    /// The backbone the project selects with (its config's `model_dir`, else the default).
+    pub fn model_dir(&self) -> PathBuf {
+        self.cfg
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| self.home.default_model_dir())
+    }
+
+    /// The feature store of that backbone's pretrained features ([`Home::feature_dir_for`]).
+    pub fn v0_store(&self) -> crate::features::Store {
+        crate::features::Store::for_model(&self.home, DATASET, &self.model_dir())
+    }
+
     pub fn config_path(dir: &Path) -> PathBuf {
         dir.join("config.toml")
     }

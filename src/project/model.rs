@@ -66,14 +66,7 @@ pub fn export_model(dir: &Path, out: Option<&Path>) -> Result<ExportReport> {
             v,
             p.run_dir().checkpoint(v as usize - 1),
         ),
-        None => (
-            Store::new(&p.home, DATASET),
-            0,
-            p.cfg
-                .model_dir
-                .clone()
-                .unwrap_or_else(|| p.home.default_model_dir()),
-        ),
+        None => (p.v0_store(), 0, p.model_dir()),
     };
     let fv = store
         .open_for(v, &ds, Verify::Sizes)

@@ -118,7 +118,8 @@ pub fn status(dir: &Path) -> Result<Status> {
             let r = batches.len() - 1;
             let mut what = vec![];
             if !Dataset::dir(&p.home, DATASET).exists()
-                || !crate::features::Store::new(&p.home, DATASET)
+                || !p
+                    .v0_store()
                     .manifest(0)
                     .map(|m| m.complete)
                     .unwrap_or(false)
@@ -249,7 +250,7 @@ fn cross_validated(
             crate::features::Store::at(p.run_dir().features(), DATASET),
             v,
         ),
-        None => (crate::features::Store::new(&p.home, DATASET), 0),
+        None => (p.v0_store(), 0),
     };
     if !store.manifest(v).map(|m| m.complete).unwrap_or(false) {
         return Ok(None);

@@ -117,6 +117,19 @@ impl Objective {
         y: &[u32],
         n_classes: usize,
     ) -> (Objective, Array1<f32>, Array1<f32>) {
+        Self::weighted(cfg, x, y, None, n_classes)
+    }
+
+    /// As [`Objective::new`], each row's loss also multiplied by `row_weight` (on top of the
+    /// class weights): a row of weight 2 counts as that row twice in the loss and in the
+    /// penalty's scale (the standardisation stays over the rows as given).
+    pub fn weighted(
+        cfg: &LogRegConfig,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        row_weight: Option<&[f32]>,
+        n_classes: usize,
+    ) -> (Objective, Array1<f32>, Array1<f32>) {
         let (n, d) = x.dim();
         let (mean, scale) = if cfg.standardize && n > 1 {
             let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
@@ -160,6 +173,10 @@ impl Objective {
                     .map(|&c| n as f32 / (present as f32 * counts[c as usize] as f32))
                     .collect()
             }
+        };
+        let sw: Vec<f32> = match row_weight {
+            Some(rw) => sw.iter().zip(rw).map(|(&a, &b)| a * b).collect(),
+            None => sw,
         };
         let sw_sum: f64 = sw.iter().map(|&v| v as f64).sum();
         let obj = Objective {
@@ -412,6 +429,28 @@ impl LogReg {
         Ok(m)
     }
 
+    /// An uncalibrated fit in which row i's loss weighs `row_weight[i]` (pseudo-labelled rows
+    /// below 1; see [`Objective::weighted`]). `cfg.calibrate` is ignored.
+    pub fn fit_weighted(
+        cfg: &LogRegConfig,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        row_weight: &[f32],
+        n_classes: usize,
+    ) -> Result<LogReg> {
+        if row_weight.len() != y.len() {
+            bail!(
+                "logreg: {} row weights for {} rows",
+                row_weight.len(),
+                y.len()
+            );
+        }
+        if row_weight.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+            bail!("logreg: row weights must be positive and finite");
+        }
+        Self::fit_rows(cfg, x, y, Some(row_weight), n_classes, None)
+    }
+
     /// One uncalibrated fit, optimised from `start`'s solution when given (any shape mismatch
     /// starts from zero).
     fn fit_plain(
@@ -421,12 +460,23 @@ impl LogReg {
         n_classes: usize,
         start: Option<&LogReg>,
     ) -> Result<LogReg> {
+        Self::fit_rows(cfg, x, y, None, n_classes, start)
+    }
+
+    fn fit_rows(
+        cfg: &LogRegConfig,
+        x: ArrayView2<f32>,
+        y: &[u32],
+        row_weight: Option<&[f32]>,
+        n_classes: usize,
+        start: Option<&LogReg>,
+    ) -> Result<LogReg> {
         super::check_training_set(x, y, n_classes)?;
         if cfg.c.is_nan() || cfg.c <= 0.0 {
             bail!("logreg: C must be positive, got {}", cfg.c);
         }
         let d = x.ncols();
-        let (obj, mean, scale) = Objective::new(cfg, x, y, n_classes);
+        let (obj, mean, scale) = Objective::weighted(cfg, x, y, row_weight, n_classes);
         let mut theta = vec![0.0f64; obj.n_params()];
         if let Some(prev) = start.filter(|p| p.w.dim() == (d, n_classes)) {
             // Express the previous raw-space solution in this fit's standardised coordinates.

@@ -31,7 +31,7 @@ pub const ROUNDS_FILE: &str = "rounds.jsonl";
 /// ```json
 /// {"round":3,"labels":800,"test_accuracy":0.8412,"test_macro_f1":0.8320}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RoundRecord {
     /// Active-learning round of the evaluation (0: the cold-start set).
     pub round: usize,
@@ -45,6 +45,17 @@ pub struct RoundRecord {
     /// (`train::eval::tail_classes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_tail_recall: Option<f64>,
+    /// With a successor (PLASM, `[successor]`): what the test accuracy measures is the
+    /// successor's; this is the acquisition model's (a linear probe on the features it selects
+    /// with, trained on the same labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition_accuracy: Option<f64>,
+    /// Rows the acquisition model pseudo-labelled for the successor's training set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_labels: Option<usize>,
+    /// The share of those pseudo-labels that agree with the gold labels (a simulated run knows them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_label_accuracy: Option<f64>,
 }
 
 /// What the report needs from a run's `config.toml`.

@@ -8,22 +8,56 @@ use super::*;
 /// on v0 (random's probe or LP-FT), as evaluation when nothing the policy pays for uses it
 /// (standard, which selects with and ships its own fine-tuned model).
 pub(crate) fn ensure_v0(ctx: &mut RoundContext, charge: bool) -> Result<FeatureVersion> {
-    let store = Store::new(ctx.home, &ctx.ds.name);
-    if !store.manifest(0).map(|m| m.complete).unwrap_or(false) {
-        ctx.say("embedding the dataset once with the pretrained backbone (v0)");
-        let bb = Backbone::load(&ctx.model_dir, &Device::Cpu, false)?;
-        let job = EmbedJob {
-            version: 0,
-            options: ctx.embed.clone(),
-            chunk_rows: crate::features::store::chunk_rows(),
-            checkpoint: None,
-            progress: ctx.opts.progress,
-            shard: None,
-        };
-        embed_dataset(&bb, ctx.ds, &store, &job)?;
+    let stage = charge.then(|| ctx.cfg.policy.v0_stage(ctx.cfg.eval_model));
+    let (model_dir, embed) = (ctx.model_dir.clone(), ctx.embed.clone());
+    ensure_pretrained(ctx, &model_dir, &embed, stage)
+}
+
+/// The pretrained features of the backbone in `model_dir` (its store's v0, embedded first if
+/// missing), charged to the run as `stage` when given (the whole v0 embedding's cost, once). A v0
+/// whose manifest names other weights (a model directory of the same name) is an error, never
+/// reused.
+pub(crate) fn ensure_pretrained(
+    ctx: &mut RoundContext,
+    model_dir: &Path,
+    options: &EmbedOptions,
+    stage: Option<Stage>,
+) -> Result<FeatureVersion> {
+    let store = Store::for_model(ctx.home, &ctx.ds.name, model_dir);
+    match store.manifest(0) {
+        Ok(m) if m.complete => {
+            let weights = crate::backbone::ModelFiles::in_dir(model_dir)?.weights;
+            let sha = crate::util::sha256_file(&weights)?;
+            // (A v0 written without weight provenance, by hand or by a test, is trusted.)
+            if !m.source.weights_sha256.is_empty() && m.source.weights_sha256 != sha {
+                bail!(
+                    "{}: v0 was embedded by other weights ({}, sha256 {}…) than {} (sha256 {}…); move that store away or give the model directory another name",
+                    store.version_dir(0).display(),
+                    m.source.backbone_dir,
+                    &m.source.weights_sha256[..12.min(m.source.weights_sha256.len())],
+                    weights.display(),
+                    &sha[..12]
+                );
+            }
+        }
+        _ => {
+            ctx.say(&format!(
+                "embedding the dataset once with the pretrained backbone {} (v0)",
+                model_dir.display()
+            ));
+            let bb = Backbone::load(model_dir, &Device::Cpu, false)?;
+            let job = EmbedJob {
+                version: 0,
+                options: options.clone(),
+                chunk_rows: crate::features::store::chunk_rows(),
+                checkpoint: None,
+                progress: ctx.opts.progress,
+                shard: None,
+            };
+            embed_dataset(&bb, ctx.ds, &store, &job)?;
+        }
     }
-    if charge {
-        let stage = ctx.cfg.policy.v0_stage(ctx.cfg.eval_model);
+    if let Some(stage) = stage {
         let path = store.version_dir(0).join(COST_FILE);
         let (recs, wall, cpu, rows) = version_cost(&path)?;
         let device = recs

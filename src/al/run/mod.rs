@@ -58,6 +58,8 @@ pub(crate) struct RoundContext<'a> {
     pub(crate) test: Vec<usize>,
     pub(crate) strategy: Box<dyn Strategy>,
     pub(crate) opts: RunOptions,
+    /// The successor's pretrained features (`[successor]`, PLASM), once opened.
+    pub(crate) successor: Option<FeatureVersion>,
 }
 
 impl RoundContext<'_> {
@@ -136,7 +138,7 @@ impl<'a> RoundContext<'a> {
             ..Default::default()
         };
         // Refreshed versions must be comparable with v0: embed them the way v0 was embedded.
-        if let Ok(m) = Store::new(home, &cfg.dataset).manifest(0) {
+        if let Ok(m) = Store::for_model(home, &cfg.dataset, &model_dir).manifest(0) {
             embed.max_len = m.source.max_len;
             embed.normalize = m.source.normalize;
             embed.pooling = if m.source.pooling == "cls" {
@@ -158,6 +160,7 @@ impl<'a> RoundContext<'a> {
             test,
             strategy,
             opts,
+            successor: None,
         })
     }
 }
@@ -199,6 +202,22 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
     } else {
         None
     };
+    // The successor's pretrained features: the model that ships is trained on them, so their
+    // one-off embedding is the policy's compute (`embed`), charged in round 0 as v0's.
+    if let Some(sc) = &cfg.successor {
+        let options = EmbedOptions {
+            batch: cfg.embed_batch,
+            max_len: sc.embed_max_len.unwrap_or(cfg.embed_max_len),
+            ..Default::default()
+        };
+        let fv = ensure_pretrained(
+            ctx,
+            &sc.model_dir,
+            &options,
+            (done_rounds == 0).then_some(Stage::Embed),
+        )?;
+        ctx.successor = Some(fv);
+    }
     let mut policy_state = PolicyState::restore(ctx, &progress)?;
     let mut last_accuracy = progress.iter().rev().find_map(|p| p.test_accuracy);
 
@@ -259,11 +278,18 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                 may_stop: true,
             },
         )?;
-        if let Some(scores) = step.scores {
+        if let Some(ev) = step.scores {
+            let scores = &ev.scores;
             ctx.say(&format!(
                 "round {round}: test accuracy {:.4}, macro-F1 {:.4} ({} labels)",
                 scores.accuracy, scores.macro_f1, rows
             ));
+            if let Some(a) = ev.acquisition_accuracy {
+                ctx.say(&format!(
+                    "round {round}: (the successor's; the acquisition model's {a:.4}, {} pseudo-labels)",
+                    ev.pseudo_labels.unwrap_or(0)
+                ));
+            }
             last_accuracy = Some(scores.accuracy);
             crate::util::append_jsonl(
                 &ctx.run.rounds(),
@@ -273,6 +299,9 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                     test_accuracy: scores.accuracy,
                     test_macro_f1: scores.macro_f1,
                     test_tail_recall: scores.tail_recall,
+                    acquisition_accuracy: ev.acquisition_accuracy,
+                    pseudo_labels: ev.pseudo_labels,
+                    pseudo_label_accuracy: ev.pseudo_label_accuracy,
                 }],
             )?;
         }

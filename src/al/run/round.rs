@@ -34,7 +34,7 @@ pub(crate) struct StepPlan {
 pub(crate) struct Step {
     /// The round's progress record (with its test accuracy when it was an evaluation point).
     pub(crate) progress: ProgressRecord,
-    pub(crate) scores: Option<Scores>,
+    pub(crate) scores: Option<Evaluated>,
     /// What chose the next batch (its model, if any, predicts the picks' labels).
     pub(crate) selector: Option<SelectionModel>,
     /// The next batch, in pick order (empty unless `plan.select`).
@@ -102,7 +102,7 @@ pub(crate) fn round_step(
             progress.aligned.is_some(),
             policy_state.checks.chosen,
         )?;
-        progress.test_accuracy = Some(s.accuracy);
+        progress.test_accuracy = Some(s.scores.accuracy);
         Some(s)
     } else {
         None
@@ -659,6 +659,28 @@ pub(crate) fn select_batch(
     Ok(rows)
 }
 
+/// What an evaluation point measured.
+pub(crate) struct Evaluated {
+    /// The shipped model's test scores (the successor's, when the run has one).
+    pub(crate) scores: Scores,
+    /// With a successor: the acquisition model's test accuracy (its probe on the same labels).
+    pub(crate) acquisition_accuracy: Option<f64>,
+    /// With pseudo-labels: how many rows, and the share whose pseudo-label is the gold one.
+    pub(crate) pseudo_labels: Option<usize>,
+    pub(crate) pseudo_label_accuracy: Option<f64>,
+}
+
+impl From<Scores> for Evaluated {
+    fn from(scores: Scores) -> Self {
+        Evaluated {
+            scores,
+            acquisition_accuracy: None,
+            pseudo_labels: None,
+            pseudo_label_accuracy: None,
+        }
+    }
+}
+
 /// Train and score the model the policy ships at this evaluation point. Training it is metered as
 /// `ship` (compute at this point: docs/METRICS.md), unless the policy's own work this round
 /// already trained it; scoring the test split is metered as `evaluation`.
@@ -673,7 +695,7 @@ pub(crate) fn evaluate(
     policy_model: Option<&FineTuned>,
     aligned_now: bool,
     chosen: Option<Method>,
-) -> Result<Scores> {
+) -> Result<Evaluated> {
     let n = ctx.ds.n_classes();
     let gold: Vec<u32> = ctx
         .test
@@ -699,6 +721,9 @@ pub(crate) fn evaluate(
             .map(|c| &c.1)
             .or(v0)
             .context("no features to probe")?;
+        if ctx.cfg.successor.is_some() {
+            return evaluate_successor(ctx, round, (rows, ys), feats, &gold, tail.as_deref());
+        }
         let x = feats.gather(rows);
         let lr = ctx.ledger.meter(round, Stage::Ship, rows.len(), || {
             LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
@@ -709,7 +734,9 @@ pub(crate) fn evaluate(
             .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
                 predicted(&lr.predict_proba(test_x.view()))
             })?;
-        return Ok(Scores::of(&pred, &gold, n).with_tail(&pred, &gold, tail.as_deref()));
+        return Ok(Scores::of(&pred, &gold, n)
+            .with_tail(&pred, &gold, tail.as_deref())
+            .into());
     }
     // A fine-tuned model: reuse the policy's own model when it was trained on this round's
     // labels (standard every round; asvp when it aligned now, on all labels or, after an
@@ -743,7 +770,131 @@ pub(crate) fn evaluate(
             Ok(predicted(&model.head.logits(x.view())))
         },
     )?;
-    Ok(Scores::of(&pred, &gold, n).with_tail(&pred, &gold, tail.as_deref()))
+    Ok(Scores::of(&pred, &gold, n)
+        .with_tail(&pred, &gold, tail.as_deref())
+        .into())
+}
+
+/// The evaluation of a run with a successor (PLASM, `[successor]`): the acquisition model's probe
+/// on the features the policy selects with, then the successor's probe on its own pretrained
+/// features, trained on the labels and, with `pseudo_threshold`, on the unlabelled pool rows the
+/// acquisition probe labels at that confidence (each weighing `pseudo_weight`, at most
+/// `pseudo_per_class` per class, the most confident first). What ships is the successor, so its
+/// training is `ship`; so is the acquisition probe and its pass over the pool when they make
+/// pseudo-labels, and `evaluation` otherwise (it only measures the acquisition model).
+fn evaluate_successor(
+    ctx: &mut RoundContext,
+    round: usize,
+    (rows, ys): (&[usize], &[u32]),
+    feats: &FeatureVersion,
+    gold: &[u32],
+    tail: Option<&[u32]>,
+) -> Result<Evaluated> {
+    let sc = ctx
+        .cfg
+        .successor
+        .clone()
+        .context("no successor configured")?;
+    let n = ctx.ds.n_classes();
+    let probe_stage = if sc.pseudo_threshold.is_some() {
+        Stage::Ship
+    } else {
+        Stage::Evaluation
+    };
+    let x = feats.gather(rows);
+    let acq = ctx.ledger.meter(round, probe_stage, rows.len(), || {
+        LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
+    })?;
+    let test_x = feats.gather(&ctx.test);
+    let acq_pred = ctx
+        .ledger
+        .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
+            predicted(&acq.predict_proba(test_x.view()))
+        })?;
+    let acquisition_accuracy = crate::train::eval::accuracy(&acq_pred, gold);
+    let (mut train_rows, mut train_ys) = (rows.to_vec(), ys.to_vec());
+    let mut weights = vec![1.0f32; rows.len()];
+    let mut pseudo = None;
+    if let Some(threshold) = sc.pseudo_threshold {
+        let labelled: HashSet<usize> = rows.iter().copied().collect();
+        let unlabelled: Vec<usize> = ctx
+            .pool
+            .iter()
+            .copied()
+            .filter(|r| !labelled.contains(r))
+            .collect();
+        let picked = ctx
+            .ledger
+            .meter_ok(round, Stage::Ship, unlabelled.len(), || {
+                pseudo_label(&acq, feats, &unlabelled, threshold, sc.pseudo_per_class, n)
+            })?;
+        let right = picked
+            .iter()
+            .filter(|&&(r, c)| ctx.ds.labels[r] == Some(c))
+            .count();
+        pseudo = Some((picked.len(), right as f64 / picked.len().max(1) as f64));
+        for (r, c) in picked {
+            train_rows.push(r);
+            train_ys.push(c);
+            weights.push(sc.pseudo_weight as f32);
+        }
+    }
+    let succ = ctx
+        .successor
+        .as_ref()
+        .context("successor features not opened")?;
+    let sx = succ.gather(&train_rows);
+    let model = ctx.ledger.meter(round, Stage::Ship, train_rows.len(), || {
+        if train_rows.len() == rows.len() {
+            LogReg::fit(&LogRegConfig::default(), sx.view(), &train_ys, n, None)
+        } else {
+            LogReg::fit_weighted(&LogRegConfig::default(), sx.view(), &train_ys, &weights, n)
+        }
+    })?;
+    let test_sx = succ.gather(&ctx.test);
+    let pred = ctx
+        .ledger
+        .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
+            predicted(&model.predict_proba(test_sx.view()))
+        })?;
+    Ok(Evaluated {
+        scores: Scores::of(&pred, gold, n).with_tail(&pred, gold, tail),
+        acquisition_accuracy: Some(acquisition_accuracy),
+        pseudo_labels: pseudo.map(|p| p.0),
+        pseudo_label_accuracy: pseudo.map(|p| p.1),
+    })
+}
+
+/// Pseudo-labels: the `rows` whose top probability under `model` is at least `threshold`, as
+/// (row, predicted class), at most `per_class` per class (0: no cap), the most confident first
+/// (ties by row); in row order. Scored in blocks, so the pool's features are never gathered at once.
+pub(crate) fn pseudo_label(
+    model: &dyn Proxy,
+    feats: &FeatureVersion,
+    rows: &[usize],
+    threshold: f64,
+    per_class: usize,
+    n_classes: usize,
+) -> Vec<(usize, u32)> {
+    let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); n_classes];
+    for block in rows.chunks(8192) {
+        let p = model.predict_proba(feats.gather(block).view());
+        for (&row, (c, top)) in block.iter().zip(crate::numerics::argmax_rows(p.view())) {
+            if top as f64 >= threshold {
+                by_class[c as usize].push((top, row));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (c, mut v) in by_class.into_iter().enumerate() {
+        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if per_class > 0 {
+            v.truncate(per_class);
+        }
+        out.extend(v.into_iter().map(|(_, r)| (r, c as u32)));
+    }
+    out.sort_unstable();
+    out
 }
 
 /// The predicted class of each row of scores.
