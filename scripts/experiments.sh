@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make experiments` (SUITE=suite) and `make experiments-full` (SUITE=full): every config under
+# `make experiments` (SUITE=suite), `make experiments-full` (SUITE=full) and `make experiments-plasm`
+# (SUITE=plasm, issue 17: MiniLM-L6 acquiring for an MPNet successor): every config under
 # experiments/configs/$SUITE/, resumable: a finished run is skipped in a second, a killed one
 # resumes at its last finished round. Order: seed by seed, and within a seed the cheap policies
 # first, so a partial suite still has complete seeds. SUITE_DATASETS / SUITE_SEEDS / SUITE_GROUPS
@@ -21,7 +22,11 @@ full)
     DATASETS=${SUITE_DATASETS:-"banking77 clinc150 stackoverflow20 bolt-english"}
     SUITE_G=${SUITE_GROUPS:-"random svpp-margin svpp-badge asvp-auto-margin asvp-margin asvp-labels-margin standard-margin"}
     ;;
-*) echo "unknown SUITE '$SUITE' (suite | full)" >&2; exit 1 ;;
+plasm)
+    DATASETS=${SUITE_DATASETS:-"banking77 clinc150"}
+    SUITE_G=${SUITE_GROUPS:-"l6-svpp-margin-to-mpnet l6-svpp-margin-to-mpnet-pseudo mpnet-svpp-margin mpnet-random"}
+    ;;
+*) echo "unknown SUITE '$SUITE' (suite | full | plasm)" >&2; exit 1 ;;
 esac
 SEEDS=${SUITE_SEEDS:-"0 1 2"}
 LOG=experiments/runs/$SUITE.log
@@ -29,7 +34,7 @@ mkdir -p experiments/runs
 for ds in $DATASETS; do
     if [ "$SUITE" = suite ] && [ ! -f "datasets/$ds-s/table.parquet" ]; then
         $B data import-builtin "$ds" --name "$ds-s" --sample-pool 3000 --sample-test 1000 --sample-seed 0 || exit 1
-    elif [ "$SUITE" = full ] && [ ! -f "datasets/$ds/table.parquet" ]; then
+    elif [ "$SUITE" != suite ] && [ ! -f "datasets/$ds/table.parquet" ]; then
         $B data import-builtin "$ds" || exit 1
     fi
 done
