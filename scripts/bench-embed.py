@@ -58,10 +58,12 @@ def cpu_info():
     return {"model": model, "isa": isa, "logical_cpus": os.cpu_count()}
 
 
-def run_ours(binary, model_dir, texts_path, out_path, threads, repeat, batch, max_len):
+def run_ours(binary, model_dir, texts_path, out_path, threads, repeat, batch, max_len, reference=False):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [binary, "embed", "--model-dir", model_dir, "--texts", texts_path, "--out", out_path,
            "--repeat", str(repeat), "--batch", str(batch), "--max-len", str(max_len)]
+    if reference:
+        cmd += ["--reference-path", "1"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"bench-embed: {' '.join(cmd)} failed:\n{res.stderr}")
@@ -101,10 +103,15 @@ def main():
     ap.add_argument("--work", default=os.path.join(root, "target", "bench-embed"))
     ap.add_argument("--out", default=os.path.join(root, "experiments", "results"))
     ap.add_argument("--render", action="store_true", help="only re-render bench-embed.md from bench-embed.json")
+    ap.add_argument("--model", default="minilm",
+                    help="model directory under the assets (minilm; mpnet: all-mpnet-base-v2 -> bench-embed-mpnet.*)")
+    ap.add_argument("--with-reference", action="store_true",
+                    help="also time proxal's differentiable reference path (one round per text set)")
     args = ap.parse_args()
+    stem = "bench-embed" if args.model == "minilm" else f"bench-embed-{args.model}"
     if args.render:
-        with open(os.path.join(args.out, "bench-embed.json")) as f:
-            write_md(os.path.join(args.out, "bench-embed.md"), json.load(f))
+        with open(os.path.join(args.out, f"{stem}.json")) as f:
+            write_md(os.path.join(args.out, f"{stem}.md"), json.load(f))
         return
 
     import torch
@@ -113,7 +120,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
-    model_dir = os.path.join(args.assets, "minilm")
+    model_dir = os.path.join(args.assets, args.model)
     word = models.Transformer(model_dir, max_seq_length=args.max_len)
     dim_of = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
     st = SentenceTransformer(modules=[word, models.Pooling(dim_of(), pooling_mode="mean"), models.Normalize()],
@@ -146,6 +153,12 @@ def main():
             torch_vecs = tv
             print(f"bench-embed: {name} round {r + 1}: ours {len(texts) / info['best_seconds']:.1f} rows/s, "
                   f"torch {len(texts) / min(times):.1f} rows/s", file=sys.stderr)
+        reference = None
+        if args.with_reference:
+            info, _ = run_ours(args.bin, model_dir, path, os.path.join(args.work, f"{name}.ref.f32"),
+                               args.threads, args.repeat, args.batch, args.max_len, reference=True)
+            reference = len(texts) / info["best_seconds"]
+            print(f"bench-embed: {name}: ours on the reference path {reference:.1f} rows/s", file=sys.stderr)
         cos = cosines(ours_vecs, torch_vecs)
         results[name] = {
             "rows": len(texts),
@@ -163,6 +176,7 @@ def main():
             "max_abs_diff": float(np.abs(ours_vecs - torch_vecs).max()),
             "ours_profile_seconds": ours_info["profile_seconds_per_pass"],
             "ours_tokenize_seconds": ours_info["tokenize_seconds"],
+            "ours_reference_path_rows_per_s": reference,
             "_cos": cos,
         }
     real = [results[k] for k in ("banking77", "clinc150")]
@@ -199,6 +213,7 @@ def main():
         "store_rss": rss,
         "setup": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "model": args.model,
             "threads": args.threads,
             "batch": args.batch,
             "max_len": args.max_len,
@@ -215,10 +230,10 @@ def main():
         },
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench-embed.json"), "w") as f:
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-    write_md(os.path.join(args.out, "bench-embed.md"), report)
+    write_md(os.path.join(args.out, f"{stem}.md"), report)
     print(f"bench-embed: throughput ratio vs torch {overall['throughput_ratio_vs_torch']:.2f}x "
           f"(ours {overall['ours_rows_per_s']:.0f} rows/s, torch {overall['torch_rows_per_s']:.0f} rows/s); "
           f"cosine min {overall['min_cosine']:.7f} mean {overall['mean_cosine']:.7f}")
@@ -266,10 +281,12 @@ NOTES = """
 
 def write_md(path, rep):
     s = rep["setup"]
+    model = s.get("model", "minilm")
+    ref = any(r.get("ours_reference_path_rows_per_s") for r in rep["datasets"].values())
     lines = [
-        "# Embedding benchmark: proxal vs sentence-transformers",
+        "# Embedding benchmark: proxal vs sentence-transformers" + ("" if model == "minilm" else f" ({model})"),
         "",
-        f"Written by `make bench-embed` on {s['date']}. CPU: {s['cpu']['model']} "
+        f"Written by `make bench-embed{'' if model == 'minilm' else '-' + model}` on {s['date']}, model `assets/{model}`. CPU: {s['cpu']['model']} "
         f"({', '.join(s['cpu']['isa'])}), {s['threads']} threads for both sides "
         f"(torch.set_num_threads / RAYON_NUM_THREADS), batch {s['batch']}, max_len {s['max_len']}, "
         f"torch {s['torch']}, sentence-transformers {s['sentence_transformers']}. "
@@ -277,17 +294,19 @@ def write_md(path, rep):
         f"end {tuple(round(x, 2) for x in s['load_average_end'])} (a shared 2-core machine: absolute numbers are noisy, "
         "the side-by-side ratio less so).",
         "",
-        "| texts | rows | tokens/row | proxal rows/s | torch rows/s | ratio | min cosine | mean cosine | max abs diff |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| texts | rows | tokens/row | proxal rows/s | torch rows/s | ratio | min cosine | mean cosine | max abs diff |"
+        + (" proxal reference path rows/s |" if ref else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ref else ""),
     ]
     for name, r in rep["datasets"].items():
+        extra = f" {r['ours_reference_path_rows_per_s']:.1f} |" if ref else ""
         lines.append(f"| {name} | {r['rows']} | {r['tokens_per_row']:.1f} | {r['ours_rows_per_s']:.1f} | "
                      f"{r['torch_rows_per_s']:.1f} | {r['throughput_ratio_vs_torch']:.2f}x | {r['min_cosine']:.7f} | "
-                     f"{r['mean_cosine']:.7f} | {r['max_abs_diff']:.1e} |")
+                     f"{r['mean_cosine']:.7f} | {r['max_abs_diff']:.1e} |" + extra)
     o = rep["overall"]
     lines += [
         f"| **banking77 + clinc150** | {o['rows']} | | {o['ours_rows_per_s']:.1f} | {o['torch_rows_per_s']:.1f} | "
-        f"**{o['throughput_ratio_vs_torch']:.2f}x** | {o['min_cosine']:.7f} | {o['mean_cosine']:.7f} | |",
+        f"**{o['throughput_ratio_vs_torch']:.2f}x** | {o['min_cosine']:.7f} | {o['mean_cosine']:.7f} | |" + (" |" if ref else ""),
         "",
         "## Where proxal's time goes (seconds per pass)",
         "",
@@ -323,7 +342,13 @@ def write_md(path, rep):
             "readers that need a few scattered rows of a huge version should `gather` them once. "
             f"Checking every chunk's sha256 (through read(), not the mapping) took {x['verify_sha256_seconds']:.1f} s.",
         ]
-    lines += ["", NOTES.strip()]
+    if model == "minilm":
+        lines += ["", NOTES.strip()]
+    else:
+        lines += ["", f"The same fused inference path as MiniLM's (`backbone/fast.rs`), with {model}'s differences "
+                  "(MPNet: positions after the padding id, the relative-position bias added to every attention "
+                  "score); the reference path is the differentiable one that fine-tuning uses. The notes of "
+                  "`bench-embed.md` apply."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

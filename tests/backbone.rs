@@ -92,25 +92,47 @@ fn matches_candle_transformers_bert() {
 
 #[test]
 fn fast_path_matches_reference_path() {
-    let (dir, _) = tiny_dir();
-    let bb = Backbone::load(dir.path(), &Device::Cpu, false).unwrap();
-    for pooling in [Pooling::Mean, Pooling::Cls] {
-        for normalize in [true, false] {
+    // BERT and MPNet (positions after the padding id, the relative-position bias on every
+    // score); short rows take the attention loops, rows of 48 tokens or more the packed kernel.
+    let long: Vec<String> = (0..4)
+        .map(|k| {
+            (0..55 + 2 * k)
+                .map(|i| WORDS[(i * 7 + k) % WORDS.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let mut texts: Vec<&str> = TEXTS.to_vec();
+    texts.extend(long.iter().map(String::as_str));
+    for (dir, cfg) in tiny_dirs() {
+        let bb = Backbone::load(dir.path(), &Device::Cpu, false).unwrap();
+        for (max_len, pooling, normalize) in [
+            (8, Pooling::Mean, true),
+            (8, Pooling::Cls, false),
+            (60, Pooling::Mean, true),
+            (60, Pooling::Cls, false),
+        ] {
             let opts = EmbedOptions {
                 batch: 3,
-                max_len: 8,
+                max_len,
                 pooling,
                 normalize,
             };
-            let fast = bb.embedder(opts.clone()).unwrap().embed(TEXTS).unwrap();
+            let e = bb.embedder(opts.clone()).unwrap();
+            assert!(e.uses_fast_path(), "{:?}: no fast path", cfg.model_type);
+            let fast = e.embed(&texts).unwrap();
             let slow = bb
                 .embedder(opts)
                 .unwrap()
                 .without_fast_path()
-                .embed(TEXTS)
+                .embed(&texts)
                 .unwrap();
             let d = max_abs_diff(&fast, &slow);
-            assert!(d < 2e-5, "{pooling:?} normalize={normalize}: max diff {d}");
+            assert!(
+                d < 2e-5,
+                "{:?} max_len={max_len} {pooling:?} normalize={normalize}: max diff {d}",
+                cfg.model_type
+            );
         }
     }
 }

@@ -57,9 +57,13 @@ impl<'a> Embedder<'a> {
     }
 
     /// The options in force (`max_len` capped at the model's limit).
-    /// The options in force (`max_len` capped at the model's limit).
     pub fn options(&self) -> &EmbedOptions {
         &self.opts
+    }
+
+    /// Whether the fused inference kernels (`backbone::fast`) embed, rather than the reference path.
+    pub fn uses_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     pub fn dim(&self) -> usize {

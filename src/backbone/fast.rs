@@ -39,9 +39,14 @@ pub struct FastBert {
     eps: f32,
     act: HiddenAct,
     max_pos: usize,
+    /// The position id of a sequence's first token (MPNet: after the padding id; BERT: 0).
+    first_pos: usize,
     word: Vec<f32>,
     pos: Vec<f32>,
+    /// Token type 0's embedding (zeros for MPNet, which has none).
     typ0: Vec<f32>,
+    /// MPNet's relative-position bias: the `[buckets, heads]` table and its bucket count.
+    rel: Option<(Vec<f32>, usize)>,
     emb_g: Vec<f32>,
     emb_b: Vec<f32>,
     layers: Vec<FastLayer>,
@@ -59,10 +64,10 @@ fn transposed(w: &Tensor) -> Result<PackedWeight> {
 }
 
 impl FastBert {
-    /// `None` on a non-CPU device and for MPNet (its relative-position bias is not fused here):
-    /// the reference path runs there.
+    /// `None` on a non-CPU device: the reference path runs there. BERT and MPNet (its position
+    /// offset and relative-position bias on every attention score) both run here.
     pub fn new(model: &Bert) -> Result<Option<Self>> {
-        if !matches!(model.device(), Device::Cpu) || model.config.is_mpnet() {
+        if !matches!(model.device(), Device::Cpu) {
             return Ok(None);
         }
         let cfg = &model.config;
@@ -99,6 +104,11 @@ impl FastBert {
             eps: cfg.layer_norm_eps as f32,
             act: cfg.hidden_act,
             max_pos: cfg.max_position_embeddings,
+            first_pos: cfg.first_position(),
+            rel: match &model.relative_attention_bias {
+                Some(t) => Some((vec1(t)?, t.dim(0)?)),
+                None => None,
+            },
             word: vec1(&model.word_embeddings)?,
             pos: vec1(&model.position_embeddings)?,
             typ0: vec1(&model.token_type_embeddings.narrow(0, 0, 1)?)?,
@@ -118,11 +128,16 @@ impl FastBert {
             if s.is_empty() {
                 bail!("empty token sequence");
             }
-            if s.len() > self.max_pos {
+            if s.len() + self.first_pos > self.max_pos {
                 bail!(
-                    "sequence of {} tokens exceeds max_position_embeddings {}",
+                    "sequence of {} tokens exceeds max_position_embeddings {}{}",
                     s.len(),
-                    self.max_pos
+                    self.max_pos,
+                    if self.first_pos > 0 {
+                        format!(" (positions start at {})", self.first_pos)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             if let Some(&bad) = s.iter().find(|&&id| id as usize >= vocab) {
@@ -141,7 +156,8 @@ impl FastBert {
             profile::add(profile::MATMUL, t);
             let t = profile::start();
             let mut ctx = vec![0f32; total * h];
-            kernels::attention(&qkv, &l.bqkv, &offsets, self.heads, h, &mut ctx);
+            let rel = self.rel.as_ref().map(|(t, n)| (t.as_slice(), *n));
+            kernels::attention(&qkv, &l.bqkv, &offsets, self.heads, h, rel, &mut ctx);
             drop(qkv);
             profile::add(profile::ATTENTION, t);
             let t = profile::start();
@@ -299,7 +315,7 @@ pub mod kernels {
             let h = m.hidden;
             for (row, &(id, p)) in o.chunks_exact_mut(h).zip(r) {
                 let w = &m.word[id as usize * h..(id as usize + 1) * h];
-                let pe = &m.pos[p * h..(p + 1) * h];
+                let pe = &m.pos[(p + m.first_pos) * h..(p + m.first_pos + 1) * h];
                 for i in 0..h {
                     row[i] = w[i] + pe[i] + m.typ0[i];
                 }
@@ -356,13 +372,16 @@ pub mod kernels {
     }
 
     /// Multi-head self-attention over packed sequences. `qkv` is `[tokens, 3·hidden]`
-    /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context.
+    /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context. `rel`:
+    /// MPNet's `[buckets, heads]` relative-position table and bucket count, whose entry for the
+    /// pair's bucket is added to every (scaled) score.
     pub fn attention(
         qkv: &[f32],
         bqkv: &[f32],
         offsets: &[usize],
         heads: usize,
         hidden: usize,
+        rel: Option<(&[f32], usize)>,
         out: &mut [f32],
     ) {
         // Split `out` into one block of rows per sequence.
@@ -377,10 +396,12 @@ pub mod kernels {
             // Longer sequences as two matrix products per head on the packed kernel; short ones
             // in the loops below, where packing would cost more than it saves.
             let len = o.len() / hidden;
+            let buckets = rel.map(|(_, n)| crate::backbone::bert::relative_buckets(len, n));
+            let rel = rel.zip(buckets.as_deref()).map(|((t, _), b)| (t, b));
             if len < PACKED_ATTENTION_MIN_LEN
-                || !attention_seq_packed(qkv, bqkv, start, heads, hidden, o)
+                || !attention_seq_packed(qkv, bqkv, start, heads, hidden, rel, o)
             {
-                attention_seq(qkv, bqkv, start, heads, hidden, o)
+                attention_seq(qkv, bqkv, start, heads, hidden, rel, o)
             }
         });
     }
@@ -425,6 +446,7 @@ pub mod kernels {
         start: usize,
         heads: usize,
         hidden: usize,
+        rel: Option<(&[f32], &[u32])>,
         o: &mut [f32],
     ) -> bool {
         use crate::numerics::gemm::Panels;
@@ -447,6 +469,12 @@ pub mod kernels {
                 return false;
             };
             pk.matmul_into(&q, len, None, &mut scores, false);
+            if let Some((table, buckets)) = rel {
+                scores
+                    .iter_mut()
+                    .zip(buckets)
+                    .for_each(|(s, &b)| *s += table[b as usize * heads + hd]);
+            }
             crate::numerics::linalg::softmax_rows_slice(&mut scores, len);
             pv.matmul_into(&scores, len, None, &mut c, false);
             for i in 0..len {
@@ -459,7 +487,7 @@ pub mod kernels {
 
     multiversion! {
         /// Attention of one sequence (rows `start..start + len` of `qkv`), all heads.
-        fn attention_seq(qkv: &[f32], bqkv: &[f32], start: usize, heads: usize, hidden: usize, o: &mut [f32]) {
+        fn attention_seq(qkv: &[f32], bqkv: &[f32], start: usize, heads: usize, hidden: usize, rel: Option<(&[f32], &[u32])>, o: &mut [f32]) {
             let d = hidden / heads;
             let scale = 1.0 / (d as f32).sqrt();
             let len = o.len() / hidden;
@@ -475,6 +503,10 @@ pub mod kernels {
                         let qc = q[i * d + c];
                         let krow = &kt[c * len..(c + 1) * len];
                         scores.iter_mut().zip(krow).for_each(|(s, k)| *s += qc * k);
+                    }
+                    if let Some((table, buckets)) = rel {
+                        let row = &buckets[i * len..(i + 1) * len];
+                        scores.iter_mut().zip(row).for_each(|(s, &b)| *s += table[b as usize * heads + hd]);
                     }
                     let mut max = f32::NEG_INFINITY;
                     for &s in scores.iter() {
