@@ -7,18 +7,20 @@ Per dataset and label count (mean ± sd over the seeds present in every group):
 - successor on the acquisition model's picks, without and with pseudo-labels;
 - successor on its own picks (svpp/margin on MPNet's cache) and on random picks.
 Compute per group from the ledgers (wall seconds): selection = the acquisition backbone's v0
-embedding + proxy fits + selection; shipping = the successor's v0 embedding + `ship`; evaluation
-is left out. The claims' verdicts are computed here, at the last label count, seed-paired.
+embedding + proxy fits + selection; shipping = the successor's v0 embedding (random's own v0:
+it selects with nothing) + `ship`; evaluation is left out. PLASM_RUNS / PLASM_OUT override the
+directories. The claims' verdicts are computed here, at the last label count, seed-paired.
 """
 import json
+import os
 import pathlib
 import statistics as st
 import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUNS = ROOT / "experiments" / "results" / "plasm-runs"
-OUT = ROOT / "experiments" / "results"
+RUNS = pathlib.Path(os.environ.get("PLASM_RUNS", ROOT / "experiments" / "results" / "plasm-runs"))
+OUT = pathlib.Path(os.environ.get("PLASM_OUT", ROOT / "experiments" / "results"))
 GROUPS = {
     "l6-svpp-margin-to-mpnet": "successor on L6's picks",
     "l6-svpp-margin-to-mpnet-pseudo": "successor on L6's picks + pseudo-labels",
@@ -40,7 +42,8 @@ def load(run):
     for r in jsonl(run / "ledger.jsonl"):
         s, w = r["stage"], r["wall_seconds"]
         if s == "embed":
-            if succ_store and succ_store in (r.get("note") or ""):
+            # Random selects with nothing: its v0 embedding only serves the probe that ships.
+            if cfg["policy"] == "random" or (succ_store and succ_store in (r.get("note") or "")):
                 ship += w
             else:
                 sel += w
