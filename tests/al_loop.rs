@@ -559,6 +559,49 @@ fn a_successor_ships_while_the_acquisition_model_selects() {
         .collect();
     assert_eq!(embeds.len(), 2, "{ledger}");
     assert!(embeds.iter().any(|l| l.contains("toy@succ")), "{ledger}");
+    // A fine-tuned successor: the same picks, the acquisition model's probe as before, and the
+    // successor's training (its backbone's, metered as `ship` with the rows it trained on) in
+    // every evaluation round; no checkpoint is left behind.
+    let ft = with(
+        "succ-ft",
+        &format!(
+            "[successor]\nmodel_dir = \"{}\"\nmethod = \"fine-tune\"\n",
+            succ_dir.display()
+        ),
+    );
+    al::run(&home, &ft, RunOptions::default()).unwrap();
+    assert_eq!(rows("succ-ft"), rows("plain"));
+    let ft_rounds = rounds_of(&home, "succ-ft");
+    assert_eq!(ft_rounds.len(), plain_rounds.len());
+    for (r, p) in ft_rounds.iter().zip(&plain_rounds) {
+        assert_eq!(r.acquisition_accuracy, Some(p.test_accuracy));
+        assert!((0.0..=1.0).contains(&r.test_accuracy));
+    }
+    let ledger = std::fs::read_to_string(home.runs().join("succ-ft").join("ledger.jsonl")).unwrap();
+    let trained: Vec<serde_json::Value> = ledger
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["stage"] == "ship" && r["trained_rows"].as_u64().is_some_and(|n| n > 0))
+        .collect();
+    assert_eq!(trained.len(), ft_rounds.len(), "{ledger}");
+    let ckpt = home.runs().join("succ-ft").join("checkpoints");
+    assert!(
+        !ckpt.exists() || std::fs::read_dir(&ckpt).unwrap().next().is_none(),
+        "a successor's fine-tune leaves no checkpoint"
+    );
+    // Pseudo-labels train a linear-probe successor only.
+    let bad = with(
+        "bad-ft",
+        &format!(
+            "[successor]\nmodel_dir = \"{}\"\nmethod = \"lp-ft\"\npseudo_threshold = 0.9\n",
+            succ_dir.display()
+        ),
+    );
+    let e = format!(
+        "{:#}",
+        al::run(&home, &bad, RunOptions::default()).unwrap_err()
+    );
+    assert!(e.contains("bad-ft.toml") && e.contains("pseudo"), "{e}");
     // A successor ships a linear probe: another eval_model is refused, naming the file.
     let bad = with(
         "bad",

@@ -40,7 +40,8 @@
 //! epochs = 3
 //!
 //! [successor]                # PLASM: ship another backbone's model (docs/SUCCESSOR.md)
-//! model_dir = "assets/mpnet" # the successor: a linear probe on its pretrained features ships
+//! model_dir = "assets/mpnet" # the successor that ships…
+//! method = "linear-probe"    # …trained as: linear-probe (on its pretrained features) | fine-tune | lp-ft
 //! pseudo_threshold = 0.9     # pseudo-labels from the acquisition model at this confidence (omit: none)
 //! pseudo_weight = 0.5        # each pseudo-labelled row's weight in the successor's loss
 //! pseudo_per_class = 50      # at most this many per class, the most confident (0: no cap)
@@ -249,6 +250,10 @@ impl AsvpConfig {
 pub struct SuccessorConfig {
     /// The successor backbone's directory (config.json, tokenizer.json, model.safetensors).
     pub model_dir: PathBuf,
+    /// How the successor is trained on the acquired labels at each evaluation point: a linear
+    /// probe on its pretrained features, or its backbone fine-tuned (`fine-tune`, `lp-ft`).
+    #[serde(default = "linear_probe")]
+    pub method: crate::train::Method,
     /// Truncation length of the successor's embedding (default: the run's `embed_max_len`).
     #[serde(default)]
     pub embed_max_len: Option<usize>,
@@ -266,6 +271,9 @@ pub struct SuccessorConfig {
 
 fn half() -> f64 {
     0.5
+}
+fn linear_probe() -> crate::train::Method {
+    crate::train::Method::LinearProbe
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,7 +397,10 @@ impl RunConfig {
         }
         if let Some(sc) = &self.successor {
             if self.eval_model != EvalModel::LinearProbe {
-                bail!("successor: the successor ships a linear probe on its pretrained features; set eval_model = \"linear-probe\" (fine-tuned successors are not built yet)");
+                bail!("successor: the acquisition model is measured by its linear probe; set eval_model = \"linear-probe\" (the successor's own training is successor.method)");
+            }
+            if sc.pseudo_threshold.is_some() && sc.method != crate::train::Method::LinearProbe {
+                bail!("successor: pseudo-labels train a linear-probe successor (successor.method = \"linear-probe\"); weighted fine-tuning is not built");
             }
             if let Some(t) = sc.pseudo_threshold {
                 if t.is_nan() || t <= 0.0 || t > 1.0 {

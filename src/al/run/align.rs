@@ -181,6 +181,26 @@ pub(crate) fn train_model(
     Ok(ft)
 }
 
+/// [`train_model`] without saving a checkpoint (a model that only ships: a successor's).
+pub(crate) fn train_unsaved(
+    ctx: &mut RoundContext,
+    round: usize,
+    method: Method,
+    (rows, ys): (&[usize], &[u32]),
+    start: Start,
+    stage: Stage,
+) -> Result<FineTuned> {
+    let job = TrainJob {
+        method,
+        rows,
+        ys,
+        start,
+        stage,
+        validation: None,
+    };
+    fit_model(ctx, round, job)
+}
+
 /// One fine-tune of a round: what it trains on, from where, how, and how it is metered.
 struct TrainJob<'a> {
     method: Method,

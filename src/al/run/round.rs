@@ -758,21 +758,32 @@ pub(crate) fn evaluate(
             &owned
         }
     };
-    let test_texts: Vec<&str> = ctx.test.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
     let embed = ctx.embed.clone();
-    let pred = ctx.ledger.meter(
+    let pred = predict_test(ctx, round, model, &embed)?;
+    Ok(Scores::of(&pred, &gold, n)
+        .with_tail(&pred, &gold, tail.as_deref())
+        .into())
+}
+
+/// A fine-tuned model's predictions on the test split (its backbone embeds the test texts with
+/// `embed`, its head classifies them), metered as `evaluation`.
+fn predict_test(
+    ctx: &mut RoundContext,
+    round: usize,
+    model: &FineTuned,
+    embed: &EmbedOptions,
+) -> Result<Vec<u32>> {
+    let test_texts: Vec<&str> = ctx.test.iter().map(|&r| ctx.ds.texts[r].as_str()).collect();
+    ctx.ledger.meter(
         round,
         Stage::Evaluation,
         test_texts.len(),
         || -> Result<Vec<u32>> {
-            let x = model.backbone.embed(&test_texts, &embed)?;
+            let x = model.backbone.embed(&test_texts, embed)?;
             let x = ndarray::Array2::from_shape_vec((test_texts.len(), model.backbone.dim()), x)?;
             Ok(predicted(&model.head.logits(x.view())))
         },
-    )?;
-    Ok(Scores::of(&pred, &gold, n)
-        .with_tail(&pred, &gold, tail.as_deref())
-        .into())
+    )
 }
 
 /// The evaluation of a run with a successor (PLASM, `[successor]`): the acquisition model's probe
@@ -838,6 +849,33 @@ fn evaluate_successor(
             train_ys.push(c);
             weights.push(sc.pseudo_weight as f32);
         }
+    }
+    if sc.method != Method::LinearProbe {
+        // The successor's backbone fine-tuned on the bought labels (from its pretrained weights;
+        // LP-FT probes on its pretrained features), shipped without a checkpoint of its own.
+        let succ = ctx
+            .successor
+            .take()
+            .context("successor features not opened")?;
+        let start = Start {
+            backbone: Some(sc.model_dir.as_path()),
+            features: Some(&succ),
+        };
+        let trained = train_unsaved(ctx, round, sc.method, (rows, ys), start, Stage::Ship);
+        ctx.successor = Some(succ);
+        let model = trained?;
+        let embed = EmbedOptions {
+            batch: ctx.cfg.embed_batch,
+            max_len: sc.embed_max_len.unwrap_or(ctx.cfg.embed_max_len),
+            ..Default::default()
+        };
+        let pred = predict_test(ctx, round, &model, &embed)?;
+        return Ok(Evaluated {
+            scores: Scores::of(&pred, gold, n).with_tail(&pred, gold, tail),
+            acquisition_accuracy: Some(acquisition_accuracy),
+            pseudo_labels: None,
+            pseudo_label_accuracy: None,
+        });
     }
     let succ = ctx
         .successor
