@@ -22,7 +22,7 @@ help:
 	@echo "make tune-dropout  fine-tuning with and without (seeded) dropout on banking77's dev split (6 fine-tunes)"
 	@echo "make experiments   the experiment suite: 4 datasets x 12 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make experiments-full  the full-pool experiment (issue 20): 3 datasets x 7 groups x 3 seeds and the 105K-row bolt-english (13 runs), 2,000 labels (hours; resumable)"
-	@echo "make experiments-plasm the PLASM experiment (issue 17): MiniLM-L6 acquiring for an MPNet successor, banking77 and clinc150 full pools, 4 groups x 3 seeds (resumable)"
+	@echo "make experiments-plasm the PLASM experiment (issue 17): MiniLM-L6 acquiring for an MPNet successor against MPNet's own and random picks, each with and without pseudo-labels, banking77 and clinc150 full pools, 6 groups x 3 seeds (resumable)"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"

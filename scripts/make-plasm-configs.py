@@ -11,7 +11,9 @@ labels + 9 rounds of 200, every round evaluated, 64-token embeddings), seeds 0-2
   values were fixed before any run, not tuned (on test or otherwise);
 - mpnet-svpp-margin: svpp + margin on MPNet's own cache (the successor's own picks);
 - mpnet-random: random picks, an MPNet probe (random picks do not depend on the backbone: the
-  successor on random picks).
+  successor on random picks);
+- mpnet-svpp-margin-pseudo and mpnet-random-pseudo: the same two with pseudo-labels (MPNet's own
+  probe labels for itself: self-training), so every successor row has a with/without pair.
 Selection compute of the first two against the third is the "at 1/5 of the selection compute"
 question; their accuracies against the third are the mismatch. Run again after changing the
 design; the configs are committed.
@@ -24,6 +26,7 @@ DATASETS = ["banking77", "clinc150"]
 SEEDS = [0, 1, 2]
 MPNET = "assets/mpnet"
 SUCCESSOR = f'\n[successor]\nmodel_dir = "{MPNET}"\n'
+# The successor is the run's own backbone: pseudo-labels from its own probe.
 PSEUDO = "pseudo_threshold = 0.9\npseudo_weight = 0.5\npseudo_per_class = 20\n"
 # tag: (policy, strategy, run's model_dir or None for MiniLM-L6, tables after the head)
 GROUPS = {
@@ -31,6 +34,8 @@ GROUPS = {
     "l6-svpp-margin-to-mpnet-pseudo": ("svpp", "margin", None, SUCCESSOR + PSEUDO),
     "mpnet-svpp-margin": ("svpp", "margin", MPNET, ""),
     "mpnet-random": ("random", "random", MPNET, ""),
+    "mpnet-svpp-margin-pseudo": ("svpp", "margin", MPNET, SUCCESSOR + PSEUDO),
+    "mpnet-random-pseudo": ("random", "random", MPNET, SUCCESSOR + PSEUDO),
 }
 
 root = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "configs" / "plasm"

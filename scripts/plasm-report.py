@@ -26,6 +26,8 @@ GROUPS = {
     "l6-svpp-margin-to-mpnet-pseudo": "successor on L6's picks + pseudo-labels",
     "mpnet-svpp-margin": "successor on its own picks (svpp/margin on MPNet)",
     "mpnet-random": "successor on random picks",
+    "mpnet-svpp-margin-pseudo": "successor on its own picks + pseudo-labels",
+    "mpnet-random-pseudo": "successor on random picks + pseudo-labels",
 }
 SELECTION = {"proxy_fit", "selection", "indicator", "scoring"}
 
@@ -43,7 +45,10 @@ def load(run):
         s, w = r["stage"], r["wall_seconds"]
         if s == "embed":
             # Random selects with nothing: its v0 embedding only serves the probe that ships.
-            if cfg["policy"] == "random" or (succ_store and succ_store in (r.get("note") or "")):
+            # A successor that is the run's own backbone shares its store: that embedding is the
+            # acquisition's (charged once by the ledger's note, whichever stage books it).
+            own = succ and pathlib.Path(succ) == pathlib.Path(cfg.get("model_dir", ""))
+            if cfg["policy"] == "random" or (succ_store and not own and succ_store in (r.get("note") or "")):
                 ship += w
             else:
                 sel += w

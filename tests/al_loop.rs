@@ -559,6 +559,26 @@ fn a_successor_ships_while_the_acquisition_model_selects() {
         .collect();
     assert_eq!(embeds.len(), 2, "{ledger}");
     assert!(embeds.iter().any(|l| l.contains("toy@succ")), "{ledger}");
+    // Self-training: the run's own backbone as the successor, pseudo-labelling for itself; one
+    // store, so its v0 embedding is charged once.
+    let own = with(
+        "self",
+        &format!(
+            "[successor]\nmodel_dir = \"{}\"\npseudo_threshold = 0.34\npseudo_per_class = 4\n",
+            dir.path().join("model").display()
+        ),
+    );
+    al::run(&home, &own, RunOptions::default()).unwrap();
+    assert_eq!(rows("self"), rows("plain"));
+    let ledger = std::fs::read_to_string(home.runs().join("self").join("ledger.jsonl")).unwrap();
+    let embeds = ledger
+        .lines()
+        .filter(|l| l.contains("one-off embedding of v0"))
+        .count();
+    assert_eq!(embeds, 1, "{ledger}");
+    assert!(rounds_of(&home, "self")
+        .iter()
+        .all(|r| r.pseudo_labels.is_some()));
     // A fine-tuned successor: the same picks, the acquisition model's probe as before, and the
     // successor's training (its backbone's, metered as `ship` with the rows it trained on) in
     // every evaluation round; no checkpoint is left behind.

@@ -210,11 +210,16 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
             max_len: sc.embed_max_len.unwrap_or(cfg.embed_max_len),
             ..Default::default()
         };
+        // A successor that is the run's own backbone (self-training with pseudo-labels) reads
+        // the store v0 came from: its embedding is charged once, as v0.
+        let shared = v0.is_some()
+            && ctx.home.feature_dir_for(&ds.name, &sc.model_dir)
+                == ctx.home.feature_dir_for(&ds.name, &ctx.model_dir);
         let fv = ensure_pretrained(
             ctx,
             &sc.model_dir,
             &options,
-            (done_rounds == 0).then_some(Stage::Embed),
+            (done_rounds == 0 && !shared).then_some(Stage::Embed),
         )?;
         ctx.successor = Some(fv);
     }
