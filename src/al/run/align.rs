@@ -168,15 +168,7 @@ pub(crate) fn train_model(
     start: Start,
     stage: Stage,
 ) -> Result<FineTuned> {
-    let job = TrainJob {
-        method,
-        rows,
-        ys,
-        start,
-        stage,
-        validation: None,
-    };
-    let ft = fit_model(ctx, round, job)?;
+    let ft = train_unsaved(ctx, round, method, (rows, ys), start, stage)?;
     ft.save(&ctx.run.checkpoint(round))?;
     Ok(ft)
 }

@@ -724,16 +724,7 @@ pub(crate) fn evaluate(
         if ctx.cfg.successor.is_some() {
             return evaluate_successor(ctx, round, (rows, ys), feats, &gold, tail.as_deref());
         }
-        let x = feats.gather(rows);
-        let lr = ctx.ledger.meter(round, Stage::Ship, rows.len(), || {
-            LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
-        })?;
-        let test_x = feats.gather(&ctx.test);
-        let pred = ctx
-            .ledger
-            .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
-                predicted(&lr.predict_proba(test_x.view()))
-            })?;
+        let (_, pred) = probe_on_test(ctx, round, feats, (rows, ys), None, Stage::Ship)?;
         return Ok(Scores::of(&pred, &gold, n)
             .with_tail(&pred, &gold, tail.as_deref())
             .into());
@@ -786,6 +777,35 @@ fn predict_test(
     )
 }
 
+/// A linear probe on `rows` of `feats` (the shipped probe's fit), each row's loss weighted by
+/// `weights` when given, metered as `stage`; and its predictions on the test split, metered as
+/// `evaluation`.
+fn probe_on_test(
+    ctx: &mut RoundContext,
+    round: usize,
+    feats: &FeatureVersion,
+    (rows, ys): (&[usize], &[u32]),
+    weights: Option<&[f32]>,
+    stage: Stage,
+) -> Result<(LogReg, Vec<u32>)> {
+    let n = ctx.ds.n_classes();
+    let x = feats.gather(rows);
+    let cfg = LogRegConfig::default();
+    let model = ctx
+        .ledger
+        .meter(round, stage, rows.len(), || match weights {
+            Some(w) => LogReg::fit_weighted(&cfg, x.view(), ys, w, n),
+            None => LogReg::fit(&cfg, x.view(), ys, n, None),
+        })?;
+    let test_x = feats.gather(&ctx.test);
+    let pred = ctx
+        .ledger
+        .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
+            predicted(&model.predict_proba(test_x.view()))
+        })?;
+    Ok((model, pred))
+}
+
 /// The evaluation of a run with a successor (PLASM, `[successor]`): the acquisition model's probe
 /// on the features the policy selects with, then the successor's probe on its own pretrained
 /// features, trained on the labels and, with `pseudo_threshold`, on the unlabelled pool rows the
@@ -796,8 +816,28 @@ fn predict_test(
 fn evaluate_successor(
     ctx: &mut RoundContext,
     round: usize,
+    labelled: (&[usize], &[u32]),
+    feats: &FeatureVersion,
+    gold: &[u32],
+    tail: Option<&[u32]>,
+) -> Result<Evaluated> {
+    // (Out of the context while the context is metered; back whatever happens.)
+    let succ = ctx
+        .successor
+        .take()
+        .context("successor features not opened")?;
+    let r = evaluate_with_successor(ctx, round, labelled, feats, &succ, gold, tail);
+    ctx.successor = Some(succ);
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_with_successor(
+    ctx: &mut RoundContext,
+    round: usize,
     (rows, ys): (&[usize], &[u32]),
     feats: &FeatureVersion,
+    succ: &FeatureVersion,
     gold: &[u32],
     tail: Option<&[u32]>,
 ) -> Result<Evaluated> {
@@ -812,16 +852,7 @@ fn evaluate_successor(
     } else {
         Stage::Evaluation
     };
-    let x = feats.gather(rows);
-    let acq = ctx.ledger.meter(round, probe_stage, rows.len(), || {
-        LogReg::fit(&LogRegConfig::default(), x.view(), ys, n, None)
-    })?;
-    let test_x = feats.gather(&ctx.test);
-    let acq_pred = ctx
-        .ledger
-        .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
-            predicted(&acq.predict_proba(test_x.view()))
-        })?;
+    let (acq, acq_pred) = probe_on_test(ctx, round, feats, (rows, ys), None, probe_stage)?;
     let acquisition_accuracy = crate::train::eval::accuracy(&acq_pred, gold);
     let (mut train_rows, mut train_ys) = (rows.to_vec(), ys.to_vec());
     let mut weights = vec![1.0f32; rows.len()];
@@ -853,17 +884,11 @@ fn evaluate_successor(
     if sc.method != Method::LinearProbe {
         // The successor's backbone fine-tuned on the bought labels (from its pretrained weights;
         // LP-FT probes on its pretrained features), shipped without a checkpoint of its own.
-        let succ = ctx
-            .successor
-            .take()
-            .context("successor features not opened")?;
         let start = Start {
             backbone: Some(sc.model_dir.as_path()),
-            features: Some(&succ),
+            features: Some(succ),
         };
-        let trained = train_unsaved(ctx, round, sc.method, (rows, ys), start, Stage::Ship);
-        ctx.successor = Some(succ);
-        let model = trained?;
+        let model = train_unsaved(ctx, round, sc.method, (rows, ys), start, Stage::Ship)?;
         let embed = EmbedOptions {
             batch: ctx.cfg.embed_batch,
             max_len: sc.embed_max_len.unwrap_or(ctx.cfg.embed_max_len),
@@ -877,24 +902,15 @@ fn evaluate_successor(
             pseudo_label_accuracy: None,
         });
     }
-    let succ = ctx
-        .successor
-        .as_ref()
-        .context("successor features not opened")?;
-    let sx = succ.gather(&train_rows);
-    let model = ctx.ledger.meter(round, Stage::Ship, train_rows.len(), || {
-        if train_rows.len() == rows.len() {
-            LogReg::fit(&LogRegConfig::default(), sx.view(), &train_ys, n, None)
-        } else {
-            LogReg::fit_weighted(&LogRegConfig::default(), sx.view(), &train_ys, &weights, n)
-        }
-    })?;
-    let test_sx = succ.gather(&ctx.test);
-    let pred = ctx
-        .ledger
-        .meter_ok(round, Stage::Evaluation, ctx.test.len(), || {
-            predicted(&model.predict_proba(test_sx.view()))
-        })?;
+    let weights = (train_rows.len() > rows.len()).then_some(weights.as_slice());
+    let (_, pred) = probe_on_test(
+        ctx,
+        round,
+        succ,
+        (&train_rows, &train_ys),
+        weights,
+        Stage::Ship,
+    )?;
     Ok(Evaluated {
         scores: Scores::of(&pred, gold, n).with_tail(&pred, gold, tail),
         acquisition_accuracy: Some(acquisition_accuracy),
