@@ -24,7 +24,7 @@ full)
     ;;
 plasm)
     DATASETS=${SUITE_DATASETS:-"banking77 clinc150"}
-    SUITE_G=${SUITE_GROUPS:-"l6-svpp-margin-to-mpnet l6-svpp-margin-to-mpnet-pseudo mpnet-svpp-margin mpnet-random"}
+    SUITE_G=${SUITE_GROUPS:-"l6-svpp-margin-to-mpnet l6-svpp-margin-to-mpnet-pseudo mpnet-svpp-margin mpnet-random mpnet-svpp-margin-pseudo mpnet-random-pseudo"}
     ;;
 *) echo "unknown SUITE '$SUITE' (suite | full | plasm)" >&2; exit 1 ;;
 esac
