@@ -148,6 +148,11 @@ for suite, ds, where in SETTINGS:
         "standard_compute_cost_share": share,
         "groups": groups,
     }
+# The PLASM experiment (issue 17), as scripts/plasm-report.py wrote it: per dataset, the accuracy
+# table, each group's selection and shipping compute, and the claims with their verdicts.
+plasm = out.parent / "plasm.json"
+if plasm.exists():
+    summary["plasm"] = json.loads(plasm.read_text())
 out.write_text(json.dumps(summary, indent=1) + "\n")
 print(f"wrote {out} ({len(summary['settings'])} settings)")
 
