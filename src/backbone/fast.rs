@@ -150,13 +150,26 @@ impl FastBert {
         let mut x = vec![0f32; total * h];
         kernels::embed_ln(seqs, &offsets, self, &mut x);
         profile::add(profile::EMBED, t);
+        // MPNet: the bucket ids of each sequence length of the batch, made once for every layer.
+        let buckets: kernels::BucketIds = match &self.rel {
+            Some((_, n)) => seqs
+                .iter()
+                .map(|s| {
+                    (
+                        s.len(),
+                        crate::backbone::bert::relative_buckets(s.len(), *n),
+                    )
+                })
+                .collect(),
+            None => Default::default(),
+        };
+        let rel = self.rel.as_ref().map(|(t, _)| (t.as_slice(), &buckets));
         for l in &self.layers {
             let t = profile::start();
             let qkv = l.wqkv.matmul(&x, total)?;
             profile::add(profile::MATMUL, t);
             let t = profile::start();
             let mut ctx = vec![0f32; total * h];
-            let rel = self.rel.as_ref().map(|(t, n)| (t.as_slice(), *n));
             kernels::attention(&qkv, &l.bqkv, &offsets, self.heads, h, rel, &mut ctx);
             drop(qkv);
             profile::add(profile::ATTENTION, t);
@@ -371,17 +384,21 @@ pub mod kernels {
         }
     }
 
+    /// MPNet's relative-position bucket ids (`[len, len]`, row = query) by sequence length.
+    pub type BucketIds = std::collections::HashMap<usize, Vec<u32>>;
+
     /// Multi-head self-attention over packed sequences. `qkv` is `[tokens, 3·hidden]`
     /// (query | key | value, before bias); `out` `[tokens, hidden]` gets the context. `rel`:
-    /// MPNet's `[buckets, heads]` relative-position table and bucket count, whose entry for the
-    /// pair's bucket is added to every (scaled) score.
+    /// MPNet's `[buckets, heads]` relative-position table and the bucket ids (`[len, len]`,
+    /// `bert::relative_buckets`) of every sequence length; the table's entry for a pair's bucket
+    /// is added to its (scaled) score.
     pub fn attention(
         qkv: &[f32],
         bqkv: &[f32],
         offsets: &[usize],
         heads: usize,
         hidden: usize,
-        rel: Option<(&[f32], usize)>,
+        rel: Option<(&[f32], &BucketIds)>,
         out: &mut [f32],
     ) {
         // Split `out` into one block of rows per sequence.
@@ -396,8 +413,7 @@ pub mod kernels {
             // Longer sequences as two matrix products per head on the packed kernel; short ones
             // in the loops below, where packing would cost more than it saves.
             let len = o.len() / hidden;
-            let buckets = rel.map(|(_, n)| crate::backbone::bert::relative_buckets(len, n));
-            let rel = rel.zip(buckets.as_deref()).map(|((t, _), b)| (t, b));
+            let rel = rel.map(|(t, b)| (t, b[&len].as_slice()));
             if len < PACKED_ATTENTION_MIN_LEN
                 || !attention_seq_packed(qkv, bqkv, start, heads, hidden, rel, o)
             {
