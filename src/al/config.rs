@@ -269,6 +269,18 @@ pub struct SuccessorConfig {
     pub pseudo_per_class: usize,
 }
 
+impl SuccessorConfig {
+    /// How the successor embeds (its v0, and a fine-tuned successor's test texts): the run's
+    /// batch, its own truncation length or the run's, mean pooling, L2-normalised.
+    pub fn embed_options(&self, run: &RunConfig) -> crate::backbone::EmbedOptions {
+        crate::backbone::EmbedOptions {
+            batch: run.embed_batch,
+            max_len: self.embed_max_len.unwrap_or(run.embed_max_len),
+            ..Default::default()
+        }
+    }
+}
+
 fn half() -> f64 {
     0.5
 }

@@ -205,11 +205,7 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
     // The successor's pretrained features: the model that ships is trained on them, so their
     // one-off embedding is the policy's compute (`embed`), charged in round 0 as v0's.
     if let Some(sc) = &cfg.successor {
-        let options = EmbedOptions {
-            batch: cfg.embed_batch,
-            max_len: sc.embed_max_len.unwrap_or(cfg.embed_max_len),
-            ..Default::default()
-        };
+        let options = sc.embed_options(cfg);
         // A successor that is the run's own backbone (self-training with pseudo-labels) reads
         // the store v0 came from: its embedding is charged once, as v0.
         let shared = v0.is_some()

@@ -601,7 +601,12 @@ pub(crate) fn selection_seeds(ctx: &RoundContext, round: usize) -> SelectionSeed
 
 /// The pool rows not labelled yet, in pool order.
 pub(crate) fn unlabelled_rows(ctx: &RoundContext, labels: &[LabelRecord]) -> Vec<usize> {
-    let labelled: HashSet<usize> = labels.iter().map(|l| l.row).collect();
+    pool_except(ctx, labels.iter().map(|l| l.row))
+}
+
+/// The pool rows other than `rows`, in pool order.
+fn pool_except(ctx: &RoundContext, rows: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let labelled: HashSet<usize> = rows.into_iter().collect();
     ctx.pool
         .iter()
         .copied()
@@ -858,13 +863,7 @@ fn evaluate_with_successor(
     let mut weights = vec![1.0f32; rows.len()];
     let mut pseudo = None;
     if let Some(threshold) = sc.pseudo_threshold {
-        let labelled: HashSet<usize> = rows.iter().copied().collect();
-        let unlabelled: Vec<usize> = ctx
-            .pool
-            .iter()
-            .copied()
-            .filter(|r| !labelled.contains(r))
-            .collect();
+        let unlabelled = pool_except(ctx, rows.iter().copied());
         let picked = ctx
             .ledger
             .meter_ok(round, Stage::Ship, unlabelled.len(), || {
@@ -881,36 +880,21 @@ fn evaluate_with_successor(
             weights.push(sc.pseudo_weight as f32);
         }
     }
-    if sc.method != Method::LinearProbe {
+    let pred = if sc.method == Method::LinearProbe {
+        let weights = (train_rows.len() > rows.len()).then_some(weights.as_slice());
+        let labelled = (train_rows.as_slice(), train_ys.as_slice());
+        probe_on_test(ctx, round, succ, labelled, weights, Stage::Ship)?.1
+    } else {
         // The successor's backbone fine-tuned on the bought labels (from its pretrained weights;
         // LP-FT probes on its pretrained features), shipped without a checkpoint of its own.
+        // (Config validation keeps pseudo-labels to probes.)
         let start = Start {
             backbone: Some(sc.model_dir.as_path()),
             features: Some(succ),
         };
         let model = train_unsaved(ctx, round, sc.method, (rows, ys), start, Stage::Ship)?;
-        let embed = EmbedOptions {
-            batch: ctx.cfg.embed_batch,
-            max_len: sc.embed_max_len.unwrap_or(ctx.cfg.embed_max_len),
-            ..Default::default()
-        };
-        let pred = predict_test(ctx, round, &model, &embed)?;
-        return Ok(Evaluated {
-            scores: Scores::of(&pred, gold, n).with_tail(&pred, gold, tail),
-            acquisition_accuracy: Some(acquisition_accuracy),
-            pseudo_labels: None,
-            pseudo_label_accuracy: None,
-        });
-    }
-    let weights = (train_rows.len() > rows.len()).then_some(weights.as_slice());
-    let (_, pred) = probe_on_test(
-        ctx,
-        round,
-        succ,
-        (&train_rows, &train_ys),
-        weights,
-        Stage::Ship,
-    )?;
+        predict_test(ctx, round, &model, &sc.embed_options(ctx.cfg))?
+    };
     Ok(Evaluated {
         scores: Scores::of(&pred, gold, n).with_tail(&pred, gold, tail),
         acquisition_accuracy: Some(acquisition_accuracy),
@@ -921,7 +905,8 @@ fn evaluate_with_successor(
 
 /// Pseudo-labels: the `rows` whose top probability under `model` is at least `threshold`, as
 /// (row, predicted class), at most `per_class` per class (0: no cap), the most confident first
-/// (ties by row); in row order. Scored in blocks, so the pool's features are never gathered at once.
+/// (ties by row); in row order. `rows` ascending; streamed (`proxy::map_proba`), so the pool's
+/// features are never gathered at once.
 pub(crate) fn pseudo_label(
     model: &dyn Proxy,
     feats: &FeatureVersion,
@@ -930,14 +915,16 @@ pub(crate) fn pseudo_label(
     per_class: usize,
     n_classes: usize,
 ) -> Vec<(usize, u32)> {
+    let confident = crate::proxy::map_proba(model, feats, rows, |rs, _, p| {
+        rs.iter()
+            .zip(crate::numerics::argmax_rows(p))
+            .filter(|(_, (_, top))| *top as f64 >= threshold)
+            .map(|(&row, (c, top))| (c, top, row))
+            .collect::<Vec<_>>()
+    });
     let mut by_class: Vec<Vec<(f32, usize)>> = vec![Vec::new(); n_classes];
-    for block in rows.chunks(8192) {
-        let p = model.predict_proba(feats.gather(block).view());
-        for (&row, (c, top)) in block.iter().zip(crate::numerics::argmax_rows(p.view())) {
-            if top as f64 >= threshold {
-                by_class[c as usize].push((top, row));
-            }
-        }
+    for (c, top, row) in confident.into_iter().flatten() {
+        by_class[c as usize].push((top, row));
     }
     let mut out = Vec::new();
     for (c, mut v) in by_class.into_iter().enumerate() {
