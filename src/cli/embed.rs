@@ -119,10 +119,7 @@ pub(crate) fn print_status(store: &Store, v: u32) -> Result<()> {
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
-    let model_dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| home.default_model_dir());
+    let model_dir = home.model_dir_or_default(args.model_dir.as_deref());
     let store = Store::for_model(home, &ds.name, &model_dir);
     if args.status {
         return print_status(&store, args.version.unwrap_or(0));

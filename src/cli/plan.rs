@@ -273,10 +273,7 @@ fn measured(home: &crate::home::Home, name: &str, a: &Args) -> Result<(Rates, St
     rows.truncate(a.sample);
     let texts: Vec<&str> = rows.iter().map(|&r| ds.texts[r].as_str()).collect();
     let labels: Option<Vec<u32>> = rows.iter().map(|&r| ds.labels[r]).collect();
-    let model_dir = a
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| home.default_model_dir());
+    let model_dir = home.model_dir_or_default(a.model_dir.as_deref());
     eprintln!(
         "proxal plan: measuring on {} texts of '{name}' (an embedding pass, fine-tuning epochs on two sample sizes, proxy fits)…",
         texts.len()

@@ -115,7 +115,7 @@ pub struct PredictArgs {
 }
 
 pub fn init(home: &Home, a: InitArgs) -> Result<()> {
-    let model_dir = a.model_dir.unwrap_or_else(|| home.default_model_dir());
+    let model_dir = home.model_dir_or_default(a.model_dir.as_deref());
     let model_dir = model_dir.canonicalize().unwrap_or(model_dir);
     let r = project::init(
         &a.dir,

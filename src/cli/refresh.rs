@@ -39,10 +39,7 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
     let ds = Dataset::load(home, &args.data)?;
-    let model_dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| home.default_model_dir());
+    let model_dir = home.model_dir_or_default(args.model_dir.as_deref());
     let store = Store::for_model(home, &ds.name, &model_dir);
     let shard = super::embed::shard_arg(args.shard.as_deref())?;
     if shard.is_some() && args.version.is_none() {

@@ -184,10 +184,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     let mut strat: Box<dyn Strategy> = strategy::from_name(&args.strategy)?;
     let version = parse_version(&args.features)?;
     let ds = Dataset::load(home, &args.data)?;
-    let model_dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| home.default_model_dir());
+    let model_dir = home.model_dir_or_default(args.model_dir.as_deref());
     let store = Store::for_model(home, &args.data, &model_dir);
     let verify = if args.verify {
         Verify::Checksums

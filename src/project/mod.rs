@@ -103,10 +103,8 @@ pub struct Project {
 impl Project {
     /// The backbone the project selects with (its config's `model_dir`, else the default).
     pub fn model_dir(&self) -> PathBuf {
-        self.cfg
-            .model_dir
-            .clone()
-            .unwrap_or_else(|| self.home.default_model_dir())
+        self.home
+            .model_dir_or_default(self.cfg.model_dir.as_deref())
     }
 
     /// The feature store of that backbone's pretrained features ([`Home::feature_dir_for`]).

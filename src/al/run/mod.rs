@@ -127,10 +127,7 @@ impl<'a> RoundContext<'a> {
     ) -> Result<RoundContext<'a>> {
         let pool = ds.rows_of(Split::Pool);
         let test = ds.labelled_rows_of(Split::Test);
-        let model_dir = cfg
-            .model_dir
-            .clone()
-            .unwrap_or_else(|| home.default_model_dir());
+        let model_dir = home.model_dir_or_default(cfg.model_dir.as_deref());
         let ledger = Ledger::open(&run.ledger(), &cfg.name)?;
         let mut embed = EmbedOptions {
             batch: cfg.embed_batch,
@@ -279,7 +276,7 @@ fn drive(ctx: &mut RoundContext, resumed: bool) -> Result<RunSummary> {
                 may_stop: true,
             },
         )?;
-        if let Some(ev) = step.scores {
+        if let Some(ev) = step.evaluated {
             let scores = &ev.scores;
             ctx.say(&format!(
                 "round {round}: test accuracy {:.4}, macro-F1 {:.4} ({} labels)",

@@ -34,7 +34,8 @@ pub(crate) struct StepPlan {
 pub(crate) struct Step {
     /// The round's progress record (with its test accuracy when it was an evaluation point).
     pub(crate) progress: ProgressRecord,
-    pub(crate) scores: Option<Evaluated>,
+    /// What the evaluation point measured (None when the round was not one).
+    pub(crate) evaluated: Option<Evaluated>,
     /// What chose the next batch (its model, if any, predicts the picks' labels).
     pub(crate) selector: Option<SelectionModel>,
     /// The next batch, in pick order (empty unless `plan.select`).
@@ -89,7 +90,7 @@ pub(crate) fn round_step(
     let cache_before = policy_state.features_name();
     let mut progress = policy_work(ctx, round, labels, v0, policy_state, plan.final_round)?;
     progress.stop = signals;
-    let scores = if plan.evaluate {
+    let evaluated = if plan.evaluate {
         let (rows, ys) = labelled_xy(ctx, labels);
         let s = evaluate(
             ctx,
@@ -131,7 +132,7 @@ pub(crate) fn round_step(
     };
     Ok(Step {
         progress,
-        scores,
+        evaluated,
         selector,
         picks,
         stopped,
