@@ -80,6 +80,14 @@ max_len = 16
     p
 }
 
+/// The one-line error of a run that must fail.
+fn run_error(home: &Home, cfg: &Path) -> String {
+    format!(
+        "{:#}",
+        al::run(home, cfg, RunOptions::default()).unwrap_err()
+    )
+}
+
 fn labels_of(home: &Home, name: &str) -> Vec<LabelRecord> {
     al::RunDir::new(home.runs().join(name))
         .read_labels()
@@ -345,10 +353,7 @@ fn a_changed_config_is_refused_and_nothing_is_lost() {
         .unwrap()
         .replace("batch = 6", "batch = 7");
     std::fs::write(&p, text).unwrap();
-    let err = format!(
-        "{:#}",
-        al::run(&home, &p, RunOptions::default()).unwrap_err()
-    );
+    let err = run_error(&home, &p);
     assert!(err.contains("different config"), "{err}");
     assert_eq!(labels_of(&home, "fixed"), before);
 }
@@ -617,10 +622,7 @@ fn a_successor_ships_while_the_acquisition_model_selects() {
             succ_dir.display()
         ),
     );
-    let e = format!(
-        "{:#}",
-        al::run(&home, &bad, RunOptions::default()).unwrap_err()
-    );
+    let e = run_error(&home, &bad);
     assert!(e.contains("bad-ft.toml") && e.contains("pseudo"), "{e}");
     // A successor ships a linear probe: another eval_model is refused, naming the file.
     let bad = with(
@@ -631,9 +633,6 @@ fn a_successor_ships_while_the_acquisition_model_selects() {
         .unwrap()
         .replace("linear-probe", "auto");
     std::fs::write(&bad, text).unwrap();
-    let e = format!(
-        "{:#}",
-        al::run(&home, &bad, RunOptions::default()).unwrap_err()
-    );
+    let e = run_error(&home, &bad);
     assert!(e.contains("bad.toml") && e.contains("eval_model"), "{e}");
 }
