@@ -1,6 +1,6 @@
 """Merge bench_select and peer JSON lines into experiments/results/bench-select.{md,json}.
 
-The cases of this run (strategy, pool rows, batch) replace the same cases in the existing
+The cases of this run (strategy, pool rows, batch, dtype) replace the same cases in the existing
 bench-select.json; the others are kept as they were, with their own dates (BENCH_FRESH=1: dropped).
 Repeated runs of one case (BENCH_REPEAT) are reduced to the fastest, with every time kept.
 """
@@ -19,7 +19,18 @@ def pool_of(r):
     if "pool_rows" in r:
         return int(r["pool_rows"])
     d = r.get("dir", "")
-    return int(d.rsplit("/p", 1)[-1]) if "/p" in d else None
+    return int(d.rsplit("/p", 1)[-1].split("-")[0]) if "/p" in d else None
+
+
+def dtype_of(r):
+    if r.get("dtype"):
+        return r["dtype"]
+    d = r.get("dir", "")
+    return d.rsplit("-", 1)[-1] if d.rsplit("/", 1)[-1].count("-") else "f32"
+
+
+def key_of(o):
+    return (o["strategy"], o["pool_rows"], o["batch"], o.get("dtype") or "f32")
 
 
 def size_key(n):
@@ -31,7 +42,7 @@ def size_key(n):
 ours = []
 by_case = {}
 for r in ours_lines:
-    key = (r["strategy"], pool_of(r), r.get("batch"))
+    key = (r["strategy"], pool_of(r), r.get("batch"), dtype_of(r))
     if key not in by_case:
         by_case[key] = []
         ours.append(key)
@@ -53,13 +64,17 @@ rows = []
 for r in ours:
     n = pool_of(r)
     s = r["strategy"]
-    p = peer_by.get((s, n))
+    dt = dtype_of(r)
+    p = peer_by.get((s, n)) if dt == "f32" else None
     obj = {
         "strategy": s,
         "pool_rows": n,
         "labelled": r.get("labelled"),
         "classes": r.get("classes"),
         "dim": r.get("dim"),
+        "dtype": dt,
+        "feature_bytes": r.get("feature_bytes"),
+        "twin": r.get("twin"),
         "batch": r.get("batch"),
         "seconds": r.get("seconds"),
         "fit_seconds": r.get("fit_seconds"),
@@ -95,22 +110,24 @@ for r in ours:
     else:
         obj["peer_seconds"] = None
         obj["peer_reason"] = (
-            "not run: the peer has no such strategy" if s in ("cluster-margin", "ups:margin", "typicality", "random")
+            "not run on f16 pools (the peer gets the f32 pool's features)" if dt != "f32"
+            else "not run at this size" if n and n > 1_000_000
+            else "not run: the peer has no such strategy" if s in ("cluster-margin", "ups:margin", "typicality", "random")
             else "not run at this size (the peer is only run where it can finish: uncertainty strategies at 1M)"
         )
     obj["peer_proxy_fit_seconds"] = peer_fit.get(n)
     rows.append(obj)
 
 # Merge with the committed cases: this run's replace theirs, the rest are kept.
-new_keys = {(o["strategy"], o["pool_rows"], o["batch"]) for o in rows}
+new_keys = {key_of(o) for o in rows}
 kept = []
 if os.environ.get("BENCH_FRESH") != "1" and os.path.exists(json_path):
     for o in json.load(open(json_path)).get("cases", []):
-        if (o["strategy"], o["pool_rows"], o["batch"]) not in new_keys:
+        if key_of(o) not in new_keys:
             kept.append(o)
-merged = {(o["strategy"], o["pool_rows"], o["batch"]): o for o in kept + rows}
+merged = {key_of(o): o for o in kept + rows}
 order = ["margin", "random", "least-confidence", "entropy", "ups:margin", "badge", "coreset", "cluster-margin", "typicality"]
-rows = sorted(merged.values(), key=lambda o: (o["pool_rows"], order.index(o["strategy"]) if o["strategy"] in order else 99, o["batch"]))
+rows = sorted(merged.values(), key=lambda o: (o["pool_rows"], (o.get("dtype") or "f32") != "f32", order.index(o["strategy"]) if o["strategy"] in order else 99, o["batch"]))
 written = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 with open(json_path, "w") as f:
     json.dump({"machine": f"{os.cpu_count()} cores, {platform.machine()}", "written": written, "cases": rows}, f, indent=1)
@@ -185,9 +202,13 @@ for o in rows:
     q = o.get("proxy_quality")
     if q:
         notes.append(f"proxy accuracy {q['accuracy']:.3f}, mean confidence {q['mean_confidence']:.3f}")
+    t = o.get("twin")
+    if t:
+        notes.append(f"{t['common_picks']:,} of {t['picks']:,} picks shared with the {t['dtype']} pool's round")
     sp = o.get("speedup_select_vs_peer")
+    dts = "" if (o.get("dtype") or "f32") == "f32" else f" ({o['dtype']})"
     w(
-        f"| {o['pool_rows']:,} | {o['strategy']} | {o['batch']:,} | {fmt_s(o['fit_seconds'])} | {fmt_s(o['select_seconds'])} | "
+        f"| {o['pool_rows']:,}{dts} | {o['strategy']} | {o['batch']:,} | {fmt_s(o['fit_seconds'])} | {fmt_s(o['select_seconds'])} | "
         f"{fmt_s(o['seconds'])} | {fmt_b(o['peak_rss_bytes'])} | {fmt_b(o['rss_anon_bytes'])} | {fmt_s(o.get('peer_seconds'))} | "
         f"{fmt_s(o.get('peer_proxy_fit_seconds'))} | {'' if not sp else f'{sp:.0f}×'} | {when(o)} | {'; '.join(notes)} |"
     )
@@ -202,9 +223,9 @@ w(
 )
 
 
-def find(strategy, n, batch=1000):
+def find(strategy, n, batch=1000, dtype="f32"):
     for o in rows:
-        if o["strategy"] == strategy and o["pool_rows"] == n and o["batch"] == batch:
+        if o["strategy"] == strategy and o["pool_rows"] == n and o["batch"] == batch and (o.get("dtype") or "f32") == dtype:
             return o
     return None
 
@@ -237,6 +258,48 @@ for strat in ("badge", "coreset"):
             f"the peer could not run it ({o.get('peer_reason')}), so no ratio exists. Memory: proxal's is "
             "O(n·(d + C)), the peer's O(n·C·d)."
         )
+for dt in ("f32", "f16"):
+    m = find("margin", 10_000_000, dtype=dt)
+    if m and m.get("seconds"):
+        w(
+            f"- Margin round on 10M rows ({dt}) ≤ 10 s: **{'met' if m['seconds'] <= 10 else 'not met'}** — "
+            f"{m['seconds']:.1f} s (proxy fit {m['fit_seconds']:.2f} s + score/select {m['select_seconds']:.1f} s), "
+            f"peak RSS {fmt_b(m['peak_rss_bytes'])}, {when(m)}."
+        )
+    elif m:
+        w(f"- Margin round on 10M rows ({dt}): {m.get('error')}.")
+
+f16 = [o for o in rows if (o.get("dtype") or "f32") == "f16"]
+if f16:
+    w("")
+    w("## f16 feature versions")
+    w("")
+    w(
+        "The same mixture stored with `--dtype f16` (each value rounded to the nearest f16) and read "
+        "zero-copy from the map; every work item's rows are widened to f32 (F16C) before the proxy and the "
+        "strategy see them, so all arithmetic stays f32. *shared picks*: the same round (same labelled rows, "
+        "proxy refitted on the f16 features) run on the f32 pool in the same process."
+    )
+    w("")
+    w("| pool | strategy | f16 total s | f32 total s | f16 ÷ f32 time | feature bytes f16 ÷ f32 | shared picks | proxy accuracy f16 / f32 |")
+    w("|---|---|---|---|---|---|---|---|")
+    for o in f16:
+        b = find(o["strategy"], o["pool_rows"], o["batch"])
+        t = o.get("twin") or {}
+        ratio = "—" if not (b and b.get("seconds") and o.get("seconds")) else f"{o['seconds'] / b['seconds']:.2f}"
+        fb = "—" if not (b and b.get("feature_bytes") and o.get("feature_bytes")) else f"{o['feature_bytes'] / b['feature_bytes']:.3f}"
+        sh = "—" if not t else f"{t['common_picks']:,} of {t['picks']:,}"
+        qa, qb = t.get("proxy_quality"), t.get("twin_proxy_quality")
+        acc = "—" if not (qa and qb) else f"{qa['accuracy']:.4f} / {qb['accuracy']:.4f}"
+        w(
+            f"| {o['pool_rows']:,} | {o['strategy']} | {fmt_s(o.get('seconds'))} | {fmt_s(b.get('seconds') if b else None)} | "
+            f"{ratio} | {fb} | {sh} | {acc} |"
+        )
+    w("")
+    w(
+        "f32 totals are the f32 rows of the table above, run at other times (see their dates): the time ratio "
+        "is indicative only. The shared picks are exact: both rounds ran in one process."
+    )
 w("")
 w("## Where the margin time goes")
 w("")

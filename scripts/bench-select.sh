@@ -13,6 +13,11 @@
 # cases n times (the report keeps the fastest and lists all). The cases of this run replace the
 # same cases (strategy, pool, batch) in the committed bench-select.json and the others are kept
 # with their own dates, so a subset run updates the full report; BENCH_FRESH=1 drops the others.
+# BENCH_DTYPES="f32 f16" also stores each pool in f16 (the same rows, rounded) and runs the cases
+# on it; where the f32 pool of that size exists, margin, badge and coreset on f16 also run the
+# same round on the f32 twin and record how many picks the two share. Pools over 1M rows (e.g.
+# BENCH_SIZES=10000000 BENCH_DTYPES=f16) run the uncertainty strategies only: exhaustive BADGE
+# and core-set grow with the pool (108 s and 227 s at 1M).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-peer
@@ -71,17 +76,35 @@ run_ours() { # dir strategy batch [extra…]
     done
 }
 
+DTYPES=${BENCH_DTYPES:-f32}
 for n in $SIZES; do
+  for dt in $DTYPES; do
     d=$OUT/p$n
+    [ "$dt" = f32 ] || d=$OUT/p$n-$dt
     if [ ! -f "$d/setup.json" ]; then
         rm -rf "$d"
-        $B gen --dir "$d" --pool "$n" --labelled 10000 --dim 384 --classes 150 --noise 6 --seed 1 || exit 1
+        $B gen --dir "$d" --pool "$n" --labelled 10000 --dim 384 --classes 150 --noise 6 --seed 1 --dtype "$dt" || exit 1
     fi
     # Warm the page cache once so every case reads the same way.
     cat "$d"/features/synthetic/v0/*.safetensors > /dev/null
     ex=$d/export
     mkdir -p "$ex"
-    if [ "$n" -le 200000 ]; then
+    if [ "$dt" != f32 ]; then
+        twin=()
+        [ -f "$OUT/p$n/setup.json" ] && [ "$n" -le 1000000 ] && twin=(--twin "$OUT/p$n")
+        run_ours "$d" margin 1000 --eval "${twin[@]}"
+        run_ours "$d" least-confidence 1000
+        if [ "$n" -le 1000000 ]; then
+            run_ours "$d" badge 1000 "${twin[@]}"
+            run_ours "$d" coreset 1000 "${twin[@]}"
+        fi
+        continue  # the peer runs on the f32 pools only
+    fi
+    if [ "$n" -gt 1000000 ]; then
+        run_ours "$d" margin 1000 --eval
+        run_ours "$d" least-confidence 1000
+        continue
+    elif [ "$n" -le 200000 ]; then
         run_ours "$d" margin 1000 --eval --export "$ex" --export-features
         for s in random least-confidence entropy badge coreset cluster-margin ups:margin typicality; do
             run_ours "$d" "$s" 1000
@@ -116,6 +139,7 @@ for n in $SIZES; do
         fi
         stamp "$line" "$before" | tee -a "$PEER"
     done
+  done
 done
 python3 scripts/bench-select-report.py "$OURS" "$PEER" experiments/results/bench-select.md experiments/results/bench-select.json
 cat experiments/results/bench-select.md

@@ -4,7 +4,7 @@ mod common;
 
 use ndarray::Array2;
 use proxal::features::store::DEFAULT_CHUNK_ROWS;
-use proxal::features::{Provenance, RowBlocks, Store, Verify, VersionSpec};
+use proxal::features::{Block, Dtype, Provenance, RowBlocks, Store, Verify, VersionSpec};
 use proxal::util::atomic_write as write_durable;
 
 fn provenance() -> Provenance {
@@ -26,6 +26,7 @@ fn spec(rows: usize, dim: usize, chunk_rows: usize) -> VersionSpec {
         dataset_fingerprint: "f".repeat(64),
         rows,
         dim,
+        dtype: Dtype::F32,
         chunk_rows,
         source: provenance(),
     }
@@ -36,9 +37,15 @@ fn data(rows: usize, dim: usize) -> Array2<f32> {
 }
 
 fn write_all(store: &Store, v: u32, x: &Array2<f32>, chunk_rows: usize) {
-    let mut w = store
-        .writer(v, spec(x.nrows(), x.ncols(), chunk_rows))
-        .unwrap();
+    write_as(store, v, x, chunk_rows, Dtype::F32)
+}
+
+fn write_as(store: &Store, v: u32, x: &Array2<f32>, chunk_rows: usize, dtype: Dtype) {
+    let spec = VersionSpec {
+        dtype,
+        ..spec(x.nrows(), x.ncols(), chunk_rows)
+    };
+    let mut w = store.writer(v, spec).unwrap();
     for c in w.next_chunk()..w.n_chunks() {
         let r = w.chunk_range(c);
         let block = x.slice(ndarray::s![r, ..]).to_owned();
@@ -71,10 +78,17 @@ fn round_trip_zero_copy_views_and_row_blocks() {
         vec![0, 7, 14, 21, 28]
     );
     for (start, b) in &blocks {
+        let Block::F32(b) = b else {
+            panic!("an f32 version serves f32 blocks")
+        };
         assert_eq!(b, &x.slice(ndarray::s![*start..*start + b.nrows(), ..]));
     }
     for i in 0..30 {
-        assert_eq!(fv.row(i), x.row(i));
+        assert!(
+            matches!(fv.row(i), std::borrow::Cow::Borrowed(_)),
+            "zero-copy row"
+        );
+        assert_eq!(fv.row(i).as_ref(), x.row(i).as_slice().unwrap());
     }
     assert_eq!(
         fv.gather(&[29, 0, 8]),
@@ -84,7 +98,11 @@ fn round_trip_zero_copy_views_and_row_blocks() {
     assert!(fv.slice(6..8).is_none(), "crosses a chunk boundary");
     // The view points into the mapped file (no copy): its address is inside the mapping of
     // chunk 0, not a fresh allocation; two calls give the same address.
-    assert_eq!(fv.chunk(0).as_ptr(), fv.chunk(0).as_ptr());
+    let ptr = |b: Block| match b {
+        Block::F32(v) => v.as_ptr() as usize,
+        Block::F16(v) => v.as_ptr() as usize,
+    };
+    assert_eq!(ptr(fv.chunk(0)), ptr(fv.chunk(0)));
     // Safetensors as written can be read by the stock reader too.
     let bytes = std::fs::read(store.version_dir(0).join("chunk-00001.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -251,5 +269,114 @@ fn disk_full_is_reported_as_such() {
     assert!(
         e.contains("disk full") && e.contains("chunk-00000.safetensors"),
         "{e}"
+    );
+}
+
+/// Values as an f16 version stores them: each rounded to the nearest f16, widened back.
+fn rounded(x: &Array2<f32>) -> Array2<f32> {
+    x.mapv(|v| half::f16::from_f32(v).to_f32())
+}
+
+#[test]
+fn f16_versions_store_half_the_bytes_and_serve_the_rounded_values_as_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::at(tmp.path().join("toy"), "toy");
+    // Values that f16 cannot hold exactly, so rounding is visible.
+    let x = Array2::from_shape_fn((30, 6), |(i, j)| ((i * 7 + j) as f32 * 0.377).sin() * 3.1);
+    let r = rounded(&x);
+    assert_ne!(r, x, "the test data must lose precision in f16");
+    write_as(&store, 0, &x, 7, Dtype::F16);
+    write_all(&store, 1, &x, 7);
+    let (h, f) = (
+        store.open(0, Verify::Checksums).unwrap(),
+        store.open(1, Verify::Checksums).unwrap(),
+    );
+    assert_eq!((h.dtype(), f.dtype()), (Dtype::F16, Dtype::F32));
+    assert_eq!(h.manifest().dtype, "f16");
+    // Two bytes a value, as a stock safetensors reader sees the chunk.
+    for (c, e) in h.manifest().chunks.iter().enumerate() {
+        let bytes = std::fs::read(store.version_dir(0).join(&e.file)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let t = st.tensor("features").unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::F16, "chunk {c}");
+        assert_eq!(t.data().len(), e.rows * 6 * 2, "chunk {c}");
+    }
+    // Every reader serves the rounded values in f32.
+    for (start, b) in h.blocks() {
+        let Block::F16(v) = b else {
+            panic!("an f16 version serves f16 blocks")
+        };
+        assert_eq!(v.nrows(), b.nrows());
+        let want = r.slice(ndarray::s![start..start + b.nrows(), ..]);
+        assert_eq!(b.rows(0..b.nrows()), want);
+        assert_eq!(
+            b.select(&[b.nrows() - 1, 0]),
+            ndarray::stack![ndarray::Axis(0), want.row(b.nrows() - 1), want.row(0)]
+        );
+    }
+    for i in 0..30 {
+        assert_eq!(h.row(i).as_ref(), r.row(i).as_slice().unwrap());
+    }
+    assert_eq!(
+        h.gather(&[29, 0, 8]),
+        ndarray::stack![ndarray::Axis(0), r.row(29), r.row(0), r.row(8)]
+    );
+    assert_eq!(h.slice(8..13).unwrap(), r.slice(ndarray::s![8..13, ..]));
+    // The streaming readers see exactly the rounded f32 rows, contiguous or scattered.
+    let rows: Vec<usize> = vec![0, 1, 2, 3, 9, 15, 16, 17, 29];
+    // (Row, values) pairs: the store streams chunk by chunk, the matrix in one block.
+    let stream = |f: &dyn RowBlocks| {
+        proxal::features::map_rows(f, &rows, |rs, x| {
+            rs.iter()
+                .zip(x.rows())
+                .map(|(&r, v)| (r, v.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .concat()
+    };
+    let got = stream(&h);
+    assert_eq!(got.len(), rows.len());
+    assert_eq!(got, stream(&r));
+    // f16 halves precision, not range: the rounding error is within f16's half-ulp.
+    for (a, b) in r.iter().zip(x.iter()) {
+        assert!(
+            (a - b).abs() <= b.abs() * 2f32.powi(-11) + 1e-7,
+            "{a} vs {b}"
+        );
+    }
+    // A resumed writer must keep the version's dtype.
+    let err = store
+        .writer(
+            0,
+            VersionSpec {
+                dtype: Dtype::F32,
+                ..spec(30, 6, 7)
+            },
+        )
+        .err()
+        .expect("a dtype change is refused")
+        .to_string();
+    assert!(err.contains("stores f16 values, not f32"), "{err}");
+}
+
+#[test]
+fn an_f16_manifest_over_f32_chunks_is_a_corrupt_chunk_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::at(tmp.path().join("toy"), "toy");
+    write_all(&store, 0, &data(10, 4), 5);
+    let mpath = store.version_dir(0).join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    write_durable(&mpath, text.replace("\"f32\"", "\"f16\"").as_bytes()).unwrap();
+    let err = store.open(0, Verify::Sizes).err().unwrap().to_string();
+    assert!(
+        err.contains("chunk-00000.safetensors: corrupt chunk: tensor is F32"),
+        "{err}"
+    );
+    assert!(err.contains("expected F16"), "{err}");
+    write_durable(&mpath, text.replace("\"f32\"", "\"bf16\"").as_bytes()).unwrap();
+    let err = format!("{:#}", store.open(0, Verify::Sizes).err().unwrap());
+    assert!(
+        err.contains("manifest.json") && err.contains("unknown feature dtype 'bf16'"),
+        "{err}"
     );
 }

@@ -70,6 +70,7 @@ fn job(chunk_rows: usize) -> EmbedJob {
         checkpoint: None,
         progress: false,
         shard: None,
+        dtype: proxal::features::Dtype::F32,
     }
 }
 
@@ -116,7 +117,7 @@ fn embeds_every_row_in_table_order() {
             .unwrap();
         let d = one
             .iter()
-            .zip(fv.row(i))
+            .zip(fv.row(i).iter())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(d < 1e-5, "row {i} differs by {d}");
@@ -458,4 +459,44 @@ fn a_shard_killed_mid_way_resumes_and_keeps_its_chunks() {
     let mut got = snapshot_without_shards(&v0);
     got.retain(|(n, _)| !n.contains(".tmp-"));
     assert_eq!(got, snapshot(&one.join("features/toy@model/v0")));
+}
+
+#[test]
+fn cli_embed_dtype_f16_stores_the_f32_vectors_rounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    model_dir(&model);
+    let ds = dataset(150);
+    let home = tmp.path().join("home");
+    ds.save(&home.join("datasets/toy"), "test").unwrap();
+    let run = |args: &[&str]| {
+        let out = embed_cmd(&home, &model, args, &[]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["--version", "1", "--dtype", "f16"]);
+    assert_eq!(code, Some(0), "{err}");
+    let store = Store::at(home.join("features/toy@model"), "toy");
+    let (f32v, f16v) = (
+        store.open_for(0, &ds, Verify::Checksums).unwrap(),
+        store.open_for(1, &ds, Verify::Checksums).unwrap(),
+    );
+    assert_eq!(f16v.manifest().dtype, "f16");
+    let all: Vec<usize> = (0..150).collect();
+    let want = f32v.gather(&all).mapv(|v| half::f16::from_f32(v).to_f32());
+    assert_eq!(f16v.gather(&all), want);
+    // Finishing a version in another dtype than it was started in is refused, naming the file.
+    let (code, err) = run(&["--version", "1", "--dtype", "f32"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("v1/manifest.json") && err.contains("stores f16 values, not f32"),
+        "{err}"
+    );
+    let (code, err) = run(&["--version", "2", "--dtype", "f8"]);
+    assert_eq!(code, Some(2), "clap's usage error: {err}");
+    assert!(err.contains("unknown feature dtype 'f8'"), "{err}");
 }

@@ -1,7 +1,8 @@
 //! Proxy heads: convergence, gradient, determinism, calibration sanity, streamed scoring.
-use ndarray::{s, Array2, ArrayView1, ArrayView2};
-use proxal::features::RowBlocks;
+use ndarray::{s, Array2};
+use proxal::features::{row_cow, Block, RowBlocks};
 use proxal::proxy::logreg::Objective;
+use std::borrow::Cow;
 #[path = "common/synth.rs"]
 mod synth;
 use proxal::proxy::{
@@ -202,21 +203,21 @@ impl RowBlocks for Blocks {
     fn dim(&self) -> usize {
         self.0[0].ncols()
     }
-    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
+    fn blocks(&self) -> Vec<(usize, Block<'_>)> {
         let mut at = 0;
         self.0
             .iter()
             .map(|b| {
-                let v = (at, b.view());
+                let v = (at, Block::F32(b.view()));
                 at += b.nrows();
                 v
             })
             .collect()
     }
-    fn row(&self, mut i: usize) -> ArrayView1<'_, f32> {
+    fn row(&self, mut i: usize) -> Cow<'_, [f32]> {
         for b in &self.0 {
             if i < b.nrows() {
-                return b.row(i);
+                return row_cow(b.row(i));
             }
             i -= b.nrows();
         }

@@ -614,3 +614,58 @@ fn packed_probability_path_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn every_strategy_picks_the_same_rows_from_an_f16_store_as_from_its_values_in_memory() {
+    use proxal::features::{Dtype, Provenance, Store, Verify, VersionSpec};
+    // 700 rows in chunks of 64: scattered labelled rows make the readers both slice and gather.
+    let mix = Mixture::new(12, 5, 1.2, 2.0, 21);
+    let (x, y) = mix.sample(700);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::at(tmp.path().join("s"), "s");
+    let spec = VersionSpec {
+        dataset: "s".into(),
+        dataset_fingerprint: "0".repeat(64),
+        rows: 700,
+        dim: 12,
+        dtype: Dtype::F16,
+        chunk_rows: 64,
+        source: Provenance {
+            backbone: "synthetic".into(),
+            backbone_dir: String::new(),
+            weights_sha256: String::new(),
+            tokenizer_sha256: String::new(),
+            checkpoint: None,
+            pooling: "mean".into(),
+            normalize: false,
+            max_len: 0,
+        },
+    };
+    let mut w = store.writer(0, spec).unwrap();
+    for c in 0..w.n_chunks() {
+        let r = w.chunk_range(c);
+        let block = x.slice(ndarray::s![r, ..]).to_owned();
+        w.write_chunk(c, block.as_slice().unwrap()).unwrap();
+    }
+    let fv = store.open(0, Verify::Checksums).unwrap();
+    assert_eq!(fv.dtype(), Dtype::F16);
+    let rounded = x.mapv(|v| half::f16::from_f32(v).to_f32());
+    assert_ne!(rounded, x);
+    let labelled: Vec<usize> = (0..700).step_by(9).collect();
+    let ys: Vec<u32> = labelled.iter().map(|&i| y[i]).collect();
+    let pool: Vec<usize> = (0..700).collect();
+    // The proxy is fitted on each source's rows: the store's gather must give the rounded rows.
+    let on_store = ProxyConfig::default()
+        .fit_rows(&fv, &labelled, &ys, 5, 0)
+        .unwrap();
+    let in_memory = ProxyConfig::default()
+        .fit_rows(&rounded, &labelled, &ys, 5, 0)
+        .unwrap();
+    let a = Round::new(&fv, &pool, &labelled, Some(on_store.as_ref()), 3).unwrap();
+    let b = Round::new(&rounded, &pool, &labelled, Some(in_memory.as_ref()), 3).unwrap();
+    for name in STRATEGY_NAMES {
+        let pa = from_name(name).unwrap().select(&a, 25).unwrap();
+        let pb = from_name(name).unwrap().select(&b, 25).unwrap();
+        assert_eq!(rows(&pa), rows(&pb), "{name}");
+    }
+}

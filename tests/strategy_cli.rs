@@ -48,6 +48,7 @@ fn setup(home: &Path) -> Dataset {
         dataset_fingerprint: ds.fingerprint.clone(),
         rows: N,
         dim: 16,
+        dtype: proxal::features::Dtype::F32,
         chunk_rows: 128,
         source: Provenance {
             backbone: "synthetic".into(),

@@ -126,6 +126,7 @@ fn store_rss(m: &HashMap<String, String>) -> Result<()> {
         dataset_fingerprint: format!("synthetic-{rows}x{dim}"),
         rows,
         dim,
+        dtype: proxal::features::Dtype::F32,
         chunk_rows: proxal::features::store::DEFAULT_CHUNK_ROWS,
         source: Provenance {
             backbone: "synthetic".into(),

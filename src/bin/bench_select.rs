@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! bench_select gen --dir D --pool 100000 --labelled 10000     # writes D/features/synthetic/v0
+//! bench_select gen --dir H … --dtype f16                       # the same mixture stored in f16
 //! bench_select run --dir D --strategy margin --batch 1000      # one JSON line on stdout
 //! bench_select run … --export D/peer                           # + .npy files for the peer check
+//! bench_select run --dir H … --twin D                          # + the same round on D: pick overlap
 //! ```
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use proxal::features::{FeatureVersion, Provenance, RowBlocks, Store, Verify, VersionSpec};
+use proxal::features::{Dtype, FeatureVersion, Provenance, RowBlocks, Store, Verify, VersionSpec};
 #[path = "../../tests/common/synth.rs"]
 mod synth;
 use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
@@ -72,6 +74,10 @@ struct RunArgs {
     /// With --export, also write every feature row as X.npy.
     #[arg(long)]
     export_features: bool,
+    /// The same mixture generated in another dtype: run the same round on it too and report how
+    /// many picks the two share and both proxies' accuracy (f16 against f32).
+    #[arg(long)]
+    twin: Option<PathBuf>,
     /// After the timed round, run the strategy again N times alternating the reference
     /// probability path (ndarray matmul + scalar softmax, as before the AVX-512 kernels) with
     /// the current one, in this process; reports the best time of each, whether the picks are
@@ -140,6 +146,9 @@ struct GenArgs {
     noise: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Store the rows as f32 or f16 (the same f32 values, rounded).
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +177,7 @@ fn gen(a: &GenArgs) -> Result<()> {
         separation: sep,
         noise,
         seed,
+        dtype,
     } = a;
     let (dir, pool, labelled, dim, classes, sep, noise, seed) = (
         dir.as_path(),
@@ -189,6 +199,7 @@ fn gen(a: &GenArgs) -> Result<()> {
         dataset_fingerprint: format!("mixture-{rows}-{dim}-{classes}-{sep}-{noise}-{seed}"),
         rows,
         dim,
+        dtype: *dtype,
         chunk_rows,
         source: Provenance {
             backbone: "synthetic-gaussian-mixture".into(),
@@ -280,7 +291,7 @@ fn rss_anon_bytes() -> u64 {
 }
 
 fn run(a: &RunArgs) -> Result<()> {
-    let (dir, name, batch, proxy_name, seed, export, eval, c) = (
+    let (dir, name, batch, proxy_name, seed, export, eval) = (
         a.dir.as_path(),
         a.strategy.as_str(),
         a.batch,
@@ -288,7 +299,6 @@ fn run(a: &RunArgs) -> Result<()> {
         a.seed,
         a.export.as_deref(),
         a.eval,
-        a.c,
     );
     let t_open = Instant::now();
     let setup: Setup =
@@ -299,70 +309,23 @@ fn run(a: &RunArgs) -> Result<()> {
     let needs_proxy = strategy::from_name(name)?.needs_proxy();
 
     let t_fit = Instant::now();
-    let mut gather_s = 0.0;
-    let mut fitted_logreg = None;
-    let mut proxy_iters = None;
-    let proxy: Option<Box<dyn proxal::proxy::Proxy>> = if needs_proxy {
-        let cfg = ProxyConfig::from_name(proxy_name)?;
-        if let ProxyConfig::Logreg(lc) = &cfg {
-            let lc = proxal::proxy::LogRegConfig {
-                c,
-                gtol: a.gtol,
-                calibrate: !a.no_calibrate,
-                ..lc.clone()
-            };
-            let x = fv.gather(&setup.labelled_rows);
-            gather_s = t_fit.elapsed().as_secs_f64();
-            let m = LogReg::fit(&lc, x.view(), &setup.labels, setup.classes, None)?;
-            if a.compare_reference > 0 {
-                fitted_logreg = Some(m.clone());
-            }
-            proxy_iters = Some(
-                serde_json::json!({"iterations": m.iterations, "evaluations": m.evaluations, "converged": m.converged, "grad_max": m.grad_max, "loss": m.loss}),
-            );
-            Some(Box::new(m))
-        } else {
-            Some(cfg.fit_rows(
-                &fv,
-                &setup.labelled_rows,
-                &setup.labels,
-                setup.classes,
-                seed,
-            )?)
-        }
-    } else {
-        None
-    };
+    let Fitted {
+        proxy,
+        logreg: fitted_logreg,
+        gather_s,
+        iters: proxy_iters,
+    } = fit_proxy(a, &fv, &setup, needs_proxy)?;
     let fit_s = t_fit.elapsed().as_secs_f64();
 
     let round = Round::new(&fv, &all, &setup.labelled_rows, proxy.as_deref(), seed)?;
-    let mut cluster_s = 0.0;
-    let mut strat: Box<dyn strategy::Strategy> = if name == "cluster-margin" {
-        let t = Instant::now();
-        let mut pool = all.clone();
-        pool.sort_unstable();
-        let c = Clusters::compute(&fv, &pool, &ClusterConfig::default(), seed)?;
-        cluster_s = t.elapsed().as_secs_f64();
-        Box::new(ClusterMargin::with_clusters(Arc::new(c)))
-    } else if name == "badge" {
-        let uniforms = match &a.uniforms {
-            Some(u) => Some(read_npy_f64(u)?),
-            None => None,
-        };
-        Box::new(proxal::strategy::Badge {
-            uniforms,
-            origin_centre: a.badge_origin,
-            ..Default::default()
-        })
-    } else {
-        strategy::from_name(name)?
-    };
+    let (mut strat, cluster_s) = make_strategy(a, &fv, &all)?;
     let t_sel = Instant::now();
     let picks = strat.select(&round, batch)?;
     let select_s = t_sel.elapsed().as_secs_f64();
     if picks.len() != batch.min(round.unlabelled.len()) {
         bail!("{name} returned {} picks, expected {batch}", picks.len());
     }
+    let fitted_logreg = fitted_logreg.filter(|_| a.compare_reference > 0);
     let mut comparison = serde_json::Value::Null;
     if let (Some(lr), Some(p)) = (fitted_logreg, proxy.as_deref()) {
         let reference = ReferenceLogReg(lr);
@@ -428,29 +391,19 @@ fn run(a: &RunArgs) -> Result<()> {
     }
     let mut quality = serde_json::Value::Null;
     if let (true, Some(p)) = (eval, proxy.as_deref()) {
-        let mix = Mixture::new(
-            setup.dim,
-            setup.classes,
-            setup.separation,
-            setup.noise,
-            setup.seed,
-        );
-        let rows: Vec<usize> = round
-            .unlabelled
-            .iter()
-            .copied()
-            .step_by((round.unlabelled.len() / 20_000).max(1))
-            .collect();
-        let probs = predict_rows(p, &fv, &rows);
-        let am = proxal::numerics::argmax_rows(probs.view());
-        let acc = rows
-            .iter()
-            .zip(&am)
-            .filter(|(&r, &(c, _))| mix.label(r) == c)
-            .count() as f64
-            / rows.len() as f64;
-        let conf = am.iter().map(|&(_, v)| v as f64).sum::<f64>() / rows.len() as f64;
-        quality = serde_json::json!({"accuracy": acc, "mean_confidence": conf, "rows": rows.len()});
+        quality = proxy_quality(p, &fv, &setup, &round.unlabelled);
+    }
+    let mut twin = serde_json::Value::Null;
+    if let Some(tdir) = &a.twin {
+        twin = run_twin(
+            a,
+            tdir,
+            &setup,
+            &round.unlabelled,
+            &picks,
+            proxy.as_deref(),
+            &fv,
+        )?;
     }
     let out = serde_json::json!({
         "proxy_quality": quality,
@@ -460,6 +413,8 @@ fn run(a: &RunArgs) -> Result<()> {
         "labelled": round.labelled.len(),
         "classes": setup.classes,
         "dim": fv.dim(),
+        "dtype": fv.dtype().name(),
+        "feature_bytes": fv.manifest().chunks.iter().map(|c| c.bytes).sum::<u64>(),
         "batch": batch,
         "open_seconds": open_s,
         "fit_seconds": fit_s,
@@ -473,6 +428,7 @@ fn run(a: &RunArgs) -> Result<()> {
         "rss_anon_bytes": rss_anon_bytes(),
         "features": "feature store (mmapped safetensors chunks)",
         "compare_reference": comparison,
+        "twin": twin,
     });
     println!("{out}");
     if let Some(ex) = export {
@@ -523,6 +479,167 @@ fn run(a: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fitted proxy (none for strategies without one) and what its fit reported.
+struct Fitted {
+    proxy: Option<Box<dyn proxal::proxy::Proxy>>,
+    logreg: Option<LogReg>,
+    gather_s: f64,
+    iters: Option<serde_json::Value>,
+}
+
+/// The round's proxy on the labelled rows of `fv`, as `a` configures it.
+fn fit_proxy(a: &RunArgs, fv: &FeatureVersion, setup: &Setup, needs: bool) -> Result<Fitted> {
+    let mut out = Fitted {
+        proxy: None,
+        logreg: None,
+        gather_s: 0.0,
+        iters: None,
+    };
+    if !needs {
+        return Ok(out);
+    }
+    let t = Instant::now();
+    let cfg = ProxyConfig::from_name(&a.proxy)?;
+    if let ProxyConfig::Logreg(lc) = &cfg {
+        let lc = proxal::proxy::LogRegConfig {
+            c: a.c,
+            gtol: a.gtol,
+            calibrate: !a.no_calibrate,
+            ..lc.clone()
+        };
+        let x = fv.gather(&setup.labelled_rows);
+        out.gather_s = t.elapsed().as_secs_f64();
+        let m = LogReg::fit(&lc, x.view(), &setup.labels, setup.classes, None)?;
+        out.iters = Some(
+            serde_json::json!({"iterations": m.iterations, "evaluations": m.evaluations, "converged": m.converged, "grad_max": m.grad_max, "loss": m.loss}),
+        );
+        out.logreg = Some(m.clone());
+        out.proxy = Some(Box::new(m));
+    } else {
+        out.proxy = Some(cfg.fit_rows(
+            fv,
+            &setup.labelled_rows,
+            &setup.labels,
+            setup.classes,
+            a.seed,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The strategy `a` names (Cluster-Margin with its clusters computed on `fv`: their seconds).
+fn make_strategy(
+    a: &RunArgs,
+    fv: &FeatureVersion,
+    all: &[usize],
+) -> Result<(Box<dyn strategy::Strategy>, f64)> {
+    Ok(match a.strategy.as_str() {
+        "cluster-margin" => {
+            let t = Instant::now();
+            let c = Clusters::compute(fv, all, &ClusterConfig::default(), a.seed)?;
+            let s = t.elapsed().as_secs_f64();
+            (Box::new(ClusterMargin::with_clusters(Arc::new(c))), s)
+        }
+        "badge" => {
+            let uniforms = match &a.uniforms {
+                Some(u) => Some(read_npy_f64(u)?),
+                None => None,
+            };
+            let b = proxal::strategy::Badge {
+                uniforms,
+                origin_centre: a.badge_origin,
+                ..Default::default()
+            };
+            (Box::new(b), 0.0)
+        }
+        name => (strategy::from_name(name)?, 0.0),
+    })
+}
+
+/// The proxy's accuracy and mean confidence on (up to) 20,000 of the `unlabelled` rows, against
+/// the mixture's true classes.
+fn proxy_quality(
+    p: &dyn proxal::proxy::Proxy,
+    fv: &FeatureVersion,
+    setup: &Setup,
+    unlabelled: &[usize],
+) -> serde_json::Value {
+    let mix = Mixture::new(
+        setup.dim,
+        setup.classes,
+        setup.separation,
+        setup.noise,
+        setup.seed,
+    );
+    let rows: Vec<usize> = unlabelled
+        .iter()
+        .copied()
+        .step_by((unlabelled.len() / 20_000).max(1))
+        .collect();
+    let probs = predict_rows(p, fv, &rows);
+    let am = proxal::numerics::argmax_rows(probs.view());
+    let acc = rows
+        .iter()
+        .zip(&am)
+        .filter(|(&r, &(c, _))| mix.label(r) == c)
+        .count() as f64
+        / rows.len() as f64;
+    let conf = am.iter().map(|&(_, v)| v as f64).sum::<f64>() / rows.len() as f64;
+    serde_json::json!({"accuracy": acc, "mean_confidence": conf, "rows": rows.len()})
+}
+
+/// The same round on `dir`, the same mixture stored in another dtype: how many of `picks` it
+/// shares, and both proxies' quality.
+fn run_twin(
+    a: &RunArgs,
+    dir: &Path,
+    setup: &Setup,
+    unlabelled: &[usize],
+    picks: &[strategy::Pick],
+    proxy: Option<&dyn proxal::proxy::Proxy>,
+    fv: &FeatureVersion,
+) -> Result<serde_json::Value> {
+    let other: Setup = serde_json::from_slice(
+        &std::fs::read(dir.join("setup.json")).context("twin: run `gen` first")?,
+    )?;
+    if other.labelled_rows != setup.labelled_rows
+        || other.seed != setup.seed
+        || other.pool != setup.pool
+    {
+        bail!("{}: the twin is another mixture", dir.display());
+    }
+    let tv = FeatureVersion::open(&store_dir(dir).join("v0"), Verify::Sizes)?;
+    let all: Vec<usize> = (0..tv.n_rows()).collect();
+    let needs = strategy::from_name(&a.strategy)?.needs_proxy();
+    let fitted = fit_proxy(a, &tv, setup, needs)?;
+    let round = Round::new(
+        &tv,
+        &all,
+        &setup.labelled_rows,
+        fitted.proxy.as_deref(),
+        a.seed,
+    )?;
+    let (mut strat, _) = make_strategy(a, &tv, &all)?;
+    let t = Instant::now();
+    let twin_picks = strat.select(&round, a.batch)?;
+    let select_s = t.elapsed().as_secs_f64();
+    let ours: std::collections::HashSet<usize> = picks.iter().map(|p| p.row).collect();
+    let common = twin_picks.iter().filter(|p| ours.contains(&p.row)).count();
+    let quality = |p: Option<&dyn proxal::proxy::Proxy>, f: &FeatureVersion| {
+        p.map_or(serde_json::Value::Null, |p| {
+            proxy_quality(p, f, setup, unlabelled)
+        })
+    };
+    Ok(serde_json::json!({
+        "dtype": tv.dtype().name(),
+        "common_picks": common,
+        "picks": picks.len(),
+        "select_seconds": select_s,
+        "proxy_quality": quality(proxy, fv),
+        "twin_proxy_quality": quality(fitted.proxy.as_deref(), &tv),
+    }))
 }
 
 fn main() -> Result<()> {

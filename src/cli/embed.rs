@@ -4,7 +4,7 @@ use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::data::Dataset;
 use crate::features::embed::{embed_dataset, EmbedJob, EmbedReport};
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
-use crate::features::Shard;
+use crate::features::{Dtype, Shard};
 use crate::home::Home;
 use anyhow::Result;
 use candle_core::Device;
@@ -47,6 +47,10 @@ pub struct Args {
     /// Say which shards of --version are done and which are missing, and exit
     #[arg(long)]
     pub status: bool,
+    /// Store the vectors as f32 or f16 (half the disk and page cache; read back as f32, see
+    /// experiments/results/f16.md for its effect on picks)
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    pub dtype: Dtype,
 }
 
 /// `--shard I/N | auto`.
@@ -138,6 +142,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         checkpoint: None,
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         shard,
+        dtype: args.dtype,
     };
     let r = embed_dataset(&backbone, &ds, &store, &job)?;
     if r.embedded_rows == 0 {

@@ -5,6 +5,7 @@ use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::data::Dataset;
 use crate::features::embed::{embed_dataset, EmbedJob};
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
+use crate::features::Dtype;
 use crate::home::Home;
 use anyhow::{bail, Result};
 use candle_core::Device;
@@ -35,6 +36,9 @@ pub struct Args {
     /// Refresh only shard I of N (`I/N`, or `auto` from Slurm / Kubernetes; needs --version)
     #[arg(long, value_name = "I/N|auto")]
     pub shard: Option<String>,
+    /// Store the vectors as f32 or f16 (default: as v0 stores them)
+    #[arg(long, value_name = "f32|f16")]
+    pub dtype: Option<Dtype>,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<()> {
@@ -50,7 +54,9 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         batch: args.batch,
         ..Default::default()
     };
+    let mut dtype = Dtype::F32;
     if let Ok(m) = store.manifest(0) {
+        dtype = Dtype::parse(&m.dtype)?;
         options.max_len = m.source.max_len;
         options.normalize = m.source.normalize;
         options.pooling = if m.source.pooling == "cls" {
@@ -88,6 +94,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         checkpoint: Some(args.from_checkpoint.display().to_string()),
         progress: !args.quiet,
         shard,
+        dtype: args.dtype.unwrap_or(dtype),
     };
     let r = embed_dataset(&backbone, &ds, &store, &job)?;
     println!(

@@ -24,6 +24,8 @@ pub struct EmbedJob {
     pub progress: bool,
     /// Embed only this shard's chunks (`features::shard`); `None`: the whole version.
     pub shard: Option<Shard>,
+    /// How the version stores the vectors (f32, or f16 for half the disk and page cache).
+    pub dtype: crate::features::Dtype,
 }
 
 /// What an embed job did.
@@ -104,6 +106,7 @@ pub fn embed_dataset(
         dataset_fingerprint: ds.fingerprint.clone(),
         rows: ds.len(),
         dim: backbone.dim(),
+        dtype: job.dtype,
         chunk_rows: job.chunk_rows,
         source: Provenance {
             backbone: backbone.id.name.clone(),

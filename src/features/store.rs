@@ -2,22 +2,26 @@
 //!
 //! ```text
 //! features/<dataset>/v<k>/manifest.json
-//! features/<dataset>/v<k>/chunk-00000.safetensors   one f32 tensor "features" [rows, dim]
+//! features/<dataset>/v<k>/chunk-00000.safetensors   one tensor "features" [rows, dim], f32 or f16
 //! features/<dataset>/v<k>/chunk-00001.safetensors   …
 //! ```
 //! v0 holds the pretrained backbone's features, v1, v2, … refreshed ones (fine-tuned
 //! checkpoints). Every chunk but the last has `chunk_rows` rows. Writing is append-only: a chunk
 //! is written to a temp file, fsynced and renamed, and only then listed in the manifest (itself
 //! replaced atomically), so a job killed at any moment leaves a valid prefix and resumes at the
-//! first missing chunk. Reading maps each chunk and serves `ArrayView2<f32>` over the mapped
-//! bytes: no copy, and only touched pages become resident.
-use super::RowBlocks;
+//! first missing chunk. Reading maps each chunk and serves views over the mapped bytes: no copy,
+//! and only touched pages become resident. A version stores f32 (the default) or f16 (`--dtype
+//! f16`: half the disk and page cache; the readers widen each work item's rows to f32, so every
+//! score is computed in f32 from the rounded values).
+use super::{Block, Dtype, RowBlocks};
 use crate::data::Dataset;
 use crate::home::Home;
 use anyhow::{anyhow, bail, Context, Result};
+use half::f16;
 use memmap2::Mmap;
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -94,7 +98,7 @@ impl Manifest {
             dataset_fingerprint: spec.dataset_fingerprint.clone(),
             rows: spec.rows,
             dim: spec.dim,
-            dtype: "f32".into(),
+            dtype: spec.dtype.name().into(),
             chunk_rows: spec.chunk_rows,
             source: spec.source.clone(),
             chunks: vec![],
@@ -124,6 +128,8 @@ pub struct VersionSpec {
     pub dataset_fingerprint: String,
     pub rows: usize,
     pub dim: usize,
+    /// How the values are stored (f32, or f16 rounded to nearest even).
+    pub dtype: Dtype,
     pub chunk_rows: usize,
     pub source: Provenance,
 }
@@ -325,6 +331,13 @@ pub(super) fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Re
             &spec.dataset_fingerprint[..spec.dataset_fingerprint.len().min(12)]
         );
     }
+    if m.dtype != spec.dtype.name() {
+        bail!(
+            "{p}: the version stores {} values, not {} (keep one dtype per version; use another --version)",
+            m.dtype,
+            spec.dtype
+        );
+    }
     if m.chunk_rows != spec.chunk_rows {
         bail!(
             "{p}: the version uses {} rows per chunk, not {}",
@@ -410,7 +423,8 @@ impl VersionWriter {
         if rows == 0 {
             bail!("chunk {c} is past the end ({} rows)", self.manifest.rows);
         }
-        let entry = write_chunk_file(&self.dir, c, rows, self.manifest.dim, data)?;
+        let dtype = Dtype::parse(&self.manifest.dtype)?;
+        let entry = write_chunk_file(&self.dir, c, rows, self.manifest.dim, dtype, data)?;
         self.manifest.chunks.push(entry);
         self.manifest.complete = self.manifest.rows_written() == self.manifest.rows;
         self.save_manifest()
@@ -443,12 +457,13 @@ pub(super) fn valid_prefix(
         .count()
 }
 
-/// Write chunk `c` (`rows × dim` floats) into `dir` durably; its manifest entry.
+/// Write chunk `c` (`rows × dim` floats, stored as `dtype`) into `dir` durably; its manifest entry.
 pub(super) fn write_chunk_file(
     dir: &Path,
     c: usize,
     rows: usize,
     dim: usize,
+    dtype: Dtype,
     data: &[f32],
 ) -> Result<ChunkEntry> {
     if data.len() != rows * dim {
@@ -458,7 +473,7 @@ pub(super) fn write_chunk_file(
             data.len()
         );
     }
-    let bytes = encode_chunk(data, rows, dim)?;
+    let bytes = encode_chunk(data, rows, dim, dtype)?;
     let file = chunk_name(c);
     crate::util::atomic_write(&dir.join(&file), &bytes)?;
     Ok(ChunkEntry {
@@ -469,13 +484,25 @@ pub(super) fn write_chunk_file(
     })
 }
 
-/// One chunk as safetensors bytes: tensor "features", F32, `[rows, dim]`.
-pub fn encode_chunk(data: &[f32], rows: usize, dim: usize) -> Result<Vec<u8>> {
-    let mut raw = Vec::with_capacity(data.len() * 4);
-    for v in data {
-        raw.extend_from_slice(&v.to_le_bytes());
-    }
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, dim], &raw)
+/// One chunk as safetensors bytes: tensor "features", `[rows, dim]`, F32 or F16 (rounded to
+/// nearest even).
+pub fn encode_chunk(data: &[f32], rows: usize, dim: usize, dtype: Dtype) -> Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(data.len() * dtype.size());
+    let st_dtype = match dtype {
+        Dtype::F32 => {
+            for v in data {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+            safetensors::Dtype::F32
+        }
+        Dtype::F16 => {
+            for v in super::to_f16(data) {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+            safetensors::Dtype::F16
+        }
+    };
+    let view = safetensors::tensor::TensorView::new(st_dtype, vec![rows, dim], &raw)
         .map_err(|e| anyhow!("cannot build the chunk tensor: {e}"))?;
     safetensors::serialize([(TENSOR_NAME, view)], None)
         .map_err(|e| anyhow!("cannot encode a chunk: {e}"))
@@ -509,7 +536,7 @@ pub(super) fn check_chunk_file(path: &Path, c: &ChunkEntry, checksum: bool) -> R
 
 struct MappedChunk {
     map: Mmap,
-    /// Byte offset of the f32 data in the file.
+    /// Byte offset of the values in the file.
     start: usize,
     rows: usize,
     path: PathBuf,
@@ -519,6 +546,7 @@ struct MappedChunk {
 pub struct FeatureVersion {
     dir: PathBuf,
     manifest: Manifest,
+    dtype: Dtype,
     chunks: Vec<MappedChunk>,
 }
 
@@ -548,13 +576,7 @@ impl FeatureVersion {
                 manifest.rows
             );
         }
-        if manifest.dtype != "f32" {
-            bail!(
-                "{}: dtype {} is not supported (f32 only)",
-                mpath.display(),
-                manifest.dtype
-            );
-        }
+        let dtype = Dtype::parse(&manifest.dtype).with_context(|| mpath.display().to_string())?;
         let mut chunks = Vec::with_capacity(manifest.chunks.len());
         for (i, c) in manifest.chunks.iter().enumerate() {
             let path = dir.join(&c.file);
@@ -570,11 +592,12 @@ impl FeatureVersion {
                 );
             }
             check_chunk_file(&path, c, verify == Verify::Checksums)?;
-            chunks.push(map_chunk(&path, c.rows, manifest.dim)?);
+            chunks.push(map_chunk(&path, c.rows, manifest.dim, dtype)?);
         }
         Ok(FeatureVersion {
             dir: dir.to_path_buf(),
             manifest,
+            dtype,
             chunks,
         })
     }
@@ -613,20 +636,39 @@ impl FeatureVersion {
         self.chunks.len()
     }
 
-    /// Chunk `i` as a `[rows, dim]` view over the mapped file.
-    pub fn chunk(&self, i: usize) -> ArrayView2<'_, f32> {
-        let c = &self.chunks[i];
-        let dim = self.manifest.dim;
-        let bytes = &c.map[c.start..c.start + c.rows * dim * 4];
-        // SAFETY: map_chunk checked that the data is 4-byte aligned and of this length; any bit
-        // pattern is a valid f32.
-        let (pre, floats, post) = unsafe { bytes.align_to::<f32>() };
-        debug_assert!(pre.is_empty() && post.is_empty());
-        ArrayView2::from_shape((c.rows, dim), floats).expect("chunk shape checked on open")
+    /// How the version stores its values.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
 
-    /// Rows `range` as one view when they lie in one chunk, else `None` (use `gather`).
-    pub fn slice(&self, range: Range<usize>) -> Option<ArrayView2<'_, f32>> {
+    /// Chunk `i` as a `[rows, dim]` view over the mapped file, in the version's dtype.
+    pub fn chunk(&self, i: usize) -> Block<'_> {
+        let c = &self.chunks[i];
+        let dim = self.manifest.dim;
+        let bytes = &c.map[c.start..c.start + c.rows * dim * self.dtype.size()];
+        // SAFETY (both arms): map_chunk checked that the data is aligned for the dtype and of
+        // this length; any bit pattern is a valid f32 and a valid f16.
+        match self.dtype {
+            Dtype::F32 => {
+                let (pre, floats, post) = unsafe { bytes.align_to::<f32>() };
+                debug_assert!(pre.is_empty() && post.is_empty());
+                Block::F32(
+                    ArrayView2::from_shape((c.rows, dim), floats).expect("chunk shape checked"),
+                )
+            }
+            Dtype::F16 => {
+                let (pre, halves, post) = unsafe { bytes.align_to::<f16>() };
+                debug_assert!(pre.is_empty() && post.is_empty());
+                Block::F16(
+                    ArrayView2::from_shape((c.rows, dim), halves).expect("chunk shape checked"),
+                )
+            }
+        }
+    }
+
+    /// Rows `range` in f32 when they lie in one chunk (a view of an f32 version, a widened
+    /// copy of an f16 one), else `None` (use `gather`).
+    pub fn slice(&self, range: Range<usize>) -> Option<ndarray::CowArray<'_, f32, ndarray::Ix2>> {
         let cr = self.manifest.chunk_rows;
         if range.is_empty() || range.end > self.manifest.rows {
             return None;
@@ -636,14 +678,11 @@ impl FeatureVersion {
             return None;
         }
         let a = range.start - c * cr;
-        Some(
-            self.chunk(c)
-                .slice_move(ndarray::s![a..a + range.len(), ..]),
-        )
+        Some(self.chunk(c).rows(a..a + range.len()))
     }
 }
 
-fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
+fn map_chunk(path: &Path, rows: usize, dim: usize, dtype: Dtype) -> Result<MappedChunk> {
     use std::io::Read;
     let corrupt = |why: String| anyhow!("{}: corrupt chunk: {why}", path.display());
     let mut f =
@@ -669,7 +708,6 @@ fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
     let t = header
         .get(TENSOR_NAME)
         .ok_or_else(|| corrupt(format!("no tensor '{TENSOR_NAME}'")))?;
-    let dtype = t.get("dtype").and_then(|v| v.as_str()).unwrap_or("?");
     let shape: Vec<u64> = t
         .get("shape")
         .and_then(|v| v.as_array())
@@ -680,12 +718,20 @@ fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
         .unwrap_or_default();
-    if dtype != "F32" || shape != [rows as u64, dim as u64] {
+    let want = match dtype {
+        Dtype::F32 => "F32",
+        Dtype::F16 => "F16",
+    };
+    let (got, shape_ok) = (
+        t.get("dtype").and_then(|v| v.as_str()).unwrap_or("?"),
+        shape == [rows as u64, dim as u64],
+    );
+    if got != want || !shape_ok {
         return Err(corrupt(format!(
-            "tensor is {dtype} {shape:?}, expected F32 [{rows}, {dim}]"
+            "tensor is {got} {shape:?}, expected {want} [{rows}, {dim}] (the manifest's dtype is {dtype})"
         )));
     }
-    let nbytes = (rows * dim * 4) as u64;
+    let nbytes = (rows * dim * dtype.size()) as u64;
     if offs.len() != 2
         || offs[1].checked_sub(offs[0]) != Some(nbytes)
         || 8 + n + offs[1] != file_len
@@ -695,10 +741,11 @@ fn map_chunk(path: &Path, rows: usize, dim: usize) -> Result<MappedChunk> {
         )));
     }
     let start = (8 + n + offs[0]) as usize;
-    if !start.is_multiple_of(std::mem::align_of::<f32>()) || !cfg!(target_endian = "little") {
+    if !start.is_multiple_of(dtype.size()) || !cfg!(target_endian = "little") {
         bail!(
-            "{}: chunk data is not 4-byte aligned little-endian f32",
-            path.display()
+            "{}: chunk data is not {}-byte aligned little-endian {dtype}",
+            path.display(),
+            dtype.size()
         );
     }
     // SAFETY: chunk files are never modified in place (new data goes to a new file + rename).
@@ -721,15 +768,15 @@ impl RowBlocks for FeatureVersion {
     fn dim(&self) -> usize {
         self.manifest.dim
     }
-    fn blocks(&self) -> Vec<(usize, ArrayView2<'_, f32>)> {
+    fn blocks(&self) -> Vec<(usize, Block<'_>)> {
         (0..self.chunks.len())
             .map(|i| (i * self.manifest.chunk_rows, self.chunk(i)))
             .collect()
     }
-    fn row(&self, i: usize) -> ArrayView1<'_, f32> {
+    fn row(&self, i: usize) -> Cow<'_, [f32]> {
         let cr = self.manifest.chunk_rows;
         let c = i / cr;
-        self.chunk(c).index_axis_move(ndarray::Axis(0), i - c * cr)
+        self.chunk(c).row(i - c * cr)
     }
 }
 

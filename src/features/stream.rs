@@ -2,8 +2,8 @@
 //! store, or an in-memory matrix) in parallel chunks, zero-copy where the rows are contiguous, so a
 //! 1M-row pool is processed without materialising it (the proxy's scoring, core-set, BADGE and
 //! Cluster-Margin all read features this way).
-use super::RowBlocks;
-use ndarray::{s, ArrayView2};
+use super::{Block, RowBlocks};
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 /// Rows per work item when streaming: big enough for efficient matmuls, small enough that each
@@ -12,7 +12,8 @@ pub const CHUNK_ROWS: usize = 2048;
 
 /// Apply `f(rows, x)` to the given `rows` of `features` (sorted ascending, unique) in chunks of
 /// at most [`CHUNK_ROWS`], in parallel, returning the results in row order. `x` holds the features
-/// of exactly those rows: a zero-copy view of the block when the rows are contiguous, else a copy.
+/// of exactly those rows: a zero-copy view of an f32 block when the rows are contiguous, else a
+/// copy (and always an f32 copy of f16 rows, one work item at a time).
 pub fn map_rows<T, F>(features: &dyn RowBlocks, rows: &[usize], f: F) -> Vec<T>
 where
     T: Send,
@@ -22,11 +23,10 @@ where
         let a = rs[0] - first;
         let b = rs[rs.len() - 1] - first;
         if b - a + 1 == rs.len() {
-            f(rs, block.slice(s![a..=b, ..]))
+            f(rs, block.rows(a..b + 1).view())
         } else {
             let local: Vec<usize> = rs.iter().map(|r| r - first).collect();
-            let x = crate::features::select_rows(block, &local);
-            f(rs, x.view())
+            f(rs, block.select(&local).view())
         }
     })
 }
@@ -36,7 +36,7 @@ where
 pub fn map_blocks<T, F>(features: &dyn RowBlocks, rows: &[usize], f: F) -> Vec<T>
 where
     T: Send,
-    F: Fn(&[usize], usize, ArrayView2<f32>) -> T + Sync,
+    F: Fn(&[usize], usize, Block<'_>) -> T + Sync,
 {
     debug_assert!(
         rows.windows(2).all(|w| w[0] < w[1]),

@@ -232,12 +232,11 @@ where
         let b = rs[rs.len() - 1] - first;
         let span = b - a + 1;
         if span * 4 <= rs.len() * 5 {
-            let p = proxy.predict_proba(block.slice(s![a..=b, ..]));
+            let p = proxy.predict_proba(block.rows(a..b + 1).view());
             score(p.view(), &mut rs.iter().map(|r| r - first - a))
         } else {
             let local: Vec<usize> = rs.iter().map(|r| r - first).collect();
-            let x = crate::features::select_rows(block, &local);
-            let p = proxy.predict_proba(x.view());
+            let p = proxy.predict_proba(block.select(&local).view());
             score(p.view(), &mut (0..rs.len()))
         }
     });

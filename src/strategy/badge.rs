@@ -22,8 +22,9 @@
 //! with probability D²_i / U_i (else tighten U_i to D²_i). Accepted draws are exactly
 //! D²-distributed. Every `refresh_every` centres all rows are updated against the pending batch
 //! at once, which turns the work into compute-bound matmuls.
-use super::{row_slice, Pick, Round, Strategy};
+use super::{Pick, Round, Strategy};
 use crate::features::map_rows;
+use crate::features::row_cow;
 use crate::features::RowBlocks;
 use crate::numerics::argmax_rows;
 use crate::numerics::linalg::{dot, matmul_into, row_sq_norms};
@@ -142,10 +143,10 @@ impl<'a> GradEmbedding<'a> {
         let xi = e.row(self.rows[i]);
         let xj = e.row(self.rows[j]);
         let qq = dot(
-            row_slice(self.q.row(i)).as_ref(),
-            row_slice(self.q.row(j)).as_ref(),
+            row_cow(self.q.row(i)).as_ref(),
+            row_cow(self.q.row(j)).as_ref(),
         );
-        qq * dot(row_slice(xi).as_ref(), row_slice(xj).as_ref())
+        qq * dot(xi.as_ref(), xj.as_ref())
     }
 
     /// ||g_i − g_j||² computed implicitly (clamped at 0).
@@ -155,7 +156,7 @@ impl<'a> GradEmbedding<'a> {
 
     /// The explicit embedding g_i (C·d values, class-major): for tests on small cases only.
     pub fn explicit(&self, i: usize) -> Vec<f32> {
-        let x = self.emb().row(self.rows[i]).to_vec();
+        let x = self.emb().row(self.rows[i]).into_owned();
         self.q
             .row(i)
             .iter()

@@ -12,7 +12,7 @@
 //!    if it is still on top it is the exact farthest point and is picked. Rows far from every new
 //!    pick are never touched again, so a batch costs far less than k full passes over the pool,
 //!    and the result is identical to the textbook O(n·k) loop (ties go to the lower row).
-use super::{row_slice, Pick, Round, Strategy};
+use super::{Pick, Round, Strategy};
 use crate::features::map_rows;
 use crate::features::RowBlocks;
 use crate::numerics::linalg::{matmul_into, row_sq_norms, sq_dist};
@@ -111,10 +111,8 @@ impl CoreSet {
                 continue;
             }
             let xi = f.row(cand[i]);
-            let xi = row_slice(xi);
             for &p in &pick_rows[ev[i] as usize..] {
-                let pr = f.row(p);
-                let d = sq_dist(xi.as_ref(), row_slice(pr).as_ref());
+                let d = sq_dist(xi.as_ref(), f.row(p).as_ref());
                 if d < d2[i] {
                     d2[i] = d;
                 }

@@ -29,7 +29,6 @@ use crate::features::RowBlocks;
 use crate::proxy::{map_scores, Proxy};
 use anyhow::{bail, Result};
 use ndarray::ArrayView1;
-use std::borrow::Cow;
 
 pub use badge::Badge;
 pub use balanced::Balanced;
@@ -321,14 +320,6 @@ pub fn top_k(priority: &[f32], k: usize) -> Vec<usize> {
     }
     idx.sort_unstable_by(cmp);
     idx
-}
-
-/// A feature row as a slice (borrowed when contiguous, which store rows always are).
-pub(crate) fn row_slice(v: ArrayView1<'_, f32>) -> Cow<'_, [f32]> {
-    match v.to_slice() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(v.to_vec()),
-    }
 }
 
 /// Pick the top `k` candidates of a round by an uncertainty measure.

@@ -59,6 +59,7 @@ pub fn synthetic_v0(home: &Home, ds: &Dataset, row_vector: impl Fn(usize, u32) -
         dataset_fingerprint: ds.fingerprint.clone(),
         rows: ds.len(),
         dim: DIM,
+        dtype: proxal::features::Dtype::F32,
         chunk_rows: 64,
         source: Provenance {
             backbone: "synthetic".into(),

@@ -53,6 +53,7 @@ pub(crate) fn ensure_pretrained(
                 checkpoint: None,
                 progress: ctx.opts.progress,
                 shard: None,
+                dtype: crate::features::Dtype::F32,
             };
             embed_dataset(&bb, ctx.ds, &store, &job)?;
         }
@@ -616,6 +617,7 @@ pub(crate) fn refresh(
         checkpoint: Some(ckpt),
         progress,
         shard: None,
+        dtype: ctx.dtype,
     };
     // Chunks a killed run made durable are reused, not redone: their seconds (kept per chunk in
     // the version's cost file) are part of this refresh's cost, or nobody would pay for them.

@@ -54,6 +54,8 @@ pub(crate) struct RoundContext<'a> {
     pub(crate) ledger: Ledger,
     pub(crate) model_dir: PathBuf,
     pub(crate) embed: EmbedOptions,
+    /// How v0 stores its features; refreshed versions follow it (f32 when the run embeds v0).
+    pub(crate) dtype: crate::features::Dtype,
     pub(crate) pool: Vec<usize>,
     pub(crate) test: Vec<usize>,
     pub(crate) strategy: Box<dyn Strategy>,
@@ -134,8 +136,10 @@ impl<'a> RoundContext<'a> {
             max_len: cfg.embed_max_len,
             ..Default::default()
         };
-        // Refreshed versions must be comparable with v0: embed them the way v0 was embedded.
+        let mut dtype = crate::features::Dtype::F32;
+        // Refreshed versions must be comparable with v0: embed (and store) them the way v0 was.
         if let Ok(m) = Store::for_model(home, &cfg.dataset, &model_dir).manifest(0) {
+            dtype = crate::features::Dtype::parse(&m.dtype)?;
             embed.max_len = m.source.max_len;
             embed.normalize = m.source.normalize;
             embed.pooling = if m.source.pooling == "cls" {
@@ -153,6 +157,7 @@ impl<'a> RoundContext<'a> {
             ledger,
             model_dir,
             embed,
+            dtype,
             pool,
             test,
             strategy,
