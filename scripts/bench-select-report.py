@@ -278,28 +278,33 @@ if f16:
         "The same mixture stored with `--dtype f16` (each value rounded to the nearest f16) and read "
         "zero-copy from the map; every work item's rows are widened to f32 (F16C) before the proxy and the "
         "strategy see them, so all arithmetic stays f32. *shared picks*: the same round (same labelled rows, "
-        "proxy refitted on the f16 features) run on the f32 pool in the same process."
+        "proxy refitted on the f16 features) run on the f32 pool right after it in the same process: "
+        "*score+select s* compares the two strategies' times there (the proxy fits are not repeated in this "
+        "table), and the feature bytes are the versions' chunk files."
     )
     w("")
-    w("| pool | strategy | f16 total s | f32 total s | f16 ÷ f32 time | feature bytes f16 ÷ f32 | shared picks | proxy accuracy f16 / f32 |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| pool | strategy | f16 score+select s | f32 score+select s (same process) | f16 ÷ f32 | feature bytes f16 | shared picks | proxy accuracy f16 / f32 | run |")
+    w("|---|---|---|---|---|---|---|---|---|")
     for o in f16:
-        b = find(o["strategy"], o["pool_rows"], o["batch"])
         t = o.get("twin") or {}
-        ratio = "—" if not (b and b.get("seconds") and o.get("seconds")) else f"{o['seconds'] / b['seconds']:.2f}"
-        fb = "—" if not (b and b.get("feature_bytes") and o.get("feature_bytes")) else f"{o['feature_bytes'] / b['feature_bytes']:.3f}"
+        a, b = o.get("select_seconds"), t.get("select_seconds")
+        ratio = "—" if not (a and b) else f"{a / b:.2f}"
+        fb = "—" if not o.get("feature_bytes") else f"{o['feature_bytes'] / 2**30:.2f} GiB"
         sh = "—" if not t else f"{t['common_picks']:,} of {t['picks']:,}"
+        st = t.get("scored_by_twin")
+        if st:
+            sh += (
+                f"; {st['picks_in_twin_top_2x']:,} in the f32 top {2 * t['picks']:,}; mean f32 {st['measure']} "
+                f"{st['mean_twin_score_of_picks']:.3g} (f32's own picks {st['mean_twin_score_of_twin_picks']:.3g})"
+            )
+        if t.get("twin_reseeded_common_picks") is not None:
+            sh += f"; two f32 rounds with different seeds share {t['twin_reseeded_common_picks']:,}"
         qa, qb = t.get("proxy_quality"), t.get("twin_proxy_quality")
         acc = "—" if not (qa and qb) else f"{qa['accuracy']:.4f} / {qb['accuracy']:.4f}"
         w(
-            f"| {o['pool_rows']:,} | {o['strategy']} | {fmt_s(o.get('seconds'))} | {fmt_s(b.get('seconds') if b else None)} | "
-            f"{ratio} | {fb} | {sh} | {acc} |"
+            f"| {o['pool_rows']:,} | {o['strategy']} | {fmt_s(a)} | {fmt_s(b)} | "
+            f"{ratio} | {fb} | {sh} | {acc} | {when(o)} |"
         )
-    w("")
-    w(
-        "f32 totals are the f32 rows of the table above, run at other times (see their dates): the time ratio "
-        "is indicative only. The shared picks are exact: both rounds ran in one process."
-    )
 w("")
 w("## Where the margin time goes")
 w("")

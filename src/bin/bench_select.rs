@@ -632,8 +632,63 @@ fn run_twin(
             proxy_quality(p, f, setup, unlabelled)
         })
     };
+    // Uncertainty strategies: how uncertain the f32 model finds our picks (the same measure,
+    // recomputed for both pick sets with the twin's proxy on the twin's rows), and how many of
+    // them lie within the twin's top 2 × batch.
+    let measure = match a.strategy.as_str() {
+        "margin" => Some(strategy::Measure::Margin),
+        "least-confidence" => Some(strategy::Measure::LeastConfidence),
+        "entropy" => Some(strategy::Measure::Entropy),
+        _ => None,
+    };
+    let mut by_twin = serde_json::Value::Null;
+    if let (Some(m), Some(tp)) = (measure, fitted.proxy.as_deref()) {
+        let mean_score = |picks: &[strategy::Pick]| {
+            let mut rows: Vec<usize> = picks.iter().map(|p| p.row).collect();
+            rows.sort_unstable();
+            let p = predict_rows(tp, &tv, &rows);
+            (0..rows.len())
+                .map(|i| m.score(p.row(i)) as f64)
+                .sum::<f64>()
+                / rows.len() as f64
+        };
+        let (mut wide_strat, _) = make_strategy(a, &tv, &all)?;
+        let wide: std::collections::HashSet<usize> = wide_strat
+            .select(&round, 2 * a.batch)?
+            .iter()
+            .map(|p| p.row)
+            .collect();
+        by_twin = serde_json::json!({
+            "measure": m.name(),
+            "mean_twin_score_of_picks": mean_score(picks),
+            "mean_twin_score_of_twin_picks": mean_score(&twin_picks),
+            "picks_in_twin_top_2x": picks.iter().filter(|p| wide.contains(&p.row)).count(),
+        });
+    }
+    // BADGE samples its centres: for scale, how many picks two f32 rounds share whose only
+    // difference is the sampling seed.
+    let mut reseeded = serde_json::Value::Null;
+    if a.strategy == "badge" {
+        let r2 = Round::new(
+            &tv,
+            &all,
+            &setup.labelled_rows,
+            fitted.proxy.as_deref(),
+            a.seed + 1,
+        )?;
+        let (mut s2, _) = make_strategy(a, &tv, &all)?;
+        let twin_rows: std::collections::HashSet<usize> =
+            twin_picks.iter().map(|p| p.row).collect();
+        reseeded = serde_json::json!(s2
+            .select(&r2, a.batch)?
+            .iter()
+            .filter(|p| twin_rows.contains(&p.row))
+            .count());
+    }
     Ok(serde_json::json!({
         "dtype": tv.dtype().name(),
+        "scored_by_twin": by_twin,
+        "twin_reseeded_common_picks": reseeded,
         "common_picks": common,
         "picks": picks.len(),
         "select_seconds": select_s,
