@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm clean-features help
 
 all: build
 
@@ -23,6 +23,7 @@ help:
 	@echo "make experiments   the experiment suite: 4 datasets x 12 policy/strategy groups x 3 seeds (hours; resumable)"
 	@echo "make experiments-full  the full-pool experiment (issue 20): 3 datasets x 7 groups x 3 seeds and the 105K-row bolt-english (13 runs), 2,000 labels (hours; resumable)"
 	@echo "make experiments-plasm the PLASM experiment (issue 17): MiniLM-L6 acquiring for an MPNet successor against MPNet's own and random picks, each with and without pseudo-labels, banking77 and clinc150 full pools, 6 groups x 3 seeds (resumable)"
+	@echo "make experiments-f16 f16 against f32 feature versions in real AL runs: svpp margin/badge, banking77 + clinc150 full pools, 3 seeds (24 runs, minutes; resumable) and experiments/results/f16.md"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"
@@ -100,6 +101,11 @@ experiments-full: assets
 experiments-plasm: assets
 	@cargo build --bin proxal
 	@SUITE=plasm scripts/experiments.sh
+
+experiments-f16: assets
+	@cargo build --bin proxal
+	@scripts/f16-runs.sh
+	@"$$(scripts/ref-venv.sh)" scripts/f16-report.py
 
 report-experiments:
 	@cargo build --bin proxal
