@@ -630,16 +630,7 @@ fn every_strategy_picks_the_same_rows_from_an_f16_store_as_from_its_values_in_me
         dim: 12,
         dtype: Dtype::F16,
         chunk_rows: 64,
-        source: Provenance {
-            backbone: "synthetic".into(),
-            backbone_dir: String::new(),
-            weights_sha256: String::new(),
-            tokenizer_sha256: String::new(),
-            checkpoint: None,
-            pooling: "mean".into(),
-            normalize: false,
-            max_len: 0,
-        },
+        source: Provenance::synthetic(),
     };
     let mut w = store.writer(0, spec).unwrap();
     for c in 0..w.n_chunks() {

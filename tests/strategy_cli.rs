@@ -50,16 +50,7 @@ fn setup(home: &Path) -> Dataset {
         dim: 16,
         dtype: proxal::features::Dtype::F32,
         chunk_rows: 128,
-        source: Provenance {
-            backbone: "synthetic".into(),
-            backbone_dir: String::new(),
-            weights_sha256: String::new(),
-            tokenizer_sha256: String::new(),
-            checkpoint: None,
-            pooling: "mean".into(),
-            normalize: false,
-            max_len: 0,
-        },
+        source: Provenance::synthetic(),
     };
     let mut w = store.writer(0, spec).unwrap();
     for c in 0..w.n_chunks() {

@@ -128,16 +128,7 @@ fn store_rss(m: &HashMap<String, String>) -> Result<()> {
         dim,
         dtype: proxal::features::Dtype::F32,
         chunk_rows: proxal::features::store::DEFAULT_CHUNK_ROWS,
-        source: Provenance {
-            backbone: "synthetic".into(),
-            backbone_dir: String::new(),
-            weights_sha256: String::new(),
-            tokenizer_sha256: String::new(),
-            checkpoint: None,
-            pooling: "mean".into(),
-            normalize: false,
-            max_len: 0,
-        },
+        source: Provenance::synthetic(),
     };
     let t0 = Instant::now();
     let mut w = store.writer(0, spec)?;

@@ -60,6 +60,23 @@ pub struct Provenance {
     pub max_len: usize,
 }
 
+impl Provenance {
+    /// Rows written by hand rather than by a backbone (benchmarks and tests): no weights, no
+    /// tokenizer, mean pooling, not normalised.
+    pub fn synthetic() -> Provenance {
+        Provenance {
+            backbone: "synthetic".into(),
+            backbone_dir: String::new(),
+            weights_sha256: String::new(),
+            tokenizer_sha256: String::new(),
+            checkpoint: None,
+            pooling: "mean".into(),
+            normalize: false,
+            max_len: 0,
+        }
+    }
+}
+
 /// One durable chunk file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkEntry {
