@@ -10,7 +10,7 @@ use proxal::al::RunOptions;
 use proxal::data::Split;
 use proxal::home::Home;
 use serde_json::Value;
-use two_intents::{label_v0, noise_v0, read_jsonl, setup, stage_records};
+use two_intents::{label_v0, noise_v0, noise_v0_as, read_jsonl, setup, stage_records};
 
 /// Run an auto-triggered asvp (full fine-tuning as the one candidate) over `two` for `rounds`
 /// rounds after round 0 and return its progress and ledger records.
@@ -489,4 +489,23 @@ fn random_validation_picks_open_every_batch_and_validate_the_checks() {
         (overlap * 15.0 - (overlap * 15.0).round()).abs() < 1e-9,
         "{overlap}"
     );
+}
+
+#[test]
+fn a_run_on_an_f16_cache_refreshes_it_in_f16() {
+    let Some((_tmp, home, ds)) = setup("a_run_on_an_f16_cache_refreshes_it_in_f16") else {
+        return;
+    };
+    noise_v0_as(&home, &ds, proxal::features::Dtype::F16);
+    let (progress, _) = run_auto(&home, 1);
+    // The noise cache is aligned in round 0 (as in the f32 test above) and round 1 selects on
+    // the refreshed version, which keeps v0's dtype.
+    assert_eq!(progress[0]["features"], "run:v1", "{}", progress[0]);
+    assert_eq!(progress.len(), 2);
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(home.runs().join("check/features/v1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["dtype"], "f16");
+    assert_eq!(manifest["complete"], true);
 }

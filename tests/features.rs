@@ -360,6 +360,29 @@ fn f16_versions_store_half_the_bytes_and_serve_the_rounded_values_as_f32() {
 }
 
 #[test]
+fn values_beyond_f16_range_are_refused_not_stored_as_infinity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::at(tmp.path().join("toy"), "toy");
+    let spec = VersionSpec {
+        dtype: Dtype::F16,
+        ..spec(4, 3, 4)
+    };
+    let mut w = store.writer(0, spec).unwrap();
+    let mut data = vec![0.5f32; 12];
+    data[7] = 70_000.0;
+    let err = w.write_chunk(0, &data).err().unwrap().to_string();
+    assert!(
+        err.contains("chunk-00000.safetensors: row 2 of the chunk holds 70000 (column 1)")
+            && err.contains("store this version as f32"),
+        "{err}"
+    );
+    assert_eq!(w.next_chunk(), 0, "nothing was written");
+    data[7] = 65_504.0; // the largest f16 is fine
+    w.write_chunk(0, &data).unwrap();
+    assert!(w.is_complete());
+}
+
+#[test]
 fn an_f16_manifest_over_f32_chunks_is_a_corrupt_chunk_error() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::at(tmp.path().join("toy"), "toy");

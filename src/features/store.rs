@@ -490,8 +490,9 @@ pub(super) fn write_chunk_file(
             data.len()
         );
     }
-    let bytes = encode_chunk(data, rows, dim, dtype)?;
     let file = chunk_name(c);
+    let bytes = encode_chunk(data, rows, dim, dtype)
+        .map_err(|e| anyhow!("{}: {e}", dir.join(&file).display()))?;
     crate::util::atomic_write(&dir.join(&file), &bytes)?;
     Ok(ChunkEntry {
         file,
@@ -513,7 +514,19 @@ pub fn encode_chunk(data: &[f32], rows: usize, dim: usize, dtype: Dtype) -> Resu
             safetensors::Dtype::F32
         }
         Dtype::F16 => {
-            for v in super::to_f16(data) {
+            let halves = super::to_f16(data);
+            // f16 tops out at 65504: a finite value past it would be stored as infinity.
+            if let Some(i) =
+                (0..data.len()).find(|&i| data[i].is_finite() && !halves[i].is_finite())
+            {
+                bail!(
+                    "row {} of the chunk holds {} (column {}), beyond f16's range (±65504): store this version as f32",
+                    i / dim.max(1),
+                    data[i],
+                    i % dim.max(1)
+                );
+            }
+            for v in halves {
                 raw.extend_from_slice(&v.to_le_bytes());
             }
             safetensors::Dtype::F16

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 use crate::common;
 use proxal::data::{import_builtin, import_file, Builtin, Dataset, ImportOptions, Split};
-use proxal::features::{Provenance, Store, VersionSpec};
+use proxal::features::{Dtype, Provenance, Store, VersionSpec};
 use proxal::home::Home;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -53,13 +53,23 @@ pub fn two_intents(home: &Home, src: &Home) -> Dataset {
 
 /// Write v0 of `ds` from `row_vector` (row, label id) instead of embedding it.
 pub fn synthetic_v0(home: &Home, ds: &Dataset, row_vector: impl Fn(usize, u32) -> Vec<f32>) {
+    synthetic_v0_as(home, ds, Dtype::F32, row_vector)
+}
+
+/// [`synthetic_v0`], stored as `dtype`.
+pub fn synthetic_v0_as(
+    home: &Home,
+    ds: &Dataset,
+    dtype: Dtype,
+    row_vector: impl Fn(usize, u32) -> Vec<f32>,
+) {
     let store = Store::new(home, &ds.name);
     let spec = VersionSpec {
         dataset: ds.name.clone(),
         dataset_fingerprint: ds.fingerprint.clone(),
         rows: ds.len(),
         dim: DIM,
-        dtype: proxal::features::Dtype::F32,
+        dtype,
         chunk_rows: 64,
         source: Provenance {
             backbone: "synthetic".into(),
@@ -111,7 +121,12 @@ pub fn stage_records<'a>(ledger: &'a [Value], stage: &str, round: u64) -> Vec<&'
 
 /// A v0 cache of noise: row r is a seeded random vector.
 pub fn noise_v0(home: &Home, ds: &Dataset) {
-    synthetic_v0(home, ds, |r, _| {
+    noise_v0_as(home, ds, Dtype::F32)
+}
+
+/// [`noise_v0`], stored as `dtype`.
+pub fn noise_v0_as(home: &Home, ds: &Dataset, dtype: Dtype) {
+    synthetic_v0_as(home, ds, dtype, |r, _| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(r as u64);
         (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     });
