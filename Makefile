@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm bench-shards clean-features help
 
 all: build
 
@@ -30,6 +30,7 @@ help:
 	@echo "make plan-alignment  the fixed schedule projected at the alignment-check runs' speed (experiments/results/plan-alignment.md)"
 	@echo "make report-experiments  experiments/results/<dataset>.md, full/<dataset>.md, summary.json from the finished suite and full-pool runs"
 	@echo "make reproduce-check     rerun 6 suite configs and 1 full-pool run from scratch; compare picks and accuracy with their records"
+	@echo "make bench-shards    embedding one version as 1 process, N shard processes and an N-task Slurm array: wall and CPU per row, byte-identical versions (~3 min; 10,500 rows; Slurm cases need root, slurm-wlm, munge)"
 	@echo "make test-slurm      embed in 4 shards as a Slurm job array on a local cluster, one task killed and resubmitted; byte-identical to one process (root; apt-get install slurm-wlm munge; ~1 min)"
 	@echo "make compare-proxies     lsq vs logreg proxy on the suite's svpp/margin runs (3 datasets x 3 seeds, ~15 min)"
 	@echo "make kill-campaign       SIGKILL run/next/label at >= 50 random moments, resume, check (20-25 min)"
@@ -142,6 +143,10 @@ compare-proxies: assets
 kill-campaign: assets
 	@if [ -z "$(PROXAL_BIN)" ]; then $(CARGO) build --bin proxal; fi
 	@PROXAL_BIN="$(PROXAL_BIN)" python3 scripts/kill-campaign.py
+
+bench-shards: assets
+	@cargo build --bin proxal
+	@scripts/bench-shards.sh
 
 test-slurm: assets
 	@cargo build --bin proxal

@@ -74,20 +74,8 @@ out=$(cat "$work/shard-2-again.out")
 echo "$out" | grep -q "resumed after [1-9]" || fail "the resubmitted task did not resume: $out"
 echo "$out" | grep -q "all $SHARDS shards are" || fail "the resubmitted task did not complete the version: $out"
 echo "test-slurm: resubmitted task 2: $(echo "$out" | tr '\n' ' ')"
-python3 - "$work/one/features/b77/v0" "$v0" <<'PY' || fail "the sharded version differs from the one-process version"
-import json, pathlib, sys
-a, b = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-def manifest(d):
-    m = json.loads((d / "manifest.json").read_text())
-    for k in ("created_at", "updated_at"):
-        m.pop(k)
-    return m
-chunks = sorted(p.name for p in a.glob("chunk-*.safetensors"))
-assert chunks == sorted(p.name for p in b.glob("chunk-*.safetensors")), "chunk files differ"
-for c in chunks:
-    assert (a / c).read_bytes() == (b / c).read_bytes(), f"{c} differs"
-assert manifest(a) == manifest(b), "manifests differ"
-print(f"test-slurm: {len(chunks)} chunk files and the manifest are identical")
-PY
+same=$(python3 scripts/same-version.py "$work/one/features/b77/v0" "$v0") \
+    || fail "the sharded version differs from the one-process version"
+echo "test-slurm: $same"
 echo "test-slurm: one process ${t_one} s; ${SHARDS} array tasks on $(nproc) cores, kill and resubmit included, ${t_sharded} s"
 echo "test-slurm: passed"
