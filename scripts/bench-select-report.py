@@ -267,7 +267,7 @@ for dt in ("f32", "f16"):
             f"peak RSS {fmt_b(m['peak_rss_bytes'])}, {when(m)}."
         )
     elif m:
-        w(f"- Margin round on 10M rows ({dt}): {m.get('error')}.")
+        w(f"- Margin round on 10M rows ({dt}): no time recorded ({m.get('error') or 'no error recorded'}).")
 
 f16 = [o for o in rows if (o.get("dtype") or "f32") == "f16"]
 if f16:
@@ -277,8 +277,9 @@ if f16:
     w(
         "The same mixture stored with `--dtype f16` (each value rounded to the nearest f16) and read "
         "zero-copy from the map; every work item's rows are widened to f32 (F16C) before the proxy and the "
-        "strategy see them, so all arithmetic stays f32. *shared picks*: the same round (same labelled rows, "
-        "proxy refitted on the f16 features) run on the f32 pool right after it in the same process: "
+        "strategy see them, so all arithmetic stays f32. *shared picks*: the same round (same labelled rows, each "
+        "round's proxy fitted on its own pool's rows) "
+        "run on the f32 pool right after it in the same process: "
         "*score+select s* compares the two strategies' times there (the proxy fits are not repeated in this "
         "table), and the feature bytes are the versions' chunk files."
     )

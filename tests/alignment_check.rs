@@ -509,3 +509,28 @@ fn a_run_on_an_f16_cache_refreshes_it_in_f16() {
     assert_eq!(manifest["dtype"], "f16");
     assert_eq!(manifest["complete"], true);
 }
+
+#[test]
+fn a_run_finishes_a_half_written_f16_v0_in_f16() {
+    let Some((_tmp, home, _ds)) = setup("a_run_finishes_a_half_written_f16_v0_in_f16") else {
+        return;
+    };
+    // `proxal embed --dtype f16`, then its manifest cut back to no durable chunk, as a kill
+    // before the first chunk leaves it.
+    ok(
+        &home,
+        &["embed", "--data", "two", "--dtype", "f16", "--quiet"],
+    );
+    let mpath = home.features().join("two/v0/manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    m["chunks"] = Value::Array(vec![]);
+    m["complete"] = Value::Bool(false);
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let cfg = variant_config(&home, "svpp16", "", "svpp");
+    ok(&home, &["run", cfg.to_str().unwrap(), "--quiet"]);
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    assert_eq!(
+        (m["dtype"].as_str(), m["complete"].as_bool()),
+        (Some("f16"), Some(true))
+    );
+}

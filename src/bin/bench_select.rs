@@ -604,13 +604,14 @@ fn run_twin(
     let other: Setup = serde_json::from_slice(
         &std::fs::read(dir.join("setup.json")).context("twin: run `gen` first")?,
     )?;
+    let tv = FeatureVersion::open(&store_dir(dir).join("v0"), Verify::Sizes)?;
+    // The fingerprint names the mixture (rows, dim, classes, separation, noise, seed), not the
+    // dtype.
     if other.labelled_rows != setup.labelled_rows
-        || other.seed != setup.seed
-        || other.pool != setup.pool
+        || tv.manifest().dataset_fingerprint != fv.manifest().dataset_fingerprint
     {
         bail!("{}: the twin is another mixture", dir.display());
     }
-    let tv = FeatureVersion::open(&store_dir(dir).join("v0"), Verify::Sizes)?;
     let all: Vec<usize> = (0..tv.n_rows()).collect();
     let needs = strategy::from_name(&a.strategy)?.needs_proxy();
     let fitted = fit_proxy(a, &tv, setup, needs)?;

@@ -54,9 +54,8 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         batch: args.batch,
         ..Default::default()
     };
-    let mut dtype = Dtype::F32;
+    let dtype = store.dtype(0)?.unwrap_or_default();
     if let Ok(m) = store.manifest(0) {
-        dtype = Dtype::parse(&m.dtype)?;
         options.max_len = m.source.max_len;
         options.normalize = m.source.normalize;
         options.pooling = if m.source.pooling == "cls" {

@@ -311,6 +311,7 @@ impl Store {
                 || r.version.rows != first.rows
                 || r.version.chunk_rows != first.chunk_rows
                 || r.version.dim != first.dim
+                || r.version.dtype != first.dtype
             {
                 bail!(
                     "{}: shard {} describes another version than shard 0",

@@ -136,6 +136,11 @@ impl Manifest {
     pub fn n_chunks(&self) -> usize {
         self.rows.div_ceil(self.chunk_rows)
     }
+    /// How the version stores its values; an unknown dtype is an error naming `path` (the
+    /// manifest's).
+    pub fn stored_dtype(&self, path: &Path) -> Result<Dtype> {
+        Dtype::parse(&self.dtype).with_context(|| path.display().to_string())
+    }
 }
 
 /// What a new version will hold; checked against an existing manifest on resume.
@@ -262,6 +267,16 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// How version `v` stores its values, if it has a manifest yet.
+    pub fn dtype(&self, v: u32) -> Result<Option<Dtype>> {
+        match self.manifest(v) {
+            Ok(m) => m
+                .stored_dtype(&self.version_dir(v).join(MANIFEST_FILE))
+                .map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     pub fn manifest(&self, v: u32) -> Result<Manifest> {
@@ -606,7 +621,7 @@ impl FeatureVersion {
                 manifest.rows
             );
         }
-        let dtype = Dtype::parse(&manifest.dtype).with_context(|| mpath.display().to_string())?;
+        let dtype = manifest.stored_dtype(&mpath)?;
         let mut chunks = Vec::with_capacity(manifest.chunks.len());
         for (i, c) in manifest.chunks.iter().enumerate() {
             let path = dir.join(&c.file);

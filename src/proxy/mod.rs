@@ -18,7 +18,7 @@ pub mod logreg;
 pub mod lsq;
 pub mod mlp;
 
-use crate::features::{map_blocks, map_rows, RowBlocks};
+use crate::features::{map_blocks, map_rows, Block, RowBlocks};
 use anyhow::{bail, Result};
 use ndarray::{s, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -231,7 +231,8 @@ where
         let a = rs[0] - first;
         let b = rs[rs.len() - 1] - first;
         let span = b - a + 1;
-        if span * 4 <= rs.len() * 5 {
+        // (f16 rows are widened either way: there the span would only add work.)
+        if span * 4 <= rs.len() * 5 && matches!(block, Block::F32(_)) {
             let p = proxy.predict_proba(block.rows(a..b + 1).view());
             score(p.view(), &mut rs.iter().map(|r| r - first - a))
         } else {

@@ -53,7 +53,8 @@ pub(crate) fn ensure_pretrained(
                 checkpoint: None,
                 progress: ctx.opts.progress,
                 shard: None,
-                dtype: crate::features::Dtype::F32,
+                // A v0 that `proxal embed --dtype` left half-written is finished in its dtype.
+                dtype: store.dtype(0)?.unwrap_or_default(),
             };
             embed_dataset(&bb, ctx.ds, &store, &job)?;
         }

@@ -136,10 +136,10 @@ impl<'a> RoundContext<'a> {
             max_len: cfg.embed_max_len,
             ..Default::default()
         };
-        let mut dtype = crate::features::Dtype::F32;
         // Refreshed versions must be comparable with v0: embed (and store) them the way v0 was.
-        if let Ok(m) = Store::for_model(home, &cfg.dataset, &model_dir).manifest(0) {
-            dtype = crate::features::Dtype::parse(&m.dtype)?;
+        let v0_store = Store::for_model(home, &cfg.dataset, &model_dir);
+        let dtype = v0_store.dtype(0)?.unwrap_or_default();
+        if let Ok(m) = v0_store.manifest(0) {
             embed.max_len = m.source.max_len;
             embed.normalize = m.source.normalize;
             embed.pooling = if m.source.pooling == "cls" {
