@@ -167,7 +167,8 @@ w(
 w(
     "Regenerate: `make bench-select` (sizes: `BENCH_SIZES=\"100000 1000000\"`; some strategies only: "
     "`BENCH_STRATEGIES=\"margin coreset\"`; `BENCH_REPEAT=3` runs each of our cases three times and keeps the "
-    "fastest). A run replaces its own cases here and keeps the others with their dates (`BENCH_FRESH=1`: "
+    "fastest; `BENCH_DTYPES=\"f32 f16\"` also stores each pool in f16 and compares the rounds; the 10M rows: "
+    "`BENCH_SIZES=10000000 BENCH_DTYPES=f16`, then `f32`). A run replaces its own cases here and keeps the others with their dates (`BENCH_FRESH=1`: "
     f"only this run's). Last written {written}.\n"
 )
 if os.environ.get("BENCH_NOTE"):
