@@ -270,6 +270,17 @@ for dt in ("f32", "f16"):
     elif m:
         w(f"- Margin round on 10M rows ({dt}): no time recorded ({m.get('error') or 'no error recorded'}).")
 
+for strat in ("badge", "coreset", "cluster-margin"):
+    for dt in ("f32", "f16"):
+        o = find(strat, 10_000_000, dtype=dt)
+        if o and o.get("seconds"):
+            w(
+                f"- {strat} round on 10M rows ({dt}) ≤ 30 s: **{'met' if o['seconds'] <= 30 else 'not met'}** without "
+                f"subpooling (exhaustive, the only mode built) — {o['seconds']:.0f} s, peak RSS {fmt_b(o['peak_rss_bytes'])}, {when(o)}."
+            )
+        elif o:
+            w(f"- {strat} round on 10M rows ({dt}), exhaustive: no time recorded ({o.get('error') or 'no error recorded'}).")
+
 f16 = [o for o in rows if (o.get("dtype") or "f32") == "f16"]
 if f16:
     w("")

@@ -17,7 +17,8 @@
 # on it; where the f32 pool of that size exists, margin, badge and coreset on f16 also run the
 # same round on the f32 twin and record how many picks the two share. Pools over 1M rows (e.g.
 # BENCH_SIZES=10000000 BENCH_DTYPES=f16) run the uncertainty strategies only: exhaustive BADGE
-# and core-set grow with the pool (108 s and 227 s at 1M).
+# and core-set grow with the pool (108 s and 227 s at 1M); BENCH_EXHAUSTIVE_LARGE=1 runs them
+# there too (on f16 pools), to show what a round costs without subpooling.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-peer
@@ -94,7 +95,7 @@ for n in $SIZES; do
         [ -f "$OUT/p$n/setup.json" ] && [ "$n" -le 1000000 ] && twin=(--twin "$OUT/p$n")
         run_ours "$d" margin 1000 --eval "${twin[@]}"
         run_ours "$d" least-confidence 1000
-        if [ "$n" -le 1000000 ]; then
+        if [ "$n" -le 1000000 ] || [ -n "${BENCH_EXHAUSTIVE_LARGE:-}" ]; then
             run_ours "$d" badge 1000 "${twin[@]}"
             run_ours "$d" coreset 1000 "${twin[@]}"
         fi
