@@ -292,7 +292,7 @@ fn f16_versions_store_half_the_bytes_and_serve_the_rounded_values_as_f32() {
         store.open(1, Verify::Checksums).unwrap(),
     );
     assert_eq!((h.dtype(), f.dtype()), (Dtype::F16, Dtype::F32));
-    assert_eq!(h.manifest().dtype, "f16");
+    assert_eq!(h.manifest().dtype, Dtype::F16);
     // Two bytes a value, as a stock safetensors reader sees the chunk.
     for (c, e) in h.manifest().chunks.iter().enumerate() {
         let bytes = std::fs::read(store.version_dir(0).join(&e.file)).unwrap();

@@ -485,7 +485,7 @@ fn cli_embed_dtype_f16_stores_the_f32_vectors_rounded() {
         store.open_for(0, &ds, Verify::Checksums).unwrap(),
         store.open_for(1, &ds, Verify::Checksums).unwrap(),
     );
-    assert_eq!(f16v.manifest().dtype, "f16");
+    assert_eq!(f16v.manifest().dtype, proxal::features::Dtype::F16);
     let all: Vec<usize> = (0..150).collect();
     let want = f32v.gather(&all).mapv(|v| half::f16::from_f32(v).to_f32());
     assert_eq!(f16v.gather(&all), want);

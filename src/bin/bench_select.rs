@@ -346,7 +346,7 @@ fn run(a: &RunArgs) -> Result<()> {
         }
         let rows = |v: &[strategy::Pick]| v.iter().map(|p| p.row).collect::<Vec<_>>();
         let (rp, np) = (rows(&ref_picks), rows(&new_picks));
-        let common = np.iter().filter(|r| rp.contains(r)).count();
+        let common = shared(&new_picks, &ref_picks);
         let sample: Vec<usize> = round
             .unlabelled
             .iter()
@@ -590,6 +590,12 @@ fn proxy_quality(
     serde_json::json!({"accuracy": acc, "mean_confidence": conf, "rows": rows.len()})
 }
 
+/// How many of `a`'s picked rows `b` picked too.
+fn shared(a: &[strategy::Pick], b: &[strategy::Pick]) -> usize {
+    let b: std::collections::HashSet<usize> = b.iter().map(|p| p.row).collect();
+    a.iter().filter(|p| b.contains(&p.row)).count()
+}
+
 /// The same round on `dir`, the same mixture stored in another dtype: how many of `picks` it
 /// shares, and both proxies' quality.
 fn run_twin(
@@ -626,8 +632,7 @@ fn run_twin(
     let t = Instant::now();
     let twin_picks = strat.select(&round, a.batch)?;
     let select_s = t.elapsed().as_secs_f64();
-    let ours: std::collections::HashSet<usize> = picks.iter().map(|p| p.row).collect();
-    let common = twin_picks.iter().filter(|p| ours.contains(&p.row)).count();
+    let common = shared(&twin_picks, picks);
     let quality = |p: Option<&dyn proxal::proxy::Proxy>, f: &FeatureVersion| {
         p.map_or(serde_json::Value::Null, |p| {
             proxy_quality(p, f, setup, unlabelled)
@@ -636,12 +641,10 @@ fn run_twin(
     // Uncertainty strategies: how uncertain the f32 model finds our picks (the same measure,
     // recomputed for both pick sets with the twin's proxy on the twin's rows), and how many of
     // them lie within the twin's top 2 × batch.
-    let measure = match a.strategy.as_str() {
-        "margin" => Some(strategy::Measure::Margin),
-        "least-confidence" => Some(strategy::Measure::LeastConfidence),
-        "entropy" => Some(strategy::Measure::Entropy),
-        _ => None,
-    };
+    use strategy::Measure;
+    let measure = [Measure::Margin, Measure::LeastConfidence, Measure::Entropy]
+        .into_iter()
+        .find(|m| m.name() == a.strategy);
     let mut by_twin = serde_json::Value::Null;
     if let (Some(m), Some(tp)) = (measure, fitted.proxy.as_deref()) {
         let mean_score = |picks: &[strategy::Pick]| {
@@ -654,16 +657,12 @@ fn run_twin(
                 / rows.len() as f64
         };
         let (mut wide_strat, _) = make_strategy(a, &tv, &all)?;
-        let wide: std::collections::HashSet<usize> = wide_strat
-            .select(&round, 2 * a.batch)?
-            .iter()
-            .map(|p| p.row)
-            .collect();
+        let wide = wide_strat.select(&round, 2 * a.batch)?;
         by_twin = serde_json::json!({
             "measure": m.name(),
             "mean_twin_score_of_picks": mean_score(picks),
             "mean_twin_score_of_twin_picks": mean_score(&twin_picks),
-            "picks_in_twin_top_2x": picks.iter().filter(|p| wide.contains(&p.row)).count(),
+            "picks_in_twin_top_2x": shared(picks, &wide),
         });
     }
     // BADGE samples its centres: for scale, how many picks two f32 rounds share whose only
@@ -678,13 +677,7 @@ fn run_twin(
             a.seed + 1,
         )?;
         let (mut s2, _) = make_strategy(a, &tv, &all)?;
-        let twin_rows: std::collections::HashSet<usize> =
-            twin_picks.iter().map(|p| p.row).collect();
-        reseeded = serde_json::json!(s2
-            .select(&r2, a.batch)?
-            .iter()
-            .filter(|p| twin_rows.contains(&p.row))
-            .count());
+        reseeded = serde_json::json!(shared(&s2.select(&r2, a.batch)?, &twin_picks));
     }
     Ok(serde_json::json!({
         "dtype": tv.dtype().name(),

@@ -1,9 +1,9 @@
 //! `proxal refresh --data <name> --from-checkpoint <dir>`: feature alignment. Re-embed every row
 //! of a dataset with a fine-tuned backbone into a new feature version, exactly as `proxal embed`
 //! does (same pooling, normalisation and truncation as v0 unless overridden; resumable).
-use crate::backbone::{Backbone, EmbedOptions, Pooling};
+use crate::backbone::{Backbone, EmbedOptions};
 use crate::data::Dataset;
-use crate::features::embed::{embed_dataset, EmbedJob};
+use crate::features::embed::{embed_dataset, like_v0, EmbedJob};
 use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
 use crate::features::Dtype;
 use crate::home::Home;
@@ -50,20 +50,13 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         bail!("--shard needs --version: every shard must write the same version");
     }
     // Embed the way v0 was embedded, so versions stay comparable.
-    let mut options = EmbedOptions {
-        batch: args.batch,
-        ..Default::default()
-    };
-    let dtype = store.dtype(0)?.unwrap_or_default();
-    if let Ok(m) = store.manifest(0) {
-        options.max_len = m.source.max_len;
-        options.normalize = m.source.normalize;
-        options.pooling = if m.source.pooling == "cls" {
-            Pooling::Cls
-        } else {
-            Pooling::Mean
-        };
-    }
+    let (options, dtype) = like_v0(
+        &store,
+        EmbedOptions {
+            batch: args.batch,
+            ..Default::default()
+        },
+    )?;
     let version = match args.version {
         Some(0) => bail!("version 0 is the pretrained backbone's; refresh writes v1 or later"),
         Some(v) => v,

@@ -1,11 +1,12 @@
 //! The embedding job: run a backbone over every row of a dataset table once and cache the vectors
 //! as a feature-store version, chunk by chunk, resumable (shared by `proxal embed`, `proxal
 //! refresh` and the active-learning loop's v0 embedding and refreshes).
-use crate::backbone::{Backbone, EmbedOptions};
+use crate::backbone::{Backbone, EmbedOptions, Pooling};
 use crate::cost::{device_of, Ledger, Meter, Stage};
 use crate::data::Dataset;
 use crate::features::shard::{Shard, ShardStatus, ShardWriter, SHARDS_DIR};
 use crate::features::store::{Provenance, Store, VersionSpec, VersionWriter};
+use crate::features::Dtype;
 use anyhow::{Context, Result};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,24 @@ pub struct EmbedJob {
     /// Embed only this shard's chunks (`features::shard`); `None`: the whole version.
     pub shard: Option<Shard>,
     /// How the version stores the vectors (f32, or f16 for half the disk and page cache).
-    pub dtype: crate::features::Dtype,
+    pub dtype: Dtype,
+}
+
+/// How to embed and store a new version of `store` so that it is comparable with its v0: v0's
+/// truncation, pooling, normalisation and dtype over `options` (the caller's batch and defaults);
+/// `options` and f32 when there is no v0 yet. Shared by `proxal refresh` and the runs.
+pub fn like_v0(store: &Store, mut options: EmbedOptions) -> Result<(EmbedOptions, Dtype)> {
+    let Some(m) = store.manifest_if_any(0)? else {
+        return Ok((options, Dtype::F32));
+    };
+    options.max_len = m.source.max_len;
+    options.normalize = m.source.normalize;
+    options.pooling = if m.source.pooling == Pooling::Cls.as_str() {
+        Pooling::Cls
+    } else {
+        Pooling::Mean
+    };
+    Ok((options, m.dtype))
 }
 
 /// What an embed job did.

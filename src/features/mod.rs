@@ -22,8 +22,10 @@ pub use store::{
 pub use stream::{map_blocks, map_rows, CHUNK_ROWS};
 
 /// How a feature version stores its values. Readers always compute in f32: `f16` halves the disk
-/// and page cache of a large pool, and its rows are widened to f32 as they are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// and page cache of a large pool, and its rows are widened to f32 as they are read. Written in
+/// manifests by [`Dtype::name`]; reading an unknown name is [`Dtype::parse`]'s error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Dtype {
     #[default]
     F32,
@@ -51,6 +53,26 @@ impl Dtype {
             Dtype::F32 => 4,
             Dtype::F16 => 2,
         }
+    }
+    /// The chunk tensor's dtype in the safetensors files.
+    pub fn safetensors(self) -> safetensors::Dtype {
+        match self {
+            Dtype::F32 => safetensors::Dtype::F32,
+            Dtype::F16 => safetensors::Dtype::F16,
+        }
+    }
+}
+
+impl TryFrom<String> for Dtype {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> anyhow::Result<Dtype> {
+        Dtype::parse(&s)
+    }
+}
+
+impl From<Dtype> for String {
+    fn from(d: Dtype) -> String {
+        d.name().into()
     }
 }
 
@@ -92,42 +114,33 @@ impl<'a> Block<'a> {
     pub fn rows(&self, range: Range<usize>) -> CowArray<'a, f32, Ix2> {
         match *self {
             Block::F32(b) => CowArray::from(b.slice_move(ndarray::s![range, ..])),
-            Block::F16(b) => {
-                let mut out = Vec::with_capacity(range.len() * b.ncols());
-                for r in range.clone() {
-                    extend_f16_row(&mut out, b.row(r));
-                }
-                CowArray::from(
-                    Array2::from_shape_vec((range.len(), b.ncols()), out)
-                        .expect("rows × dim values"),
-                )
-            }
+            Block::F16(b) => CowArray::from(widen(b, range)),
         }
     }
     /// Rows `rows` of the block (in the order given) as a new f32 matrix.
     pub fn select(&self, rows: &[usize]) -> Array2<f32> {
         match *self {
             Block::F32(b) => select_rows(b, rows),
-            Block::F16(b) => {
-                let mut out = Vec::with_capacity(rows.len() * b.ncols());
-                for &r in rows {
-                    extend_f16_row(&mut out, b.row(r));
-                }
-                Array2::from_shape_vec((rows.len(), b.ncols()), out).expect("rows × dim values")
-            }
+            Block::F16(b) => widen(b, rows.iter().copied()),
         }
     }
     /// Row `r` in f32: borrowed from an f32 block, widened from an f16 one.
     pub fn row(&self, r: usize) -> Cow<'a, [f32]> {
         match *self {
             Block::F32(b) => row_cow(b.index_axis_move(ndarray::Axis(0), r)),
-            Block::F16(b) => {
-                let mut out = Vec::with_capacity(b.ncols());
-                extend_f16_row(&mut out, b.row(r));
-                Cow::Owned(out)
-            }
+            Block::F16(b) => Cow::Owned(widen(b, r..r + 1).into_raw_vec_and_offset().0),
         }
     }
+}
+
+/// Rows `rows` of an f16 block (in the order given) widened to a new f32 matrix.
+fn widen(b: ArrayView2<'_, f16>, rows: impl ExactSizeIterator<Item = usize>) -> Array2<f32> {
+    let n = rows.len();
+    let mut out = Vec::with_capacity(n * b.ncols());
+    for r in rows {
+        extend_f16_row(&mut out, b.row(r));
+    }
+    Array2::from_shape_vec((n, b.ncols()), out).expect("rows × dim values")
 }
 
 /// Rows of f32 features, served as contiguous blocks in row order.

@@ -19,7 +19,6 @@ use super::store::{
     check_resume, now_utc, read_manifest, valid_prefix, write_chunk_file, ChunkEntry, Manifest,
     Store, VersionSpec, MANIFEST_FILE,
 };
-use super::Dtype;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -399,7 +398,7 @@ impl ShardWriter {
             c,
             self.chunk_range(c).len(),
             self.record.version.dim,
-            Dtype::parse(&self.record.version.dtype)?,
+            self.record.version.dtype,
             data,
         )?;
         self.record.version.chunks.push(entry);

@@ -95,7 +95,7 @@ pub struct Manifest {
     /// Rows the finished version holds (the dataset's row count).
     pub rows: usize,
     pub dim: usize,
-    pub dtype: String,
+    pub dtype: Dtype,
     pub chunk_rows: usize,
     pub source: Provenance,
     /// Durable chunks, in order. A chunk appears here only after its file is fsynced.
@@ -115,7 +115,7 @@ impl Manifest {
             dataset_fingerprint: spec.dataset_fingerprint.clone(),
             rows: spec.rows,
             dim: spec.dim,
-            dtype: spec.dtype.name().into(),
+            dtype: spec.dtype,
             chunk_rows: spec.chunk_rows,
             source: spec.source.clone(),
             chunks: vec![],
@@ -135,11 +135,6 @@ impl Manifest {
     }
     pub fn n_chunks(&self) -> usize {
         self.rows.div_ceil(self.chunk_rows)
-    }
-    /// How the version stores its values; an unknown dtype is an error naming `path` (the
-    /// manifest's).
-    pub fn stored_dtype(&self, path: &Path) -> Result<Dtype> {
-        Dtype::parse(&self.dtype).with_context(|| path.display().to_string())
     }
 }
 
@@ -269,14 +264,13 @@ impl Store {
         Ok(None)
     }
 
-    /// How version `v` stores its values, if it has a manifest yet.
-    pub fn dtype(&self, v: u32) -> Result<Option<Dtype>> {
-        match self.manifest(v) {
-            Ok(m) => m
-                .stored_dtype(&self.version_dir(v).join(MANIFEST_FILE))
-                .map(Some),
-            Err(_) => Ok(None),
+    /// Version `v`'s manifest if it has one yet (one that cannot be read is an error naming it).
+    pub fn manifest_if_any(&self, v: u32) -> Result<Option<Manifest>> {
+        let path = self.version_dir(v).join(MANIFEST_FILE);
+        if !path.is_file() {
+            return Ok(None);
         }
+        read_manifest(&path).map(Some)
     }
 
     pub fn manifest(&self, v: u32) -> Result<Manifest> {
@@ -363,7 +357,7 @@ pub(super) fn check_resume(mpath: &Path, m: &Manifest, spec: &VersionSpec) -> Re
             &spec.dataset_fingerprint[..spec.dataset_fingerprint.len().min(12)]
         );
     }
-    if m.dtype != spec.dtype.name() {
+    if m.dtype != spec.dtype {
         bail!(
             "{p}: the version stores {} values, not {} (keep one dtype per version; use another --version)",
             m.dtype,
@@ -455,8 +449,8 @@ impl VersionWriter {
         if rows == 0 {
             bail!("chunk {c} is past the end ({} rows)", self.manifest.rows);
         }
-        let dtype = Dtype::parse(&self.manifest.dtype)?;
-        let entry = write_chunk_file(&self.dir, c, rows, self.manifest.dim, dtype, data)?;
+        let m = &self.manifest;
+        let entry = write_chunk_file(&self.dir, c, rows, m.dim, m.dtype, data)?;
         self.manifest.chunks.push(entry);
         self.manifest.complete = self.manifest.rows_written() == self.manifest.rows;
         self.save_manifest()
@@ -521,12 +515,11 @@ pub(super) fn write_chunk_file(
 /// nearest even).
 pub fn encode_chunk(data: &[f32], rows: usize, dim: usize, dtype: Dtype) -> Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(data.len() * dtype.size());
-    let st_dtype = match dtype {
+    match dtype {
         Dtype::F32 => {
             for v in data {
                 raw.extend_from_slice(&v.to_le_bytes());
             }
-            safetensors::Dtype::F32
         }
         Dtype::F16 => {
             let halves = super::to_f16(data);
@@ -544,10 +537,9 @@ pub fn encode_chunk(data: &[f32], rows: usize, dim: usize, dtype: Dtype) -> Resu
             for v in halves {
                 raw.extend_from_slice(&v.to_le_bytes());
             }
-            safetensors::Dtype::F16
         }
-    };
-    let view = safetensors::tensor::TensorView::new(st_dtype, vec![rows, dim], &raw)
+    }
+    let view = safetensors::tensor::TensorView::new(dtype.safetensors(), vec![rows, dim], &raw)
         .map_err(|e| anyhow!("cannot build the chunk tensor: {e}"))?;
     safetensors::serialize([(TENSOR_NAME, view)], None)
         .map_err(|e| anyhow!("cannot encode a chunk: {e}"))
@@ -621,7 +613,7 @@ impl FeatureVersion {
                 manifest.rows
             );
         }
-        let dtype = manifest.stored_dtype(&mpath)?;
+        let dtype = manifest.dtype;
         let mut chunks = Vec::with_capacity(manifest.chunks.len());
         for (i, c) in manifest.chunks.iter().enumerate() {
             let path = dir.join(&c.file);
@@ -763,17 +755,13 @@ fn map_chunk(path: &Path, rows: usize, dim: usize, dtype: Dtype) -> Result<Mappe
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
         .unwrap_or_default();
-    let want = match dtype {
-        Dtype::F32 => "F32",
-        Dtype::F16 => "F16",
-    };
-    let (got, shape_ok) = (
-        t.get("dtype").and_then(|v| v.as_str()).unwrap_or("?"),
-        shape == [rows as u64, dim as u64],
-    );
-    if got != want || !shape_ok {
+    let got = t.get("dtype").and_then(|v| v.as_str()).unwrap_or("?");
+    // safetensors' dtype names (`F32`, `F16`) are its serde names.
+    let want = serde_json::to_value(dtype.safetensors()).expect("a dtype serialises");
+    if want != got || shape != [rows as u64, dim as u64] {
         return Err(corrupt(format!(
-            "tensor is {got} {shape:?}, expected {want} [{rows}, {dim}] (the manifest's dtype is {dtype})"
+            "tensor is {got} {shape:?}, expected {} [{rows}, {dim}] (the manifest's dtype is {dtype})",
+            want.as_str().unwrap_or("?")
         )));
     }
     let nbytes = (rows * dim * dtype.size()) as u64;

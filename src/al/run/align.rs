@@ -54,7 +54,9 @@ pub(crate) fn ensure_pretrained(
                 progress: ctx.opts.progress,
                 shard: None,
                 // A v0 that `proxal embed --dtype` left half-written is finished in its dtype.
-                dtype: store.dtype(0)?.unwrap_or_default(),
+                dtype: store
+                    .manifest_if_any(0)?
+                    .map_or(crate::features::Dtype::F32, |m| m.dtype),
             };
             embed_dataset(&bb, ctx.ds, &store, &job)?;
         }

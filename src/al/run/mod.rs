@@ -131,23 +131,15 @@ impl<'a> RoundContext<'a> {
         let test = ds.labelled_rows_of(Split::Test);
         let model_dir = home.model_dir_or_default(cfg.model_dir.as_deref());
         let ledger = Ledger::open(&run.ledger(), &cfg.name)?;
-        let mut embed = EmbedOptions {
-            batch: cfg.embed_batch,
-            max_len: cfg.embed_max_len,
-            ..Default::default()
-        };
         // Refreshed versions must be comparable with v0: embed (and store) them the way v0 was.
-        let v0_store = Store::for_model(home, &cfg.dataset, &model_dir);
-        let dtype = v0_store.dtype(0)?.unwrap_or_default();
-        if let Ok(m) = v0_store.manifest(0) {
-            embed.max_len = m.source.max_len;
-            embed.normalize = m.source.normalize;
-            embed.pooling = if m.source.pooling == "cls" {
-                crate::backbone::Pooling::Cls
-            } else {
-                crate::backbone::Pooling::Mean
-            };
-        }
+        let (embed, dtype) = crate::features::embed::like_v0(
+            &Store::for_model(home, &cfg.dataset, &model_dir),
+            EmbedOptions {
+                batch: cfg.embed_batch,
+                max_len: cfg.embed_max_len,
+                ..Default::default()
+            },
+        )?;
         let strategy = strategy::from_name(&cfg.strategy)?;
         Ok(RoundContext {
             cfg,
