@@ -12,23 +12,16 @@
 # averages and the threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=$(realpath "${PROXAL_BIN:-target/debug/proxal}")
-PROXAL_ASSETS=$(realpath "${PROXAL_ASSETS:-assets}")
-export PROXAL_ASSETS
-M=$PROXAL_ASSETS/minilm
-[ -x "$B" ] || { echo "bench-shards: no proxal at $B (cargo build first)" >&2; exit 1; }
+me=bench-shards
+. scripts/shards-lib.sh
 ROWS_POOL=${ROWS_POOL:-10000}
 SHARD_COUNTS=${SHARD_COUNTS:-"2 4"}
 cores=$(nproc)
 work=$(mktemp -d /tmp/proxal-shards.XXXXXX)
 trap 'scripts/slurm-local.sh stop "$work/slurm" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-EMBED=(embed --data b77 --model-dir "$M" --chunk-rows 100 --max-len 64 --quiet)
 lines=$work/cases.jsonl
 : > "$lines"
-home() {  # a home holding the sampled table
-    "$B" --home "$work/$1" data import-builtin banking77 --name b77 \
-        --sample-pool "$ROWS_POOL" --sample-test 500 --sample-seed 0 > /dev/null
-}
+home() { sample_b77 "$work/$1" "$ROWS_POOL"; }  # a home holding the sampled table
 now() { date +%s.%N; }
 record() {  # case shards threads_each wall_seconds version_dir load_before
     python3 - "$@" >> "$lines" <<'PY'
@@ -81,12 +74,9 @@ if command -v slurmctld > /dev/null && command -v munged > /dev/null && [ "$(id 
         l=$(load); t0=$(now)
         job=$(RAYON_NUM_THREADS=$th CANDLE_NUM_THREADS=$th sbatch --parsable --array=0-$((n - 1)) \
             --export="ALL,PROXAL_SHARD_COUNT=$n" --output="$work/slurm-$n-%a.out" --wrap "$wrap")
-        for _ in $(seq 1 1200); do
-            [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && break
-            sleep 0.2
-        done
+        wait_job "$job"
         v=$work/slurm-$n/features/b77/v0
-        [ -f "$v/manifest.json" ] || { cat "$work"/slurm-$n-*.out >&2; echo "bench-shards: the Slurm array did not complete the version" >&2; exit 1; }
+        [ -f "$v/manifest.json" ] || { cat "$work"/slurm-$n-*.out >&2; fail "the Slurm array did not complete the version"; }
         record "slurm-$n" "$n" "$th" "$(echo "$(now) - $t0" | bc)" "$v" "$l"
         python3 scripts/same-version.py "$work/one/features/b77/v0" "$v" > /dev/null
         echo "bench-shards: Slurm array of $n done, identical to one process"

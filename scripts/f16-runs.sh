@@ -7,6 +7,7 @@
 # `python3 scripts/f16-report.py` writes experiments/results/f16.{md,json}.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. scripts/runs-lib.sh
 ROOT=$(pwd)
 B=${PROXAL_BIN:-target/debug/proxal}
 H=${F16_HOME:-$ROOT/target/f16home}
@@ -28,11 +29,6 @@ for ds in $DATASETS; do
     echo "$(date -u +%FT%TZ) embedded the f16 v0 of $ds ($max_len tokens) in $(( $(date +%s) - t0 )) s" >> $LOG
   fi
 done
-keep() { # home name
-  local src=$1/experiments/runs/$2 dst=$OUT/$2
-  mkdir -p $dst
-  for f in config.toml rounds.jsonl progress.jsonl ledger.jsonl labelled.jsonl; do cp $src/$f $dst/$f; done
-}
 for s in 0 1 2; do
  for ds in $DATASETS; do
   for strat in margin badge; do
@@ -45,7 +41,7 @@ for s in 0 1 2; do
       start=$(date +%s); started=$(date -u +%FT%TZ); load=$(cut -d' ' -f1-3 /proc/loadavg)
       echo "$started start $name (load $load)" >> $LOG
       if PROXAL_HOME=$home $B run $cfg --quiet >> $LOG 2>&1; then
-        keep $home $name
+        keep_record $home/experiments/runs/$name $OUT/$name
         printf '{"started":"%s","wall_seconds":%d,"loadavg_at_start":"%s","cores":%d,"feature_dtype":"%s"}\n' \
           "$started" "$(( $(date +%s) - start ))" "$load" "$(nproc)" "$dt" > $OUT/$name/run.json
         echo "$(date -u +%FT%TZ) done $name" >> $LOG

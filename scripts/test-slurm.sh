@@ -8,23 +8,16 @@
 # MiniLM (make assets) and a built proxal (PROXAL_BIN, default target/debug/proxal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=$(realpath "${PROXAL_BIN:-target/debug/proxal}")
-PROXAL_ASSETS=$(realpath "${PROXAL_ASSETS:-assets}")
-export PROXAL_ASSETS
-M=$PROXAL_ASSETS/minilm
-[ -x "$B" ] || { echo "test-slurm: no proxal at $B (cargo build first)" >&2; exit 1; }
-[ -f "$M/model.safetensors" ] || { echo "test-slurm: no MiniLM at $M (make assets first)" >&2; exit 1; }
+me=test-slurm
+. scripts/shards-lib.sh
 work=$(mktemp -d /tmp/proxal-slurm.XXXXXX)
 trap 'scripts/slurm-local.sh stop "$work/slurm" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-fail() { echo "test-slurm: FAILED: $*" >&2; exit 1; }
 scripts/slurm-local.sh start "$work/slurm"
 export SLURM_CONF=$work/slurm/slurm.conf
 SHARDS=4
 ROWS_POOL=3500
-EMBED=(embed --data b77 --model-dir "$M" --chunk-rows 100 --max-len 64 --quiet)
 for h in one sharded; do
-    "$B" --home "$work/$h" data import-builtin banking77 --name b77 \
-        --sample-pool "$ROWS_POOL" --sample-test 500 --sample-seed 0 > /dev/null
+    sample_b77 "$work/$h" "$ROWS_POOL"
 done
 t0=$(date +%s.%N)
 "$B" --home "$work/one" "${EMBED[@]}" > /dev/null
@@ -33,13 +26,6 @@ echo "test-slurm: one process embedded $((ROWS_POOL + 500)) rows in ${t_one} s"
 
 wrap="$B --home $work/sharded ${EMBED[*]} --shard auto"
 v0=$work/sharded/features/b77/v0
-wait_job() {  # wait until job $1 (all its array tasks) has left the queue
-    for _ in $(seq 1 600); do
-        [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
-        sleep 0.5
-    done
-    fail "job $1 still queued after 300 s"
-}
 t0=$(date +%s.%N)
 job=$(sbatch --parsable --array=0-$((SHARDS - 1)) --export="ALL,PROXAL_SHARD_COUNT=$SHARDS" \
     --output="$work/shard-%a.out" --wrap "$wrap")
