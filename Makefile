@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm bench-shards clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-ann bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 experiments-subpool report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm bench-shards clean-features help
 
 all: build
 
@@ -15,6 +15,7 @@ help:
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
 	@echo "make bench-embed-mpnet  the same for all-mpnet-base-v2 (500 + 500 short texts, 64 long), with proxal's reference path"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
+	@echo "make bench-ann     proxal's IVF index (candidate subpooling) vs hnsw_rs: build time and recall on 200K rows"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
 	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"
@@ -24,6 +25,7 @@ help:
 	@echo "make experiments-full  the full-pool experiment (issue 20): 3 datasets x 7 groups x 3 seeds and the 105K-row bolt-english (13 runs), 2,000 labels (hours; resumable)"
 	@echo "make experiments-plasm the PLASM experiment (issue 17): MiniLM-L6 acquiring for an MPNet successor against MPNet's own and random picks, each with and without pseudo-labels, banking77 and clinc150 full pools, 6 groups x 3 seeds (resumable)"
 	@echo "make experiments-f16 f16 against f32 feature versions in real AL runs: svpp margin/badge, banking77 + clinc150 full pools, 3 seeds (24 runs, minutes; resumable) and experiments/results/f16.md"
+	@echo "make experiments-subpool subpooled vs exhaustive BADGE and core-set in real AL runs: svpp, clinc150 full pool, 3 seeds (12 runs; resumable) and experiments/results/subpool.md"
 	@echo "make stopping      the stopping experiment (12 svpp runs to 2,000 labels, minutes) and experiments/results/stopping.md"
 	@echo "make longtail      class balancing on long-tailed stackoverflow20/banking77 pools (18 runs, minutes) and experiments/results/longtail.md"
 	@echo "make plan-check    proxal plan projected against the committed suite runs (experiments/results/plan-check.md)"
@@ -74,6 +76,9 @@ bench-embed-mpnet: assets
 bench-select:
 	@scripts/bench-select.sh
 
+bench-ann:
+	@scripts/bench-ann.sh
+
 bench-train:
 	@scripts/bench-train.sh
 
@@ -107,6 +112,11 @@ experiments-f16: assets
 	@cargo build --bin proxal
 	@scripts/f16-runs.sh
 	@"$$(scripts/ref-venv.sh)" scripts/f16-report.py
+
+experiments-subpool: assets
+	@cargo build --bin proxal
+	@scripts/subpool-runs.sh
+	@python3 scripts/subpool-report.py
 
 report-experiments:
 	@cargo build --bin proxal

@@ -18,7 +18,8 @@
 # same round on the f32 twin and record how many picks the two share. Pools over 1M rows (e.g.
 # BENCH_SIZES=10000000 BENCH_DTYPES=f16) run the uncertainty strategies only: exhaustive BADGE
 # and core-set grow with the pool (108 s and 227 s at 1M); BENCH_EXHAUSTIVE_LARGE=1 runs them
-# there too (on f16 pools), to show what a round costs without subpooling.
+# there too (on f16 pools), to show what a round costs without subpooling. Those pools also run
+# the subpooled rounds (below; BENCH_SUBPOOL=1: at every size).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-peer
@@ -77,6 +78,17 @@ run_ours() { # dir strategy batch [extra…]
     done
 }
 
+# The subpooled rounds (pools over 1M rows, or any size with BENCH_SUBPOOL=1): BADGE, core-set and
+# Cluster-Margin on a candidate subpool (the first builds the IVF index, the others load it), and
+# BADGE once more without the margin scan of the whole pool.
+subpooled() { # dir pool
+    [ "$2" -gt 1000000 ] || [ -n "${BENCH_SUBPOOL:-}" ] || return 0
+    for s in badge coreset cluster-margin; do
+        run_ours "$1" "$s" 1000 --subpool always
+    done
+    run_ours "$1" badge 1000 --subpool always --subpool-uncertain 0
+}
+
 DTYPES=${BENCH_DTYPES:-f32}
 for n in $SIZES; do
   for dt in $DTYPES; do
@@ -99,11 +111,13 @@ for n in $SIZES; do
             run_ours "$d" badge 1000 "${twin[@]}"
             run_ours "$d" coreset 1000 "${twin[@]}"
         fi
+        subpooled "$d" "$n"
         continue  # the peer runs on the f32 pools only
     fi
     if [ "$n" -gt 1000000 ]; then
         run_ours "$d" margin 1000 --eval
         run_ours "$d" least-confidence 1000
+        subpooled "$d" "$n"
         continue
     elif [ "$n" -le 200000 ]; then
         run_ours "$d" margin 1000 --eval --export "$ex" --export-features

@@ -660,3 +660,224 @@ fn every_strategy_picks_the_same_rows_from_an_f16_store_as_from_its_values_in_me
         assert_eq!(rows(&pa), rows(&pb), "{name}");
     }
 }
+
+/// Brute-force k nearest rows of `q` among `rows` (squared distance, then row).
+fn brute_knn(x: &Array2<f32>, q: usize, rows: &[usize], k: usize) -> Vec<usize> {
+    let mut d: Vec<(f32, usize)> = rows
+        .iter()
+        .map(|&r| {
+            let s: f32 = x
+                .row(q)
+                .iter()
+                .zip(x.row(r).iter())
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            (s, r)
+        })
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    d.into_iter().take(k).map(|p| p.1).collect()
+}
+
+#[test]
+fn ivf_index_finds_the_exact_neighbours_when_it_probes_every_cell_and_most_with_two() {
+    use proxal::strategy::ivf::{IvfConfig, IvfIndex};
+    let mix = Mixture::new(16, 12, 3.0, 1.0, 41);
+    let (x, _) = mix.sample(6000);
+    let cfg = IvfConfig {
+        cells: 40,
+        ..Default::default()
+    };
+    let ix = IvfIndex::build(&x, &cfg, 3).unwrap();
+    assert_eq!(ix.cells(), 40);
+    assert_eq!(ix.n_rows(), 6000);
+    // Every row in exactly one cell, each cell ascending.
+    let mut seen = vec![0u8; 6000];
+    for c in 0..ix.cells() {
+        let m = ix.members(c);
+        assert!(m.windows(2).all(|w| w[0] < w[1]));
+        m.iter().for_each(|&r| seen[r as usize] += 1);
+    }
+    assert!(seen.iter().all(|&s| s == 1));
+    // Queries: labelled rows; candidates: the even rows that are not queries.
+    let queries: Vec<usize> = (0..6000).step_by(97).collect();
+    let keep = |r: usize| r % 2 == 0 && r % 97 != 0;
+    let cands: Vec<usize> = (0..6000).filter(|&r| keep(r)).collect();
+    let exact = ix.knn(&x, &queries, 10, 40, &keep);
+    let two = ix.knn(&x, &queries, 10, 2, &keep);
+    let (mut hit, mut total) = (0, 0);
+    for (qi, &q) in queries.iter().enumerate() {
+        let want = brute_knn(&x, q, &cands, 10);
+        let got: Vec<usize> = exact[qi].iter().map(|p| p.1).collect();
+        assert_eq!(got, want, "query {q}");
+        assert!(exact[qi].windows(2).all(|w| w[0].0 <= w[1].0));
+        hit += two[qi].iter().filter(|p| want.contains(&p.1)).count();
+        total += want.len();
+    }
+    let recall = hit as f64 / total as f64;
+    assert!(recall > 0.8, "recall at nprobe 2: {recall}");
+    assert!(
+        recall < 1.0 || ix.cells() == 1,
+        "two probes of 40 found everything"
+    );
+}
+
+#[test]
+fn ivf_index_is_cached_per_contents_and_rebuilt_when_they_change() {
+    use proxal::strategy::ivf::{IvfConfig, IvfIndex};
+    let mix = Mixture::new(8, 5, 3.0, 1.0, 42);
+    let (mut x, _) = mix.sample(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IvfConfig::default();
+    let built = IvfIndex::cached(&x, &cfg, 1, dir.path()).unwrap();
+    assert!(built.build_seconds > 0.0);
+    let loaded = IvfIndex::cached(&x, &cfg, 1, dir.path()).unwrap();
+    assert_eq!(loaded.build_seconds, 0.0, "the second call loads the cache");
+    assert_eq!(loaded.fingerprint, built.fingerprint);
+    for c in 0..built.cells() {
+        assert_eq!(loaded.members(c), built.members(c));
+    }
+    // The same shape, other contents: another fingerprint, a fresh build.
+    x.row_mut(0).iter_mut().for_each(|v| *v += 1.0);
+    let rebuilt = IvfIndex::cached(&x, &cfg, 1, dir.path()).unwrap();
+    assert_ne!(rebuilt.fingerprint, built.fingerprint);
+    assert!(rebuilt.build_seconds > 0.0);
+    // A torn file is not an index.
+    let f = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let b = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &b[..b.len() - 3]).unwrap();
+    assert!(IvfIndex::load(&f).is_err());
+}
+
+#[test]
+fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_labels() {
+    use proxal::strategy::{Subpool, SubpoolMode};
+    let mix = Mixture::new(16, 6, 1.5, 1.0, 43);
+    let (x, y) = mix.sample(8000);
+    let lab: Vec<usize> = (0..8000).step_by(40).collect();
+    let ys: Vec<u32> = lab.iter().map(|&r| y[r]).collect();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &ys, 6, 0)
+        .unwrap();
+    let pool: Vec<usize> = (0..8000).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 5).unwrap();
+    for name in ["badge", "coreset", "cluster-margin"] {
+        let mut sp = Subpool::new(name, SubpoolMode::Always).unwrap();
+        sp.config.uncertain = 300;
+        sp.config.coverage = 200;
+        sp.config.neighbours = 5;
+        sp.config.nprobe = 1_000; // every cell: exact neighbours
+        let picks = sp.select(&round, 30).unwrap();
+        assert_eq!(picks.len(), 30, "{name}");
+        assert_eq!(sp.name(), from_name(name).unwrap().name());
+        let st = sp.last.clone().unwrap();
+        assert!(!st.exhaustive);
+        assert_eq!(st.queries, lab.len());
+        let sub = &sp.last_pool;
+        assert_eq!(sub.len(), st.subpool);
+        assert!(sub.len() < 8000 / 4, "{name}: subpool of {}", sub.len());
+        for p in &picks {
+            assert!(
+                sub.binary_search(&p.row).is_ok(),
+                "{name}: pick outside the subpool"
+            );
+            assert!(lab.binary_search(&p.row).is_err());
+        }
+        // Exact neighbours of every labelled row are in.
+        for &q in lab.iter().step_by(17) {
+            for r in brute_knn(&x, q, &round.unlabelled, 5) {
+                assert!(
+                    sub.binary_search(&r).is_ok(),
+                    "{name}: neighbour {r} of {q}"
+                );
+            }
+        }
+        // So are the 300 lowest-margin candidates, for the strategies that read the proxy.
+        let m = proxal::strategy::score_candidates(
+            &round,
+            proxy.as_ref(),
+            proxal::strategy::Measure::Margin,
+        );
+        let pr: Vec<f32> = m.iter().map(|v| -v).collect();
+        let held = top_k(&pr, 300)
+            .into_iter()
+            .filter(|&i| sub.binary_search(&round.unlabelled[i]).is_ok())
+            .count();
+        if name == "coreset" {
+            assert_eq!(st.uncertain, 0);
+            assert!(held < 300, "core-set's subpool holds every low-margin row");
+        } else {
+            assert_eq!(st.uncertain, 300);
+            assert_eq!(held, 300, "{name}");
+        }
+        // Next round: only the newly labelled rows are queried.
+        let mut lab2 = lab.clone();
+        lab2.extend(picks.iter().map(|p| p.row));
+        let r2 = Round::new(&x, &pool, &lab2, Some(proxy.as_ref()), 6).unwrap();
+        let picks2 = sp.select(&r2, 30).unwrap();
+        assert_eq!(sp.last.as_ref().unwrap().queries, 30, "{name}");
+        assert!(picks2.iter().all(|p| lab2.binary_search(&p.row).is_err()));
+    }
+}
+
+#[test]
+fn subpooling_is_off_below_its_pool_size_and_by_the_exhaustive_prefix() {
+    let mix = Mixture::new(8, 5, 3.0, 1.0, 44);
+    let (x, y) = mix.sample(1500);
+    let lab: Vec<usize> = (0..60).collect();
+    let proxy = ProxyConfig::default()
+        .fit_rows(&x, &lab, &y[..60], 5, 0)
+        .unwrap();
+    let pool: Vec<usize> = (0..1500).collect();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 2).unwrap();
+    for name in ["badge", "coreset", "cluster-margin"] {
+        let auto = from_name(name).unwrap().select(&round, 20).unwrap();
+        let exhaustive = from_name(&format!("exhaustive:{name}"))
+            .unwrap()
+            .select(&round, 20)
+            .unwrap();
+        assert_eq!(rows(&auto), rows(&exhaustive), "{name}");
+        // A subpool as large as the pool (the defaults here) changes nothing …
+        let whole = from_name(&format!("subpool:{name}"))
+            .unwrap()
+            .select(&round, 20)
+            .unwrap();
+        assert_eq!(rows(&whole), rows(&exhaustive), "{name}");
+        // … a small one does.
+        let mut sp =
+            proxal::strategy::Subpool::new(name, proxal::strategy::SubpoolMode::Always).unwrap();
+        sp.config.uncertain = 100;
+        sp.config.coverage = 50;
+        let small = sp.select(&round, 20).unwrap();
+        assert!(sp.last_pool.len() < 1000);
+        assert_ne!(
+            rows(&small),
+            rows(&exhaustive),
+            "{name}: subpooled like exhaustive"
+        );
+    }
+    assert!(from_name("subpool:magic").is_err());
+    // A run's [subpool] table reaches the strategy built by name, inside a wrapper too (UPS
+    // scores the whole pool in its first round, so it hands on the same round).
+    let cfg = proxal::strategy::SubpoolConfig {
+        uncertain: 100,
+        coverage: 50,
+        ..Default::default()
+    };
+    let mut sp =
+        proxal::strategy::Subpool::new_with("badge", proxal::strategy::SubpoolMode::Always, &cfg)
+            .unwrap();
+    let want = sp.select(&round, 20).unwrap();
+    for name in ["subpool:badge", "ups:subpool:badge"] {
+        let got = proxal::strategy::from_name_with(name, &cfg)
+            .unwrap()
+            .select(&round, 20)
+            .unwrap();
+        assert_eq!(rows(&got), rows(&want), "{name}");
+    }
+}

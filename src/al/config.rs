@@ -328,6 +328,10 @@ pub struct RunConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub stopping: crate::al::stopping::StoppingConfig,
+    /// Candidate subpooling of BADGE, core-set and Cluster-Margin on large pools, and of any
+    /// `subpool:<strategy>` (`strategy::SubpoolConfig`).
+    #[serde(default)]
+    pub subpool: crate::strategy::SubpoolConfig,
     /// Ship another backbone's model, trained on the labels this run's backbone acquires
     /// (PLASM); None: the run's backbone ships.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,5 +484,21 @@ mod tests {
         }
         let again: RunConfig = toml::from_str(&text).unwrap();
         assert_eq!(again.resolved_toml().unwrap(), text);
+    }
+
+    #[test]
+    fn a_subpool_table_sets_some_keys_and_rejects_unknown_ones() {
+        let base = "name = \"x\"\ndataset = \"d\"\npolicy = \"svpp\"\n";
+        let cfg: RunConfig = toml::from_str(&format!(
+            "{base}[subpool]\nuncertain = 0\n[subpool.ivf]\ncells = 64\n"
+        ))
+        .unwrap();
+        let d = crate::strategy::SubpoolConfig::default();
+        assert_eq!(cfg.subpool.uncertain, 0);
+        assert_eq!(cfg.subpool.ivf.cells, 64);
+        assert_eq!(cfg.subpool.neighbours, d.neighbours);
+        assert_eq!(cfg.subpool.above, d.above);
+        let bad = toml::from_str::<RunConfig>(&format!("{base}[subpool]\nneighbors = 3\n"));
+        assert!(bad.unwrap_err().to_string().contains("neighbors"));
     }
 }

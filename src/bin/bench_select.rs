@@ -15,7 +15,10 @@ use proxal::features::{Dtype, FeatureVersion, Provenance, RowBlocks, Store, Veri
 #[path = "../../tests/common/synth.rs"]
 mod synth;
 use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
-use proxal::strategy::{self, ClusterConfig, ClusterMargin, Clusters, Round};
+use proxal::strategy::ivf::IvfIndex;
+use proxal::strategy::{
+    self, ClusterConfig, ClusterMargin, Clusters, Round, Strategy, Subpool, SubpoolMode,
+};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,23 @@ enum Cmd {
     Gen(GenArgs),
     /// One selection round on a generated version; prints one JSON line.
     Run(RunArgs),
+    /// Build the IVF index of candidate subpooling over a generated version (not cached) and
+    /// measure its 10-NN recall against a brute-force scan; prints one JSON line.
+    Index(IndexArgs),
+}
+
+#[derive(clap::Args)]
+struct IndexArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    /// Query rows (seeded sample), each searched for its nearest other rows.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Cells probed per query.
+    #[arg(long, default_value_t = 2)]
+    nprobe: usize,
 }
 
 #[derive(clap::Args)]
@@ -84,6 +104,14 @@ struct RunArgs {
     /// the same, and the largest probability difference on 20,000 rows (logreg proxy only).
     #[arg(long, default_value_t = 0)]
     compare_reference: usize,
+    /// Candidate subpooling: `never` (the exhaustive strategy), `auto` (the strategy as its name
+    /// gives it: subpooled above 300,000 candidates), `always`.
+    #[arg(long, default_value = "never", value_parser = ["never", "auto", "always"])]
+    subpool: String,
+    /// With --subpool always: the lowest-margin rows of the whole pool put in the subpool (0:
+    /// none, so nothing in the round scans the pool).
+    #[arg(long)]
+    subpool_uncertain: Option<usize>,
 }
 
 /// The logistic proxy through its reference (pre-AVX-512) probability path.
@@ -318,10 +346,20 @@ fn run(a: &RunArgs) -> Result<()> {
     let fit_s = t_fit.elapsed().as_secs_f64();
 
     let round = Round::new(&fv, &all, &setup.labelled_rows, proxy.as_deref(), seed)?;
-    let (mut strat, cluster_s) = make_strategy(a, &fv, &all)?;
-    let t_sel = Instant::now();
-    let picks = strat.select(&round, batch)?;
-    let select_s = t_sel.elapsed().as_secs_f64();
+    let (picks, select_s, cluster_s, subpool) = if a.subpool == "always" {
+        let (picks, select_s, info) = run_subpooled(a, &fv, &round)?;
+        (picks, select_s, 0.0, info)
+    } else {
+        let (mut strat, cluster_s) = make_strategy(a, &fv, &all)?;
+        let t_sel = Instant::now();
+        let picks = strat.select(&round, batch)?;
+        (
+            picks,
+            t_sel.elapsed().as_secs_f64(),
+            cluster_s,
+            serde_json::Value::Null,
+        )
+    };
     if picks.len() != batch.min(round.unlabelled.len()) {
         bail!("{name} returned {} picks, expected {batch}", picks.len());
     }
@@ -407,7 +445,11 @@ fn run(a: &RunArgs) -> Result<()> {
     }
     let out = serde_json::json!({
         "proxy_quality": quality,
-        "strategy": name,
+        "strategy": match (a.subpool.as_str(), a.subpool_uncertain) {
+            ("always", Some(0)) => format!("subpool:{name} (no scan)"),
+            ("always", _) => format!("subpool:{name}"),
+            _ => name.to_string(),
+        },
         "proxy": if needs_proxy { proxy_name } else { "none" },
         "pool_rows": round.unlabelled.len(),
         "labelled": round.labelled.len(),
@@ -429,6 +471,8 @@ fn run(a: &RunArgs) -> Result<()> {
         "features": "feature store (mmapped safetensors chunks)",
         "compare_reference": comparison,
         "twin": twin,
+        "subpool_mode": a.subpool,
+        "subpool": subpool,
     });
     println!("{out}");
     if let Some(ex) = export {
@@ -530,11 +574,135 @@ fn fit_proxy(a: &RunArgs, fv: &FeatureVersion, setup: &Setup, needs: bool) -> Re
 }
 
 /// The strategy `a` names (Cluster-Margin with its clusters computed on `fv`: their seconds).
+/// One subpooled round: the IVF index built (or loaded from the version's cache) and timed on
+/// its own, then the round; reports how the subpool was made and how many of exhaustive
+/// margin's 1,000 lowest-margin candidates it holds.
+fn run_subpooled(
+    a: &RunArgs,
+    fv: &FeatureVersion,
+    round: &Round,
+) -> Result<(Vec<strategy::Pick>, f64, serde_json::Value)> {
+    let mut sp = Subpool::new(&a.strategy, SubpoolMode::Always)?;
+    if let Some(u) = a.subpool_uncertain {
+        sp.config.uncertain = u;
+    }
+    let t = Instant::now();
+    let ix = IvfIndex::cached(fv, &sp.config.ivf, a.seed, &fv.dir().join("cache"))?;
+    let index_s = t.elapsed().as_secs_f64();
+    let built = ix.build_seconds > 0.0;
+    let cells = ix.cells();
+    sp = sp.with_index(Arc::new(ix));
+    let t_sel = Instant::now();
+    let picks = sp.select(round, a.batch)?;
+    let select_s = t_sel.elapsed().as_secs_f64();
+    let contained = match round.proxy {
+        Some(p) => {
+            let m = strategy::score_candidates(round, p, strategy::Measure::Margin);
+            let pr: Vec<f32> = m.iter().map(|v| -v).collect();
+            let top = strategy::top_k(&pr, 1000);
+            let pool = &sp.last_pool;
+            let n = top
+                .iter()
+                .filter(|&&i| pool.binary_search(&round.unlabelled[i]).is_ok())
+                .count();
+            serde_json::json!(n)
+        }
+        None => serde_json::Value::Null,
+    };
+    let info = serde_json::json!({
+        "index_seconds": index_s,
+        "index_built": built,
+        "cells": cells,
+        "config": format!("{:?}", sp.config),
+        "round": sp.last,
+        "margin_top1000_in_subpool": contained,
+    });
+    Ok((picks, select_s, info))
+}
+
+fn index(a: &IndexArgs) -> Result<()> {
+    let fv = FeatureVersion::open(&store_dir(&a.dir).join("v0"), Verify::Sizes)?;
+    let cfg = proxal::strategy::ivf::IvfConfig::default();
+    let t = Instant::now();
+    let ix = IvfIndex::build(&fv, &cfg, 0)?;
+    let build_s = t.elapsed().as_secs_f64();
+    let n = fv.n_rows();
+    let mut rng = proxal::util::rng(7);
+    let mut queries = rand::seq::index::sample(&mut rng, n, a.queries.min(n)).into_vec();
+    queries.sort_unstable();
+    let t = Instant::now();
+    let mut found = Vec::new();
+    for &q in &queries {
+        // One query at a time, as an HNSW search answers it.
+        let r = ix.knn(&fv, &[q], a.k, a.nprobe, &|r| r != q);
+        found.push(r.into_iter().next().unwrap_or_default());
+    }
+    let query_s = t.elapsed().as_secs_f64();
+    // Brute force: the exact k nearest other rows of each query.
+    let all: Vec<usize> = (0..n).collect();
+    let qx = fv.gather(&queries);
+    let exact: Vec<Vec<Vec<(f32, usize)>>> = proxal::features::map_rows(&fv, &all, |rows, x| {
+        queries
+            .iter()
+            .enumerate()
+            .map(|(qi, &q)| {
+                let mut d: Vec<(f32, usize)> = rows
+                    .iter()
+                    .zip(x.rows())
+                    .filter(|(&r, _)| r != q)
+                    .map(|(&r, xr)| {
+                        let s: f32 = xr
+                            .iter()
+                            .zip(qx.row(qi).iter())
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        (s, r)
+                    })
+                    .collect();
+                d.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                d.truncate(a.k);
+                d
+            })
+            .collect()
+    });
+    let mut hits = 0usize;
+    for (qi, got) in found.iter().enumerate() {
+        let mut best: Vec<(f32, usize)> = exact.iter().flat_map(|c| c[qi].clone()).collect();
+        best.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        best.truncate(a.k);
+        hits += got
+            .iter()
+            .filter(|g| best.iter().any(|b| b.1 == g.1))
+            .count();
+    }
+    let out = serde_json::json!({
+        "index": "proxal IVF (src/strategy/ivf.rs)",
+        "rows": n,
+        "dim": fv.dim(),
+        "dtype": fv.dtype().name(),
+        "cells": ix.cells(),
+        "nprobe": a.nprobe,
+        "build_seconds": build_s,
+        "queries": queries.len(),
+        "k": a.k,
+        "query_seconds": query_s,
+        "recall": hits as f64 / (queries.len() * a.k) as f64,
+        "query_rows": queries,
+        "threads": rayon::current_num_threads(),
+        "peak_rss_bytes": proxal::util::peak_rss_bytes(),
+    });
+    println!("{out}");
+    Ok(())
+}
+
 fn make_strategy(
     a: &RunArgs,
     fv: &FeatureVersion,
     all: &[usize],
 ) -> Result<(Box<dyn strategy::Strategy>, f64)> {
+    if a.subpool == "auto" {
+        return Ok((strategy::from_name(&a.strategy)?, 0.0));
+    }
     Ok(match a.strategy.as_str() {
         "cluster-margin" => {
             let t = Instant::now();
@@ -554,7 +722,7 @@ fn make_strategy(
             };
             (Box::new(b), 0.0)
         }
-        name => (strategy::from_name(name)?, 0.0),
+        name => (strategy::from_name(&format!("exhaustive:{name}"))?, 0.0),
     })
 }
 
@@ -696,5 +864,6 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Gen(a) => gen(&a),
         Cmd::Run(a) => run(&a),
+        Cmd::Index(a) => index(&a),
     }
 }

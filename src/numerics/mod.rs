@@ -5,6 +5,8 @@
 //!   proxy's logits, with run-time CPU detection ([`gemm::avx512`]).
 //! * [`linalg`] — ndarray-based helpers of the proxies and strategies (matmul over the rayon pool,
 //!   row norms, distances, softmax), the AVX-512 `exp` of a slice and `top2`.
+//! * [`nearest`] — nearest centres (k-means assignments, the IVF index's probes) on the packed
+//!   kernel.
 //! * [`scalar`] — branch-free `exp` and `erf` that the backbone's fused kernels inline and the
 //!   compiler vectorises.
 //! * [`argmax_rows`] — the predicted class of each row of scores.
@@ -12,6 +14,7 @@
 //!   at run time (the fused kernels of inference and training use it).
 pub mod gemm;
 pub mod linalg;
+pub mod nearest;
 pub mod scalar;
 
 // Rayon closures run out of line, so target features must sit on the per-block functions

@@ -341,7 +341,18 @@ impl Badge {
             let i = fw.find(rng.random::<f64>() * total);
             let ui = fw.w[i];
             if chosen[i] || ui <= 0.0 {
+                // The tree's sums drift from `w` through many updates; where the weight left is
+                // below that drift (rows all but on their centres) the draws keep landing on
+                // chosen rows: rebuild the tree from the weights.
                 rejections += 1;
+                if rejections > 64 {
+                    if pending.is_empty() {
+                        fw = Fenwick::new(std::mem::take(&mut fw.w));
+                    } else {
+                        refresh(&mut fw, &mut pending, &chosen);
+                    }
+                    rejections = 0;
+                }
                 continue;
             }
             let mut exact = ui;

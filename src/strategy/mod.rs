@@ -13,6 +13,10 @@
 //! | `typicality`       | `typicality.rs`      | typicality 1 / mean k-NN distance in its cluster    |
 //! | `ups:<inner>`      | `ups.rs`             | the inner strategy's score, on a subsampled pool    |
 //! | `balanced:<inner>` | `balanced.rs`        | the inner strategy's score, class-balanced batch    |
+//! | `subpool:<inner>`  | `subpool.rs`         | the inner strategy's score, on a candidate subpool  |
+//!
+//! `badge`, `coreset` and `cluster-margin` subpool their candidates by themselves above 300,000
+//! candidates (`subpool.rs`, through the IVF index of `ivf.rs`); `exhaustive:<inner>` never does.
 //!
 //! A [`Round`] is built once per AL round; strategies are stateful objects kept across rounds
 //! (Cluster-Margin caches its clustering, UPS its last uncertainties).
@@ -20,7 +24,9 @@ pub mod badge;
 pub mod balanced;
 pub mod cluster_margin;
 pub mod coreset;
+pub mod ivf;
 pub mod random;
+pub mod subpool;
 pub mod typicality;
 pub mod uncertainty;
 pub mod ups;
@@ -35,6 +41,7 @@ pub use balanced::Balanced;
 pub use cluster_margin::{ClusterConfig, ClusterMargin, Clusters};
 pub use coreset::CoreSet;
 pub use random::Random;
+pub use subpool::{Mode as SubpoolMode, Subpool, SubpoolConfig};
 pub use typicality::Typicality;
 pub use uncertainty::Uncertainty;
 pub use ups::Ups;
@@ -192,14 +199,50 @@ const REGISTRY: &[Entry] = &[
     }),
 ];
 
-/// Build a strategy by name (see the table above); `ups:<name>` wraps any of them in UPS.
+/// The strategies that subpool their candidates on large pools unless asked not to.
+const SUBPOOLED: &[&str] = &["badge", "coreset", "cluster-margin"];
+
+/// Build a strategy by name (see the table above); `ups:<name>` wraps any of them in UPS,
+/// `balanced:<name>` in class balancing, `subpool:<name>` in candidate subpooling;
+/// `exhaustive:<name>` is the strategy without the subpooling it has by default.
 pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
+    from_name_with(name, &SubpoolConfig::default())
+}
+
+/// [`from_name`] with the given subpooling settings (a run's `[subpool]` table).
+pub fn from_name_with(name: &str, subpool: &SubpoolConfig) -> Result<Box<dyn Strategy>> {
+    let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    let wrap = |inner: &str, mode| -> Result<Box<dyn Strategy>> {
+        Ok(Box::new(Subpool::new_with(inner, mode, subpool)?))
+    };
+    if let Some(inner) = n.strip_prefix("subpool:") {
+        return wrap(inner, SubpoolMode::Always);
+    }
+    if let Some(inner) = n.strip_prefix("exhaustive:") {
+        return base_from_name(inner, subpool);
+    }
+    if canonical(&n).is_some_and(|c| SUBPOOLED.contains(&c)) {
+        return wrap(&n, SubpoolMode::Auto);
+    }
+    base_from_name(&n, subpool)
+}
+
+/// The registry name of `n` or one of its aliases.
+fn canonical(n: &str) -> Option<&'static str> {
+    REGISTRY
+        .iter()
+        .find(|(name, aliases, _)| *name == n || aliases.contains(&n))
+        .map(|(name, _, _)| *name)
+}
+
+/// [`from_name_with`] without the default subpooling of the outermost strategy.
+pub(crate) fn base_from_name(name: &str, subpool: &SubpoolConfig) -> Result<Box<dyn Strategy>> {
     let n = name.trim().to_ascii_lowercase().replace('_', "-");
     if let Some(inner) = n.strip_prefix("ups:") {
-        return Ok(Box::new(Ups::new(from_name(inner)?)));
+        return Ok(Box::new(Ups::new(from_name_with(inner, subpool)?)));
     }
     if let Some(inner) = n.strip_prefix("balanced:") {
-        return Ok(Box::new(Balanced::new(from_name(inner)?)));
+        return Ok(Box::new(Balanced::new(from_name_with(inner, subpool)?)));
     }
     match REGISTRY
         .iter()
@@ -207,7 +250,7 @@ pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
     {
         Some((_, _, make)) => Ok(make()),
         None => bail!(
-            "unknown strategy '{n}' (expected {}, or ups:<one of these> or balanced:<one of these>)",
+            "unknown strategy '{n}' (expected {}, or ups:, balanced:, subpool: or exhaustive: before one of these)",
             STRATEGY_NAMES.join(", ")
         ),
     }

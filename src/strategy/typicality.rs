@@ -5,7 +5,7 @@
 //! typicality = 1 / mean distance to its `knn` nearest neighbours inside the cluster. Dense,
 //! representative rows first; clusters that end up empty are made up by random rows.
 use super::{Pick, Round, Strategy};
-use crate::numerics::linalg::{matmul_into, row_sq_norms, sq_dist};
+use crate::numerics::linalg::sq_dist;
 use anyhow::Result;
 use ndarray::Array2;
 use rand::Rng;
@@ -28,27 +28,8 @@ impl Default for Typicality {
     }
 }
 
-/// Assign each row of `x` to its nearest centre (squared distances via one matmul).
-fn assign(x: &Array2<f32>, centres: &Array2<f32>) -> Vec<u32> {
-    let cn2 = row_sq_norms(centres.view());
-    let mut g = Array2::<f32>::zeros((x.nrows(), centres.nrows()));
-    matmul_into(x.view(), centres.t(), g.view_mut(), false, true);
-    g.rows()
-        .into_iter()
-        .map(|r| {
-            let mut best = (0u32, f32::INFINITY);
-            for (c, &v) in r.iter().enumerate() {
-                let d = cn2[c] - 2.0 * v;
-                if d < best.1 {
-                    best = (c as u32, d);
-                }
-            }
-            best.0
-        })
-        .collect()
-}
-
-/// k-means on the rows of `x`: k-means++ seeding, then Lloyd iterations. Returns labels.
+/// k-means on the rows of `x`: k-means++ seeding, then Lloyd iterations ([`super::ivf::lloyd`]).
+/// Returns labels.
 pub fn kmeans(x: &Array2<f32>, k: usize, iterations: usize, rng: &mut impl Rng) -> Vec<u32> {
     let n = x.nrows();
     let k = k.clamp(1, n.max(1));
@@ -79,28 +60,7 @@ pub fn kmeans(x: &Array2<f32>, k: usize, iterations: usize, rng: &mut impl Rng) 
             *v = v.min(sq_dist(row(i), row(pick)) as f64);
         }
     }
-    let mut labels = assign(x, &centres);
-    for _ in 0..iterations {
-        let mut sums = Array2::<f32>::zeros(centres.dim());
-        let mut cnt = vec![0usize; k];
-        for (i, &l) in labels.iter().enumerate() {
-            let mut s = sums.row_mut(l as usize);
-            s += &x.row(i);
-            cnt[l as usize] += 1;
-        }
-        for (c, &m) in cnt.iter().enumerate() {
-            if m > 0 {
-                let mean = &sums.row(c) / m as f32;
-                centres.row_mut(c).assign(&mean);
-            }
-        }
-        let next = assign(x, &centres);
-        if next == labels {
-            break;
-        }
-        labels = next;
-    }
-    labels
+    super::ivf::lloyd(x, centres, iterations, rng).1
 }
 
 impl Strategy for Typicality {

@@ -590,7 +590,7 @@ pub(crate) fn pick_overlap(
         return Ok(1.0);
     }
     // A fresh strategy: the run's own may keep state between rounds.
-    let mut strat = strategy::from_name(&ctx.cfg.strategy)?;
+    let mut strat = strategy::from_name_with(&ctx.cfg.strategy, &ctx.cfg.subpool)?;
     let old = ctx.ledger.meter(round, Stage::Evaluation, rest.len(), || {
         let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, seeds.fit)?;
         let r = strategy::Round::new(feats, &rest, &rows, Some(proxy.as_ref()), seeds.pick)?

@@ -140,7 +140,7 @@ impl<'a> RoundContext<'a> {
                 ..Default::default()
             },
         )?;
-        let strategy = strategy::from_name(&cfg.strategy)?;
+        let strategy = strategy::from_name_with(&cfg.strategy, &cfg.subpool)?;
         Ok(RoundContext {
             cfg,
             home,
