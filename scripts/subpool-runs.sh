@@ -2,8 +2,8 @@
 # Subpooled against exhaustive BADGE and core-set on real data: clinc150's full pool, svpp, seeds
 # 0-2, the same configs as experiments/configs/full (200 + 9 × 200 labels), once with
 # `exhaustive:<strategy>` and once with `subpool:<strategy>` and a subpool of about 10-25× the
-# batch: the 2,000 lowest-margin rows, 1,000 random rows and the 2 nearest unlabelled rows of up
-# to 2,000 labelled rows (the pool has 18,000 rows; the defaults would hold all of it).
+# batch: 1,000 random rows, the 2 nearest unlabelled rows of up to 2,000 labelled rows and, for
+# BADGE, the 2,000 lowest-margin rows (the pool has 18,000 rows; the defaults would hold all of it).
 # Resumable: a run whose record (with run.json) is committed is skipped; each record is committed
 # as its run finishes. Then `python3 scripts/subpool-report.py` writes
 # experiments/results/subpool.{md,json}.
