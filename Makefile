@@ -15,7 +15,7 @@ help:
 	@echo "make bench-embed   embedding throughput and parity vs sentence-transformers"
 	@echo "make bench-embed-mpnet  the same for all-mpnet-base-v2 (500 + 500 short texts, 64 long), with proxal's reference path"
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
-	@echo "make bench-ann     proxal's IVF index (candidate subpooling) vs hnsw_rs: build time and recall on 200K rows"
+	@echo "make bench-ann     proxal's IVF index (candidate subpooling) vs hnsw_rs: build time and recall on clinc150 (real) and 100K synthetic rows"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
 	@echo "make check-figures every number in README's Benchmarks table is in the results file it cites"

@@ -12,6 +12,9 @@ each f16 v0 holds the f32 v0's vectors rounded.
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runrecords import load_record  # noqa: E402
 from collections import defaultdict
 
 runs = sys.argv[1] if len(sys.argv) > 1 else "experiments/results/f16-runs"
@@ -19,19 +22,8 @@ md_path = sys.argv[2] if len(sys.argv) > 2 else "experiments/results/f16.md"
 json_path = sys.argv[3] if len(sys.argv) > 3 else "experiments/results/f16.json"
 
 
-def lines(path):
-    return [json.loads(l) for l in open(path) if l.strip()]
-
-
 def load(name):
-    d = os.path.join(runs, name)
-    if not os.path.isfile(os.path.join(d, "run.json")):
-        return None
-    acc = {r["labels"]: r["test_accuracy"] for r in lines(os.path.join(d, "rounds.jsonl")) if r.get("test_accuracy") is not None}
-    labelled = [r["row"] for r in lines(os.path.join(d, "labelled.jsonl"))]
-    ledger = lines(os.path.join(d, "ledger.jsonl"))
-    sel = sum(r["cpu_seconds"] for r in ledger if r["stage"] in ("selection", "proxy_fit"))
-    return {"accuracy": acc, "labelled": labelled, "selection_cpu_seconds": sel, "run": json.load(open(os.path.join(d, "run.json")))}
+    return load_record(os.path.join(runs, name), ("selection", "proxy_fit"))
 
 
 pairs = []

@@ -11,6 +11,9 @@ import json
 import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runrecords import load_record  # noqa: E402
 from collections import defaultdict
 
 runs = sys.argv[1] if len(sys.argv) > 1 else "experiments/results/subpool-runs"
@@ -18,18 +21,8 @@ md_path = sys.argv[2] if len(sys.argv) > 2 else "experiments/results/subpool.md"
 json_path = sys.argv[3] if len(sys.argv) > 3 else "experiments/results/subpool.json"
 
 
-def lines(path):
-    return [json.loads(l) for l in open(path) if l.strip()]
-
-
 def load(name):
-    d = os.path.join(runs, name)
-    if not os.path.isfile(os.path.join(d, "run.json")):
-        return None
-    acc = {r["labels"]: r["test_accuracy"] for r in lines(os.path.join(d, "rounds.jsonl")) if r.get("test_accuracy") is not None}
-    ledger = lines(os.path.join(d, "ledger.jsonl"))
-    sel = sum(r["cpu_seconds"] for r in ledger if r["stage"] == "selection")
-    return {"accuracy": acc, "selection_cpu_seconds": sel, "run": json.load(open(os.path.join(d, "run.json")))}
+    return load_record(os.path.join(runs, name))
 
 
 groups = defaultdict(dict)  # (dataset, strategy) -> seed -> {mode: record}

@@ -701,7 +701,7 @@ fn ivf_index_finds_the_exact_neighbours_when_it_probes_every_cell_and_most_with_
     assert!(seen.iter().all(|&s| s == 1));
     // Queries: labelled rows; candidates: the even rows that are not queries.
     let queries: Vec<usize> = (0..6000).step_by(97).collect();
-    let keep = |r: usize| r % 2 == 0 && r % 97 != 0;
+    let keep = |r: usize| r.is_multiple_of(2) && !r.is_multiple_of(97);
     let cands: Vec<usize> = (0..6000).filter(|&r| keep(r)).collect();
     let exact = ix.knn(&x, &queries, 10, 40, &keep);
     let two = ix.knn(&x, &queries, 10, 2, &keep);

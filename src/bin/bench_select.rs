@@ -45,8 +45,12 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct IndexArgs {
+    /// A generated pool (`gen --dir`), or with --version any feature version directory.
+    #[arg(long, required_unless_present = "version")]
+    dir: Option<PathBuf>,
+    /// A feature version directory (e.g. features/clinc150/v0) instead of --dir's.
     #[arg(long)]
-    dir: PathBuf,
+    version: Option<PathBuf>,
     /// Query rows (seeded sample), each searched for its nearest other rows.
     #[arg(long, default_value_t = 200)]
     queries: usize,
@@ -105,7 +109,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     compare_reference: usize,
     /// Candidate subpooling: `never` (the exhaustive strategy), `auto` (the strategy as its name
-    /// gives it: subpooled above 300,000 candidates), `always`.
+    /// gives it: subpooled above 250,000 candidates), `always`.
     #[arg(long, default_value = "never", value_parser = ["never", "auto", "always"])]
     subpool: String,
     /// With --subpool always: the lowest-margin rows of the whole pool put in the subpool (0:
@@ -621,7 +625,12 @@ fn run_subpooled(
 }
 
 fn index(a: &IndexArgs) -> Result<()> {
-    let fv = FeatureVersion::open(&store_dir(&a.dir).join("v0"), Verify::Sizes)?;
+    let dir = match (&a.version, &a.dir) {
+        (Some(v), _) => v.clone(),
+        (None, Some(d)) => store_dir(d).join("v0"),
+        (None, None) => bail!("give --dir or --version"),
+    };
+    let fv = FeatureVersion::open(&dir, Verify::Sizes)?;
     let cfg = proxal::strategy::ivf::IvfConfig::default();
     let t = Instant::now();
     let ix = IvfIndex::build(&fv, &cfg, 0)?;
@@ -677,6 +686,7 @@ fn index(a: &IndexArgs) -> Result<()> {
     }
     let out = serde_json::json!({
         "index": "proxal IVF (src/strategy/ivf.rs)",
+        "version": dir.display().to_string(),
         "rows": n,
         "dim": fv.dim(),
         "dtype": fv.dtype().name(),

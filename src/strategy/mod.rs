@@ -15,7 +15,7 @@
 //! | `balanced:<inner>` | `balanced.rs`        | the inner strategy's score, class-balanced batch    |
 //! | `subpool:<inner>`  | `subpool.rs`         | the inner strategy's score, on a candidate subpool  |
 //!
-//! `badge`, `coreset` and `cluster-margin` subpool their candidates by themselves above 300,000
+//! `badge`, `coreset` and `cluster-margin` subpool their candidates by themselves above 250,000
 //! candidates (`subpool.rs`, through the IVF index of `ivf.rs`); `exhaustive:<inner>` never does.
 //!
 //! A [`Round`] is built once per AL round; strategies are stateful objects kept across rounds

@@ -9,10 +9,10 @@
 //!   the labelled rows not queried before (at most `max_queries`, a seeded sample beyond that),
 //!   so its cost follows the batch, not the pool;
 //! * **uncertain** rows: the `uncertain` lowest-margin rows of the proxy over the whole pool,
-//!   for the strategies that use the proxy (BADGE, Cluster-Margin; not core-set, whose subpooled
-//!   picks should stay core-set's: with them, core-set on clinc150 ended 2.6–5.1 points above
-//!   exhaustive core-set, a different strategy). The one part whose cost grows with the pool:
-//!   it is a margin round (8 s at 10M f16 rows); `uncertain = 0` leaves it out;
+//!   for the strategies that use the proxy (BADGE, Cluster-Margin; not core-set, which does not
+//!   read the proxy: its subpool holds only what its own criterion sees). The one part whose
+//!   cost grows with the pool: it is a margin round (8 s at 10M f16 rows); `uncertain = 0`
+//!   leaves it out;
 //! * **coverage**: `coverage` seeded random candidates, so diversity-seeking strategies still
 //!   see every region of the pool.
 //!
@@ -31,7 +31,10 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SubpoolConfig {
-    /// `Mode::Auto`: exhaustive while the round has at most this many candidates.
+    /// `Mode::Auto`: exhaustive while the round has at most this many candidates. 250,000:
+    /// exhaustive core-set took 12.2 s at 100,000 rows and grows about linearly (58-227 s at
+    /// 1M), BADGE 8.0 s at 100,000 (`bench-select.md`), so both stay near a 30 s round up to
+    /// here.
     pub above: usize,
     /// Nearest unlabelled rows kept per labelled row (SEALS).
     pub neighbours: usize,
@@ -50,7 +53,7 @@ pub struct SubpoolConfig {
 impl Default for SubpoolConfig {
     fn default() -> Self {
         SubpoolConfig {
-            above: 300_000,
+            above: 250_000,
             neighbours: 10,
             max_queries: 2_000,
             nprobe: 2,

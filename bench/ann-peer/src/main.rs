@@ -94,6 +94,7 @@ fn main() {
     }
     let out = serde_json::json!({
         "index": "hnsw_rs 0.3 (HNSW)",
+        "version": dir.display().to_string(),
         "rows": n,
         "dim": dim,
         "m": m,
