@@ -310,28 +310,34 @@ if subs:
     w("")
     w(
         "`--subpool always`: the strategy runs on a subpool of candidates (`src/strategy/subpool.rs`): the 10 "
-        "nearest unlabelled rows of up to 2,000 labelled rows (an IVF index over the version, 2 of √n cells probed "
-        "per query), 10,000 seeded random candidates and, for the strategies that read the proxy (BADGE, "
+        "nearest unlabelled rows of up to 2,000 labelled rows and the 20 nearest of 2 labelled anchors per class "
+        "(an IVF index over the version, 2 of √n cells probed per query), 10,000 seeded random candidates and, for the strategies that read the proxy (BADGE, "
         "Cluster-Margin), the 20,000 lowest-margin rows of the whole pool (\"no scan\": none; the proxy is not fitted "
         "for core-set here). The index is built once per feature version "
         "and cached beside it (*index s*: built, or loaded by the later cases). *in subpool*: how many of "
-        "exhaustive margin's 1,000 lowest-margin candidates (same proxy) the subpool holds. On this mixture nearest "
+        "exhaustive margin's 1,000 lowest-margin candidates (same proxy) the subpool holds. *next round*: the same "
+        "strategy object again after the round's picks are labelled (same proxy): only those 1,000 rows are queried "
+        "for neighbours, the earlier neighbours are kept. On this mixture nearest "
         "neighbours hardly differ from random rows (the IVF index's recall@10 is 0.05 here and 0.94 on clinc150's "
         "MiniLM embeddings, `bench-ann.md`), so the neighbour part is measured for its cost, not its quality: "
         "2,000 queries probing 2 of 3,164 cells read most of the pool once (8.3 s), as long as the margin scan."
     )
     w("")
-    w("| pool | strategy | index s | cells | subpool rows (neighbours / uncertain / random) | subpool s | strategy s | total s | peak RSS | in subpool | run |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| pool | strategy | index s | cells | subpool rows (neighbours / anchored / uncertain / random) | subpool s | strategy s | total s | next round s (subpool s) | peak RSS | in subpool | run |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for o in subs:
         sp = o["subpool"]
         rnd = sp.get("round") or {}
         dts = "" if (o.get("dtype") or "f32") == "f32" else f" ({o['dtype']})"
         inn = sp.get("margin_top1000_in_subpool")
+        nxt = sp.get("next_round") or {}
+        nxt_s = "—" if sp.get("next_round_select_seconds") is None else (
+            f"{sp['next_round_select_seconds']:.1f} ({nxt.get('subpool_seconds', 0):.1f}; {nxt.get('queries', 0):,} queries)")
         w(
             f"| {o['pool_rows']:,}{dts} | {o['strategy']} | {sp['index_seconds']:.1f} ({'built' if sp.get('index_built') else 'loaded'}) | "
-            f"{sp.get('cells', 0):,} | {rnd.get('subpool', 0):,} ({rnd.get('neighbours', 0):,} / {rnd.get('uncertain', 0):,} / {rnd.get('coverage', 0):,}) | "
-            f"{rnd.get('subpool_seconds', 0):.1f} | {rnd.get('inner_seconds', 0):.1f} | {fmt_s(o['seconds'])} | {fmt_b(o['peak_rss_bytes'])} | "
+            f"{sp.get('cells', 0):,} | {rnd.get('subpool', 0):,} ({rnd.get('neighbours', 0):,} / {rnd.get('anchored', 0):,} / {rnd.get('uncertain', 0):,} / {rnd.get('coverage', 0):,}) | "
+            f"{rnd.get('subpool_seconds', 0):.1f} | {rnd.get('inner_seconds', 0):.1f} | {fmt_s(o['seconds'])} | "
+            f"{nxt_s} | {fmt_b(o['peak_rss_bytes'])} | "
             f"{'—' if inn is None else f'{inn:,} of 1,000'} | {when(o)} |"
         )
 

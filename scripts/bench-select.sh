@@ -80,9 +80,12 @@ run_ours() { # dir strategy batch [extra…]
 
 # The subpooled rounds (pools over 1M rows, or any size with BENCH_SUBPOOL=1): BADGE, core-set and
 # Cluster-Margin on a candidate subpool (the first builds the IVF index, the others load it), and
-# BADGE once more without the margin scan of the whole pool.
+# BADGE once more without the margin scan of the whole pool; each also times the next round (its
+# picks labelled: only they are queried for neighbours).
 subpooled() { # dir pool
     [ "$2" -gt 1000000 ] || [ -n "${BENCH_SUBPOOL:-}" ] || return 0
+    want badge || want coreset || want cluster-margin || return 0
+    rm -rf "$1"/features/synthetic/v0/cache   # the first case builds the index (and times it)
     for s in badge coreset cluster-margin; do
         run_ours "$1" "$s" 1000 --subpool always
     done

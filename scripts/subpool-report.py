@@ -43,7 +43,8 @@ md = [
     "(`scripts/subpool-runs.sh`): clinc150's full pool (18,000 candidates), svpp with the logistic proxy, "
     "200 + 9 × 200 labels, seeds 0-2; each config run once as `exhaustive:<strategy>` and once as "
     "`subpool:<strategy>` with a subpool of 1,000 random rows, the 2 nearest unlabelled rows of up to 2,000 "
-    "labelled rows (IVF index, 2 of √n cells probed) and, for BADGE (which reads the proxy; core-set does not), the "
+    "labelled rows and the 5 nearest of one labelled anchor per class, drawn each round (IVF index, 2 of √n cells "
+    "probed), and, for BADGE (which reads the proxy; core-set does not), the "
     "2,000 lowest-margin rows. A first version also gave core-set the lowest-margin rows: it ended 2.6–5.1 points "
     "above exhaustive core-set at 400–2,000 labels, no longer core-set (its records: commit 73e18d1). "
     f"Last written {out['written']}.",

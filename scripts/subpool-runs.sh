@@ -2,8 +2,9 @@
 # Subpooled against exhaustive BADGE and core-set on real data: clinc150's full pool, svpp, seeds
 # 0-2, the same configs as experiments/configs/full (200 + 9 × 200 labels), once with
 # `exhaustive:<strategy>` and once with `subpool:<strategy>` and a subpool of about 10-25× the
-# batch: 1,000 random rows, the 2 nearest unlabelled rows of up to 2,000 labelled rows and, for
-# BADGE, the 2,000 lowest-margin rows (the pool has 18,000 rows; the defaults would hold all of it).
+# batch: 1,000 random rows, the 2 nearest unlabelled rows of up to 2,000 labelled rows, the 5
+# nearest of one labelled anchor per class and, for BADGE, the 2,000 lowest-margin rows (the pool
+# has 18,000 rows; the defaults would hold all of it).
 # Resumable: a run whose record (with run.json) is committed is skipped; each record is committed
 # as its run finishes. Then `python3 scripts/subpool-report.py` writes
 # experiments/results/subpool.{md,json}.
@@ -32,7 +33,7 @@ for s in 0 1 2; do
       cfg=$CFG/$name.toml
       sed -e "s/^name = .*/name = \"$name\"/" -e "s/^strategy = .*/strategy = \"$mode:$strat\"/" $src > $cfg
       if [ $mode = subpool ]; then
-        printf '\n[subpool]\nuncertain = 2000\ncoverage = 1000\nneighbours = 2\nmax_queries = 2000\n' >> $cfg
+        printf '\n[subpool]\nuncertain = 2000\ncoverage = 1000\nneighbours = 2\nmax_queries = 2000\nanchors = 1\nanchor_neighbours = 5\n' >> $cfg
       fi
       run_and_keep "$B" "$cfg" "$OUT/$name" "$LOG" || continue
       for i in 1 2 3; do git add $OUT/$name && git commit -q -m "subpool experiment: $name" -- $OUT/$name && break; sleep 5; done

@@ -765,12 +765,22 @@ fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_
         .fit_rows(&x, &lab, &ys, 6, 0)
         .unwrap();
     let pool: Vec<usize> = (0..8000).collect();
-    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 5).unwrap();
+    let round = Round::new(&x, &pool, &lab, Some(proxy.as_ref()), 5)
+        .unwrap()
+        .with_labelled_classes(&lab, &ys, 6)
+        .unwrap();
+    let err = Round::new(&x, &pool, &lab, None, 5)
+        .unwrap()
+        .with_labelled_classes(&lab[1..], &ys[1..], 6)
+        .err()
+        .expect("a labelled row without its class");
+    assert!(err.to_string().contains("labelled row 0 has no label"), "{err}");
     for name in ["badge", "coreset", "cluster-margin"] {
         let mut sp = Subpool::new(name, SubpoolMode::Always).unwrap();
         sp.config.uncertain = 300;
         sp.config.coverage = 200;
         sp.config.neighbours = 5;
+        sp.config.anchor_neighbours = 5;
         sp.config.nprobe = 1_000; // every cell: exact neighbours
         let picks = sp.select(&round, 30).unwrap();
         assert_eq!(picks.len(), 30, "{name}");
@@ -778,6 +788,8 @@ fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_
         let st = sp.last.clone().unwrap();
         assert!(!st.exhaustive);
         assert_eq!(st.queries, lab.len());
+        // Two anchors of each of the 6 classes, 5 nearest unlabelled rows each.
+        assert_eq!((st.anchors, st.anchored), (12, 60), "{name}");
         let sub = &sp.last_pool;
         assert_eq!(sub.len(), st.subpool);
         assert!(sub.len() < 8000 / 4, "{name}: subpool of {}", sub.len());
@@ -819,8 +831,10 @@ fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_
         let mut lab2 = lab.clone();
         lab2.extend(picks.iter().map(|p| p.row));
         let r2 = Round::new(&x, &pool, &lab2, Some(proxy.as_ref()), 6).unwrap();
+        // Without the rows' classes there are no anchors.
         let picks2 = sp.select(&r2, 30).unwrap();
         assert_eq!(sp.last.as_ref().unwrap().queries, 30, "{name}");
+        assert_eq!(sp.last.as_ref().unwrap().anchors, 0, "{name}");
         assert!(picks2.iter().all(|p| lab2.binary_search(&p.row).is_err()));
     }
 }

@@ -349,9 +349,10 @@ fn run(a: &RunArgs) -> Result<()> {
     } = fit_proxy(a, &fv, &setup, needs_proxy)?;
     let fit_s = t_fit.elapsed().as_secs_f64();
 
-    let round = Round::new(&fv, &all, &setup.labelled_rows, proxy.as_deref(), seed)?;
+    let round = Round::new(&fv, &all, &setup.labelled_rows, proxy.as_deref(), seed)?
+        .with_labelled_classes(&setup.labelled_rows, &setup.labels, setup.classes)?;
     let (picks, select_s, cluster_s, subpool) = if a.subpool == "always" {
-        let (picks, select_s, info) = run_subpooled(a, &fv, &round)?;
+        let (picks, select_s, info) = run_subpooled(a, &fv, &round, &setup)?;
         (picks, select_s, 0.0, info)
     } else {
         let (mut strat, cluster_s) = make_strategy(a, &fv, &all)?;
@@ -585,6 +586,7 @@ fn run_subpooled(
     a: &RunArgs,
     fv: &FeatureVersion,
     round: &Round,
+    setup: &Setup,
 ) -> Result<(Vec<strategy::Pick>, f64, serde_json::Value)> {
     let mut sp = Subpool::new(&a.strategy, SubpoolMode::Always)?;
     if let Some(u) = a.subpool_uncertain {
@@ -613,13 +615,37 @@ fn run_subpooled(
         }
         None => serde_json::Value::Null,
     };
+    let first = sp.last.clone();
+    // The next round, as a run would have it: the picks labelled, the same proxy (refitting it
+    // is a proxy fit's cost, timed above), only the newly labelled rows queried for neighbours.
+    let mix = Mixture::new(
+        setup.dim,
+        setup.classes,
+        setup.separation,
+        setup.noise,
+        setup.seed,
+    );
+    let mut labelled = setup.labelled_rows.clone();
+    labelled.extend(picks.iter().map(|p| p.row));
+    let ys: Vec<u32> = labelled.iter().map(|&r| mix.label(r)).collect();
+    let all: Vec<usize> = (0..fv.n_rows()).collect();
+    let next = Round::new(fv, &all, &labelled, round.proxy, a.seed + 1)?
+        .with_labelled_classes(&labelled, &ys, setup.classes)?;
+    let t_next = Instant::now();
+    let next_picks = sp.select(&next, a.batch)?;
+    let next_s = t_next.elapsed().as_secs_f64();
+    if next_picks.len() != a.batch {
+        bail!("the second round returned {} picks", next_picks.len());
+    }
     let info = serde_json::json!({
         "index_seconds": index_s,
         "index_built": built,
         "cells": cells,
         "config": format!("{:?}", sp.config),
-        "round": sp.last,
+        "round": first,
         "margin_top1000_in_subpool": contained,
+        "next_round_select_seconds": next_s,
+        "next_round": sp.last,
     });
     Ok((picks, select_s, info))
 }

@@ -231,7 +231,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     let cache = fv.dir().join("cache");
     let round = Round::new(&fv, &pool, &labelled, proxy.as_deref(), args.seed)?
         .with_cache_dir(&cache)
-        .with_labels(&y, ds.n_classes());
+        .with_labelled_classes(&labelled, &y, ds.n_classes())?;
     let t_sel = Instant::now();
     let picks: Vec<Pick> = strat.select(&round, args.batch)?;
     let sel_s = t_sel.elapsed().as_secs_f64();

@@ -70,6 +70,9 @@ pub struct Round<'a> {
     /// Labelled rows per class, when the caller knows the labels (`balanced:` fills the smallest
     /// classes first); `None`: treated as none labelled.
     pub class_counts: Option<Vec<usize>>,
+    /// The class of each `labelled` row (same order), when the caller gave the rows with their
+    /// labels ([`Round::with_labelled_classes`]; subpooling's class anchors read it).
+    pub labels: Option<Vec<u32>>,
 }
 
 impl<'a> Round<'a> {
@@ -114,6 +117,7 @@ impl<'a> Round<'a> {
             seed,
             cache_dir: None,
             class_counts: None,
+            labels: None,
         })
     }
 
@@ -125,6 +129,32 @@ impl<'a> Round<'a> {
         }
         self.class_counts = Some(counts);
         self
+    }
+
+    /// [`Round::with_labels`] given the labelled `rows` and their classes `ys` (same order), which
+    /// also keeps each labelled row's class. Errors if a labelled row of the round has no class.
+    pub fn with_labelled_classes(
+        self,
+        rows: &[usize],
+        ys: &[u32],
+        n_classes: usize,
+    ) -> Result<Round<'a>> {
+        if rows.len() != ys.len() {
+            bail!("{} labelled rows but {} labels", rows.len(), ys.len());
+        }
+        let mut by_row: Vec<(usize, u32)> = rows.iter().copied().zip(ys.iter().copied()).collect();
+        by_row.sort_unstable();
+        let labels = self
+            .labelled
+            .iter()
+            .map(|r| match by_row.binary_search_by_key(r, |p| p.0) {
+                Ok(i) => Ok(by_row[i].1),
+                Err(_) => bail!("labelled row {r} has no label"),
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let mut round = self.with_labels(ys, n_classes);
+        round.labels = Some(labels);
+        Ok(round)
     }
 
     /// The same round, allowed to cache per-version work under `dir`.
@@ -153,6 +183,7 @@ impl<'a> Round<'a> {
             seed: self.seed,
             cache_dir: self.cache_dir,
             class_counts: self.class_counts.clone(),
+            labels: self.labels.clone(),
         }
     }
 }

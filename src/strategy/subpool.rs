@@ -8,6 +8,9 @@
 //!   The candidate set persists across rounds and grows with the labels: each round queries only
 //!   the labelled rows not queried before (at most `max_queries`, a seeded sample beyond that),
 //!   so its cost follows the batch, not the pool;
+//! * **class anchors** (AnchorAL, Lesci & Vlachos 2024): each round `anchors` labelled rows of
+//!   every class (drawn afresh) and their `anchor_neighbours` nearest unlabelled rows, so the
+//!   regions of rare classes are in the subpool too (needs the round's labels);
 //! * **uncertain** rows: the `uncertain` lowest-margin rows of the proxy over the whole pool,
 //!   for the strategies that use the proxy (BADGE, Cluster-Margin; not core-set, which does not
 //!   read the proxy: its subpool holds only what its own criterion sees). The one part whose
@@ -40,6 +43,10 @@ pub struct SubpoolConfig {
     pub neighbours: usize,
     /// Labelled rows queried per round (newly labelled first; a seeded sample beyond this).
     pub max_queries: usize,
+    /// Class anchors (AnchorAL): labelled rows drawn per class each round …
+    pub anchors: usize,
+    /// … and the nearest unlabelled rows kept per anchor.
+    pub anchor_neighbours: usize,
     /// Cells scanned per query.
     pub nprobe: usize,
     /// Lowest-margin rows of the whole pool added to the subpool (0: no scan of the pool).
@@ -56,6 +63,8 @@ impl Default for SubpoolConfig {
             above: 250_000,
             neighbours: 10,
             max_queries: 2_000,
+            anchors: 2,
+            anchor_neighbours: 20,
             nprobe: 2,
             uncertain: 20_000,
             coverage: 10_000,
@@ -80,6 +89,9 @@ pub struct SubpoolStats {
     pub candidates: usize,
     pub subpool: usize,
     pub neighbours: usize,
+    /// Class anchors queried this round, and the rows their neighbours added (before overlaps).
+    pub anchors: usize,
+    pub anchored: usize,
     pub uncertain: usize,
     pub coverage: usize,
     pub queries: usize,
@@ -192,6 +204,38 @@ impl Subpool {
         self.queried.sort_unstable();
         let mut pool = self.neighbours.clone();
 
+        // Class anchors: a few labelled rows of every class, drawn afresh each round, and their
+        // nearest unlabelled rows, so every class's region is in the subpool.
+        let (mut n_anchors, mut anchored) = (0, 0);
+        if let (Some(labels), true) = (&round.labels, cfg.anchors > 0 && cfg.anchor_neighbours > 0) {
+            let n_classes = labels.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+            let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
+            for (&r, &c) in round.labelled.iter().zip(labels) {
+                by_class[c as usize].push(r);
+            }
+            let mut anchors = Vec::new();
+            for rows in by_class.iter().filter(|v| !v.is_empty()) {
+                let take = cfg.anchors.min(rows.len());
+                anchors.extend(
+                    rand::seq::index::sample(&mut rng, rows.len(), take)
+                        .into_iter()
+                        .map(|i| rows[i]),
+                );
+            }
+            anchors.sort_unstable();
+            let found = ix.knn(
+                round.features,
+                &anchors,
+                cfg.anchor_neighbours,
+                cfg.nprobe,
+                &|r| is_cand[r],
+            );
+            n_anchors = anchors.len();
+            let before = pool.len();
+            pool.extend(found.into_iter().flatten().map(|(_, r)| r));
+            anchored = pool.len() - before;
+        }
+
         // The lowest-margin rows of the whole pool, for the strategies that read the proxy
         // (core-set's subpool stays what core-set itself looks at: neighbours and coverage).
         let mut uncertain = 0;
@@ -222,6 +266,8 @@ impl Subpool {
             candidates: n,
             subpool: pool.len(),
             neighbours: self.neighbours.len(),
+            anchors: n_anchors,
+            anchored,
             uncertain,
             coverage,
             queries: fresh.len(),
@@ -260,10 +306,12 @@ impl Strategy for Subpool {
         let picks = super::base_from_name(&self.name, &self.config)?.select(&sub, k)?;
         stats.inner_seconds = t.elapsed().as_secs_f64();
         tracing::info!(
-            "subpool: {} of {} candidates ({} neighbours, {} uncertain, {} random), {} in {:.1} s",
+            "subpool: {} of {} candidates ({} neighbours, {} by {} anchors, {} uncertain, {} random), {} in {:.1} s",
             stats.subpool,
             stats.candidates,
             stats.neighbours,
+            stats.anchored,
+            stats.anchors,
             stats.uncertain,
             stats.coverage,
             self.name,

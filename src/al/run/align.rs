@@ -594,7 +594,7 @@ pub(crate) fn pick_overlap(
     let old = ctx.ledger.meter(round, Stage::Evaluation, rest.len(), || {
         let proxy = pc.fit(feats.gather(&rows).view(), &ys, n, seeds.fit)?;
         let r = strategy::Round::new(feats, &rest, &rows, Some(proxy.as_ref()), seeds.pick)?
-            .with_labels(&ys, n);
+            .with_labelled_classes(&rows, &ys, n)?;
         strat.select(&r, k)
     })?;
     let new: HashSet<usize> = picks[random.len()..].iter().map(|p| p.row).collect();

@@ -960,7 +960,7 @@ pub(crate) fn strategy_select(
     seed: u64,
 ) -> Result<Vec<strategy::Pick>> {
     let r = strategy::Round::new(feats, unlabelled, labelled, Some(proxy), seed)?
-        .with_labels(ys, ctx.ds.n_classes());
+        .with_labelled_classes(labelled, ys, ctx.ds.n_classes())?;
     let strat = &mut ctx.strategy;
     let picks = ctx
         .ledger
