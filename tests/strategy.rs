@@ -774,7 +774,10 @@ fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_
         .with_labelled_classes(&lab[1..], &ys[1..], 6)
         .err()
         .expect("a labelled row without its class");
-    assert!(err.to_string().contains("labelled row 0 has no label"), "{err}");
+    assert!(
+        err.to_string().contains("labelled row 0 has no label"),
+        "{err}"
+    );
     for name in ["badge", "coreset", "cluster-margin"] {
         let mut sp = Subpool::new(name, SubpoolMode::Always).unwrap();
         sp.config.uncertain = 300;

@@ -629,8 +629,11 @@ fn run_subpooled(
     labelled.extend(picks.iter().map(|p| p.row));
     let ys: Vec<u32> = labelled.iter().map(|&r| mix.label(r)).collect();
     let all: Vec<usize> = (0..fv.n_rows()).collect();
-    let next = Round::new(fv, &all, &labelled, round.proxy, a.seed + 1)?
-        .with_labelled_classes(&labelled, &ys, setup.classes)?;
+    let next = Round::new(fv, &all, &labelled, round.proxy, a.seed + 1)?.with_labelled_classes(
+        &labelled,
+        &ys,
+        setup.classes,
+    )?;
     let t_next = Instant::now();
     let next_picks = sp.select(&next, a.batch)?;
     let next_s = t_next.elapsed().as_secs_f64();

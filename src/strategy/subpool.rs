@@ -192,28 +192,16 @@ impl Subpool {
             s.sort_unstable();
             fresh = s.into_iter().map(|i| fresh[i]).collect();
         }
-        let found = ix.knn(round.features, &fresh, cfg.neighbours, cfg.nprobe, &|r| {
-            is_cand[r]
-        });
-        self.neighbours
-            .extend(found.into_iter().flatten().map(|(_, r)| r));
-        self.neighbours.sort_unstable();
-        self.neighbours.dedup();
-        self.neighbours.retain(|&r| is_cand[r]);
-        self.queried.extend(fresh.iter().copied());
-        self.queried.sort_unstable();
-        let mut pool = self.neighbours.clone();
-
-        // Class anchors: a few labelled rows of every class, drawn afresh each round, and their
-        // nearest unlabelled rows, so every class's region is in the subpool.
-        let (mut n_anchors, mut anchored) = (0, 0);
-        if let (Some(labels), true) = (&round.labels, cfg.anchors > 0 && cfg.anchor_neighbours > 0) {
+        // Class anchors: a few labelled rows of every class, drawn afresh each round, so every
+        // class's region is in the subpool.
+        let mut anchors = Vec::new();
+        if let (Some(labels), true) = (&round.labels, cfg.anchors > 0 && cfg.anchor_neighbours > 0)
+        {
             let n_classes = labels.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
             let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
             for (&r, &c) in round.labelled.iter().zip(labels) {
                 by_class[c as usize].push(r);
             }
-            let mut anchors = Vec::new();
             for rows in by_class.iter().filter(|v| !v.is_empty()) {
                 let take = cfg.anchors.min(rows.len());
                 anchors.extend(
@@ -223,18 +211,37 @@ impl Subpool {
                 );
             }
             anchors.sort_unstable();
-            let found = ix.knn(
-                round.features,
-                &anchors,
-                cfg.anchor_neighbours,
-                cfg.nprobe,
-                &|r| is_cand[r],
-            );
-            n_anchors = anchors.len();
-            let before = pool.len();
-            pool.extend(found.into_iter().flatten().map(|(_, r)| r));
-            anchored = pool.len() - before;
         }
+        // One pass over the probed cells answers both kinds of query (a cell is read once).
+        let queries: Vec<usize> = fresh.iter().chain(&anchors).copied().collect();
+        let per_query = if anchors.is_empty() {
+            cfg.neighbours
+        } else {
+            cfg.neighbours.max(cfg.anchor_neighbours)
+        };
+        let mut found = ix.knn(round.features, &queries, per_query, cfg.nprobe, &|r| {
+            is_cand[r]
+        });
+        let by_anchor = found.split_off(fresh.len());
+        self.neighbours.extend(
+            found
+                .into_iter()
+                .flat_map(|v| v.into_iter().take(cfg.neighbours))
+                .map(|(_, r)| r),
+        );
+        self.neighbours.sort_unstable();
+        self.neighbours.dedup();
+        self.neighbours.retain(|&r| is_cand[r]);
+        self.queried.extend(fresh.iter().copied());
+        self.queried.sort_unstable();
+        let mut pool = self.neighbours.clone();
+        pool.extend(
+            by_anchor
+                .into_iter()
+                .flat_map(|v| v.into_iter().take(cfg.anchor_neighbours))
+                .map(|(_, r)| r),
+        );
+        let (n_anchors, anchored) = (anchors.len(), pool.len() - self.neighbours.len());
 
         // The lowest-margin rows of the whole pool, for the strategies that read the proxy
         // (core-set's subpool stays what core-set itself looks at: neighbours and coverage).
