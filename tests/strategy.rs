@@ -830,15 +830,24 @@ fn subpool_holds_the_neighbours_and_the_least_certain_rows_and_queries_only_new_
             assert_eq!(st.uncertain, 300);
             assert_eq!(held, 300, "{name}");
         }
-        // Next round: only the newly labelled rows are queried.
+        // Next round: every labelled row is queried again, and a fresh wrapper (a run resumed
+        // after a kill) makes the same subpool and picks as the one that went on.
         let mut lab2 = lab.clone();
         lab2.extend(picks.iter().map(|p| p.row));
+        lab2.sort_unstable();
         let r2 = Round::new(&x, &pool, &lab2, Some(proxy.as_ref()), 6).unwrap();
-        // Without the rows' classes there are no anchors.
         let picks2 = sp.select(&r2, 30).unwrap();
-        assert_eq!(sp.last.as_ref().unwrap().queries, 30, "{name}");
+        assert_eq!(sp.last.as_ref().unwrap().queries, lab2.len(), "{name}");
+        // Without the rows' classes there are no anchors.
         assert_eq!(sp.last.as_ref().unwrap().anchors, 0, "{name}");
         assert!(picks2.iter().all(|p| lab2.binary_search(&p.row).is_err()));
+        let mut resumed = Subpool::new_with(name, SubpoolMode::Always, &sp.config).unwrap();
+        assert_eq!(
+            rows(&resumed.select(&r2, 30).unwrap()),
+            rows(&picks2),
+            "{name}"
+        );
+        assert_eq!(resumed.last_pool, sp.last_pool, "{name}");
     }
 }
 
@@ -897,4 +906,18 @@ fn subpooling_is_off_below_its_pool_size_and_by_the_exhaustive_prefix() {
             .unwrap();
         assert_eq!(rows(&got), rows(&want), "{name}");
     }
+    // `exhaustive:` reaches inside wrappers: with subpooling from 100 candidates on, `ups:badge`
+    // subpools and `exhaustive:ups:badge` picks like `ups:badge` on a small pool.
+    let low = proxal::strategy::SubpoolConfig { above: 100, ..cfg };
+    let pick = |name: &str, c: &proxal::strategy::SubpoolConfig| {
+        rows(
+            &proxal::strategy::from_name_with(name, c)
+                .unwrap()
+                .select(&round, 20)
+                .unwrap(),
+        )
+    };
+    let plain = pick("ups:badge", &proxal::strategy::SubpoolConfig::default());
+    assert_eq!(pick("exhaustive:ups:badge", &low), plain);
+    assert_ne!(pick("ups:badge", &low), plain);
 }

@@ -128,6 +128,8 @@ pub struct IvfIndex {
 }
 
 const MAGIC: &[u8; 8] = b"PXIVF001";
+/// Rows of a cell scored per product in a k-NN query.
+const KNN_TILE: usize = 4096;
 
 impl IvfIndex {
     /// Build the index over every row of `features`.
@@ -273,29 +275,39 @@ impl IvfIndex {
                 if rows.is_empty() {
                     return Vec::new();
                 }
-                let xm = features.gather(&rows);
-                let xn2: Vec<f32> = xm
+                let qi: Vec<usize> = qs.iter().map(|&i| i as usize).collect();
+                let qm = q.select(ndarray::Axis(0), &qi);
+                let qn2: Vec<f32> = qm
                     .rows()
                     .into_iter()
                     .map(|r| r.iter().map(|v| v * v).sum())
                     .collect();
-                let qi: Vec<usize> = qs.iter().map(|&i| i as usize).collect();
-                let qm = q.select(ndarray::Axis(0), &qi);
-                let mut g = Array2::<f32>::zeros((qm.nrows(), rows.len()));
-                matmul_into(qm.view(), xm.t(), g.view_mut(), false, false);
-                let mut out = Vec::new();
-                for (j, gr) in g.rows().into_iter().enumerate() {
-                    let qn2: f32 = qm.row(j).iter().map(|v| v * v).sum();
-                    let mut d: Vec<(f32, usize)> = gr
-                        .iter()
-                        .zip(&xn2)
-                        .zip(&rows)
-                        .map(|((&p, &xn), &r)| ((qn2 + xn - 2.0 * p).max(0.0), r))
+                // The cell's rows a tile at a time (a lopsided cell cannot make one huge
+                // distance matrix), keeping each query's k nearest so far.
+                let mut best: Vec<Vec<(f32, usize)>> = vec![Vec::new(); qm.nrows()];
+                for tile in rows.chunks(KNN_TILE) {
+                    let xm = features.gather(tile);
+                    let xn2: Vec<f32> = xm
+                        .rows()
+                        .into_iter()
+                        .map(|r| r.iter().map(|v| v * v).sum())
                         .collect();
-                    nearest_first(&mut d, k);
-                    out.extend(d.into_iter().map(|(dd, r)| (qs[j], dd, r)));
+                    let mut g = Array2::<f32>::zeros((qm.nrows(), tile.len()));
+                    matmul_into(qm.view(), xm.t(), g.view_mut(), false, false);
+                    for ((gr, b), &qn) in g.rows().into_iter().zip(&mut best).zip(&qn2) {
+                        b.extend(
+                            gr.iter()
+                                .zip(&xn2)
+                                .zip(tile)
+                                .map(|((&p, &xn), &r)| ((qn + xn - 2.0 * p).max(0.0), r)),
+                        );
+                        nearest_first(b, k);
+                    }
                 }
-                out
+                best.into_iter()
+                    .enumerate()
+                    .flat_map(|(j, b)| b.into_iter().map(move |(dd, r)| (qs[j], dd, r)))
+                    .collect()
             })
             .collect();
         let mut per_query: Vec<Vec<(f32, usize)>> = vec![Vec::new(); queries.len()];
@@ -342,8 +354,13 @@ impl IvfIndex {
             u64_at(24) as usize,
             u64_at(32) as usize,
         );
-        let want = 40 + k * d * 4 + (k + 1) * 8 + n * 4;
-        if b.len() != want {
+        let want = k
+            .checked_mul(d)
+            .and_then(|kd| kd.checked_mul(4))
+            .and_then(|c| c.checked_add(k.checked_add(1)?.checked_mul(8)?))
+            .and_then(|c| c.checked_add(n.checked_mul(4)?))
+            .and_then(|c| c.checked_add(40));
+        if want != Some(b.len()) {
             return Err(bad());
         }
         let mut o = 40;
@@ -364,6 +381,7 @@ impl IvfIndex {
         if offsets.first() != Some(&0)
             || offsets.last() != Some(&n)
             || offsets.windows(2).any(|w| w[0] > w[1])
+            || members.iter().any(|&r| r as usize >= n)
         {
             return Err(bad());
         }

@@ -242,20 +242,7 @@ pub fn from_name(name: &str) -> Result<Box<dyn Strategy>> {
 
 /// [`from_name`] with the given subpooling settings (a run's `[subpool]` table).
 pub fn from_name_with(name: &str, subpool: &SubpoolConfig) -> Result<Box<dyn Strategy>> {
-    let n = name.trim().to_ascii_lowercase().replace('_', "-");
-    let wrap = |inner: &str, mode| -> Result<Box<dyn Strategy>> {
-        Ok(Box::new(Subpool::new_with(inner, mode, subpool)?))
-    };
-    if let Some(inner) = n.strip_prefix("subpool:") {
-        return wrap(inner, SubpoolMode::Always);
-    }
-    if let Some(inner) = n.strip_prefix("exhaustive:") {
-        return base_from_name(inner, subpool);
-    }
-    if canonical(&n).is_some_and(|c| SUBPOOLED.contains(&c)) {
-        return wrap(&n, SubpoolMode::Auto);
-    }
-    base_from_name(&n, subpool)
+    build(name, subpool, true)
 }
 
 /// The registry name of `n` or one of its aliases.
@@ -266,14 +253,34 @@ fn canonical(n: &str) -> Option<&'static str> {
         .map(|(name, _, _)| *name)
 }
 
-/// [`from_name_with`] without the default subpooling of the outermost strategy.
+/// [`from_name_with`] with no default subpooling anywhere in the name (what `exhaustive:` and a
+/// subpool's own inner strategy are).
 pub(crate) fn base_from_name(name: &str, subpool: &SubpoolConfig) -> Result<Box<dyn Strategy>> {
+    build(name, subpool, false)
+}
+
+/// Build a strategy by name; `auto`: the strategies of [`SUBPOOLED`] get their default
+/// subpooling (not under `exhaustive:`, nor inside a `subpool:`).
+fn build(name: &str, subpool: &SubpoolConfig, auto: bool) -> Result<Box<dyn Strategy>> {
     let n = name.trim().to_ascii_lowercase().replace('_', "-");
+    if let Some(inner) = n.strip_prefix("subpool:") {
+        return Ok(Box::new(Subpool::new_with(
+            inner,
+            SubpoolMode::Always,
+            subpool,
+        )?));
+    }
+    if let Some(inner) = n.strip_prefix("exhaustive:") {
+        return build(inner, subpool, false);
+    }
     if let Some(inner) = n.strip_prefix("ups:") {
-        return Ok(Box::new(Ups::new(from_name_with(inner, subpool)?)));
+        return Ok(Box::new(Ups::new(build(inner, subpool, auto)?)));
     }
     if let Some(inner) = n.strip_prefix("balanced:") {
-        return Ok(Box::new(Balanced::new(from_name_with(inner, subpool)?)));
+        return Ok(Box::new(Balanced::new(build(inner, subpool, auto)?)));
+    }
+    if auto && canonical(&n).is_some_and(|c| SUBPOOLED.contains(&c)) {
+        return Ok(Box::new(Subpool::new_with(&n, SubpoolMode::Auto, subpool)?));
     }
     match REGISTRY
         .iter()

@@ -4,10 +4,11 @@
 //!
 //! The subpool is the union of
 //! * **neighbours** (SEALS, Coleman et al. 2022): the `neighbours` nearest unlabelled rows of
-//!   each labelled row, found through an IVF index built once per feature version (`ivf.rs`).
-//!   The candidate set persists across rounds and grows with the labels: each round queries only
-//!   the labelled rows not queried before (at most `max_queries`, a seeded sample beyond that),
-//!   so its cost follows the batch, not the pool;
+//!   each labelled row (a seeded sample of `max_queries` of them beyond that), found through an
+//!   IVF index built once per feature version (`ivf.rs`). Recomputed each round from the labelled
+//!   set, so a run resumed after a kill builds the same subpool as one that was not stopped; a
+//!   query reads `nprobe` cells of about √n rows, so the pass costs min(n, queries · nprobe · √n)
+//!   rows;
 //! * **class anchors** (AnchorAL, Lesci & Vlachos 2024): each round `anchors` labelled rows of
 //!   every class (drawn afresh) and their `anchor_neighbours` nearest unlabelled rows, so the
 //!   regions of rare classes are in the subpool too (needs the round's labels);
@@ -27,8 +28,11 @@
 use super::ivf::{fingerprint, IvfConfig, IvfIndex};
 use super::{score_candidates, top_k, Measure, Pick, Round, Strategy};
 use anyhow::Result;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The index's k-means seed: fixed, so the index depends on the features alone.
+const INDEX_SEED: u64 = 0;
 
 /// A run's `[subpool]` table (every key optional).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -112,10 +116,6 @@ pub struct Subpool {
     /// The strategy of exhaustive rounds (kept across rounds, as without the wrapper).
     inner: Box<dyn Strategy>,
     index: Option<Arc<IvfIndex>>,
-    /// Labelled rows already queried for neighbours (sorted).
-    queried: Vec<usize>,
-    /// Neighbour candidates found so far (sorted).
-    neighbours: Vec<usize>,
     pub last: Option<SubpoolStats>,
     /// The last subpooled round's candidates (sorted).
     pub last_pool: Vec<usize>,
@@ -135,8 +135,6 @@ impl Subpool {
             mode,
             config: config.clone(),
             index: None,
-            queried: Vec::new(),
-            neighbours: Vec::new(),
             last: None,
             last_pool: Vec::new(),
         })
@@ -152,21 +150,31 @@ impl Subpool {
         self.index.as_ref()
     }
 
-    /// The index over the round's features: the one in memory if it matches them, else the
-    /// cached or a new one (then the neighbour candidates start over).
+    /// The index over the round's features: this wrapper's, else the last one built or loaded
+    /// in this process (a fresh wrapper, e.g. the alignment check's, need not build it again),
+    /// else the cached one in the round's cache directory, else a new one. Its seed is fixed, so
+    /// every round, seed and resumed run gets the same index for the same features.
     fn ensure_index(&mut self, round: &Round) -> Result<(Arc<IvfIndex>, f64)> {
+        static LAST: Mutex<Option<(IvfConfig, Arc<IvfIndex>)>> = Mutex::new(None);
         let fp = fingerprint(round.features);
         if let Some(ix) = self.index.as_ref().filter(|ix| ix.fingerprint == fp) {
             return Ok((ix.clone(), 0.0));
         }
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ix)) = last
+            .as_ref()
+            .filter(|(cfg, ix)| ix.fingerprint == fp && *cfg == self.config.ivf)
+        {
+            self.index = Some(ix.clone());
+            return Ok((ix.clone(), 0.0));
+        }
         let t = Instant::now();
         let ix = Arc::new(match round.cache_dir {
-            Some(dir) => IvfIndex::cached(round.features, &self.config.ivf, round.seed, dir)?,
-            None => IvfIndex::build(round.features, &self.config.ivf, round.seed)?,
+            Some(dir) => IvfIndex::cached(round.features, &self.config.ivf, INDEX_SEED, dir)?,
+            None => IvfIndex::build(round.features, &self.config.ivf, INDEX_SEED)?,
         });
+        *last = Some((self.config.ivf.clone(), ix.clone()));
         self.index = Some(ix.clone());
-        self.queried.clear();
-        self.neighbours.clear();
         Ok((ix, t.elapsed().as_secs_f64()))
     }
 
@@ -180,17 +188,14 @@ impl Subpool {
         round.unlabelled.iter().for_each(|&r| is_cand[r] = true);
         let mut rng = crate::util::rng(round.seed ^ 0x5eab5);
 
-        // Neighbours of the labelled rows not queried yet.
-        let mut fresh: Vec<usize> = round
-            .labelled
-            .iter()
-            .copied()
-            .filter(|r| self.queried.binary_search(r).is_err())
-            .collect();
-        if fresh.len() > cfg.max_queries {
-            let mut s = rand::seq::index::sample(&mut rng, fresh.len(), cfg.max_queries).into_vec();
+        // Neighbours of the labelled rows (a seeded sample beyond `max_queries`). Recomputed every
+        // round from the labelled set alone, so a resumed run makes the same subpool.
+        let mut queries: Vec<usize> = round.labelled.clone();
+        if queries.len() > cfg.max_queries {
+            let mut s =
+                rand::seq::index::sample(&mut rng, queries.len(), cfg.max_queries).into_vec();
             s.sort_unstable();
-            fresh = s.into_iter().map(|i| fresh[i]).collect();
+            queries = s.into_iter().map(|i| round.labelled[i]).collect();
         }
         // Class anchors: a few labelled rows of every class, drawn afresh each round, so every
         // class's region is in the subpool.
@@ -213,35 +218,27 @@ impl Subpool {
             anchors.sort_unstable();
         }
         // One pass over the probed cells answers both kinds of query (a cell is read once).
-        let queries: Vec<usize> = fresh.iter().chain(&anchors).copied().collect();
+        let all: Vec<usize> = queries.iter().chain(&anchors).copied().collect();
         let per_query = if anchors.is_empty() {
             cfg.neighbours
         } else {
             cfg.neighbours.max(cfg.anchor_neighbours)
         };
-        let mut found = ix.knn(round.features, &queries, per_query, cfg.nprobe, &|r| {
-            is_cand[r]
-        });
-        let by_anchor = found.split_off(fresh.len());
-        self.neighbours.extend(
-            found
-                .into_iter()
-                .flat_map(|v| v.into_iter().take(cfg.neighbours))
-                .map(|(_, r)| r),
-        );
-        self.neighbours.sort_unstable();
-        self.neighbours.dedup();
-        self.neighbours.retain(|&r| is_cand[r]);
-        self.queried.extend(fresh.iter().copied());
-        self.queried.sort_unstable();
-        let mut pool = self.neighbours.clone();
+        let mut found = ix.knn(round.features, &all, per_query, cfg.nprobe, &|r| is_cand[r]);
+        let by_anchor = found.split_off(queries.len());
+        let mut pool: Vec<usize> = found
+            .into_iter()
+            .flat_map(|v| v.into_iter().take(cfg.neighbours))
+            .map(|(_, r)| r)
+            .collect();
+        let n_neighbours = pool.len();
         pool.extend(
             by_anchor
                 .into_iter()
                 .flat_map(|v| v.into_iter().take(cfg.anchor_neighbours))
                 .map(|(_, r)| r),
         );
-        let (n_anchors, anchored) = (anchors.len(), pool.len() - self.neighbours.len());
+        let (n_anchors, anchored) = (anchors.len(), pool.len() - n_neighbours);
 
         // The lowest-margin rows of the whole pool, for the strategies that read the proxy
         // (core-set's subpool stays what core-set itself looks at: neighbours and coverage).
@@ -254,30 +251,39 @@ impl Subpool {
             pool.extend(top.into_iter().map(|i| round.unlabelled[i]));
         }
 
-        // Seeded random candidates; and never fewer candidates than the batch needs.
+        // Seeded random candidates; then, past overlaps, never fewer than the batch needs.
         let n = round.unlabelled.len();
-        let want = cfg.coverage.max(k.saturating_sub(pool.len())).min(n);
-        let coverage = want;
+        let coverage = cfg.coverage.min(n);
         pool.extend(
-            rand::seq::index::sample(&mut rng, n, want)
+            rand::seq::index::sample(&mut rng, n, coverage)
                 .into_iter()
                 .map(|i| round.unlabelled[i]),
         );
         pool.sort_unstable();
         pool.dedup();
-        if pool.len() < k.min(n) {
-            pool = round.unlabelled.clone();
+        let target = k.min(n);
+        while pool.len() < target {
+            let need = target - pool.len();
+            let mut more: Vec<usize> = rand::seq::index::sample(&mut rng, n, need.min(n))
+                .into_iter()
+                .map(|i| round.unlabelled[i])
+                .filter(|r| pool.binary_search(r).is_err())
+                .collect();
+            more.sort_unstable();
+            more.dedup();
+            pool.extend(more);
+            pool.sort_unstable();
         }
         let stats = SubpoolStats {
             exhaustive: false,
             candidates: n,
             subpool: pool.len(),
-            neighbours: self.neighbours.len(),
+            neighbours: n_neighbours,
             anchors: n_anchors,
             anchored,
             uncertain,
             coverage,
-            queries: fresh.len(),
+            queries: queries.len(),
             index_seconds,
             cells: ix.cells(),
             subpool_seconds: t.elapsed().as_secs_f64(),
