@@ -47,7 +47,9 @@ md = [
     "probed), and, for BADGE (which reads the proxy; core-set does not), the "
     "2,000 lowest-margin rows. A first version also gave core-set the lowest-margin rows: it ended 2.6–5.1 points "
     "above exhaustive core-set at 400–2,000 labels, no longer core-set (its records: commit 73e18d1); before class "
-    "anchors, subpooled BADGE was within 1.30 points (at worst -1.13 at 600 labels; records: commit 4c84e69). "
+    "anchors, subpooled BADGE was within 1.30 points (at worst -1.13 at 600 labels; records: commit 4c84e69), and "
+    "with anchors but neighbours kept across rounds (not reproducible after a resume) within 0.53 points (records: "
+    "commit 117887b): differences of the size of the exhaustive runs' seed SD. "
     f"Last written {out['written']}.",
     "",
 ]
