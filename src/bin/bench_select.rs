@@ -195,6 +195,19 @@ struct Setup {
     seed: u64,
 }
 
+impl Setup {
+    /// The mixture the pool was generated from (its classes are the rows' labels).
+    fn mixture(&self) -> Mixture {
+        Mixture::new(
+            self.dim,
+            self.classes,
+            self.separation,
+            self.noise,
+            self.seed,
+        )
+    }
+}
+
 fn store_dir(dir: &Path) -> PathBuf {
     dir.join("features").join("synthetic")
 }
@@ -616,15 +629,9 @@ fn run_subpooled(
         None => serde_json::Value::Null,
     };
     let first = sp.last.clone();
-    // The next round, as a run would have it: the picks labelled, the same proxy (refitting it
-    // is a proxy fit's cost, timed above), only the newly labelled rows queried for neighbours.
-    let mix = Mixture::new(
-        setup.dim,
-        setup.classes,
-        setup.separation,
-        setup.noise,
-        setup.seed,
-    );
+    // The next round, as a run would have it: the picks labelled (with the mixture's classes),
+    // the same proxy (refitting it is a proxy fit's cost, timed above).
+    let mix = setup.mixture();
     let mut labelled = setup.labelled_rows.clone();
     labelled.extend(picks.iter().map(|p| p.row));
     let ys: Vec<u32> = labelled.iter().map(|&r| mix.label(r)).collect();
@@ -773,13 +780,7 @@ fn proxy_quality(
     setup: &Setup,
     unlabelled: &[usize],
 ) -> serde_json::Value {
-    let mix = Mixture::new(
-        setup.dim,
-        setup.classes,
-        setup.separation,
-        setup.noise,
-        setup.seed,
-    );
+    let mix = setup.mixture();
     let rows: Vec<usize> = unlabelled
         .iter()
         .copied()
