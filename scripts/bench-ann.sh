@@ -14,17 +14,7 @@ P=target/ann-peer/release/ann-peer
 OUT=target/bench-ann
 mkdir -p $OUT
 : > $OUT/lines.jsonl
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-stamp() { # LINE LOAD_BEFORE
-    python3 -c '
-import datetime, json, os, sys
-d = json.loads(sys.argv[1])
-d["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-d["load_average_before"] = [float(x) for x in sys.argv[2].split()]
-d["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-d["cpu"] = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
-print(json.dumps(d))' "$1" "$2"
-}
+. scripts/bench-lib.sh
 # one VERSION_DIR LABEL: both indexes over one feature version.
 one() {
     local v=$1 label=$2 nprobe line before

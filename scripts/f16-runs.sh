@@ -45,7 +45,7 @@ for s in 0 1 2; do
         printf '{"started":"%s","wall_seconds":%d,"loadavg_at_start":"%s","cores":%d,"feature_dtype":"%s"}\n' \
           "$started" "$(( $(date +%s) - start ))" "$load" "$(nproc)" "$dt" > $OUT/$name/run.json
         echo "$(date -u +%FT%TZ) done $name" >> $LOG
-        for i in 1 2 3; do git add $OUT/$name && git commit -q -m "f16 experiment: $name" -- $OUT/$name && break; sleep 5; done
+        commit_record $OUT/$name "f16 experiment: $name"
       else
         echo "$(date -u +%FT%TZ) FAILED $name" >> $LOG
       fi

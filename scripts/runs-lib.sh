@@ -41,3 +41,13 @@ run_and_keep() {
         return 1
     fi
 }
+
+# Commit run record $1 with message $2, retrying twice (another experiment may hold git's lock).
+commit_record() {
+    local i
+    for i in 1 2 3; do
+        git add "$1" && git commit -q -m "$2" -- "$1" && return 0
+        sleep 5
+    done
+    return 1
+}

@@ -36,7 +36,7 @@ for s in 0 1 2; do
         printf '\n[subpool]\nuncertain = 2000\ncoverage = 1000\nneighbours = 2\nmax_queries = 2000\nanchors = 1\nanchor_neighbours = 5\n' >> $cfg
       fi
       run_and_keep "$B" "$cfg" "$OUT/$name" "$LOG" || continue
-      for i in 1 2 3; do git add $OUT/$name && git commit -q -m "subpool experiment: $name" -- $OUT/$name && break; sleep 5; done
+      commit_record $OUT/$name "subpool experiment: $name"
     done
   done
  done

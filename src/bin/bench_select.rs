@@ -16,6 +16,7 @@ use proxal::features::{Dtype, FeatureVersion, Provenance, RowBlocks, Store, Veri
 mod synth;
 use proxal::proxy::{predict_rows, LogReg, ProxyConfig};
 use proxal::strategy::ivf::IvfIndex;
+use proxal::strategy::subpool::INDEX_SEED;
 use proxal::strategy::{
     self, ClusterConfig, ClusterMargin, Clusters, Round, Strategy, Subpool, SubpoolMode,
 };
@@ -606,7 +607,7 @@ fn run_subpooled(
         sp.config.uncertain = u;
     }
     let t = Instant::now();
-    let ix = IvfIndex::cached(fv, &sp.config.ivf, a.seed, &fv.dir().join("cache"))?;
+    let ix = IvfIndex::cached(fv, &sp.config.ivf, INDEX_SEED, &fv.dir().join("cache"))?;
     let index_s = t.elapsed().as_secs_f64();
     let built = ix.build_seconds > 0.0;
     let cells = ix.cells();
@@ -615,14 +616,11 @@ fn run_subpooled(
     let picks = sp.select(round, a.batch)?;
     let select_s = t_sel.elapsed().as_secs_f64();
     let contained = match round.proxy {
-        Some(p) => {
-            let m = strategy::score_candidates(round, p, strategy::Measure::Margin);
-            let pr: Vec<f32> = m.iter().map(|v| -v).collect();
-            let top = strategy::top_k(&pr, 1000);
-            let pool = &sp.last_pool;
+        Some(_) => {
+            let top = strategy::from_name("margin")?.select(round, 1000)?;
             let n = top
                 .iter()
-                .filter(|&&i| pool.binary_search(&round.unlabelled[i]).is_ok())
+                .filter(|p| sp.last_pool.binary_search(&p.row).is_ok())
                 .count();
             serde_json::json!(n)
         }
@@ -669,7 +667,7 @@ fn index(a: &IndexArgs) -> Result<()> {
     let fv = FeatureVersion::open(&dir, Verify::Sizes)?;
     let cfg = proxal::strategy::ivf::IvfConfig::default();
     let t = Instant::now();
-    let ix = IvfIndex::build(&fv, &cfg, 0)?;
+    let ix = IvfIndex::build(&fv, &cfg, INDEX_SEED)?;
     let build_s = t.elapsed().as_secs_f64();
     let n = fv.n_rows();
     let mut rng = proxal::util::rng(7);

@@ -58,14 +58,14 @@ impl Centres {
             let m = t1 - t0;
             let xt = x.slice(ndarray::s![t0..t1, ..]);
             let out = &mut buf[..m * k];
-            match (&self.panels, xt.as_slice()) {
-                (Some(p), Some(a)) => p.matmul_into(a, m, Some(&self.bias), out, false),
-                (Some(p), None) => {
-                    let owned = xt.as_standard_layout();
-                    let a = owned.as_slice().expect("standard layout");
+            match &self.panels {
+                Some(p) => {
+                    // Borrowed when the rows are already contiguous.
+                    let a = xt.as_standard_layout();
+                    let a = a.as_slice().expect("standard layout");
                     p.matmul_into(a, m, Some(&self.bias), out, false)
                 }
-                (None, _) => {
+                None => {
                     let mut ov = ndarray::ArrayViewMut2::from_shape((m, k), out).expect("m × k");
                     matmul_into(xt, self.c.t(), ov.view_mut(), false, false);
                     for mut r in ov.rows_mut() {

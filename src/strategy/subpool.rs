@@ -26,13 +26,13 @@
 //! (Cluster-Margin clusters that round's subpool; a clustering of the whole pool is what
 //! subpooling avoids).
 use super::ivf::{fingerprint, IvfConfig, IvfIndex};
-use super::{score_candidates, top_k, Measure, Pick, Round, Strategy};
+use super::{select_by_measure, Measure, Pick, Round, Strategy};
 use anyhow::Result;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The index's k-means seed: fixed, so the index depends on the features alone.
-const INDEX_SEED: u64 = 0;
+pub const INDEX_SEED: u64 = 0;
 
 /// A run's `[subpool]` table (every key optional).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -45,7 +45,7 @@ pub struct SubpoolConfig {
     pub above: usize,
     /// Nearest unlabelled rows kept per labelled row (SEALS).
     pub neighbours: usize,
-    /// Labelled rows queried per round (newly labelled first; a seeded sample beyond this).
+    /// Labelled rows queried per round (a seeded sample of them beyond this).
     pub max_queries: usize,
     /// Class anchors (AnchorAL): labelled rows drawn per class each round …
     pub anchors: usize,
@@ -146,10 +146,6 @@ impl Subpool {
         self
     }
 
-    pub fn index(&self) -> Option<&Arc<IvfIndex>> {
-        self.index.as_ref()
-    }
-
     /// The index over the round's features: this wrapper's, else the last one built or loaded
     /// in this process (a fresh wrapper, e.g. the alignment check's, need not build it again),
     /// else the cached one in the round's cache directory, else a new one. Its seed is fixed, so
@@ -243,12 +239,10 @@ impl Subpool {
         // The lowest-margin rows of the whole pool, for the strategies that read the proxy
         // (core-set's subpool stays what core-set itself looks at: neighbours and coverage).
         let mut uncertain = 0;
-        if let (Some(proxy), true) = (round.proxy, cfg.uncertain > 0 && self.inner.needs_proxy()) {
-            let margins = score_candidates(round, proxy, Measure::Margin);
-            let priority: Vec<f32> = margins.iter().map(|&m| -m).collect();
-            let top = top_k(&priority, cfg.uncertain);
+        if round.proxy.is_some() && cfg.uncertain > 0 && self.inner.needs_proxy() {
+            let top = select_by_measure(round, cfg.uncertain, Measure::Margin, "subpool")?;
             uncertain = top.len();
-            pool.extend(top.into_iter().map(|i| round.unlabelled[i]));
+            pool.extend(top.into_iter().map(|p| p.row));
         }
 
         // Seeded random candidates; then, past overlaps, never fewer than the batch needs.
