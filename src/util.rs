@@ -203,3 +203,21 @@ pub fn utc_now() -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// Tests: a machine-dependent skip, printed and appended to `PROXAL_SKIP_LOG`, which `make test`
+/// counts and lists (as tests/common's `skip` does for the integration tests).
+#[cfg(test)]
+pub(crate) fn skip_for_machine(test: &str, why: &str) {
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("PROXAL_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "machine {line}");
+        }
+    }
+}

@@ -386,6 +386,24 @@ impl Bert {
                 Some((bias / scale)?)
             }
         };
+        // A training step without dropout: the layers as one op (backbone::stack).
+        if let Some(sink) = sink.filter(|_| {
+            p_hidden == 0.0
+                && p_attn == 0.0
+                && position_bias.is_none()
+                && cfg.hidden_act == HiddenAct::Gelu
+        }) {
+            if let Some(y) = super::stack::encoder_layers(
+                &x,
+                &mask_bias,
+                &self.layers,
+                n,
+                cfg.layer_norm_eps,
+                sink,
+            )? {
+                return Ok(y);
+            }
+        }
         for l in &self.layers {
             let ctx = if p_attn == 0.0 && position_bias.is_none() {
                 // Queries, keys and values in one product, attention in one op (backbone::ops).

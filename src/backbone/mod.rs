@@ -20,6 +20,7 @@ pub mod embed;
 pub mod fast;
 pub mod ops;
 pub mod pooling;
+pub mod stack;
 pub mod tiny;
 
 pub use bert::Bert;

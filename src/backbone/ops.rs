@@ -46,16 +46,24 @@ fn per_row(x: &[f32], h: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f3
 
 #[cfg(test)]
 thread_local! {
+    /// Encoder-stack ops run on this thread (tests check the stack ran).
+    pub(super) static STACK_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// Tests: build graphs from the composed reference ops instead (this thread only).
-    static REFERENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    pub(super) static REFERENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn fused(x: &Tensor) -> bool {
+/// Whether the fused ops (and [`super::stack`]) may run: always, but in tests that ask for the
+/// composed reference ops on this thread.
+pub(super) fn fused_enabled() -> bool {
     #[cfg(test)]
     if REFERENCE.with(|r| r.get()) {
         return false;
     }
-    x.device().is_cpu() && x.dtype() == DType::F32
+    true
+}
+
+fn fused(x: &Tensor) -> bool {
+    fused_enabled() && x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 /// The `f32` elements a contiguous layout addresses.
@@ -110,6 +118,67 @@ struct LayerNorm {
     eps: f32,
 }
 
+/// Layer norm of each row of `x` (rows of `w.len()` values), weight `w` and bias `b`.
+pub(super) fn layer_norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
+    per_row(x, w.len(), |y, x| {
+        let (mean, rstd) = ln_stats(x, eps);
+        for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+            *y = (x - mean) * rstd * w + b;
+        }
+    })
+}
+
+/// Layer norm's backward on rows: from its input `x`, weight `w` and the output's gradient
+/// `g`, the input's gradient into `dx` (overwritten); returns (dweight, dbias).
+pub(super) fn layer_norm_grads(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let h = w.len();
+    let rows = rows_per_task(h) * h;
+    dx.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows))
+        .zip(g.par_chunks(rows))
+        .map(|((dx, x), g)| {
+            let mut dw = vec![0f32; h];
+            let mut db = vec![0f32; h];
+            for ((dx, x), g) in dx
+                .chunks_exact_mut(h)
+                .zip(x.chunks_exact(h))
+                .zip(g.chunks_exact(h))
+            {
+                let (mean, rstd) = ln_stats(x, eps);
+                let (mut su, mut sux) = (0f32, 0f32);
+                let sums = dw.iter_mut().zip(db.iter_mut());
+                for (((&x, &g), &w), (dw, db)) in x.iter().zip(g).zip(w).zip(sums) {
+                    let xh = (x - mean) * rstd;
+                    let u = g * w;
+                    su += u;
+                    sux += u * xh;
+                    *dw += g * xh;
+                    *db += g;
+                }
+                let (mu, mux) = (su / h as f32, sux / h as f32);
+                for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                    let xh = (x - mean) * rstd;
+                    *dx = rstd * (g * w - mu - xh * mux);
+                }
+            }
+            (dw, db)
+        })
+        .reduce(
+            || (vec![0f32; h], vec![0f32; h]),
+            |(mut aw, mut ab), (bw, bb)| {
+                aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += b);
+                ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += b);
+                (aw, ab)
+            },
+        )
+}
+
 impl CustomOp3 for LayerNorm {
     fn name(&self) -> &'static str {
         "proxal-layer-norm"
@@ -138,13 +207,10 @@ impl CustomOp3 for LayerNorm {
                 b.len()
             );
         }
-        let y = per_row(x, h, |y, x| {
-            let (mean, rstd) = ln_stats(x, self.eps);
-            for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
-                *y = (x - mean) * rstd * w + b;
-            }
-        });
-        Ok((CpuStorage::F32(y), x_layout.shape().clone()))
+        Ok((
+            CpuStorage::F32(layer_norm_rows(x, w, b, self.eps)),
+            x_layout.shape().clone(),
+        ))
     }
 
     fn bwd(
@@ -197,46 +263,7 @@ impl CustomOp3 for LayerNormBwd {
         }
         let mut out = vec![0f32; n + 2 * h];
         let (dx, dwb) = out.split_at_mut(n);
-        let rows = rows_per_task(h) * h;
-        let (dw, db) = dx
-            .par_chunks_mut(rows)
-            .zip(x.par_chunks(rows))
-            .zip(g.par_chunks(rows))
-            .map(|((dx, x), g)| {
-                let mut dw = vec![0f32; h];
-                let mut db = vec![0f32; h];
-                for ((dx, x), g) in dx
-                    .chunks_exact_mut(h)
-                    .zip(x.chunks_exact(h))
-                    .zip(g.chunks_exact(h))
-                {
-                    let (mean, rstd) = ln_stats(x, self.eps);
-                    let (mut su, mut sux) = (0f32, 0f32);
-                    let sums = dw.iter_mut().zip(db.iter_mut());
-                    for (((&x, &g), &w), (dw, db)) in x.iter().zip(g).zip(w).zip(sums) {
-                        let xh = (x - mean) * rstd;
-                        let u = g * w;
-                        su += u;
-                        sux += u * xh;
-                        *dw += g * xh;
-                        *db += g;
-                    }
-                    let (mu, mux) = (su / h as f32, sux / h as f32);
-                    for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                        let xh = (x - mean) * rstd;
-                        *dx = rstd * (g * w - mu - xh * mux);
-                    }
-                }
-                (dw, db)
-            })
-            .reduce(
-                || (vec![0f32; h], vec![0f32; h]),
-                |(mut aw, mut ab), (bw, bb)| {
-                    aw.iter_mut().zip(&bw).for_each(|(a, b)| *a += b);
-                    ab.iter_mut().zip(&bb).for_each(|(a, b)| *a += b);
-                    (aw, ab)
-                },
-            );
+        let (dw, db) = layer_norm_grads(x, w, g, self.eps, dx);
         dwb[..h].copy_from_slice(&dw);
         dwb[h..].copy_from_slice(&db);
         Ok((CpuStorage::F32(out), Shape::from(n + 2 * h)))
@@ -665,6 +692,33 @@ impl Head {
     }
 }
 
+/// The attention op's forward on slices: `qkv` `[b, s, 3h]`, `mask` `[b, s]`, heads of width
+/// `d`; the context `[b, s, h]`.
+pub(super) fn attention_rows(
+    qkv: &[f32],
+    mask: &[f32],
+    b: usize,
+    s: usize,
+    h: usize,
+    d: usize,
+    heads: usize,
+) -> Vec<f32> {
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut out = vec![0f32; b * s * h];
+    let rows = Rows(out.as_mut_ptr());
+    // One task per (item, head), writing its context rows [s, d] in place.
+    (0..b * heads).into_par_iter().for_each(|task| {
+        let (bi, hd) = (task / heads, task % heads);
+        let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
+        let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+        let mut c = vec![0f32; s * d];
+        small_mm(&head.p, s, &head.v, s, d, &mut c);
+        // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
+        unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
+    });
+    out
+}
+
 impl CustomOp2 for Attention {
     fn name(&self) -> &'static str {
         "proxal-attention"
@@ -680,21 +734,10 @@ impl CustomOp2 for Attention {
         let name = self.name();
         let (qkv, mask) = (slice(s1, l1, name)?, slice(s2, l2, name)?);
         let (b, s, h, d) = attention_dims(name, l1, l2, self.heads)?;
-        let heads = self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut out = vec![0f32; b * s * h];
-        let rows = Rows(out.as_mut_ptr());
-        // One task per (item, head), writing its context rows [s, d] in place.
-        (0..b * heads).into_par_iter().for_each(|task| {
-            let (bi, hd) = (task / heads, task % heads);
-            let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-            let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-            let mut c = vec![0f32; s * d];
-            small_mm(&head.p, s, &head.v, s, d, &mut c);
-            // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
-            unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
-        });
-        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+        Ok((
+            CpuStorage::F32(attention_rows(qkv, mask, b, s, h, d, self.heads)),
+            Shape::from((b, s, h)),
+        ))
     }
 
     fn bwd(
@@ -716,6 +759,61 @@ impl CustomOp2 for Attention {
 /// The attention op's backward: from (qkv, mask, dcontext), dqkv.
 struct AttentionBwd {
     heads: usize,
+}
+
+/// The attention op's backward on slices: from `qkv`, `mask` and the context's gradient `g`
+/// `[b, s, h]`, the gradient of `qkv` `[b, s, 3h]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention_grads(
+    qkv: &[f32],
+    mask: &[f32],
+    g: &[f32],
+    b: usize,
+    s: usize,
+    h: usize,
+    d: usize,
+    heads: usize,
+) -> Vec<f32> {
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut dqkv = vec![0f32; b * s * 3 * h];
+    let rows = Rows(dqkv.as_mut_ptr());
+    // One task per (item, head), writing its dq, dk and dv rows [s, d] in place.
+    (0..b * heads).into_par_iter().for_each(|task| {
+        let (bi, hd) = (task / heads, task % heads);
+        let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
+        // The probabilities again (cheaper than keeping them from the forward).
+        let Head { q, k, v, p } = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+        let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
+        let (t, rest) = buf.split_at_mut(s * d);
+        let (dc, rest) = rest.split_at_mut(s * d);
+        let (dp, tt) = rest.split_at_mut(s * s);
+        for r in 0..s {
+            let src = (bi * s + r) * h + hd * d;
+            dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
+        }
+        // dP = dC vᵀ.
+        transpose_into(&v, s, d, t);
+        small_mm(dc, s, t, d, s, dp);
+        let mut out = vec![0f32; 3 * s * d];
+        let (dq, rest) = out.split_at_mut(s * d);
+        let (dk, dv) = rest.split_at_mut(s * d);
+        // dV = Pᵀ dC.
+        transpose_into(&p, s, s, tt);
+        small_mm(tt, s, dc, s, d, dv);
+        // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
+        for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
+            softmax_grad_row(dr, pr, scale);
+        }
+        // dQ = dS k, dK = dSᵀ q.
+        small_mm(dp, s, &k, s, d, dq);
+        transpose_into(dp, s, s, tt);
+        small_mm(tt, s, &q, s, d, dk);
+        for (which, part) in out.chunks_exact(s * d).enumerate() {
+            // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
+            unsafe { rows.put(part, s, d, bi * s * 3 * h + which * h + hd * d, 3 * h) };
+        }
+    });
+    dqkv
 }
 
 impl CustomOp3 for AttentionBwd {
@@ -742,48 +840,10 @@ impl CustomOp3 for AttentionBwd {
         if g.len() != b * s * h {
             candle_core::bail!("{name}: gradient {} for [{b}, {s}, {h}]", g.len());
         }
-        let heads = self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut dqkv = vec![0f32; b * s * 3 * h];
-        let rows = Rows(dqkv.as_mut_ptr());
-        // One task per (item, head), writing its dq, dk and dv rows [s, d] in place.
-        (0..b * heads).into_par_iter().for_each(|task| {
-            let (bi, hd) = (task / heads, task % heads);
-            let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-            // The probabilities again (cheaper than keeping them from the forward).
-            let Head { q, k, v, p } =
-                Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-            let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
-            let (t, rest) = buf.split_at_mut(s * d);
-            let (dc, rest) = rest.split_at_mut(s * d);
-            let (dp, tt) = rest.split_at_mut(s * s);
-            for r in 0..s {
-                let src = (bi * s + r) * h + hd * d;
-                dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
-            }
-            // dP = dC vᵀ.
-            transpose_into(&v, s, d, t);
-            small_mm(dc, s, t, d, s, dp);
-            let mut out = vec![0f32; 3 * s * d];
-            let (dq, rest) = out.split_at_mut(s * d);
-            let (dk, dv) = rest.split_at_mut(s * d);
-            // dV = Pᵀ dC.
-            transpose_into(&p, s, s, tt);
-            small_mm(tt, s, dc, s, d, dv);
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
-            for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
-                softmax_grad_row(dr, pr, scale);
-            }
-            // dQ = dS k, dK = dSᵀ q.
-            small_mm(dp, s, &k, s, d, dq);
-            transpose_into(dp, s, s, tt);
-            small_mm(tt, s, &q, s, d, dk);
-            for (which, part) in out.chunks_exact(s * d).enumerate() {
-                // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
-                unsafe { rows.put(part, s, d, bi * s * 3 * h + which * h + hd * d, 3 * h) };
-            }
-        });
-        Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
+        Ok((
+            CpuStorage::F32(attention_grads(qkv, mask, g, b, s, h, d, self.heads)),
+            l1.shape().clone(),
+        ))
     }
 }
 
@@ -824,6 +884,25 @@ crate::numerics::multiversion! {
     }
 }
 
+/// GELU (erf) of every element, over the rayon pool.
+pub(super) fn gelu_rows(x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(TASK_ELEMS)
+        .zip(x.par_chunks(TASK_ELEMS))
+        .for_each(|(y, x)| gelu_chunk(y, x));
+    y
+}
+
+/// GELU's backward: from its input `x` and the output's gradient `g`, the input's gradient.
+pub(super) fn gelu_grads(x: &[f32], g: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(TASK_ELEMS)
+        .zip(x.par_chunks(TASK_ELEMS))
+        .zip(g.par_chunks(TASK_ELEMS))
+        .for_each(|((dx, x), g)| gelu_bwd_chunk(dx, x, g));
+    dx
+}
+
 impl CustomOp1 for GeluErf {
     fn name(&self) -> &'static str {
         "proxal-gelu-erf"
@@ -831,11 +910,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(TASK_ELEMS)
-            .zip(x.par_chunks(TASK_ELEMS))
-            .for_each(|(y, x)| gelu_chunk(y, x));
-        Ok((CpuStorage::F32(y), l.shape().clone()))
+        Ok((CpuStorage::F32(gelu_rows(x)), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -865,12 +940,7 @@ impl CustomOp2 for GeluErfBwd {
         if x.len() != g.len() {
             candle_core::bail!("{}: x {} but gradient {}", self.name(), x.len(), g.len());
         }
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(TASK_ELEMS)
-            .zip(x.par_chunks(TASK_ELEMS))
-            .zip(g.par_chunks(TASK_ELEMS))
-            .for_each(|((dx, x), g)| gelu_bwd_chunk(dx, x, g));
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((CpuStorage::F32(gelu_grads(x, g)), l1.shape().clone()))
     }
 }
 
@@ -887,7 +957,7 @@ pub struct GradSink(std::sync::Mutex<Vec<(Tensor, Vec<f32>)>>);
 
 impl GradSink {
     /// Add `g` (the gradient of `param`, in its layout) to what the sink holds for it.
-    fn add(&self, param: &Tensor, g: Vec<f32>) {
+    pub(super) fn add(&self, param: &Tensor, g: Vec<f32>) {
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match held.iter_mut().find(|(t, _)| t.id() == param.id()) {
             Some((_, acc)) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
@@ -1073,6 +1143,70 @@ fn linear_dims(name: &str, x: &Layout, w: &Layout, b_len: usize) -> Result<(usiz
     Ok((x.shape().elem_count() / inp.max(1), inp, out))
 }
 
+/// `x · wᵀ + b` on slices: `x` `[m, inp]`, `w` `[out, inp]`, `b` `[out]`; `[m, out]`.
+pub(super) fn linear_rows(
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    b: &[f32],
+    inp: usize,
+    out: usize,
+) -> Result<Vec<f32>> {
+    let Some(panels) = crate::numerics::gemm::Panels::new_transposed(w, out, inp) else {
+        candle_core::bail!("proxal-linear: needs AVX-512F");
+    };
+    let mut y = vec![0f32; m * out];
+    panels.matmul_into(x, m, Some(b), &mut y, true);
+    Ok(y)
+}
+
+/// The linear op's backward on slices: from `x` `[m, inp]`, `w` `[out, inp]` and the output's
+/// gradient `g` `[m, out]`, dx = g · w into `dx` `[m, inp]`, dw = gᵀ · x into `dw`
+/// `[out, inp]`, db = Σ_rows g into `db` (all overwritten).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear_grads(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    m: usize,
+    inp: usize,
+    out: usize,
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+) -> Result<()> {
+    use crate::numerics::gemm::{transpose, Panels};
+    let no_kernel = || candle_core::Error::Msg("proxal-linear-bwd: needs AVX-512F".into());
+    // dx [m, in] = dy [m, out] · w [out, in].
+    Panels::new(w, out, inp)
+        .ok_or_else(no_kernel)?
+        .matmul_into(g, m, None, dx, true);
+    // dw [out, in] = dyᵀ [out, m] · x [m, in]. The product transposes its left operand (the
+    // m rows of an activation), so the narrower of dy and x goes there: dy as it stands, or x
+    // for dwᵀ = xᵀ · dy, transposed back (weight-sized). Each element is the same chain of
+    // products over the rows in order either way.
+    if out <= inp {
+        Panels::new(x, m, inp)
+            .ok_or_else(no_kernel)?
+            .matmul_t_into(g, out, dw);
+    } else {
+        let mut dwt = vec![0f32; inp * out];
+        Panels::new(g, m, out)
+            .ok_or_else(no_kernel)?
+            .matmul_t_into(x, inp, &mut dwt);
+        transpose(&dwt, inp, out, dw);
+    }
+    // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
+    db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
+        db.fill(0.0);
+        let c0 = band * 64;
+        for row in g.chunks_exact(out.max(1)) {
+            db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
+        }
+    });
+    Ok(())
+}
+
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "proxal-linear"
@@ -1094,11 +1228,7 @@ impl CustomOp3 for Linear {
             slice(b, b_layout, name)?,
         );
         let (m, inp, out) = linear_dims(name, x_layout, w_layout, bs.len())?;
-        let Some(panels) = crate::numerics::gemm::Panels::new_transposed(ws, out, inp) else {
-            candle_core::bail!("{name}: needs AVX-512F");
-        };
-        let mut y = vec![0f32; m * out];
-        panels.matmul_into(xs, m, Some(bs), &mut y, true);
+        let y = linear_rows(xs, m, ws, bs, inp, out)?;
         let mut dims = x_layout.dims().to_vec();
         *dims.last_mut().expect("checked: x has a last dimension") = out;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -1151,7 +1281,6 @@ impl CustomOp3 for LinearBwd {
         dy: &CpuStorage,
         dy_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        use crate::numerics::gemm::Panels;
         let name = self.name();
         let (xs, ws, g) = (
             slice(x, x_layout, name)?,
@@ -1164,26 +1293,7 @@ impl CustomOp3 for LinearBwd {
             candle_core::bail!("{name}: gradient {} for {m} rows × {out}", g.len());
         }
         let grads = |dx: &mut [f32], dw: &mut [f32], db: &mut [f32]| -> Result<()> {
-            // dx [m, in] = dy [m, out] · w [out, in].
-            let (Some(pw), Some(px)) = (Panels::new(ws, out, inp), Panels::new(xs, m, inp)) else {
-                candle_core::bail!("{name}: needs AVX-512F");
-            };
-            pw.matmul_into(g, m, None, dx, true);
-            // dw [out, in] = dyᵀ [out, m] · x [m, in].
-            let mut gt = vec![0f32; out * m];
-            gt.par_chunks_mut(m.max(1))
-                .enumerate()
-                .for_each(|(j, row)| {
-                    for (i, v) in row.iter_mut().enumerate() {
-                        *v = g[i * out + j];
-                    }
-                });
-            px.matmul_into(&gt, out, None, dw, true);
-            // db = Σ_rows dy, in row order.
-            for row in g.chunks_exact(out.max(1)) {
-                db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-            }
-            Ok(())
+            linear_grads(xs, ws, g, m, inp, out, dx, dw, db)
         };
         match &self.sink {
             Some((sink, w, b)) => {
@@ -1346,23 +1456,11 @@ mod tests {
     /// pooled linear head, from seeded weights, built from the fused ops or (`reference`) from
     /// candle's compositions.
     fn tiny_loss_curve(reference: bool, with_sink: bool, steps: usize) -> Result<Vec<f32>> {
-        use candle_nn::{Optimizer, VarBuilder, VarMap};
+        use candle_nn::Optimizer;
         REFERENCE.with(|r| r.set(reference));
         let dev = Device::Cpu;
-        let cfg: crate::backbone::config::BertConfig = serde_json::from_str(
-            r#"{"vocab_size": 50, "hidden_size": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "intermediate_size": 128,
-                "max_position_embeddings": 32}"#,
-        )
-        .map_err(candle_core::Error::wrap)?;
-        let vm = VarMap::new();
-        let bert =
-            crate::backbone::Bert::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), &cfg)?;
-        let weights =
-            crate::backbone::tiny::random_weights(&cfg, 7).map_err(candle_core::Error::wrap)?;
-        for (name, var) in vm.data().lock().expect("varmap lock").iter() {
-            var.set(&weights[name])?;
-        }
+        let (vm, bert) = crate::backbone::tiny::trainable((50, 2, 128, 32), 7)
+            .map_err(candle_core::Error::wrap)?;
         let mut rng = crate::util::rng(3);
         let head: Vec<f32> = {
             use rand::Rng;
@@ -1376,15 +1474,7 @@ mod tests {
         let mut sgd = candle_nn::SGD::new(vars, 0.1)?;
         // One batch, fitted over and over: 4 rows of 9 tokens, row i padded after 9 − 2i.
         let (b, s) = (4, 9);
-        let ids: Vec<u32> = {
-            use rand::Rng;
-            (0..b * s).map(|_| rng.random_range(4..50)).collect()
-        };
-        let mask: Vec<u32> = (0..b * s)
-            .map(|i| ((i % s) < s - 2 * (i / s)) as u32)
-            .collect();
-        let ids = Tensor::from_vec(ids, (b, s), &dev)?;
-        let mask = Tensor::from_vec(mask, (b, s), &dev)?;
+        let (ids, mask) = crate::backbone::tiny::ragged_batch(&mut rng, (b, s, 50, 2))?;
         let y = Tensor::from_vec(vec![0u32, 1, 2, 1], b, &dev)?;
         let mut losses = Vec::new();
         for _ in 0..steps {

@@ -102,3 +102,46 @@ pub fn write_model_dir(
     candle_core::safetensors::save(&w, dir.join(WEIGHTS_FILE))?;
     Ok(cfg)
 }
+
+/// Tests: a trainable BERT (hidden 64, 4 heads; every weight a variable of the returned
+/// `VarMap`) of the given vocabulary, depth, feed-forward width and positions, holding
+/// [`random_weights`] of `seed`.
+#[cfg(test)]
+pub(crate) fn trainable(
+    (vocab, layers, ffn, positions): (usize, usize, usize, usize),
+    seed: u64,
+) -> Result<(candle_nn::VarMap, Bert)> {
+    let config: BertConfig = serde_json::from_str(&format!(
+        r#"{{"vocab_size": {vocab}, "hidden_size": 64, "num_hidden_layers": {layers},
+            "num_attention_heads": 4, "intermediate_size": {ffn},
+            "max_position_embeddings": {positions}}}"#
+    ))?;
+    let config = &config;
+    let vm = candle_nn::VarMap::new();
+    let bert = Bert::new(
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        config,
+    )?;
+    let weights = random_weights(config, seed)?;
+    for (name, var) in vm.data().lock().expect("varmap lock").iter() {
+        var.set(&weights[name])?;
+    }
+    Ok((vm, bert))
+}
+
+/// Tests: a batch of `b` rows of `s` random token ids (4..vocab) and its mask, row i padded after
+/// `s − shrink · i` tokens (ragged).
+#[cfg(test)]
+pub(crate) fn ragged_batch(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    (b, s, vocab, shrink): (usize, usize, u32, usize),
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let ids: Vec<u32> = (0..b * s).map(|_| rng.random_range(4..vocab)).collect();
+    let mask: Vec<u32> = (0..b * s)
+        .map(|i| ((i % s) < s - shrink * (i / s)) as u32)
+        .collect();
+    Ok((
+        Tensor::from_vec(ids, (b, s), &Device::Cpu)?,
+        Tensor::from_vec(mask, (b, s), &Device::Cpu)?,
+    ))
+}

@@ -206,6 +206,9 @@ struct Bucketed {
     labels: Vec<u32>,
     n_classes: usize,
     batches: Vec<Vec<usize>>,
+    /// The same texts in shuffled batches without length bucketing (the baseline for the
+    /// bucketing gain).
+    plain: Vec<Vec<usize>>,
 }
 
 /// When and where the numbers were made: UTC date, load averages, threads.
@@ -336,6 +339,7 @@ fn main() -> Result<()> {
                 labels,
                 n_classes: ds.n_classes(),
                 batches: bucketed,
+                plain,
             });
         }
     }
@@ -362,8 +366,15 @@ fn main() -> Result<()> {
             })
             .collect()
     };
+    // BENCH_CASES (comma-separated: banking77, clinc150, bucketed, plain, long) runs a subset, for
+    // profiling; the committed results come from all four.
+    let only = std::env::var("BENCH_CASES").ok();
+    let wanted = |case: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|c| c == case))
+    };
     let mut cases = Vec::new();
-    for name in ["banking77", "clinc150"] {
+    for name in ["banking77", "clinc150"].into_iter().filter(|n| wanted(n)) {
         let ds = load(name)?;
         let rows = ds.rows_of(Split::Pool);
         let texts: Vec<&str> = rows
@@ -394,7 +405,8 @@ fn main() -> Result<()> {
         labels,
         n_classes,
         batches,
-    }) = &bucketed_case
+        ..
+    }) = bucketed_case.as_ref().filter(|_| wanted("bucketed"))
     {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let take = (bucketed_steps + 1).min(batches.len());
@@ -410,32 +422,61 @@ fn main() -> Result<()> {
         )?);
         eprintln!("banking77 length-bucketed: done");
     }
+    // The same texts in random batches of 16, each padded to its longest: what a step costs
+    // without the bucketing (PyTorch runs these too; the merge reports bucketed proxal against
+    // unbucketed PyTorch as the whole gain).
+    if let Some(Bucketed {
+        texts,
+        labels,
+        n_classes,
+        plain,
+        ..
+    }) = bucketed_case.as_ref().filter(|_| wanted("plain"))
+    {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let take = (bucketed_steps + 1).min(plain.len());
+        cases.push(run_case(
+            &bb,
+            "banking77, random batches (no bucketing)",
+            &refs,
+            labels,
+            *n_classes,
+            &plain[..take],
+            64,
+            false,
+        )?);
+        eprintln!("banking77 random batches: done");
+    }
     // 128-token rows: a long text, truncated at 128.
     let long =
         "the quick brown fox jumps over the lazy dog while my card payment was declined again "
             .repeat(12);
     let texts: Vec<&str> = (0..64).map(|_| long.as_str()).collect();
     let labels: Vec<u32> = (0..64).map(|i| i % 4).collect();
-    cases.push(run_case(
-        &bb,
-        "128-token",
-        &texts,
-        &labels,
-        4,
-        &windows(texts.len(), steps.min(5)),
-        128,
-        compare,
-    )?);
+    if wanted("long") {
+        cases.push(run_case(
+            &bb,
+            "128-token",
+            &texts,
+            &labels,
+            4,
+            &windows(texts.len(), steps.min(5)),
+            128,
+            compare,
+        )?);
+    }
 
     let threads = cond.threads;
     let mut md = format!(
         "# Fine-tuning speed (MiniLM-L6, batch 16, AdamW on every weight, CPU, {threads} threads)\n\n\
          Made by `make bench-train` (`cargo run --bin bench_train`), one warm-up step then {steps} timed steps \
-         per case ({bucketed_steps} for the length-bucketed one, whose batches vary in length).\n\n\
+         per case ({bucketed_steps} for the two on 1,000 random texts, whose batches vary in length).\n\n\
          - banking77, clinc150: consecutive windows of 16 of the first 2,000 pool texts, max_len 128, padded to the longest in the batch.\n\
          - banking77, length-bucketed (as fine_tune): one epoch's batches of 1,000 random pool texts \
          (seed 0) as `fine_tune` makes them (`length_bucketed_batches`, max_len 64), the first ones in its \
          shuffled order; the candle_nn::AdamW comparison is not run for it.\n\
+         - banking77, random batches (no bucketing): the same 1,000 texts in shuffled batches of 16, each \
+         padded to its longest (max_len 64): the step without bucketing.\n\
          - 128-token: one long text repeated, truncated at 128 tokens.\n\n\
          Update: the fused AdamW training uses (`proxal::train::FusedAdamW`); `candle_nn::AdamW` is timed \
          after each case's timed steps, as many updates on copies of the weights with the last step's gradients \

@@ -1,14 +1,16 @@
-//! f32 matrix products for the inference paths: `C = A · W (+ bias)` with the weight `W` packed
-//! once.
+//! f32 matrix products for the inference and training paths: `C = A · W (+ bias)` with `W`
+//! packed.
 //!
 //! On CPUs with AVX-512 a 12 × 32 register-blocked kernel runs over `W` stored as 32-column
 //! panels (`[⌈n/32⌉][k][32]`, the last panel zero-padded, its stores masked), with the rows of
-//! `A` broadcast straight from their row-major layout (no packing of activations). [`Panels`]
-//! is the kernel on plain slices (the backbone's dense layers and the proxy's logits both use
-//! it), serial or split over rayon by (row block, panel group); [`PackedWeight`] wraps it with
-//! candle's matmul as the fallback elsewhere. The kernel accumulates over `k` in order, one FMA
-//! per step, starting from the bias (or zero), so a row's result does not depend on the other
-//! rows of the batch, nor on threading.
+//! `A` broadcast straight from their row-major layout (no packing of activations), k in passes
+//! of [`KC`] steps so the panel's slice stays in L1. [`Panels`] is the kernel on plain slices
+//! (the backbone's dense layers, the training step's forward and backward products, the proxy's
+//! logits), serial or split over rayon by (row block, panel group); [`PackedWeight`] wraps it
+//! with candle's matmul as the fallback elsewhere; [`transpose`] serves products with a
+//! transposed left operand. The kernel accumulates over `k` in order, one FMA per step,
+//! starting from the bias (or zero), so a row's result does not depend on the other rows of the
+//! batch, nor on threading, nor on the passes.
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -19,6 +21,9 @@ const MR: usize = 12;
 const MB: usize = 96;
 /// 32-column panels per task.
 const NP: usize = 4;
+/// Steps of k per pass over a panel: 256 × 32 floats (32 KB) of the panel stay in L1 while the
+/// block's row tiles pass over them; between passes the partial sums wait in C.
+const KC: usize = 256;
 
 /// Whether the AVX-512F kernels can run on this CPU (checked at run time; the build is
 /// baseline x86-64).
@@ -66,11 +71,36 @@ impl Panels {
         }
         let np = n.div_ceil(NR);
         let mut data = vec![PanelRow([0.0; NR]); k * np];
-        for (pi, panel) in data.chunks_exact_mut(k.max(1)).enumerate().take(np) {
-            let (c0, c1) = (pi * NR, ((pi + 1) * NR).min(n));
-            for (kk, dst) in panel.iter_mut().enumerate() {
-                dst.0[..c1 - c0].copy_from_slice(&w[kk * n + c0..kk * n + c1]);
+        let full = n / NR;
+        let out = SendPtr(data.as_mut_ptr() as *mut f32);
+        // Row kk of w goes to row kk of every panel: one forward read of w, a forward write
+        // stream per panel (filling one panel at a time read w a row apart, out of reach of the
+        // prefetcher for wide w).
+        let pack = |rows: std::ops::Range<usize>| {
+            for kk in rows {
+                let row = &w[kk * n..(kk + 1) * n];
+                for (pi, src) in row.chunks(NR).enumerate() {
+                    // SAFETY: panel pi's row kk lies inside `data`; tasks pack disjoint rows.
+                    let dst =
+                        unsafe { &mut *(out.get().add((pi * k + kk) * NR) as *mut [f32; NR]) };
+                    if pi < full {
+                        // A whole panel row: a fixed-size copy, inlined (not a memcpy call).
+                        *dst = *<&[f32; NR]>::try_from(src).expect("a whole panel row");
+                    } else {
+                        dst[..src.len()].copy_from_slice(src);
+                    }
+                }
             }
+        };
+        // Large matrices (the training backward packs every layer's weight and input each
+        // step) in parallel, 64 rows a task; the small per-head products of attention, already
+        // one task each, serially.
+        if k * n >= 1 << 16 {
+            (0..k.div_ceil(64))
+                .into_par_iter()
+                .for_each(|b| pack(b * 64..((b + 1) * 64).min(k)));
+        } else {
+            pack(0..k);
         }
         Some(Panels { k, n, data })
     }
@@ -90,9 +120,32 @@ impl Panels {
                 .enumerate()
                 .for_each(|(pi, panel)| {
                     let (c0, c1) = (pi * NR, ((pi + 1) * NR).min(n));
-                    for j in c0..c1 {
-                        for (dst, &v) in panel.iter_mut().zip(&w[j * k..(j + 1) * k]) {
-                            dst.0[j - c0] = v;
+                    // 16 steps of k at a time: the 2 KB of panel being filled stay in L1 while
+                    // the panel's 32 rows of w are read 64 bytes each; whole 32 × 16 blocks as
+                    // two 16 × 16 transposes in registers.
+                    for (kb, rows) in panel.chunks_mut(16).enumerate() {
+                        let k0 = kb * 16;
+                        #[cfg(target_arch = "x86_64")]
+                        if c1 - c0 == NR && rows.len() == 16 {
+                            let dst = rows.as_mut_ptr() as *mut f32;
+                            // SAFETY: AVX-512F checked above; w's rows c0..c0 + 32, columns
+                            // k0..k0 + 16 are inside w, and the 16 panel rows inside `rows`.
+                            unsafe {
+                                x86::transpose16(w.as_ptr().add(c0 * k + k0), k, dst, NR);
+                                x86::transpose16(
+                                    w.as_ptr().add((c0 + 16) * k + k0),
+                                    k,
+                                    dst.add(16),
+                                    NR,
+                                );
+                            }
+                            continue;
+                        }
+                        for j in c0..c1 {
+                            let src = &w[j * k + k0..j * k + k0 + rows.len()];
+                            for (dst, &v) in rows.iter_mut().zip(src) {
+                                dst.0[j - c0] = v;
+                            }
                         }
                     }
                 });
@@ -116,8 +169,34 @@ impl Panels {
         c: &mut [f32],
         parallel: bool,
     ) {
+        assert_eq!(a.len(), m * self.k, "matmul: A is not m × k");
+        self.product(a, (self.k, 1), m, bias, c, parallel);
+    }
+
+    /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
+    /// `[m, n]` (overwritten), over the rayon pool: a weight gradient dW = dyᵀ · x. A is
+    /// transposed first ([`transpose`], 16 × 16 blocks in registers). Read in place, A's rows
+    /// are `a_t`'s columns, and with `a_t`'s rows a multiple of 4 KB apart every step of k
+    /// lands in the same few L1 sets: that version was slower than copy-then-multiply at the
+    /// training step's shapes.
+    pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
+        assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
+        let mut a = vec![0f32; m * self.k];
+        transpose(a_t, self.k, m, &mut a);
+        self.product(&a, (self.k, 1), m, None, c, true);
+    }
+
+    /// C = A · W (+ bias) with A's element (i, kk) at `a[i · strides.0 + kk · strides.1]`.
+    fn product(
+        &self,
+        a: &[f32],
+        strides: (usize, usize),
+        m: usize,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        parallel: bool,
+    ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(a.len(), m * k, "matmul: A is not m × k");
         assert_eq!(c.len(), m * n, "matmul: C is not m × n");
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not n long");
@@ -135,9 +214,64 @@ impl Panels {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        x86::gemm(a, m, k, n, &self.data, &bp, c, parallel);
+        x86::gemm(a, strides, m, k, n, &self.data, &bp, c, parallel);
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
+    }
+}
+
+/// `mt = mᵀ` for `m` row-major `[rows, cols]`, over the rayon pool (tasks of 16 rows of `m`):
+/// 16 × 16 blocks transposed in AVX-512 registers where the CPU has it, so every cache line is
+/// read and written whole; the edges and other CPUs element by element.
+pub fn transpose(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
+    assert_eq!(m.len(), rows * cols, "transpose: m is not rows × cols");
+    assert_eq!(mt.len(), rows * cols, "transpose: mt is not cols × rows");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let simd = avx512();
+    let out = SendPtr(mt.as_mut_ptr());
+    m.par_chunks(16 * cols).enumerate().for_each(|(blk, src)| {
+        let i0 = blk * 16;
+        let r = src.len() / cols;
+        let mut j = 0;
+        #[cfg(target_arch = "x86_64")]
+        if simd && r == 16 {
+            while j + 16 <= cols {
+                // SAFETY: AVX-512F detected; the block reads rows i0..i0+16, columns j..j+16 of
+                // m and writes rows j..j+16, columns i0..i0+16 of mt: inside both, and no
+                // other task writes those columns of mt.
+                unsafe {
+                    x86::transpose16(
+                        src.as_ptr().add(j),
+                        cols,
+                        out.get().add(j * rows + i0),
+                        rows,
+                    )
+                };
+                j += 16;
+            }
+        }
+        for jj in j..cols {
+            for (t, row) in src.chunks_exact(cols).enumerate() {
+                // SAFETY: row jj, column i0 + t of mt: this task's columns, inside mt.
+                unsafe { *out.get().add(jj * rows + i0 + t) = row[jj] };
+            }
+        }
+    });
+}
+
+/// A pointer to an output that tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: every user writes regions no other task writes.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -191,15 +325,47 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    #[derive(Clone, Copy)]
-    struct SendPtr(*mut f32);
-    // SAFETY: tasks write disjoint (row block × panel group) regions of C.
-    unsafe impl Send for SendPtr {}
-    unsafe impl Sync for SendPtr {}
+    /// The 16 × 16 block at `src` (rows `lds` floats apart), transposed to `dst` (rows `ldd`
+    /// apart): three rounds of shuffles (pairs of floats, of float pairs, of 128-bit lanes).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * lds)));
+        // t[2p], t[2p+1]: rows 2p and 2p+1 interleaved, low and high pairs of each lane.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for p in 0..8 {
+            t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+            t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+        }
+        // u[4g + c], lane L: column 4L + c of rows 4g..4g+4.
+        let pd = _mm512_castps_pd;
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let (a0, a1, a2, a3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a0), pd(a2)));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a0), pd(a2)));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a1), pd(a3)));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a1), pd(a3)));
+        }
+        // Column 4L + c gathers lane L of u[c], u[4 + c], u[8 + c], u[12 + c].
+        for c in 0..4 {
+            let s0 = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
+            let s1 = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
+            let w0 = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
+            let w1 = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
+            _mm512_storeu_ps(dst.add(c * ldd), _mm512_shuffle_f32x4::<0x88>(s0, w0));
+            _mm512_storeu_ps(dst.add((4 + c) * ldd), _mm512_shuffle_f32x4::<0xDD>(s0, w0));
+            _mm512_storeu_ps(dst.add((8 + c) * ldd), _mm512_shuffle_f32x4::<0x88>(s1, w1));
+            _mm512_storeu_ps(
+                dst.add((12 + c) * ldd),
+                _mm512_shuffle_f32x4::<0xDD>(s1, w1),
+            );
+        }
+    }
 
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         a: &[f32],
+        strides: (usize, usize),
         m: usize,
         k: usize,
         n: usize,
@@ -215,7 +381,18 @@ mod x86 {
             let cp = cp;
             // SAFETY: Panels exist only where AVX-512F was detected; every pointer stays inside
             // a (m × k) and c (m × n); regions written by different tasks are disjoint.
-            unsafe { block(ap as *const f32, k, m0, m1, p0, p1, panels, bias, cp.0, n) }
+            unsafe {
+                block(
+                    ap as *const f32,
+                    k,
+                    strides,
+                    (m0, m1, p0, p1),
+                    panels,
+                    bias,
+                    cp.0,
+                    n,
+                )
+            }
         };
         if !parallel {
             // Row blocks outer, all panels inner: the block's rows stay in cache while every
@@ -246,55 +423,66 @@ mod x86 {
     unsafe fn block(
         a: *const f32,
         k: usize,
-        m0: usize,
-        m1: usize,
-        p0: usize,
-        p1: usize,
+        (rs, ks): (usize, usize),
+        (m0, m1, p0, p1): (usize, usize, usize, usize),
         panels: &[PanelRow],
         bias: &[PanelRow],
         c: *mut f32,
         n: usize,
     ) {
-        for p in p0..p1 {
-            let bp = &panels[p * k..(p + 1) * k];
-            let b0 = bias[p];
-            let mk = masks(p, n);
-            let mut i = m0;
-            while i + MR <= m1 {
-                tile::<MR>(a.add(i * k), k, bp, b0, c.add(i * n + p * NR), n, mk);
-                i += MR;
-            }
-            let (a, c) = (a.add(i * k), c.add(i * n + p * NR));
-            match m1 - i {
-                0 => {}
-                1 => tile::<1>(a, k, bp, b0, c, n, mk),
-                2 => tile::<2>(a, k, bp, b0, c, n, mk),
-                3 => tile::<3>(a, k, bp, b0, c, n, mk),
-                4 => tile::<4>(a, k, bp, b0, c, n, mk),
-                5 => tile::<5>(a, k, bp, b0, c, n, mk),
-                6 => tile::<6>(a, k, bp, b0, c, n, mk),
-                7 => tile::<7>(a, k, bp, b0, c, n, mk),
-                8 => tile::<8>(a, k, bp, b0, c, n, mk),
-                9 => tile::<9>(a, k, bp, b0, c, n, mk),
-                10 => tile::<10>(a, k, bp, b0, c, n, mk),
-                _ => tile::<11>(a, k, bp, b0, c, n, mk),
+        for k0 in (0..k).step_by(KC) {
+            let k1 = (k0 + KC).min(k);
+            // The first pass starts from the bias, later ones from the sums left in C.
+            let more = k0 > 0;
+            let a = a.add(k0 * ks);
+            for p in p0..p1 {
+                let bp = &panels[p * k + k0..p * k + k1];
+                let b0 = bias[p];
+                let mk = masks(p, n);
+                let st = (rs, ks);
+                let mut i = m0;
+                while i + MR <= m1 {
+                    let (ai, ci) = (a.add(i * rs), c.add(i * n + p * NR));
+                    tile::<MR>(ai, st, bp, b0, more, ci, n, mk);
+                    i += MR;
+                }
+                let (a, c) = (a.add(i * rs), c.add(i * n + p * NR));
+                match m1 - i {
+                    0 => {}
+                    1 => tile::<1>(a, st, bp, b0, more, c, n, mk),
+                    2 => tile::<2>(a, st, bp, b0, more, c, n, mk),
+                    3 => tile::<3>(a, st, bp, b0, more, c, n, mk),
+                    4 => tile::<4>(a, st, bp, b0, more, c, n, mk),
+                    5 => tile::<5>(a, st, bp, b0, more, c, n, mk),
+                    6 => tile::<6>(a, st, bp, b0, more, c, n, mk),
+                    7 => tile::<7>(a, st, bp, b0, more, c, n, mk),
+                    8 => tile::<8>(a, st, bp, b0, more, c, n, mk),
+                    9 => tile::<9>(a, st, bp, b0, more, c, n, mk),
+                    10 => tile::<10>(a, st, bp, b0, more, c, n, mk),
+                    _ => tile::<11>(a, st, bp, b0, more, c, n, mk),
+                }
             }
         }
     }
 
-    /// C[R × 32] = bias + A[R × k] · panel[k × 32]; A rows `k` apart, C rows `ldc` apart, only
-    /// the columns in the masks stored.
+    /// C[R × 32] = start + A[R × k] · panel[k × 32], `start` the bias or (`more`) what C holds
+    /// (a sum over earlier steps of k: the FMAs run on as if in one pass, so the result is the
+    /// same bit for bit); A's rows `rs` apart and its columns `ks` apart (row-major A: `k`, 1; a
+    /// transposed one: 1, its row length), C rows `ldc` apart, only the columns in the masks
+    /// loaded and stored.
     ///
     /// Pointer steps use `wrapping_add` and loads go through intrinsics: in this crate's dev
     /// profile (debug assertions on) `ptr.add` and `*ptr` carry per-use UB checks that would
     /// otherwise sit in the innermost loop.
     #[target_feature(enable = "avx512f")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize>(
         a: *const f32,
-        k: usize,
+        (rs, ks): (usize, usize),
         bp: &[PanelRow],
         bias: PanelRow,
+        more: bool,
         c: *mut f32,
         ldc: usize,
         (mlo, mhi): (u16, u16),
@@ -302,9 +490,16 @@ mod x86 {
         let [z0, z1]: [__m512; 2] = std::mem::transmute(bias.0);
         let mut lo = [z0; R];
         let mut hi = [z1; R];
+        if more {
+            for r in 0..R {
+                let cr = c.wrapping_add(r * ldc);
+                lo[r] = _mm512_maskz_loadu_ps(mlo, cr);
+                hi[r] = _mm512_maskz_loadu_ps(mhi, cr.wrapping_add(16));
+            }
+        }
         let mut rows = [a; R];
         for (r, p) in rows.iter_mut().enumerate() {
-            *p = a.wrapping_add(r * k);
+            *p = a.wrapping_add(r * rs);
         }
         for row in bp {
             let [b0, b1]: [__m512; 2] = std::mem::transmute(row.0);
@@ -312,7 +507,7 @@ mod x86 {
                 let av = _mm512_broadcastss_ps(_mm_load_ss(rows[r]));
                 lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
                 hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
-                rows[r] = rows[r].wrapping_add(1);
+                rows[r] = rows[r].wrapping_add(ks);
             }
         }
         for r in 0..R {
@@ -337,19 +532,10 @@ mod tests {
     fn panels_match_f64_reference_any_shape() {
         if !avx512() {
             assert!(Panels::new(&[0.0; 6], 2, 3).is_none());
-            // Machine-dependent: printed, and counted by `make test` (tests/common's `skip`).
-            let line = "SKIPPED: panels_match_f64_reference_any_shape: no AVX-512F on this CPU (the packed kernel is not built here)";
-            eprintln!("{line}");
-            if let Some(log) = std::env::var_os("PROXAL_SKIP_LOG") {
-                use std::io::Write;
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                {
-                    let _ = writeln!(f, "machine {line}");
-                }
-            }
+            crate::util::skip_for_machine(
+                "panels_match_f64_reference_any_shape",
+                "no AVX-512F on this CPU (the packed kernel is not built here)",
+            );
             return;
         }
         for &(m, k, n) in &[
@@ -370,6 +556,18 @@ mod tests {
             p.matmul_into(&a, m, Some(&bias), &mut serial, false);
             p.matmul_into(&a, m, Some(&bias), &mut par, true);
             assert_eq!(serial, par, "{m}×{k}×{n}: serial and parallel differ");
+            // The same product from Aᵀ (read in place) is the same, bit for bit, as from A:
+            // the kernel does the same FMAs in the same order.
+            let mut a_t = vec![0f32; m * k];
+            for i in 0..m {
+                for t in 0..k {
+                    a_t[t * m + i] = a[i * k + t];
+                }
+            }
+            let (mut from_t, mut plain) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            p.matmul_t_into(&a_t, m, &mut from_t);
+            p.matmul_into(&a, m, None, &mut plain, true);
+            assert_eq!(from_t, plain, "{m}×{k}×{n}: from Aᵀ and from A differ");
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = bias[j] as f64
@@ -393,6 +591,49 @@ mod tests {
             p.matmul_into(&a, m, None, &mut nb, false);
             let w0: f64 = (0..k).map(|t| a[t] as f64 * w[t * n] as f64).sum();
             assert!((nb[0] as f64 - w0).abs() < 1e-5 * (k as f64).sqrt().max(1.0));
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_on_ragged_shapes() {
+        // Whole 16 × 16 blocks (the register path), edges, and fewer than 16 rows.
+        for &(rows, cols) in &[(1, 1), (16, 16), (37, 50), (64, 384), (5, 33), (48, 17)] {
+            let m = random(rows * cols, rows as u64 * 31 + cols as u64);
+            let mut mt = vec![f32::NAN; rows * cols];
+            transpose(&m, rows, cols, &mut mt);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(mt[j * rows + i], m[i * cols + j], "{rows}×{cols} [{i},{j}]");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panels_of_a_transpose_equal_panels_of_the_transposed_copy() {
+        if !avx512() {
+            return crate::util::skip_for_machine(
+                "panels_of_a_transpose_equal_panels_of_the_transposed_copy",
+                "no AVX-512F on this CPU",
+            );
+        }
+        // Whole 32 × 16 blocks (the register transposes), a partial last panel, k off 16.
+        for &(n, k) in &[(64, 48), (70, 45), (32, 16), (5, 3), (384, 1536)] {
+            let w = random(n * k, (n * 7 + k) as u64);
+            let mut wt = vec![0f32; n * k];
+            for j in 0..n {
+                for t in 0..k {
+                    wt[t * n + j] = w[j * k + t];
+                }
+            }
+            let a = Panels::new_transposed(&w, n, k).expect("avx512");
+            let b = Panels::new(&wt, k, n).expect("avx512");
+            assert_eq!(a.dims(), b.dims());
+            let (pa, pb): (Vec<_>, Vec<_>) = (
+                a.data.iter().flat_map(|r| r.0).collect(),
+                b.data.iter().flat_map(|r| r.0).collect(),
+            );
+            assert_eq!(pa, pb, "{n}×{k}: panels differ");
         }
     }
 
