@@ -221,3 +221,30 @@ pub(crate) fn skip_for_machine(test: &str, why: &str) {
         }
     }
 }
+
+/// The CPU's model name and the vector extensions that matter to the kernels (from
+/// `/proc/cpuinfo`; "unknown CPU" elsewhere), e.g. `Intel(R) Xeon(R) Processor (avx512f,
+/// avx512_bf16, amx_tile)`: benchmark records name the machine they ran on.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let flags = field("flags").unwrap_or_default();
+    let have: Vec<&str> = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+    ]
+    .into_iter()
+    .filter(|f| flags.split_whitespace().any(|x| x == *f))
+    .collect();
+    format!("{model} ({})", have.join(", "))
+}

@@ -237,9 +237,10 @@ impl Conditions {
     /// One markdown line: date, threads, load averages at the start and now.
     fn line(&self) -> String {
         format!(
-            "Run on {} (UTC); {} cores, {} rayon threads (CANDLE_NUM_THREADS={}, RAYON_NUM_THREADS={}); \
+            "Run on {} (UTC), {}; {} cores, {} rayon threads (CANDLE_NUM_THREADS={}, RAYON_NUM_THREADS={}); \
              load average (1, 5, 15 min) at the start {}, at the end {}.",
             self.date,
+            proxal::util::cpu_description(),
             self.threads,
             self.rayon_threads,
             env_or_unset("CANDLE_NUM_THREADS"),
@@ -251,6 +252,7 @@ impl Conditions {
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "date": self.date,
+            "cpu": proxal::util::cpu_description(),
             "threads": self.threads,
             "rayon_threads": self.rayon_threads,
             "candle_num_threads": env_or_unset("CANDLE_NUM_THREADS"),
