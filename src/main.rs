@@ -12,6 +12,11 @@ struct Cli {
     /// Home directory holding assets/, datasets/, features/ and experiments/ (default: $PROXAL_HOME or .)
     #[arg(long, global = true)]
     home: Option<std::path::PathBuf>,
+    /// Device that embeds and fine-tunes, given before the command: cpu or cuda[:N] (default: a
+    /// run's or project's `device`, else $PROXAL_DEVICE, else cpu; CUDA needs a `make build-cuda`
+    /// binary). Not `plan --device`, the device class a plan prices.
+    #[arg(long)]
+    device: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -63,7 +68,11 @@ fn main() {
         .home
         .map(proxal::home::Home::new)
         .unwrap_or_else(proxal::home::Home::from_env);
-    let result = match args.cmd {
+    let chosen = match &args.device {
+        Some(spec) => proxal::device::set(spec),
+        None => Ok(()),
+    };
+    let result = chosen.and_then(|()| match args.cmd {
         Cmd::Assets(c) => cli::assets::run(&home, c),
         Cmd::Data(c) => cli::data::run(&home, c),
         Cmd::Embed(a) => cli::embed::run(&home, a),
@@ -78,7 +87,7 @@ fn main() {
         Cmd::Status(a) => cli::project::status(a),
         Cmd::ExportModel(a) => cli::project::export_model(a),
         Cmd::Predict(a) => cli::project::predict(a),
-    };
+    });
     if let Err(e) = result {
         // One line: the chain of contexts, outermost first.
         let msg = format!("{e:#}").replace('\n', " ");

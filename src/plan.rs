@@ -178,7 +178,7 @@ pub fn measure(
         Some(l) => (l.to_vec(), n_classes.max(2)),
         None => (synthetic, 2),
     };
-    let backbone = Backbone::load(model_dir, &candle_core::Device::Cpu, false)?;
+    let backbone = Backbone::load(model_dir, &crate::device::current()?, false)?;
     let opts = EmbedOptions {
         max_len: embed_max_len,
         ..Default::default()

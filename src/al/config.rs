@@ -316,6 +316,11 @@ pub struct RunConfig {
     /// Backbone directory (default: the fetched all-MiniLM-L6-v2).
     #[serde(default)]
     pub model_dir: Option<PathBuf>,
+    /// The device that embeds and fine-tunes: `cpu` or `cuda[:N]` (needs a `make build-cuda`
+    /// binary); `proxal --device` overrides it. Unset: `$PROXAL_DEVICE`, else the CPU (see
+    /// `crate::device`).
+    #[serde(default)]
+    pub device: Option<String>,
     /// Embedding batch size.
     #[serde(default = "default_embed_batch")]
     pub embed_batch: usize,

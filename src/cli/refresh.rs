@@ -8,7 +8,6 @@ use crate::features::store::{Store, DEFAULT_CHUNK_ROWS};
 use crate::features::Dtype;
 use crate::home::Home;
 use anyhow::{bail, Result};
-use candle_core::Device;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -78,7 +77,7 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
             }
         }
     };
-    let backbone = Backbone::load(&args.from_checkpoint, &Device::Cpu, false)?;
+    let backbone = Backbone::load(&args.from_checkpoint, &crate::device::current()?, false)?;
     let job = EmbedJob {
         version,
         options,

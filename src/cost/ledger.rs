@@ -181,8 +181,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open (creating if missing) the ledger at `path` for run `run`, on this machine's CPU
-    /// ([`cpu_device`]; change it with [`Ledger::set_device`]). A torn last line left by a kill is
+    /// Open (creating if missing) the ledger at `path` for run `run`, on the process's device
+    /// (`crate::device::current`, the CPU unless one was chosen; change it with
+    /// [`Ledger::set_device`]). A torn last line left by a kill is
     /// dropped from the file (with a warning) so that new records start on a fresh line.
     pub fn open(path: &Path, run: &str) -> Result<Self> {
         if let Some(dir) = path.parent() {
@@ -205,7 +206,11 @@ impl Ledger {
             path: path.to_path_buf(),
             file,
             run: run.to_string(),
-            device: cpu_device(),
+            // The process's device (crate::device): on a GPU instance every stage is paid at
+            // its rate. An unreadable $PROXAL_DEVICE has already failed where a backbone loaded.
+            device: crate::device::current()
+                .map(|d| device_of(&d))
+                .unwrap_or_else(|_| cpu_device()),
         })
     }
 

@@ -132,6 +132,10 @@ impl Project {
                 path.display()
             );
         }
+        // The project's device, unless `proxal --device` chose one (crate::device).
+        if let Some(spec) = cfg.device.as_deref().filter(|_| !crate::device::chosen()) {
+            crate::device::set(spec).with_context(|| format!("{}: device", path.display()))?;
+        }
         Ok(Project {
             dir: dir.to_path_buf(),
             home: Home::new(dir),

@@ -13,7 +13,6 @@ use crate::proxy::{LogReg, LogRegConfig, Proxy};
 use crate::train::Head;
 use crate::util;
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::Device;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -191,7 +190,7 @@ pub fn predict(
     };
     let texts = col(text_col)?;
     let ids = id_col.map(col).transpose()?;
-    let bb = Backbone::load(model_dir, &Device::Cpu, false)?;
+    let bb = Backbone::load(model_dir, &crate::device::current()?, false)?;
     if bb.dim() != head.dim() {
         bail!(
             "{}: backbone gives {}-dim vectors but the head expects {}",

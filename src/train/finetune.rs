@@ -1,7 +1,7 @@
 //! Full fine-tuning of backbone + linear head with candle autograd.
 use crate::backbone::{pooling, Backbone, Pooling};
 use crate::proxy::{LogReg, LogRegConfig, Proxy};
-use crate::train::optim::{AdamWConfig, FusedAdamW, ParamGroup};
+use crate::train::optim::{AdamWConfig, Optimiser, ParamGroup};
 use crate::util;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -259,7 +259,7 @@ pub fn fine_tune(
     if let Some(&bad) = labels.iter().find(|&&l| l as usize >= n_classes) {
         bail!("fine-tune: label {bad} out of range for {n_classes} classes");
     }
-    let device = Device::Cpu;
+    let device = crate::device::current()?;
     let lr_head = if probe.is_some() {
         opts.hyper.lr_head_lpft
     } else {
@@ -334,8 +334,9 @@ pub fn fine_tune(
         .as_ref()
         .context("backbone not trainable")?
         .all_vars();
-    // One fused AdamW, two groups: the backbone (small rate, weight decay) and the head.
-    let mut opt = FusedAdamW::new(
+    // One AdamW (fused on the CPU), two groups: the backbone (small rate, weight decay) and the
+    // head.
+    let mut opt = Optimiser::new(
         vec![
             ParamGroup {
                 vars: bb_vars.clone(),

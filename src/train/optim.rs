@@ -249,6 +249,60 @@ impl FusedAdamW {
     }
 }
 
+/// AdamW over parameter groups on whatever device the variables live: [`FusedAdamW`] on the
+/// CPU, `candle_nn::AdamW` (one per group, the same update) elsewhere, where the fused pass over
+/// host memory cannot run.
+pub enum Optimiser {
+    Fused(FusedAdamW),
+    Candle(Vec<candle_nn::AdamW>),
+}
+
+impl Optimiser {
+    pub fn new(groups: Vec<ParamGroup>, config: AdamWConfig) -> Result<Self> {
+        let on_cpu = groups
+            .iter()
+            .flat_map(|g| &g.vars)
+            .all(|v| v.device().is_cpu() && v.dtype() == DType::F32);
+        if on_cpu {
+            return Ok(Optimiser::Fused(FusedAdamW::new(groups, config)?));
+        }
+        let each = groups
+            .into_iter()
+            .map(|g| {
+                let params = candle_nn::ParamsAdamW {
+                    lr: g.lr,
+                    beta1: config.beta1,
+                    beta2: config.beta2,
+                    eps: config.eps,
+                    weight_decay: g.weight_decay,
+                };
+                <candle_nn::AdamW as candle_nn::Optimizer>::new(g.vars, params)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Optimiser::Candle(each))
+    }
+
+    /// Set group `group`'s learning rate. Panics if there is no such group.
+    pub fn set_learning_rate(&mut self, group: usize, lr: f64) {
+        match self {
+            Optimiser::Fused(o) => o.set_learning_rate(group, lr),
+            Optimiser::Candle(each) => {
+                candle_nn::Optimizer::set_learning_rate(&mut each[group], lr)
+            }
+        }
+    }
+
+    /// One AdamW update of every variable that has a gradient in `grads`.
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        match self {
+            Optimiser::Fused(o) => o.step(grads),
+            Optimiser::Candle(each) => each
+                .iter_mut()
+                .try_for_each(|o| candle_nn::Optimizer::step(o, grads)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

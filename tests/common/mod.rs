@@ -49,7 +49,7 @@ pub fn require_assets() -> bool {
     std::env::var("PROXAL_REQUIRE_ASSETS").is_ok_and(|v| v == "1")
 }
 
-fn assets_dir_unchecked() -> PathBuf {
+pub fn assets_dir_unchecked() -> PathBuf {
     std::env::var_os("PROXAL_ASSETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("assets"))

@@ -45,7 +45,7 @@ pub(crate) fn ensure_pretrained(
                 "embedding the dataset once with the pretrained backbone {} (v0)",
                 model_dir.display()
             ));
-            let bb = Backbone::load(model_dir, &Device::Cpu, false)?;
+            let bb = Backbone::load(model_dir, &crate::device::current()?, false)?;
             let job = EmbedJob {
                 version: 0,
                 options: options.clone(),

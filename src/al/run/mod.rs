@@ -22,7 +22,6 @@ use crate::report::RoundRecord;
 use crate::strategy::{self, Strategy};
 use crate::train::{fine_tune, FineTuneOptions, FineTuned, Head, Method, Scores};
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use rand::seq::SliceRandom;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
