@@ -116,8 +116,11 @@ pub fn encoder_layers(
     eps: f64,
     sink: &Arc<GradSink>,
 ) -> Result<Option<Tensor>> {
+    // candle calls an op's backward only when its input tracks a gradient: with a frozen
+    // embedding table the layers' gradients would silently go missing, so the per-op path runs.
     if !(x.device().is_cpu()
         && x.dtype() == candle_core::DType::F32
+        && x.track_op()
         && crate::numerics::gemm::avx512()
         && ops::fused_enabled())
     {
