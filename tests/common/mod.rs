@@ -36,7 +36,9 @@ pub fn skip(test: &str, kind: Skip, why: &str) {
             .append(true)
             .open(log)
         {
-            let _ = writeln!(f, "{tag} {line}");
+            // One write of the whole line: O_APPEND keeps it whole when tests skip at once
+            // (`writeln!` may write in pieces, which interleaved).
+            let _ = f.write_all(format!("{tag} {line}\n").as_bytes());
         }
     }
     if kind == Skip::Asset && require_assets() {
