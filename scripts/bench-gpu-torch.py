@@ -33,23 +33,31 @@ def batch(rows, length, device):
     return ids.view(rows, length).to(device), torch.ones(rows, length, dtype=torch.int64, device=device)
 
 
+def per_second(f, n):
+    """Calls of f per second over n calls, after one warm-up call, the GPU synchronised around."""
+    f()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        f()
+    torch.cuda.synchronize()
+    return n / (time.perf_counter() - t)
+
+
+def mean_pool(h, mask):
+    w = mask.unsqueeze(-1).to(h.dtype)
+    return (h * w).sum(1) / w.sum(1)
+
+
 def embed_rows_per_second(m, length, reps, dtype, device):
     ids, mask = batch(512, length, device)
     m = m.to(dtype).eval()
 
     def run():
         with torch.no_grad():
-            h = m(input_ids=ids, attention_mask=mask).last_hidden_state
-            w = mask.unsqueeze(-1).to(h.dtype)
-            return (h * w).sum(1) / w.sum(1)
+            return mean_pool(m(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
-    run()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        run()
-    torch.cuda.synchronize()
-    return 512 * reps / (time.perf_counter() - t)
+    return 512 * per_second(run, reps)
 
 
 def finetune_steps_per_second(m, steps, autocast, device):
@@ -64,21 +72,13 @@ def finetune_steps_per_second(m, steps, autocast, device):
 
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            h = m(input_ids=ids, attention_mask=mask).last_hidden_state
-            w = mask.unsqueeze(-1).to(h.dtype)
-            f = (h * w).sum(1) / w.sum(1)
+            f = mean_pool(m(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
             loss = torch.nn.functional.cross_entropy(head(f).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t)
+    return per_second(step, steps)
 
 
 def gpu_facts():

@@ -21,15 +21,7 @@ command -v nvidia-smi >/dev/null || die "nvidia-smi not found: no NVIDIA driver 
 "$py" -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null \
   || die "$py has no CUDA-enabled PyTorch with transformers"
 # The CUDA libraries PyTorch ships (cuBLAS, cuRAND, the runtime), then ours.
-libs="$("$py" - <<'PYEOF'
-import glob, os, nvidia
-dirs = set()
-for base in nvidia.__path__:
-    for f in glob.glob(os.path.join(base, "**", "lib*.so*"), recursive=True):
-        dirs.add(os.path.dirname(f))
-print(":".join(sorted(dirs)))
-PYEOF
-)"
+libs="$("$py" "$root/scripts/torch-cuda-libs.py")"
 export LD_LIBRARY_PATH="$bin/lib:$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

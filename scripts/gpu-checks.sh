@@ -12,8 +12,8 @@ bin="$(mktemp -d)"
 mkdir -p "$bin/lib" && cp "$carry"/lib/* "$bin/lib/"
 for b in bench_gpu gpu-tests; do gunzip -c "$carry/$b.gz" > "$bin/$b" && chmod +x "$bin/$b"; done
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
-libs="$(python3 -c 'import glob, os, nvidia; print(":".join(sorted({os.path.dirname(f) for b in nvidia.__path__ for f in glob.glob(os.path.join(b, "**", "lib*.so*"), recursive=True)})))')"
-# The tests read PROXAL_SKIP_LOG: a skip there means no GPU was seen, which here is a failure.
+libs="$(python3 "$root/scripts/torch-cuda-libs.py")"
+# The tests append to PROXAL_SKIP_LOG when they skip: here, a sign the binary saw no GPU.
 PROXAL_SKIP_LOG="$out/gpu-skips.txt" LD_LIBRARY_PATH="$bin/lib:$libs" \
   "$bin/gpu-tests" --test-threads 1 cuda_embeddings_match_the_cpu a_fine_tuning_step_on_cuda_matches_the_cpu \
   > "$out/gpu-tests.txt" 2>&1

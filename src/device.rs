@@ -48,6 +48,15 @@ pub fn set(spec: &str) -> Result<()> {
     Ok(())
 }
 
+/// A run's or project's `device` (read from `file`), chosen unless the process already chose
+/// one (`proxal --device`, which wins); a bad one is an error naming the file.
+pub fn from_config(spec: Option<&str>, file: &std::path::Path) -> Result<()> {
+    match spec {
+        Some(spec) if !chosen() => set(spec).with_context(|| format!("{}: device", file.display())),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a device was chosen (by [`set`]) in this process.
 pub fn chosen() -> bool {
     CHOSEN.get().is_some()

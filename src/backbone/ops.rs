@@ -17,6 +17,7 @@
 //! Off the CPU or for other dtypes the functions fall back to the composed versions
 //! ([`layer_norm_composed`], [`softmax_last_composed`], `Tensor::gelu_erf`), which the tests also
 //! use as the reference.
+use crate::numerics::gemm::transpose;
 use crate::numerics::linalg::softmax_rows_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_core::{Tensor, D};
@@ -605,21 +606,6 @@ fn gather_head(
     }
 }
 
-/// `mt[p][i] = m[i][p]` for `m` `[rows, cols]`.
-fn transpose_into(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
-    // 16 × 16 blocks: both sides' cache lines are used whole.
-    const B: usize = 16;
-    for i0 in (0..rows).step_by(B) {
-        for p0 in (0..cols).step_by(B) {
-            for i in i0..(i0 + B).min(rows) {
-                for p in p0..(p0 + B).min(cols) {
-                    mt[p * rows + i] = m[i * cols + p];
-                }
-            }
-        }
-    }
-}
-
 /// A pointer to an op's output that the (item, head) tasks write disjoint column ranges of.
 #[derive(Clone, Copy)]
 struct Rows(*mut f32);
@@ -685,22 +671,19 @@ impl Head {
         };
         let (q, k, v) = (part(0), part(1), part(2));
         let mut kt = vec![0f32; s * d];
-        transpose_into(&k, s, d, &mut kt);
+        transpose(&k, s, d, &mut kt);
         let mut p = vec![0f32; s * s];
         head_probs(&q, &kt, mask, d, scale, &mut p);
         Head { q, k, v, p }
     }
 }
 
-/// The attention op's forward on slices: `qkv` `[b, s, 3h]`, `mask` `[b, s]`, heads of width
-/// `d`; the context `[b, s, h]`.
+/// The attention op's forward on slices: `qkv` `[b, s, 3h]`, `mask` `[b, s]`, `heads` of width
+/// `d` (the dimensions as [`attention_dims`] gives them); the context `[b, s, h]`.
 pub(super) fn attention_rows(
     qkv: &[f32],
     mask: &[f32],
-    b: usize,
-    s: usize,
-    h: usize,
-    d: usize,
+    (b, s, h, d): (usize, usize, usize, usize),
     heads: usize,
 ) -> Vec<f32> {
     let scale = 1.0 / (d as f32).sqrt();
@@ -735,7 +718,7 @@ impl CustomOp2 for Attention {
         let (qkv, mask) = (slice(s1, l1, name)?, slice(s2, l2, name)?);
         let (b, s, h, d) = attention_dims(name, l1, l2, self.heads)?;
         Ok((
-            CpuStorage::F32(attention_rows(qkv, mask, b, s, h, d, self.heads)),
+            CpuStorage::F32(attention_rows(qkv, mask, (b, s, h, d), self.heads)),
             Shape::from((b, s, h)),
         ))
     }
@@ -763,15 +746,11 @@ struct AttentionBwd {
 
 /// The attention op's backward on slices: from `qkv`, `mask` and the context's gradient `g`
 /// `[b, s, h]`, the gradient of `qkv` `[b, s, 3h]`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn attention_grads(
     qkv: &[f32],
     mask: &[f32],
     g: &[f32],
-    b: usize,
-    s: usize,
-    h: usize,
-    d: usize,
+    (b, s, h, d): (usize, usize, usize, usize),
     heads: usize,
 ) -> Vec<f32> {
     let scale = 1.0 / (d as f32).sqrt();
@@ -792,13 +771,13 @@ pub(super) fn attention_grads(
             dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
         }
         // dP = dC vᵀ.
-        transpose_into(&v, s, d, t);
+        transpose(&v, s, d, t);
         small_mm(dc, s, t, d, s, dp);
         let mut out = vec![0f32; 3 * s * d];
         let (dq, rest) = out.split_at_mut(s * d);
         let (dk, dv) = rest.split_at_mut(s * d);
         // dV = Pᵀ dC.
-        transpose_into(&p, s, s, tt);
+        transpose(&p, s, s, tt);
         small_mm(tt, s, dc, s, d, dv);
         // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
         for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
@@ -806,7 +785,7 @@ pub(super) fn attention_grads(
         }
         // dQ = dS k, dK = dSᵀ q.
         small_mm(dp, s, &k, s, d, dq);
-        transpose_into(dp, s, s, tt);
+        transpose(dp, s, s, tt);
         small_mm(tt, s, &q, s, d, dk);
         for (which, part) in out.chunks_exact(s * d).enumerate() {
             // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
@@ -841,7 +820,7 @@ impl CustomOp3 for AttentionBwd {
             candle_core::bail!("{name}: gradient {} for [{b}, {s}, {h}]", g.len());
         }
         Ok((
-            CpuStorage::F32(attention_grads(qkv, mask, g, b, s, h, d, self.heads)),
+            CpuStorage::F32(attention_grads(qkv, mask, g, (b, s, h, d), self.heads)),
             l1.shape().clone(),
         ))
     }
@@ -963,6 +942,48 @@ impl GradSink {
             Some((_, acc)) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
             None => held.push((param.clone(), g)),
         }
+    }
+
+    /// [`linear_grads`] with the weight's and bias's gradients added here; returns dx `[m, inp]`.
+    /// `params` are the (weight, bias) tensors whose rows, stacked in order, make `w` `[out, inp]`
+    /// (one pair for a layer; query, key and value for their fused product): each gets its share
+    /// of dw's rows and db.
+    pub(super) fn linear_grads(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        g: &[f32],
+        (m, inp, out): (usize, usize, usize),
+        params: &[(&Tensor, &Tensor)],
+    ) -> Result<Vec<f32>> {
+        let mut dx = vec![0f32; m * inp];
+        let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
+        linear_grads(x, w, g, m, inp, out, &mut dx, &mut dw, &mut db)?;
+        let part = out / params.len().max(1);
+        let rows = dw
+            .chunks_exact(part * inp)
+            .zip(db.chunks_exact(part.max(1)));
+        for ((wt, bt), (dw, db)) in params.iter().zip(rows) {
+            self.add(wt, dw.to_vec());
+            self.add(bt, db.to_vec());
+        }
+        Ok(dx)
+    }
+
+    /// [`layer_norm_grads`] with the weight's and bias's gradients added here; returns dx.
+    pub(super) fn layer_norm_grads(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        g: &[f32],
+        eps: f32,
+        (wt, bt): (&Tensor, &Tensor),
+    ) -> Vec<f32> {
+        let mut dx = vec![0f32; x.len()];
+        let (dw, db) = layer_norm_grads(x, w, g, eps, &mut dx);
+        self.add(wt, dw);
+        self.add(bt, db);
+        dx
     }
 
     /// Move every gradient the sink holds into `grads` (summed with any candle computed for the
@@ -1175,7 +1196,7 @@ pub(super) fn linear_grads(
     dw: &mut [f32],
     db: &mut [f32],
 ) -> Result<()> {
-    use crate::numerics::gemm::{transpose, Panels};
+    use crate::numerics::gemm::Panels;
     let no_kernel = || candle_core::Error::Msg("proxal-linear-bwd: needs AVX-512F".into());
     // dx [m, in] = dy [m, out] · w [out, in].
     Panels::new(w, out, inp)
@@ -1292,23 +1313,16 @@ impl CustomOp3 for LinearBwd {
         if g.len() != m * out {
             candle_core::bail!("{name}: gradient {} for {m} rows × {out}", g.len());
         }
-        let grads = |dx: &mut [f32], dw: &mut [f32], db: &mut [f32]| -> Result<()> {
-            linear_grads(xs, ws, g, m, inp, out, dx, dw, db)
-        };
         match &self.sink {
             Some((sink, w, b)) => {
-                let mut dx = vec![0f32; m * inp];
-                let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
-                grads(&mut dx, &mut dw, &mut db)?;
-                sink.add(w, dw);
-                sink.add(b, db);
+                let dx = sink.linear_grads(xs, ws, g, (m, inp, out), &[(w, b)])?;
                 Ok((CpuStorage::F32(dx), Shape::from(m * inp)))
             }
             None => {
                 let mut buf = vec![0f32; m * inp + out * inp + out];
                 let (dx, rest) = buf.split_at_mut(m * inp);
                 let (dw, db) = rest.split_at_mut(out * inp);
-                grads(dx, dw, db)?;
+                linear_grads(xs, ws, g, m, inp, out, dx, dw, db)?;
                 let len = buf.len();
                 Ok((CpuStorage::F32(buf), Shape::from(len)))
             }

@@ -4,12 +4,13 @@
 //! and candle's backward starts the gradient of every node's input from a zero tensor and adds
 //! to it (an allocation, a memset and an add over each activation), adds residuals with its own
 //! thread pool, and concatenates the query, key and value weights into a fresh tensor every
-//! step. Profiled on MiniLM at batch 16 × 37 tokens, that bookkeeping and the idle core around
-//! it were a third of a step. Here the whole stack of layers is one node: the forward runs each
-//! layer on plain slices (the kernels of [`super::ops`]: packed-GEMM linear layers, fused
-//! attention, layer norm and GELU) and keeps the activations the backward needs; the backward
-//! runs the layers in reverse on those slices, writes every weight's gradient into the step's
-//! [`GradSink`] once, and hands candle the gradient of the stack's input alone.
+//! step. A `perf` profile of a step on MiniLM at batch 16 × 37 tokens found much of the step in
+//! that bookkeeping and in the idle core around it. Here the whole stack of layers is one node:
+//! the forward runs each layer on plain slices (the kernels of [`super::ops`]: packed-GEMM
+//! linear layers, fused attention, layer norm and GELU) and keeps the activations the backward
+//! needs; the backward runs the layers in reverse on those slices, writes every weight's
+//! gradient into the step's [`GradSink`] once (its `linear_grads` and `layer_norm_grads`), and
+//! hands candle the gradient of the stack's input alone.
 //!
 //! The maths per layer (x its input, post-LN as BERT):
 //!
@@ -78,7 +79,7 @@ impl View<'_> {
     fn of(t: &Tensor) -> Result<View<'_>> {
         let (guard, layout) = t.storage_and_layout();
         let Some(range) = layout.contiguous_offsets() else {
-            candle_core::bail!("proxal-encoder-stack: a weight is not contiguous");
+            candle_core::bail!("proxal-encoder-stack: a tensor it reads is not contiguous");
         };
         Ok(View { guard, range })
     }
@@ -86,7 +87,7 @@ impl View<'_> {
     fn get(&self) -> Result<&[f32]> {
         match &*self.guard {
             Storage::Cpu(s) => Ok(&s.as_slice::<f32>()?[self.range.0..self.range.1]),
-            _ => candle_core::bail!("proxal-encoder-stack: a weight is not on the CPU"),
+            _ => candle_core::bail!("proxal-encoder-stack: a tensor it reads is not on the CPU"),
         }
     }
 }
@@ -94,6 +95,11 @@ impl View<'_> {
 /// Views of a (weight, bias) pair.
 fn views(p: &(Tensor, Tensor)) -> Result<(View<'_>, View<'_>)> {
     Ok((View::of(&p.0)?, View::of(&p.1)?))
+}
+
+/// A (weight, bias) pair as the references [`GradSink`]'s helpers take.
+fn pair(p: &(Tensor, Tensor)) -> (&Tensor, &Tensor) {
+    (&p.0, &p.1)
 }
 
 /// `a += b`, elementwise.
@@ -202,7 +208,7 @@ impl CustomOp2 for Stack {
                 b_qkv.extend_from_slice(bias.get()?);
             }
             let qkv = ops::linear_rows(&x, m, &w_qkv, &b_qkv, h, 3 * h)?;
-            let ctx = ops::attention_rows(&qkv, mask, b, s, h, d, self.heads);
+            let ctx = ops::attention_rows(&qkv, mask, (b, s, h, d), self.heads);
             let (wo, bo) = views(&l.attn_out)?;
             let mut r1 = ops::linear_rows(&ctx, m, wo.get()?, bo.get()?, h, h)?;
             add_into(&mut r1, &x);
@@ -253,79 +259,29 @@ impl CustomOp2 for Stack {
         let mut dy = View::of(&grad)?.get()?.to_vec();
         for (l, sv) in self.layers.iter().zip(saved).rev() {
             let ffn = sv.i.len() / m.max(1);
+            let sink = &self.sink;
             // Output layer norm, then the feed-forward's second linear.
             let (w2, _) = views(&l.out_ln)?;
-            let mut dr2 = vec![0f32; m * h];
-            let (dw, db) = ops::layer_norm_grads(&sv.r2, w2.get()?, &dy, self.eps, &mut dr2);
-            self.sink.add(&l.out_ln.0, dw);
-            self.sink.add(&l.out_ln.1, db);
+            let dr2 = sink.layer_norm_grads(&sv.r2, w2.get()?, &dy, self.eps, pair(&l.out_ln));
             let (wf, _) = views(&l.output)?;
-            let mut dg = vec![0f32; m * ffn];
-            let (mut dw, mut db) = (vec![0f32; h * ffn], vec![0f32; h]);
-            ops::linear_grads(&sv.g, wf.get()?, &dr2, m, ffn, h, &mut dg, &mut dw, &mut db)?;
-            self.sink.add(&l.output.0, dw);
-            self.sink.add(&l.output.1, db);
+            let dg = sink.linear_grads(&sv.g, wf.get()?, &dr2, (m, ffn, h), &[pair(&l.output)])?;
             // GELU and the first linear; the residual's gradient joins the linear's.
             let di = ops::gelu_grads(&sv.i, &dg);
             drop(dg);
             let (wi, _) = views(&l.intermediate)?;
-            let mut dx1 = vec![0f32; m * h];
-            let (mut dw, mut db) = (vec![0f32; ffn * h], vec![0f32; ffn]);
-            ops::linear_grads(
-                &sv.x1,
-                wi.get()?,
-                &di,
-                m,
-                h,
-                ffn,
-                &mut dx1,
-                &mut dw,
-                &mut db,
-            )?;
-            self.sink.add(&l.intermediate.0, dw);
-            self.sink.add(&l.intermediate.1, db);
+            let params = [pair(&l.intermediate)];
+            let mut dx1 = sink.linear_grads(&sv.x1, wi.get()?, &di, (m, h, ffn), &params)?;
             add_into(&mut dx1, &dr2);
             // Attention's layer norm and output linear.
             let (w1, _) = views(&l.attn_ln)?;
-            let mut dr1 = vec![0f32; m * h];
-            let (dw, db) = ops::layer_norm_grads(&sv.r1, w1.get()?, &dx1, self.eps, &mut dr1);
-            self.sink.add(&l.attn_ln.0, dw);
-            self.sink.add(&l.attn_ln.1, db);
+            let dr1 = sink.layer_norm_grads(&sv.r1, w1.get()?, &dx1, self.eps, pair(&l.attn_ln));
             let (wo, _) = views(&l.attn_out)?;
-            let mut dctx = vec![0f32; m * h];
-            let (mut dw, mut db) = (vec![0f32; h * h], vec![0f32; h]);
-            ops::linear_grads(
-                &sv.ctx,
-                wo.get()?,
-                &dr1,
-                m,
-                h,
-                h,
-                &mut dctx,
-                &mut dw,
-                &mut db,
-            )?;
-            self.sink.add(&l.attn_out.0, dw);
-            self.sink.add(&l.attn_out.1, db);
+            let params = [pair(&l.attn_out)];
+            let dctx = sink.linear_grads(&sv.ctx, wo.get()?, &dr1, (m, h, h), &params)?;
             // Attention, then the stacked query/key/value linear; the residual joins.
-            let dqkv = ops::attention_grads(&sv.qkv, mask, &dctx, b, s, h, d, self.heads);
-            let mut dx = vec![0f32; m * h];
-            let (mut dw, mut db) = (vec![0f32; 3 * h * h], vec![0f32; 3 * h]);
-            ops::linear_grads(
-                &sv.x,
-                &sv.w_qkv,
-                &dqkv,
-                m,
-                h,
-                3 * h,
-                &mut dx,
-                &mut dw,
-                &mut db,
-            )?;
-            for (j, (w, bias)) in l.qkv.iter().enumerate() {
-                self.sink.add(w, dw[j * h * h..(j + 1) * h * h].to_vec());
-                self.sink.add(bias, db[j * h..(j + 1) * h].to_vec());
-            }
+            let dqkv = ops::attention_grads(&sv.qkv, mask, &dctx, (b, s, h, d), self.heads);
+            let params = l.qkv.each_ref().map(pair);
+            let mut dx = sink.linear_grads(&sv.x, &sv.w_qkv, &dqkv, (m, h, 3 * h), &params)?;
             add_into(&mut dx, &dr1);
             dy = dx;
         }

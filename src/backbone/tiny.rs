@@ -116,13 +116,12 @@ pub(crate) fn trainable(
             "num_attention_heads": 4, "intermediate_size": {ffn},
             "max_position_embeddings": {positions}}}"#
     ))?;
-    let config = &config;
     let vm = candle_nn::VarMap::new();
     let bert = Bert::new(
         VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        config,
+        &config,
     )?;
-    let weights = random_weights(config, seed)?;
+    let weights = random_weights(&config, seed)?;
     for (name, var) in vm.data().lock().expect("varmap lock").iter() {
         var.set(&weights[name])?;
     }

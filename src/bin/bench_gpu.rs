@@ -48,6 +48,19 @@ fn batch(rows: usize, len: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
     ))
 }
 
+/// Calls of `f` per second over `n` calls, after one warm-up call; the device synchronised before
+/// the clock starts and before it stops (GPU work is asynchronous).
+fn per_second(dev: &Device, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    dev.synchronize()?;
+    let t = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    dev.synchronize()?;
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 fn embed_rows_per_second(
     bert: &Bert,
     (rows, len): (usize, usize),
@@ -55,19 +68,12 @@ fn embed_rows_per_second(
     dev: &Device,
 ) -> Result<f64> {
     let (ids, mask) = batch(rows, len, dev)?;
-    let pass = || -> Result<()> {
+    let passes = per_second(dev, reps, || {
         let h = bert.forward(&ids, &mask)?;
         pooling::pool(&h, &mask, Pooling::Mean)?;
         Ok(())
-    };
-    pass()?;
-    dev.synchronize()?;
-    let t = Instant::now();
-    for _ in 0..reps {
-        pass()?;
-    }
-    dev.synchronize()?;
-    Ok((rows * reps) as f64 / t.elapsed().as_secs_f64())
+    })?;
+    Ok(passes * rows as f64)
 }
 
 fn finetune_steps_per_second(bert: &Bert, vm: &VarMap, steps: usize, dev: &Device) -> Result<f64> {
@@ -90,7 +96,7 @@ fn finetune_steps_per_second(bert: &Bert, vm: &VarMap, steps: usize, dev: &Devic
         ],
         AdamWConfig::default(),
     )?;
-    let mut step = || -> Result<()> {
+    per_second(dev, steps, || {
         let hidden = bert.forward_t(&ids, &mask, None)?;
         let f = pooling::pool(&hidden, &mask, Pooling::Mean)?;
         let logits = f.matmul(&head.as_tensor().t()?)?;
@@ -98,29 +104,22 @@ fn finetune_steps_per_second(bert: &Bert, vm: &VarMap, steps: usize, dev: &Devic
         let grads = loss.backward()?;
         opt.step(&grads)?;
         Ok(())
-    };
-    step()?;
-    dev.synchronize()?;
-    let t = Instant::now();
-    for _ in 0..steps {
-        step()?;
-    }
-    dev.synchronize()?;
-    Ok(steps as f64 / t.elapsed().as_secs_f64())
+    })
 }
 
 fn main() -> Result<()> {
     let spec = arg("--device").unwrap_or_else(|| "cuda:0".into());
     let shape = arg("--shape").unwrap_or_else(|| "minilm".into());
-    let reps: usize = arg("--reps")
-        .map_or(Ok(20), |v| v.parse())
-        .context("--reps")?;
-    let steps: usize = arg("--steps")
-        .map_or(Ok(20), |v| v.parse())
-        .context("--steps")?;
-    let rows: usize = arg("--embed-batch")
-        .map_or(Ok(512), |v| v.parse())
-        .context("--embed-batch")?;
+    let count = |name: &str, default: usize| -> Result<usize> {
+        arg(name)
+            .map_or(Ok(default), |v| v.parse())
+            .with_context(|| format!("{name}: not a count"))
+    };
+    let (reps, steps, rows) = (
+        count("--reps", 20)?,
+        count("--steps", 20)?,
+        count("--embed-batch", 512)?,
+    );
     let dev = proxal::device::parse(&spec)?;
     let cfg = config(&shape)?;
     let vm = VarMap::new();

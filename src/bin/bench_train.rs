@@ -369,7 +369,7 @@ fn main() -> Result<()> {
             .collect()
     };
     // BENCH_CASES (comma-separated: banking77, clinc150, bucketed, plain, long) runs a subset, for
-    // profiling; the committed results come from all four.
+    // profiling; the committed results come from all five.
     let only = std::env::var("BENCH_CASES").ok();
     let wanted = |case: &str| {
         only.as_deref()
@@ -401,53 +401,43 @@ fn main() -> Result<()> {
         )?);
         eprintln!("{name}: done");
     }
-    // As fine_tune trains: 1,000 random banking77 pool texts, length-bucketed batches, max_len 64.
+    // 1,000 random banking77 pool texts, max_len 64: length-bucketed as fine_tune trains, and in
+    // random batches of 16 each padded to its longest, what a step costs without the bucketing
+    // (PyTorch runs both; the merge reports bucketed proxal against unbucketed PyTorch as the
+    // whole gain).
     if let Some(Bucketed {
         texts,
         labels,
         n_classes,
         batches,
-        ..
-    }) = bucketed_case.as_ref().filter(|_| wanted("bucketed"))
-    {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let take = (bucketed_steps + 1).min(batches.len());
-        cases.push(run_case(
-            &bb,
-            "banking77, length-bucketed (as fine_tune)",
-            &refs,
-            labels,
-            *n_classes,
-            &batches[..take],
-            64,
-            false,
-        )?);
-        eprintln!("banking77 length-bucketed: done");
-    }
-    // The same texts in random batches of 16, each padded to its longest: what a step costs
-    // without the bucketing (PyTorch runs these too; the merge reports bucketed proxal against
-    // unbucketed PyTorch as the whole gain).
-    if let Some(Bucketed {
-        texts,
-        labels,
-        n_classes,
         plain,
-        ..
-    }) = bucketed_case.as_ref().filter(|_| wanted("plain"))
+    }) = &bucketed_case
     {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let take = (bucketed_steps + 1).min(plain.len());
-        cases.push(run_case(
-            &bb,
-            "banking77, random batches (no bucketing)",
-            &refs,
-            labels,
-            *n_classes,
-            &plain[..take],
-            64,
-            false,
-        )?);
-        eprintln!("banking77 random batches: done");
+        for (case, name, batches) in [
+            (
+                "bucketed",
+                "banking77, length-bucketed (as fine_tune)",
+                batches,
+            ),
+            ("plain", "banking77, random batches (no bucketing)", plain),
+        ] {
+            if !wanted(case) {
+                continue;
+            }
+            let take = (bucketed_steps + 1).min(batches.len());
+            cases.push(run_case(
+                &bb,
+                name,
+                &refs,
+                labels,
+                *n_classes,
+                &batches[..take],
+                64,
+                false,
+            )?);
+            eprintln!("{name}: done");
+        }
     }
     // 128-token rows: a long text, truncated at 128.
     let long =

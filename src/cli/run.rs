@@ -1,7 +1,7 @@
 //! `proxal run <config.toml>`: run or resume one active-learning run.
 use crate::al::{self, RunOptions};
 use crate::home::Home;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -20,13 +20,6 @@ pub fn run(home: &Home, args: Args) -> Result<()> {
     if args.print_config {
         print!("{}", al::RunConfig::load(&args.config)?.resolved_toml()?);
         return Ok(());
-    }
-    // The run's device, unless `proxal --device` chose one.
-    if !crate::device::chosen() {
-        if let Some(spec) = al::RunConfig::load(&args.config)?.device {
-            crate::device::set(&spec)
-                .with_context(|| format!("{}: device", args.config.display()))?;
-        }
     }
     let s = al::run(
         home,

@@ -4,7 +4,7 @@
 //! On CPUs with AVX-512 a 12 × 32 register-blocked kernel runs over `W` stored as 32-column
 //! panels (`[⌈n/32⌉][k][32]`, the last panel zero-padded, its stores masked), with the rows of
 //! `A` broadcast straight from their row-major layout (no packing of activations), k in passes
-//! of [`KC`] steps so the panel's slice stays in L1. [`Panels`] is the kernel on plain slices
+//! of `KC` steps so the panel's slice stays in L1. [`Panels`] is the kernel on plain slices
 //! (the backbone's dense layers, the training step's forward and backward products, the proxy's
 //! logits), serial or split over rayon by (row block, panel group); [`PackedWeight`] wraps it
 //! with candle's matmul as the fallback elsewhere; [`transpose`] serves products with a
@@ -169,34 +169,8 @@ impl Panels {
         c: &mut [f32],
         parallel: bool,
     ) {
-        assert_eq!(a.len(), m * self.k, "matmul: A is not m × k");
-        self.product(a, (self.k, 1), m, bias, c, parallel);
-    }
-
-    /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
-    /// `[m, n]` (overwritten), over the rayon pool: a weight gradient dW = dyᵀ · x. A is
-    /// transposed first ([`transpose`], 16 × 16 blocks in registers). Read in place, A's rows
-    /// are `a_t`'s columns, and with `a_t`'s rows a multiple of 4 KB apart every step of k
-    /// lands in the same few L1 sets: that version was slower than copy-then-multiply at the
-    /// training step's shapes.
-    pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
-        assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
-        let mut a = vec![0f32; m * self.k];
-        transpose(a_t, self.k, m, &mut a);
-        self.product(&a, (self.k, 1), m, None, c, true);
-    }
-
-    /// C = A · W (+ bias) with A's element (i, kk) at `a[i · strides.0 + kk · strides.1]`.
-    fn product(
-        &self,
-        a: &[f32],
-        strides: (usize, usize),
-        m: usize,
-        bias: Option<&[f32]>,
-        c: &mut [f32],
-        parallel: bool,
-    ) {
         let (k, n) = (self.k, self.n);
+        assert_eq!(a.len(), m * k, "matmul: A is not m × k");
         assert_eq!(c.len(), m * n, "matmul: C is not m × n");
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not n long");
@@ -214,15 +188,30 @@ impl Panels {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        x86::gemm(a, strides, m, k, n, &self.data, &bp, c, parallel);
+        x86::gemm(a, m, k, n, &self.data, &bp, c, parallel);
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
+
+    /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
+    /// `[m, n]` (overwritten), over the rayon pool: a weight gradient dW = dyᵀ · x. A is
+    /// transposed first ([`transpose`], 16 × 16 blocks in registers). Read in place, A's rows
+    /// are `a_t`'s columns, and with `a_t`'s rows a multiple of 4 KB apart every step of k
+    /// lands in the same few L1 sets: that version was slower than copy-then-multiply at the
+    /// training step's shapes.
+    pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
+        assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
+        let mut a = vec![0f32; m * self.k];
+        transpose(a_t, self.k, m, &mut a);
+        self.matmul_into(&a, m, None, c, true);
+    }
 }
 
-/// `mt = mᵀ` for `m` row-major `[rows, cols]`, over the rayon pool (tasks of 16 rows of `m`):
-/// 16 × 16 blocks transposed in AVX-512 registers where the CPU has it, so every cache line is
-/// read and written whole; the edges and other CPUs element by element.
+/// `mt = mᵀ` for `m` row-major `[rows, cols]`, in bands of 16 rows of `m`: 16 × 16 blocks
+/// transposed in AVX-512 registers where the CPU has it, so every cache line is read and written
+/// whole; the edges and other CPUs element by element. Large matrices (a training step's
+/// activations) go over the rayon pool; small ones (attention's per-head blocks, already one
+/// task each) serially.
 pub fn transpose(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
     assert_eq!(m.len(), rows * cols, "transpose: m is not rows × cols");
     assert_eq!(mt.len(), rows * cols, "transpose: mt is not cols × rows");
@@ -231,7 +220,7 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
     }
     let simd = avx512();
     let out = SendPtr(mt.as_mut_ptr());
-    m.par_chunks(16 * cols).enumerate().for_each(|(blk, src)| {
+    let band = |(blk, src): (usize, &[f32])| {
         let i0 = blk * 16;
         let r = src.len() / cols;
         let mut j = 0;
@@ -258,7 +247,12 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
                 unsafe { *out.get().add(jj * rows + i0 + t) = row[jj] };
             }
         }
-    });
+    };
+    if rows * cols >= 1 << 16 {
+        m.par_chunks(16 * cols).enumerate().for_each(band);
+    } else {
+        m.chunks(16 * cols).enumerate().for_each(band);
+    }
 }
 
 /// A pointer to an output that tasks write disjoint parts of.
@@ -365,7 +359,6 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         a: &[f32],
-        strides: (usize, usize),
         m: usize,
         k: usize,
         n: usize,
@@ -381,18 +374,7 @@ mod x86 {
             let cp = cp;
             // SAFETY: Panels exist only where AVX-512F was detected; every pointer stays inside
             // a (m × k) and c (m × n); regions written by different tasks are disjoint.
-            unsafe {
-                block(
-                    ap as *const f32,
-                    k,
-                    strides,
-                    (m0, m1, p0, p1),
-                    panels,
-                    bias,
-                    cp.0,
-                    n,
-                )
-            }
+            unsafe { block(ap as *const f32, k, (m0, m1, p0, p1), panels, bias, cp.0, n) }
         };
         if !parallel {
             // Row blocks outer, all panels inner: the block's rows stay in cache while every
@@ -423,7 +405,6 @@ mod x86 {
     unsafe fn block(
         a: *const f32,
         k: usize,
-        (rs, ks): (usize, usize),
         (m0, m1, p0, p1): (usize, usize, usize, usize),
         panels: &[PanelRow],
         bias: &[PanelRow],
@@ -434,32 +415,31 @@ mod x86 {
             let k1 = (k0 + KC).min(k);
             // The first pass starts from the bias, later ones from the sums left in C.
             let more = k0 > 0;
-            let a = a.add(k0 * ks);
+            let a = a.add(k0);
             for p in p0..p1 {
                 let bp = &panels[p * k + k0..p * k + k1];
                 let b0 = bias[p];
                 let mk = masks(p, n);
-                let st = (rs, ks);
                 let mut i = m0;
                 while i + MR <= m1 {
-                    let (ai, ci) = (a.add(i * rs), c.add(i * n + p * NR));
-                    tile::<MR>(ai, st, bp, b0, more, ci, n, mk);
+                    let (ai, ci) = (a.add(i * k), c.add(i * n + p * NR));
+                    tile::<MR>(ai, k, bp, b0, more, ci, n, mk);
                     i += MR;
                 }
-                let (a, c) = (a.add(i * rs), c.add(i * n + p * NR));
+                let (a, c) = (a.add(i * k), c.add(i * n + p * NR));
                 match m1 - i {
                     0 => {}
-                    1 => tile::<1>(a, st, bp, b0, more, c, n, mk),
-                    2 => tile::<2>(a, st, bp, b0, more, c, n, mk),
-                    3 => tile::<3>(a, st, bp, b0, more, c, n, mk),
-                    4 => tile::<4>(a, st, bp, b0, more, c, n, mk),
-                    5 => tile::<5>(a, st, bp, b0, more, c, n, mk),
-                    6 => tile::<6>(a, st, bp, b0, more, c, n, mk),
-                    7 => tile::<7>(a, st, bp, b0, more, c, n, mk),
-                    8 => tile::<8>(a, st, bp, b0, more, c, n, mk),
-                    9 => tile::<9>(a, st, bp, b0, more, c, n, mk),
-                    10 => tile::<10>(a, st, bp, b0, more, c, n, mk),
-                    _ => tile::<11>(a, st, bp, b0, more, c, n, mk),
+                    1 => tile::<1>(a, k, bp, b0, more, c, n, mk),
+                    2 => tile::<2>(a, k, bp, b0, more, c, n, mk),
+                    3 => tile::<3>(a, k, bp, b0, more, c, n, mk),
+                    4 => tile::<4>(a, k, bp, b0, more, c, n, mk),
+                    5 => tile::<5>(a, k, bp, b0, more, c, n, mk),
+                    6 => tile::<6>(a, k, bp, b0, more, c, n, mk),
+                    7 => tile::<7>(a, k, bp, b0, more, c, n, mk),
+                    8 => tile::<8>(a, k, bp, b0, more, c, n, mk),
+                    9 => tile::<9>(a, k, bp, b0, more, c, n, mk),
+                    10 => tile::<10>(a, k, bp, b0, more, c, n, mk),
+                    _ => tile::<11>(a, k, bp, b0, more, c, n, mk),
                 }
             }
         }
@@ -467,9 +447,8 @@ mod x86 {
 
     /// C[R × 32] = start + A[R × k] · panel[k × 32], `start` the bias or (`more`) what C holds
     /// (a sum over earlier steps of k: the FMAs run on as if in one pass, so the result is the
-    /// same bit for bit); A's rows `rs` apart and its columns `ks` apart (row-major A: `k`, 1; a
-    /// transposed one: 1, its row length), C rows `ldc` apart, only the columns in the masks
-    /// loaded and stored.
+    /// same bit for bit); A's rows `lda` apart, C's `ldc`, only the columns in the masks loaded
+    /// and stored.
     ///
     /// Pointer steps use `wrapping_add` and loads go through intrinsics: in this crate's dev
     /// profile (debug assertions on) `ptr.add` and `*ptr` carry per-use UB checks that would
@@ -479,7 +458,7 @@ mod x86 {
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile<const R: usize>(
         a: *const f32,
-        (rs, ks): (usize, usize),
+        lda: usize,
         bp: &[PanelRow],
         bias: PanelRow,
         more: bool,
@@ -499,7 +478,7 @@ mod x86 {
         }
         let mut rows = [a; R];
         for (r, p) in rows.iter_mut().enumerate() {
-            *p = a.wrapping_add(r * rs);
+            *p = a.wrapping_add(r * lda);
         }
         for row in bp {
             let [b0, b1]: [__m512; 2] = std::mem::transmute(row.0);
@@ -507,7 +486,7 @@ mod x86 {
                 let av = _mm512_broadcastss_ps(_mm_load_ss(rows[r]));
                 lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
                 hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
-                rows[r] = rows[r].wrapping_add(ks);
+                rows[r] = rows[r].wrapping_add(1);
             }
         }
         for r in 0..R {
@@ -596,8 +575,18 @@ mod tests {
 
     #[test]
     fn transpose_matches_the_definition_on_ragged_shapes() {
-        // Whole 16 × 16 blocks (the register path), edges, and fewer than 16 rows.
-        for &(rows, cols) in &[(1, 1), (16, 16), (37, 50), (64, 384), (5, 33), (48, 17)] {
+        // Whole 16 × 16 blocks (the register path), edges, fewer than 16 rows, and one large
+        // enough to go over the rayon pool.
+        let shapes = [
+            (1, 1),
+            (16, 16),
+            (37, 50),
+            (64, 384),
+            (5, 33),
+            (48, 17),
+            (300, 257),
+        ];
+        for &(rows, cols) in &shapes {
             let m = random(rows * cols, rows as u64 * 31 + cols as u64);
             let mut mt = vec![f32::NAN; rows * cols];
             transpose(&m, rows, cols, &mut mt);

@@ -132,10 +132,7 @@ impl Project {
                 path.display()
             );
         }
-        // The project's device, unless `proxal --device` chose one (crate::device).
-        if let Some(spec) = cfg.device.as_deref().filter(|_| !crate::device::chosen()) {
-            crate::device::set(spec).with_context(|| format!("{}: device", path.display()))?;
-        }
+        crate::device::from_config(cfg.device.as_deref(), &path)?;
         Ok(Project {
             dir: dir.to_path_buf(),
             home: Home::new(dir),

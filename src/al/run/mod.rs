@@ -91,6 +91,7 @@ impl RoundContext<'_> {
 /// Run (or resume) the active-learning run described by `config_path`.
 pub fn run(home: &Home, config_path: &Path, opts: RunOptions) -> Result<RunSummary> {
     let cfg = RunConfig::load(config_path)?;
+    crate::device::from_config(cfg.device.as_deref(), config_path)?;
     let text = std::fs::read_to_string(config_path)?;
     let run = RunDir::new(home.runs().join(&cfg.name));
     let resumed = run.init(&text)?;
