@@ -19,6 +19,7 @@
 //! use as the reference.
 use crate::numerics::gemm::transpose;
 use crate::numerics::linalg::softmax_rows_slice;
+use crate::numerics::scratch;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use candle_core::{Tensor, D};
 use rayon::prelude::*;
@@ -33,7 +34,8 @@ fn rows_per_task(h: usize) -> usize {
 /// `f(out_row, in_row)` on each row of `h` values of `x` (rows spread over the rayon pool); the
 /// outputs, in the shape of `x`.
 fn per_row(x: &[f32], h: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    // `f` writes every element of its row.
+    let mut y = scratch::take(x.len());
     let rows = rows_per_task(h) * h;
     y.par_chunks_mut(rows)
         .zip(x.par_chunks(rows))
@@ -664,33 +666,41 @@ impl Head {
         head: usize,
         scale: f32,
     ) -> Head {
-        let part = |which: usize| {
-            let mut out = vec![0f32; s * d];
-            gather_head(item, s, h, d, which, head, &mut out);
-            out
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
+        let [q, k, v] = Head::gather(item, s, h, d, head);
         let mut kt = vec![0f32; s * d];
         transpose(&k, s, d, &mut kt);
         let mut p = vec![0f32; s * s];
         head_probs(&q, &kt, mask, d, scale, &mut p);
         Head { q, k, v, p }
     }
+
+    /// The head's queries, keys and values `[s, d]`, gathered from the item's `[s, 3h]` rows.
+    fn gather(item: &[f32], s: usize, h: usize, d: usize, head: usize) -> [Vec<f32>; 3] {
+        std::array::from_fn(|which| {
+            let mut out = vec![0f32; s * d];
+            gather_head(item, s, h, d, which, head, &mut out);
+            out
+        })
+    }
 }
 
 /// The attention op's forward on slices: `qkv` `[b, s, 3h]`, `mask` `[b, s]`, `heads` of width
-/// `d` (the dimensions as [`attention_dims`] gives them); the context `[b, s, h]`.
+/// `d` (the dimensions as [`attention_dims`] gives them); the context `[b, s, h]`. With `keep`
+/// (`[b · heads, s, s]`), every head's probabilities are written there too, for
+/// [`attention_grads`] to reuse.
 pub(super) fn attention_rows(
     qkv: &[f32],
     mask: &[f32],
     (b, s, h, d): (usize, usize, usize, usize),
     heads: usize,
+    keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0f32; b * s * h];
+    // Every (item, head) task writes its rows' columns of its head: all of it.
+    let mut out = scratch::take(b * s * h);
     let rows = Rows(out.as_mut_ptr());
     // One task per (item, head), writing its context rows [s, d] in place.
-    (0..b * heads).into_par_iter().for_each(|task| {
+    let run = |task: usize, keep: Option<&mut [f32]>| {
         let (bi, hd) = (task / heads, task % heads);
         let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
         let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
@@ -698,7 +708,25 @@ pub(super) fn attention_rows(
         small_mm(&head.p, s, &head.v, s, d, &mut c);
         // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
         unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
-    });
+        if let Some(keep) = keep {
+            keep.copy_from_slice(&head.p);
+        }
+    };
+    match keep {
+        Some(keep) => {
+            assert_eq!(
+                keep.len(),
+                b * heads * s * s,
+                "attention: kept probabilities' size"
+            );
+            keep.par_chunks_mut((s * s).max(1))
+                .enumerate()
+                .for_each(|(task, p)| run(task, Some(p)));
+        }
+        None => (0..b * heads)
+            .into_par_iter()
+            .for_each(|task| run(task, None)),
+    }
     out
 }
 
@@ -718,7 +746,7 @@ impl CustomOp2 for Attention {
         let (qkv, mask) = (slice(s1, l1, name)?, slice(s2, l2, name)?);
         let (b, s, h, d) = attention_dims(name, l1, l2, self.heads)?;
         Ok((
-            CpuStorage::F32(attention_rows(qkv, mask, (b, s, h, d), self.heads)),
+            CpuStorage::F32(attention_rows(qkv, mask, (b, s, h, d), self.heads, None)),
             Shape::from((b, s, h)),
         ))
     }
@@ -745,23 +773,33 @@ struct AttentionBwd {
 }
 
 /// The attention op's backward on slices: from `qkv`, `mask` and the context's gradient `g`
-/// `[b, s, h]`, the gradient of `qkv` `[b, s, 3h]`.
+/// `[b, s, h]`, the gradient of `qkv` `[b, s, 3h]`. `kept`: the probabilities the forward kept
+/// ([`attention_rows`]); without them they are computed again.
 pub(super) fn attention_grads(
     qkv: &[f32],
     mask: &[f32],
     g: &[f32],
     (b, s, h, d): (usize, usize, usize, usize),
     heads: usize,
+    kept: Option<&[f32]>,
 ) -> Vec<f32> {
     let scale = 1.0 / (d as f32).sqrt();
-    let mut dqkv = vec![0f32; b * s * 3 * h];
+    // Every task writes its head's columns of q, k and v for all its item's rows: all of it.
+    let mut dqkv = scratch::take(b * s * 3 * h);
     let rows = Rows(dqkv.as_mut_ptr());
     // One task per (item, head), writing its dq, dk and dv rows [s, d] in place.
     (0..b * heads).into_par_iter().for_each(|task| {
         let (bi, hd) = (task / heads, task % heads);
         let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-        // The probabilities again (cheaper than keeping them from the forward).
-        let Head { q, k, v, p } = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+        // The probabilities as the forward kept them, or again.
+        let Head { q, k, v, p } = match kept {
+            Some(all) => {
+                let [q, k, v] = Head::gather(item, s, h, d, hd);
+                let p = all[task * s * s..(task + 1) * s * s].to_vec();
+                Head { q, k, v, p }
+            }
+            None => Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale),
+        };
         let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
         let (t, rest) = buf.split_at_mut(s * d);
         let (dc, rest) = rest.split_at_mut(s * d);
@@ -820,7 +858,14 @@ impl CustomOp3 for AttentionBwd {
             candle_core::bail!("{name}: gradient {} for [{b}, {s}, {h}]", g.len());
         }
         Ok((
-            CpuStorage::F32(attention_grads(qkv, mask, g, (b, s, h, d), self.heads)),
+            CpuStorage::F32(attention_grads(
+                qkv,
+                mask,
+                g,
+                (b, s, h, d),
+                self.heads,
+                None,
+            )),
             l1.shape().clone(),
         ))
     }
@@ -865,16 +910,56 @@ crate::numerics::multiversion! {
 
 /// GELU (erf) of every element, over the rayon pool.
 pub(super) fn gelu_rows(x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    let mut y = scratch::take(x.len());
     y.par_chunks_mut(TASK_ELEMS)
         .zip(x.par_chunks(TASK_ELEMS))
         .for_each(|(y, x)| gelu_chunk(y, x));
     y
 }
 
+crate::numerics::multiversion! {
+    /// GELU of a chunk, as [`gelu_chunk`], and its slope Φ(x) + x φ(x) (as
+    /// [`gelu_bwd_chunk`], with φ from the exp(−x²/2) the erf already computed), for a backward
+    /// that keeps the slope instead of the input.
+    fn gelu_slope_chunk(y: &mut [f32], slope: &mut [f32], x: &[f32]) {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        for ((y, sl), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
+            let (e, gauss) = crate::numerics::scalar::erf_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
+            *y = (e + 1.0) * 0.5 * x;
+            *sl = 0.5 * (1.0 + e) + x * (INV_SQRT_2PI * gauss);
+        }
+    }
+}
+
+/// GELU (erf) of every element and its slope at each, over the rayon pool: `(gelu(x), gelu'(x))`.
+pub(super) fn gelu_slope_rows(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut slope) = (scratch::take(x.len()), scratch::take(x.len()));
+    y.par_chunks_mut(TASK_ELEMS)
+        .zip(slope.par_chunks_mut(TASK_ELEMS))
+        .zip(x.par_chunks(TASK_ELEMS))
+        .for_each(|((y, sl), x)| gelu_slope_chunk(y, sl, x));
+    (y, slope)
+}
+
+/// `a ⊙ b`, over the rayon pool: GELU's backward from its slope ([`gelu_slope_rows`]).
+pub(super) fn mul_rows(a: &[f32], b: &[f32]) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "mul_rows: lengths differ");
+    let mut out = scratch::take(a.len());
+    out.par_chunks_mut(TASK_ELEMS)
+        .zip(a.par_chunks(TASK_ELEMS))
+        .zip(b.par_chunks(TASK_ELEMS))
+        .for_each(|((o, a), b)| {
+            o.iter_mut()
+                .zip(a)
+                .zip(b)
+                .for_each(|((o, a), b)| *o = b * a)
+        });
+    out
+}
+
 /// GELU's backward: from its input `x` and the output's gradient `g`, the input's gradient.
 pub(super) fn gelu_grads(x: &[f32], g: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = scratch::take(x.len());
     dx.par_chunks_mut(TASK_ELEMS)
         .zip(x.par_chunks(TASK_ELEMS))
         .zip(g.par_chunks(TASK_ELEMS))
@@ -956,7 +1041,8 @@ impl GradSink {
         (m, inp, out): (usize, usize, usize),
         params: &[(&Tensor, &Tensor)],
     ) -> Result<Vec<f32>> {
-        let mut dx = vec![0f32; m * inp];
+        // Overwritten by the product.
+        let mut dx = scratch::take(m * inp);
         let (mut dw, mut db) = (vec![0f32; out * inp], vec![0f32; out]);
         linear_grads(x, w, g, m, inp, out, &mut dx, &mut dw, &mut db)?;
         if let [(wt, bt)] = params {
@@ -985,7 +1071,8 @@ impl GradSink {
         eps: f32,
         (wt, bt): (&Tensor, &Tensor),
     ) -> Vec<f32> {
-        let mut dx = vec![0f32; x.len()];
+        // Every row written.
+        let mut dx = scratch::take(x.len());
         let (dw, db) = layer_norm_grads(x, w, g, eps, &mut dx);
         self.add(wt, dw);
         self.add(bt, db);
@@ -1182,7 +1269,8 @@ pub(super) fn linear_rows(
     let Some(panels) = crate::numerics::gemm::Panels::new_transposed(w, out, inp) else {
         candle_core::bail!("proxal-linear: needs AVX-512F");
     };
-    let mut y = vec![0f32; m * out];
+    // Overwritten by the product.
+    let mut y = scratch::take(m * out);
     panels.matmul_into(x, m, Some(b), &mut y, true);
     Ok(y)
 }
@@ -1217,11 +1305,13 @@ pub(super) fn linear_grads(
             .ok_or_else(no_kernel)?
             .matmul_t_into(g, out, dw);
     } else {
-        let mut dwt = vec![0f32; inp * out];
+        // Overwritten by the product.
+        let mut dwt = scratch::take(inp * out);
         Panels::new(g, m, out)
             .ok_or_else(no_kernel)?
             .matmul_t_into(x, inp, &mut dwt);
         transpose(&dwt, inp, out, dw);
+        scratch::give(dwt);
     }
     // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
     db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {

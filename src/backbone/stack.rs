@@ -8,9 +8,12 @@
 //! that bookkeeping and in the idle core around it. Here the whole stack of layers is one node:
 //! the forward runs each layer on plain slices (the kernels of [`super::ops`]: packed-GEMM
 //! linear layers, fused attention, layer norm and GELU) and keeps the activations the backward
-//! needs; the backward runs the layers in reverse on those slices, writes every weight's
+//! needs (with the attention probabilities and GELU's slope, so that the backward computes
+//! neither again); the backward runs the layers in reverse on those slices, writes every weight's
 //! gradient into the step's [`GradSink`] once (its `linear_grads` and `layer_norm_grads`), and
-//! hands candle the gradient of the stack's input alone.
+//! hands candle the gradient of the stack's input alone. Its large buffers come from
+//! [`crate::numerics::scratch`] and go back there once the backward is done with them, so the
+//! next step writes into pages already mapped.
 //!
 //! The maths per layer (x its input, post-LN as BERT):
 //!
@@ -29,6 +32,7 @@
 //! per-op path runs.
 use super::bert::Layer;
 use super::ops::{self, GradSink};
+use crate::numerics::scratch;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, StorageRef, Tensor};
 use std::sync::{Arc, Mutex};
 
@@ -56,9 +60,11 @@ struct Saved {
     r1: Vec<f32>,
     x1: Vec<f32>,
     r2: Vec<f32>,
-    /// The feed-forward's pre-activation and GELU output `[m, ffn]`.
-    i: Vec<f32>,
+    /// The attention probabilities `[b · heads, s, s]`.
+    probs: Vec<f32>,
+    /// The feed-forward's GELU output and GELU's slope at its input `[m, ffn]`.
     g: Vec<f32>,
+    slope: Vec<f32>,
 }
 
 struct Stack {
@@ -196,19 +202,22 @@ impl CustomOp2 for Stack {
             candle_core::bail!("proxal-encoder-stack: inputs are not contiguous");
         };
         let mask = &s2.as_slice::<f32>()?[m0..m1];
-        let mut x = s1.as_slice::<f32>()?[x0..x1].to_vec();
+        let mut x = scratch::take(x1 - x0);
+        x.copy_from_slice(&s1.as_slice::<f32>()?[x0..x1]);
         let (m, d) = (b * s, h / self.heads);
         let mut saved = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
             // Queries, keys and values in one product: their weights and biases stacked.
-            let (mut w_qkv, mut b_qkv) = (Vec::with_capacity(3 * h * h), Vec::with_capacity(3 * h));
-            for p in &l.qkv {
+            let (mut w_qkv, mut b_qkv) = (scratch::take(3 * h * h), Vec::with_capacity(3 * h));
+            for (p, dst) in l.qkv.iter().zip(w_qkv.chunks_exact_mut(h * h)) {
                 let (w, bias) = views(p)?;
-                w_qkv.extend_from_slice(w.get()?);
+                dst.copy_from_slice(w.get()?);
                 b_qkv.extend_from_slice(bias.get()?);
             }
             let qkv = ops::linear_rows(&x, m, &w_qkv, &b_qkv, h, 3 * h)?;
-            let ctx = ops::attention_rows(&qkv, mask, (b, s, h, d), self.heads);
+            // Written in full by the attention.
+            let mut probs = scratch::take(b * self.heads * s * s);
+            let ctx = ops::attention_rows(&qkv, mask, (b, s, h, d), self.heads, Some(&mut probs));
             let (wo, bo) = views(&l.attn_out)?;
             let mut r1 = ops::linear_rows(&ctx, m, wo.get()?, bo.get()?, h, h)?;
             add_into(&mut r1, &x);
@@ -217,7 +226,8 @@ impl CustomOp2 for Stack {
             let (wi, bi) = views(&l.intermediate)?;
             let ffn = bi.get()?.len();
             let i = ops::linear_rows(&x1, m, wi.get()?, bi.get()?, h, ffn)?;
-            let g = ops::gelu_rows(&i);
+            let (g, slope) = ops::gelu_slope_rows(&i);
+            scratch::give(i);
             let (wf, bf) = views(&l.output)?;
             let mut r2 = ops::linear_rows(&g, m, wf.get()?, bf.get()?, ffn, h)?;
             add_into(&mut r2, &x1);
@@ -231,8 +241,9 @@ impl CustomOp2 for Stack {
                 r1,
                 x1,
                 r2,
-                i,
+                probs,
                 g,
+                slope,
             });
         }
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = saved;
@@ -256,9 +267,14 @@ impl CustomOp2 for Stack {
         let mask_view = View::of(&mask)?;
         let mask = mask_view.get()?;
         let grad = grad.contiguous()?;
-        let mut dy = View::of(&grad)?.get()?.to_vec();
+        let mut dy = {
+            let g = View::of(&grad)?;
+            let mut dy = scratch::take(g.get()?.len());
+            dy.copy_from_slice(g.get()?);
+            dy
+        };
         for (l, sv) in self.layers.iter().zip(saved).rev() {
-            let ffn = sv.i.len() / m.max(1);
+            let ffn = sv.g.len() / m.max(1);
             let sink = &self.sink;
             // Output layer norm, then the feed-forward's second linear.
             let (w2, _) = views(&l.out_ln)?;
@@ -266,8 +282,8 @@ impl CustomOp2 for Stack {
             let (wf, _) = views(&l.output)?;
             let dg = sink.linear_grads(&sv.g, wf.get()?, &dr2, (m, ffn, h), &[pair(&l.output)])?;
             // GELU and the first linear; the residual's gradient joins the linear's.
-            let di = ops::gelu_grads(&sv.i, &dg);
-            drop(dg);
+            let di = ops::mul_rows(&sv.slope, &dg);
+            scratch::give(dg);
             let (wi, _) = views(&l.intermediate)?;
             let params = [pair(&l.intermediate)];
             let mut dx1 = sink.linear_grads(&sv.x1, wi.get()?, &di, (m, h, ffn), &params)?;
@@ -279,10 +295,17 @@ impl CustomOp2 for Stack {
             let params = [pair(&l.attn_out)];
             let dctx = sink.linear_grads(&sv.ctx, wo.get()?, &dr1, (m, h, h), &params)?;
             // Attention, then the stacked query/key/value linear; the residual joins.
-            let dqkv = ops::attention_grads(&sv.qkv, mask, &dctx, (b, s, h, d), self.heads);
+            let kept = Some(&sv.probs[..]);
+            let dqkv = ops::attention_grads(&sv.qkv, mask, &dctx, (b, s, h, d), self.heads, kept);
             let params = l.qkv.each_ref().map(pair);
             let mut dx = sink.linear_grads(&sv.x, &sv.w_qkv, &dqkv, (m, h, 3 * h), &params)?;
             add_into(&mut dx, &dr1);
+            // This layer's activations and gradients, back for the next step's forward.
+            let kept = [
+                sv.x, sv.qkv, sv.w_qkv, sv.ctx, sv.r1, sv.x1, sv.r2, sv.probs, sv.g,
+            ];
+            let grads = [sv.slope, dy, dr2, di, dx1, dr1, dctx, dqkv];
+            kept.into_iter().chain(grads).for_each(scratch::give);
             dy = dx;
         }
         let dx = Tensor::from_vec(dy, x.shape(), x.device())?;
@@ -293,6 +316,7 @@ impl CustomOp2 for Stack {
 #[cfg(test)]
 mod tests {
     use super::ops::{GradSink, REFERENCE, STACK_RUNS};
+    use crate::numerics::scratch;
     use candle_core::{Device, Result, Tensor};
     use std::collections::HashMap;
 
@@ -300,14 +324,23 @@ mod tests {
     /// the stack (a sink, as a training step), the per-op fused path (no sink), or candle's
     /// composed ops (`reference`).
     fn grads(with_sink: bool, reference: bool) -> Result<(HashMap<String, Vec<f32>>, usize)> {
+        // 3 rows of 13 tokens, padded after 13, 8 and 3: ragged, and not multiples of the
+        // kernels' 12-row or 32-column blocks.
+        grads_of((3, 13, 5), with_sink, reference)
+    }
+
+    /// As [`grads`], for `b` rows of `s` tokens, row i padded after `s − shrink · i`.
+    #[allow(clippy::type_complexity)]
+    fn grads_of(
+        (b, s, shrink): (usize, usize, usize),
+        with_sink: bool,
+        reference: bool,
+    ) -> Result<(HashMap<String, Vec<f32>>, usize)> {
         let dev = Device::Cpu;
         let (vm, bert) = crate::backbone::tiny::trainable((60, 3, 160, 40), 11)
             .map_err(candle_core::Error::wrap)?;
-        // 3 rows of 13 tokens, padded after 13, 8 and 3: ragged, and not multiples of the
-        // kernels' 12-row or 32-column blocks.
-        let (b, s) = (3, 13);
         let mut rng = crate::util::rng(5);
-        let (ids, mask) = crate::backbone::tiny::ragged_batch(&mut rng, (b, s, 60, 5))?;
+        let (ids, mask) = crate::backbone::tiny::ragged_batch(&mut rng, (b, s, 60, shrink))?;
         let probe: Vec<f32> = {
             use rand::Rng;
             (0..b * s * 64)
@@ -383,6 +416,41 @@ mod tests {
             assert!(norm > 1e-3 || zero, "{name}: no gradient");
         }
         assert_eq!(layer_weights, 3 * 16, "every layer weight has a gradient");
+        Ok(())
+    }
+
+    /// The step's large buffers come from `numerics::scratch` with whatever an earlier user
+    /// left in them: a step that reads any element before writing it would change with the
+    /// pool's contents. At 8 × 40 tokens every activation is large enough to be pooled; the
+    /// second step runs after the pool was filled with NaN buffers of each activation's size
+    /// (and holds the first step's buffers), and must give the same gradients, bit for bit.
+    #[test]
+    fn the_stack_gives_the_same_gradients_from_recycled_buffers() -> Result<()> {
+        if !crate::numerics::gemm::avx512() {
+            crate::util::skip_for_machine(
+                "the_stack_gives_the_same_gradients_from_recycled_buffers",
+                "no AVX-512F on this CPU (the stack runs on the packed kernel)",
+            );
+            return Ok(());
+        }
+        let (b, s, h, heads, ffn) = (8, 40, 64, 4, 160);
+        let m = b * s;
+        let (first, runs) = grads_of((b, s, 4), true, false)?;
+        assert_eq!(runs, 1);
+        for len in [m * h, m * 3 * h, m * ffn, b * heads * s * s] {
+            assert!(
+                len >= 1 << 14,
+                "{len} floats: below the pool's minimum, not a test of it"
+            );
+            for _ in 0..3 {
+                scratch::give(vec![f32::NAN; len]);
+            }
+        }
+        let (second, _) = grads_of((b, s, 4), true, false)?;
+        for (name, want) in &first {
+            assert!(want.iter().all(|v| v.is_finite()), "{name}: not finite");
+            assert_eq!(&second[name], want, "{name}: differs on recycled buffers");
+        }
         Ok(())
     }
 }

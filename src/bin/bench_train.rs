@@ -89,6 +89,9 @@ fn run_case(
     let mut last_grads: Option<GradStore> = None;
     // As fine_tune: the fused ops write parameter gradients here (backbone::ops::GradSink).
     let sink = std::sync::Arc::new(ops::GradSink::default());
+    // As fine_tune: the steps' recycled buffers are freed when the case ends (the composed-op
+    // comparison afterwards allocates as it would alone).
+    let _scratch = proxal::numerics::scratch::ReleaseOnDrop;
     for (s, batch) in batches.iter().enumerate() {
         let bt: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
         let ys: Vec<u32> = batch.iter().map(|&i| labels[i]).collect();

@@ -9,6 +9,8 @@
 //!   kernel.
 //! * [`scalar`] — branch-free `exp` and `erf` that the backbone's fused kernels inline and the
 //!   compiler vectorises.
+//! * [`scratch`] — recycled buffers for the training step's large activations (fresh pages
+//!   fault on first touch; measured in the module).
 //! * [`argmax_rows`] — the predicted class of each row of scores.
 //! * `multiversion!` — a function compiled for AVX-512 and AVX2+FMA besides the baseline, picked
 //!   at run time (the fused kernels of inference and training use it).
@@ -16,6 +18,7 @@ pub mod gemm;
 pub mod linalg;
 pub mod nearest;
 pub mod scalar;
+pub mod scratch;
 
 // Rayon closures run out of line, so target features must sit on the per-block functions
 // they call, not on the functions that split the work.

@@ -27,13 +27,21 @@ pub fn exp(x: f32) -> f32 {
 /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7), branch-free.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_gauss(x).0
+}
+
+/// (erf(x), exp(−x²)): the Gaussian factor the erf approximation computes anyway, for callers
+/// that need the density too (GELU's slope).
+#[inline(always)]
+pub fn erf_gauss(x: f32) -> (f32, f32) {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * exp(-a * a);
-    y.copysign(x)
+    let g = exp(-a * a);
+    let y = 1.0 - poly * g;
+    (y.copysign(x), g)
 }
 
 /// Σ xs in 8 interleaved partial sums (lane l adds elements l, l + 8, …), then the tail: the

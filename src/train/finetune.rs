@@ -246,6 +246,8 @@ pub fn fine_tune(
     probe: Option<ArrayView2<f32>>,
     opts: &FineTuneOptions,
 ) -> Result<FineTuned> {
+    // The steps recycle their large buffers (numerics::scratch); freed when this returns.
+    let _scratch = crate::numerics::scratch::ReleaseOnDrop;
     if texts.len() != labels.len() {
         bail!(
             "fine-tune: {} texts but {} labels",
