@@ -1296,11 +1296,12 @@ pub(super) fn linear_grads(
     Panels::new(w, out, inp)
         .ok_or_else(no_kernel)?
         .matmul_into(g, m, None, dx, true);
-    // dw [out, in] = dyᵀ [out, m] · x [m, in]. The product transposes its left operand (the
-    // m rows of an activation), so the narrower of dy and x goes there: dy as it stands, or x
-    // for dwᵀ = xᵀ · dy, transposed back (weight-sized). Each element is the same chain of
-    // products over the rows in order either way.
-    if out <= inp {
+    // dw [out, in] = dyᵀ [out, m] · x [m, in]. The product packs its right operand (the m rows
+    // of an activation, copied whole) and reads its left one transposed in place, so the
+    // narrower of dy and x goes right: x as it stands, or dy for dwᵀ = xᵀ · dy, transposed
+    // back (weight-sized). Each element is the same chain of products over the rows in order
+    // either way.
+    if out >= inp {
         Panels::new(x, m, inp)
             .ok_or_else(no_kernel)?
             .matmul_t_into(g, out, dw);

@@ -3,14 +3,14 @@
 //!
 //! On CPUs with AVX-512 a 12 × 32 register-blocked kernel runs over `W` stored as 32-column
 //! panels (`[⌈n/32⌉][k][32]`, the last panel zero-padded, its stores masked), with the rows of
-//! `A` broadcast straight from their row-major layout (no packing of activations), k in passes
+//! `A` broadcast straight from their row-major layout (each row prefetched a line ahead), or,
+//! for a transposed `A` ([`Panels::matmul_t_into`]), from tiles packed as it goes; k in passes
 //! of `KC` steps so the panel's slice stays in L1. [`Panels`] is the kernel on plain slices
 //! (the backbone's dense layers, the training step's forward and backward products, the proxy's
 //! logits), serial or split over rayon by (row block, panel group); [`PackedWeight`] wraps it
-//! with candle's matmul as the fallback elsewhere; [`transpose`] serves products with a
-//! transposed left operand. The kernel accumulates over `k` in order, one FMA per step,
-//! starting from the bias (or zero), so a row's result does not depend on the other rows of the
-//! batch, nor on threading, nor on the passes.
+//! with candle's matmul as the fallback elsewhere. The kernel accumulates over `k` in order,
+//! one FMA per step, starting from the bias (or zero), so a row's result does not depend on the
+//! other rows of the batch, nor on threading, nor on the passes, nor on how A is laid out.
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -23,6 +23,9 @@ const MR: usize = 12;
 const MB: usize = 96;
 /// 32-column panels per task.
 const NP: usize = 4;
+/// … and for a transposed A ([`Panels::matmul_t_into`]), whose tasks pack their rows of A
+/// first: more panels to share that packing.
+const NP_T: usize = 16;
 /// Steps of k per pass over a panel: 256 × 32 floats (32 KB) of the panel stay in L1 while the
 /// block's row tiles pass over them; between passes the partial sums wait in C.
 const KC: usize = 256;
@@ -235,23 +238,50 @@ impl Panels {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        x86::gemm(a, m, k, n, self.rows(), &bp, c, parallel);
+        x86::gemm(
+            x86::Source::Rows(a.as_ptr()),
+            (m, k, n),
+            self.rows(),
+            &bp,
+            c,
+            parallel,
+            NP,
+        );
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
 
     /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
-    /// `[m, n]` (overwritten), over the rayon pool: a weight gradient dW = dyᵀ · x. A is
-    /// transposed first ([`transpose`], 16 × 16 blocks in registers). Read in place, A's rows
-    /// are `a_t`'s columns, and with `a_t`'s rows a multiple of 4 KB apart every step of k
-    /// lands in the same few L1 sets: that version was slower than copy-then-multiply at the
-    /// training step's shapes.
+    /// `[m, n]` (overwritten), over the rayon pool: a weight gradient dW = dyᵀ · x. Each task
+    /// packs its tiles of A pass by pass, `[k][12]`, from `a_t` (12 contiguous floats of a row
+    /// a step, one masked load and store) and runs the kernel on the packed tiles, its tasks
+    /// spanning NP_T panels to share that packing. Read in place instead, A's rows are `a_t`'s
+    /// columns, and with `a_t`'s rows a multiple of 4 KB apart every step of k lands in the
+    /// same few L1 sets (slower); transposing all of A first cost a pass over it (`bench-train-ab.md`
+    /// has the A/B of this change).
     pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
-        assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
-        let mut a = scratch::take(m * self.k);
-        transpose(a_t, self.k, m, &mut a);
-        self.matmul_into(&a, m, None, c, true);
-        scratch::give(a);
+        let (k, n) = (self.k, self.n);
+        assert_eq!(a_t.len(), m * k, "matmul_t: Aᵀ is not k × m");
+        assert_eq!(c.len(), m * n, "matmul_t: C is not m × n");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let bp = vec![PanelRow([0.0; NR]); n.div_ceil(NR)];
+        #[cfg(target_arch = "x86_64")]
+        x86::gemm(
+            x86::Source::Transposed {
+                a_t: a_t.as_ptr(),
+                m,
+            },
+            (m, k, n),
+            self.rows(),
+            &bp,
+            c,
+            true,
+            NP_T,
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Panels are only built with AVX-512");
     }
 }
 
@@ -404,25 +434,25 @@ mod x86 {
         }
     }
 
+    /// `c = A · panels (+ bias)`, A `[m, k]` read from `src` (its caller checked that it holds
+    /// m × k floats); `parallel`: over the rayon pool, tasks of a row block and `group` panels.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
-        a: &[f32],
-        m: usize,
-        k: usize,
-        n: usize,
+        src: Source,
+        (m, k, n): (usize, usize, usize),
         panels: &[PanelRow],
         bias: &[PanelRow],
         c: &mut [f32],
         parallel: bool,
+        group: usize,
     ) {
         let np = n.div_ceil(NR);
         let cp = SendPtr(c.as_mut_ptr());
-        let ap = a.as_ptr() as usize;
         let run = move |(m0, m1, p0, p1): (usize, usize, usize, usize)| {
             let cp = cp;
             // SAFETY: Panels exist only where AVX-512F was detected; every pointer stays inside
-            // a (m × k) and c (m × n); regions written by different tasks are disjoint.
-            unsafe { block(ap as *const f32, k, (m0, m1, p0, p1), panels, bias, cp.0, n) }
+            // A (m × k) and c (m × n); regions written by different tasks are disjoint.
+            unsafe { block(src, k, (m0, m1, p0, p1), panels, bias, cp.0, n) }
         };
         if !parallel {
             // Row blocks outer, all panels inner: the block's rows stay in cache while every
@@ -434,8 +464,8 @@ mod x86 {
         }
         let mut tasks = Vec::new();
         for m0 in (0..m).step_by(MB) {
-            for p0 in (0..np).step_by(NP) {
-                tasks.push((m0, (m0 + MB).min(m), p0, (p0 + NP).min(np)));
+            for p0 in (0..np).step_by(group) {
+                tasks.push((m0, (m0 + MB).min(m), p0, (p0 + group).min(np)));
             }
         }
         tasks.into_par_iter().for_each(run);
@@ -448,10 +478,27 @@ mod x86 {
         (m(cols.min(16)), m(cols.saturating_sub(16)))
     }
 
+    thread_local! {
+        /// Each thread's packed block of a transposed A (rows × KC steps), reused across calls.
+        static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Where a block reads A: row-major rows, or the transpose `a_t` `[k, m]` of A, whose
+    /// tiles are packed `[k][R]` pass by pass (R contiguous floats of a row of `a_t` per step:
+    /// a copy instead of a transpose of all of A first).
+    #[derive(Clone, Copy)]
+    pub(super) enum Source {
+        Rows(*const f32),
+        Transposed { a_t: *const f32, m: usize },
+    }
+    // SAFETY: A is only read, by tasks that run while the slice it points into is borrowed.
+    unsafe impl Send for Source {}
+    unsafe impl Sync for Source {}
+
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(
-        a: *const f32,
+        src: Source,
         k: usize,
         (m0, m1, p0, p1): (usize, usize, usize, usize),
         panels: &[PanelRow],
@@ -459,44 +506,70 @@ mod x86 {
         c: *mut f32,
         n: usize,
     ) {
-        for k0 in (0..k).step_by(KC) {
-            let k1 = (k0 + KC).min(k);
-            // The first pass starts from the bias, later ones from the sums left in C.
-            let more = k0 > 0;
-            let a = a.add(k0);
-            for p in p0..p1 {
-                let bp = &panels[p * k + k0..p * k + k1];
-                let b0 = bias[p];
-                let mk = masks(p, n);
-                let mut i = m0;
-                while i + MR <= m1 {
-                    let (ai, ci) = (a.add(i * k), c.add(i * n + p * NR));
-                    tile::<MR>(ai, k, bp, b0, more, ci, n, mk);
-                    i += MR;
+        let run = |buf: *mut f32| {
+            for k0 in (0..k).step_by(KC) {
+                let k1 = (k0 + KC).min(k);
+                let kc = k1 - k0;
+                // The first pass starts from the bias, later ones from the sums left in C.
+                let more = k0 > 0;
+                if let Source::Transposed { a_t, m } = src {
+                    let mut i = m0;
+                    while i < m1 {
+                        let r = (m1 - i).min(MR);
+                        let mask: u16 = (1u16 << r) - 1;
+                        let dst = buf.add((i - m0) * kc);
+                        for kk in 0..kc {
+                            let v = _mm512_maskz_loadu_ps(mask, a_t.add((k0 + kk) * m + i));
+                            _mm512_mask_storeu_ps(dst.add(kk * r), mask, v);
+                        }
+                        i += r;
+                    }
                 }
-                let (a, c) = (a.add(i * k), c.add(i * n + p * NR));
-                match m1 - i {
-                    0 => {}
-                    1 => tile::<1>(a, k, bp, b0, more, c, n, mk),
-                    2 => tile::<2>(a, k, bp, b0, more, c, n, mk),
-                    3 => tile::<3>(a, k, bp, b0, more, c, n, mk),
-                    4 => tile::<4>(a, k, bp, b0, more, c, n, mk),
-                    5 => tile::<5>(a, k, bp, b0, more, c, n, mk),
-                    6 => tile::<6>(a, k, bp, b0, more, c, n, mk),
-                    7 => tile::<7>(a, k, bp, b0, more, c, n, mk),
-                    8 => tile::<8>(a, k, bp, b0, more, c, n, mk),
-                    9 => tile::<9>(a, k, bp, b0, more, c, n, mk),
-                    10 => tile::<10>(a, k, bp, b0, more, c, n, mk),
-                    _ => tile::<11>(a, k, bp, b0, more, c, n, mk),
+                for p in p0..p1 {
+                    let bp = &panels[p * k + k0..p * k + k1];
+                    let b0 = bias[p];
+                    let mk = masks(p, n);
+                    let mut i = m0;
+                    while i < m1 {
+                        let r = (m1 - i).min(MR);
+                        let ci = c.add(i * n + p * NR);
+                        macro_rules! go {
+                            ($($n:literal)*) => {
+                                match (src, r) {
+                                    $(
+                                        (Source::Rows(a), $n) => {
+                                            tile::<$n, false>(a.add(i * k + k0), k, bp, b0, more, ci, n, mk)
+                                        }
+                                        (Source::Transposed { .. }, $n) => {
+                                            tile::<$n, true>(buf.add((i - m0) * kc), 0, bp, b0, more, ci, n, mk)
+                                        }
+                                    )*
+                                    _ => unreachable!("tiles have 1 to MR rows"),
+                                }
+                            };
+                        }
+                        go!(1 2 3 4 5 6 7 8 9 10 11 12);
+                        i += r;
+                    }
                 }
             }
+        };
+        match src {
+            Source::Rows(_) => run(std::ptr::null_mut()),
+            Source::Transposed { .. } => PACKED.with_borrow_mut(|buf| {
+                let need = (m1 - m0) * KC.min(k);
+                if buf.len() < need {
+                    buf.resize(need, 0.0);
+                }
+                run(buf.as_mut_ptr())
+            }),
         }
     }
 
     /// C[R × 32] = start + A[R × k] · panel[k × 32], `start` the bias or (`more`) what C holds
     /// (a sum over earlier steps of k: the FMAs run on as if in one pass, so the result is the
-    /// same bit for bit); A's rows `lda` apart, C's `ldc`, only the columns in the masks loaded
-    /// and stored.
+    /// same bit for bit); A's rows `lda` apart (`P`: A packed `[k][R]` instead, `lda` unused),
+    /// C's `ldc`, only the columns in the masks loaded and stored.
     ///
     /// Pointer steps use `wrapping_add` and loads go through intrinsics: in this crate's dev
     /// profile (debug assertions on) `ptr.add` and `*ptr` carry per-use UB checks that would
@@ -504,7 +577,7 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<const R: usize, const P: bool>(
         a: *const f32,
         lda: usize,
         bp: &[PanelRow],
@@ -524,24 +597,40 @@ mod x86 {
                 hi[r] = _mm512_maskz_loadu_ps(mhi, cr.wrapping_add(16));
             }
         }
-        let mut rows = [a; R];
-        for (r, p) in rows.iter_mut().enumerate() {
-            *p = a.wrapping_add(r * lda);
-        }
-        // 16 steps of k use one cache line of each row of A: the line after next is fetched at
-        // the start of each 16 (measured on MiniLM's shapes: 5–10% faster on one thread, most
-        // where the rows are far apart, k = 1536 or 2048).
-        for chunk in bp.chunks(16) {
-            for row in &rows {
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(32) as *const i8);
-            }
-            for row in chunk {
-                let [b0, b1]: [__m512; 2] = std::mem::transmute(row.0);
+        // One step of k: row r's element at `$at(r)`, times the panel row.
+        macro_rules! step {
+            ($row:expr, $at:expr) => {{
+                let [b0, b1]: [__m512; 2] = std::mem::transmute($row.0);
                 for r in 0..R {
-                    let av = _mm512_broadcastss_ps(_mm_load_ss(rows[r]));
+                    let av = _mm512_broadcastss_ps(_mm_load_ss($at(r)));
                     lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
                     hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
-                    rows[r] = rows[r].wrapping_add(1);
+                }
+            }};
+        }
+        if P {
+            // One stream, R floats a step.
+            for (kk, row) in bp.iter().enumerate() {
+                let at = a.wrapping_add(kk * R);
+                step!(row, |r| at.wrapping_add(r));
+            }
+        } else {
+            let mut rows = [a; R];
+            for (r, p) in rows.iter_mut().enumerate() {
+                *p = a.wrapping_add(r * lda);
+            }
+            // 16 steps of k use one cache line of each row of A: the line after next is
+            // fetched at the start of each 16 (measured on MiniLM's shapes: 5–10% faster on
+            // one thread, most where the rows are far apart, k = 1536 or 2048).
+            for chunk in bp.chunks(16) {
+                for row in &rows {
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(32) as *const i8);
+                }
+                for row in chunk {
+                    step!(row, |r: usize| rows[r]);
+                    for p in rows.iter_mut() {
+                        *p = p.wrapping_add(1);
+                    }
                 }
             }
         }
