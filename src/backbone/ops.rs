@@ -26,6 +26,8 @@ use rayon::prelude::*;
 
 /// Elements per rayon task.
 const TASK_ELEMS: usize = 1 << 14;
+/// 1/√(2π), the standard normal density's factor (GELU's slope).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 fn rows_per_task(h: usize) -> usize {
     (TASK_ELEMS / h.max(1)).max(1)
@@ -649,9 +651,8 @@ fn head_probs(q: &[f32], kt: &[f32], mask: &[f32], d: usize, scale: f32, p: &mut
 /// One (item, head) of an attention op: its queries, keys and values `[s, d]` gathered from the
 /// item's `[s, 3h]` rows, and its attention probabilities `[s, s]`.
 struct Head {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    /// Queries, keys and values.
+    qkv: [Vec<f32>; 3],
     p: Vec<f32>,
 }
 
@@ -666,12 +667,12 @@ impl Head {
         head: usize,
         scale: f32,
     ) -> Head {
-        let [q, k, v] = Head::gather(item, s, h, d, head);
+        let qkv = Head::gather(item, s, h, d, head);
         let mut kt = vec![0f32; s * d];
-        transpose(&k, s, d, &mut kt);
+        transpose(&qkv[1], s, d, &mut kt);
         let mut p = vec![0f32; s * s];
-        head_probs(&q, &kt, mask, d, scale, &mut p);
-        Head { q, k, v, p }
+        head_probs(&qkv[0], &kt, mask, d, scale, &mut p);
+        Head { qkv, p }
     }
 
     /// The head's queries, keys and values `[s, d]`, gathered from the item's `[s, 3h]` rows.
@@ -705,7 +706,7 @@ pub(super) fn attention_rows(
         let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
         let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
         let mut c = vec![0f32; s * d];
-        small_mm(&head.p, s, &head.v, s, d, &mut c);
+        small_mm(&head.p, s, &head.qkv[2], s, d, &mut c);
         // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
         unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
         if let Some(keep) = keep {
@@ -791,14 +792,17 @@ pub(super) fn attention_grads(
     (0..b * heads).into_par_iter().for_each(|task| {
         let (bi, hd) = (task / heads, task % heads);
         let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-        // The probabilities as the forward kept them, or again.
-        let Head { q, k, v, p } = match kept {
+        // The probabilities as the forward kept them (read in place), or again.
+        let (gathered, loaded);
+        let ([q, k, v], p) = match kept {
             Some(all) => {
-                let [q, k, v] = Head::gather(item, s, h, d, hd);
-                let p = all[task * s * s..(task + 1) * s * s].to_vec();
-                Head { q, k, v, p }
+                gathered = Head::gather(item, s, h, d, hd);
+                (&gathered, &all[task * s * s..(task + 1) * s * s])
             }
-            None => Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale),
+            None => {
+                loaded = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
+                (&loaded.qkv, &loaded.p[..])
+            }
         };
         let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
         let (t, rest) = buf.split_at_mut(s * d);
@@ -809,22 +813,22 @@ pub(super) fn attention_grads(
             dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
         }
         // dP = dC vᵀ.
-        transpose(&v, s, d, t);
+        transpose(v, s, d, t);
         small_mm(dc, s, t, d, s, dp);
         let mut out = vec![0f32; 3 * s * d];
         let (dq, rest) = out.split_at_mut(s * d);
         let (dk, dv) = rest.split_at_mut(s * d);
         // dV = Pᵀ dC.
-        transpose(&p, s, s, tt);
+        transpose(p, s, s, tt);
         small_mm(tt, s, dc, s, d, dv);
         // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
         for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
             softmax_grad_row(dr, pr, scale);
         }
         // dQ = dS k, dK = dSᵀ q.
-        small_mm(dp, s, &k, s, d, dq);
+        small_mm(dp, s, k, s, d, dq);
         transpose(dp, s, s, tt);
-        small_mm(tt, s, &q, s, d, dk);
+        small_mm(tt, s, q, s, d, dk);
         for (which, part) in out.chunks_exact(s * d).enumerate() {
             // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
             unsafe { rows.put(part, s, d, bi * s * 3 * h + which * h + hd * d, 3 * h) };
@@ -898,8 +902,6 @@ crate::numerics::multiversion! {
     /// GELU's backward on a chunk: dx = g (Φ(x) + x φ(x)).
     fn gelu_bwd_chunk(dx: &mut [f32], x: &[f32], g: &[f32]) {
         use crate::numerics::scalar::{erf, exp};
-        // 1/√(2π)
-        const INV_SQRT_2PI: f32 = 0.398_942_3;
         for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
             let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
             let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
@@ -922,7 +924,6 @@ crate::numerics::multiversion! {
     /// [`gelu_bwd_chunk`], with φ from the exp(−x²/2) the erf already computed), for a backward
     /// that keeps the slope instead of the input.
     fn gelu_slope_chunk(y: &mut [f32], slope: &mut [f32], x: &[f32]) {
-        const INV_SQRT_2PI: f32 = 0.398_942_3;
         for ((y, sl), &x) in y.iter_mut().zip(slope.iter_mut()).zip(x) {
             let (e, gauss) = crate::numerics::scalar::erf_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
             *y = (e + 1.0) * 0.5 * x;

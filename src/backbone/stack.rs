@@ -372,13 +372,23 @@ mod tests {
         Ok((out, runs))
     }
 
-    #[test]
-    fn the_stack_gives_every_weight_the_gradient_of_the_per_op_and_composed_paths() -> Result<()> {
-        if !crate::numerics::gemm::avx512() {
+    /// Whether `test` cannot run here (no AVX-512F): then it is recorded as a machine skip.
+    fn skipped_without_avx512(test: &str) -> bool {
+        let skip = !crate::numerics::gemm::avx512();
+        if skip {
             crate::util::skip_for_machine(
-                "the_stack_gives_every_weight_the_gradient_of_the_per_op_and_composed_paths",
+                test,
                 "no AVX-512F on this CPU (the stack runs on the packed kernel)",
             );
+        }
+        skip
+    }
+
+    #[test]
+    fn the_stack_gives_every_weight_the_gradient_of_the_per_op_and_composed_paths() -> Result<()> {
+        if skipped_without_avx512(
+            "the_stack_gives_every_weight_the_gradient_of_the_per_op_and_composed_paths",
+        ) {
             return Ok(());
         }
         let (stack, runs) = grads(true, false)?;
@@ -426,11 +436,7 @@ mod tests {
     /// (and holds the first step's buffers), and must give the same gradients, bit for bit.
     #[test]
     fn the_stack_gives_the_same_gradients_from_recycled_buffers() -> Result<()> {
-        if !crate::numerics::gemm::avx512() {
-            crate::util::skip_for_machine(
-                "the_stack_gives_the_same_gradients_from_recycled_buffers",
-                "no AVX-512F on this CPU (the stack runs on the packed kernel)",
-            );
+        if skipped_without_avx512("the_stack_gives_the_same_gradients_from_recycled_buffers") {
             return Ok(());
         }
         let (b, s, h, heads, ffn) = (8, 40, 64, 4, 160);

@@ -219,8 +219,26 @@ impl Panels {
         c: &mut [f32],
         parallel: bool,
     ) {
+        assert_eq!(a.len(), m * self.k, "matmul: A is not m × k");
+        #[cfg(target_arch = "x86_64")]
+        self.product(x86::Source::Rows(a.as_ptr()), m, bias, c, parallel, NP);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Panels are only built with AVX-512");
+    }
+
+    /// `c = A · W + bias` for A `[m, k]` read from `src` (its caller checked its size), split
+    /// over the rayon pool in tasks of `group` panels when `parallel`.
+    #[cfg(target_arch = "x86_64")]
+    fn product(
+        &self,
+        src: x86::Source,
+        m: usize,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        parallel: bool,
+        group: usize,
+    ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(a.len(), m * k, "matmul: A is not m × k");
         assert_eq!(c.len(), m * n, "matmul: C is not m × n");
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not n long");
@@ -237,18 +255,7 @@ impl Panels {
                 row.0[..c1 - c0].copy_from_slice(&b[c0..c1]);
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        x86::gemm(
-            x86::Source::Rows(a.as_ptr()),
-            (m, k, n),
-            self.rows(),
-            &bp,
-            c,
-            parallel,
-            NP,
-        );
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("Panels are only built with AVX-512");
+        x86::gemm(src, (m, k, n), self.rows(), &bp, c, parallel, group);
     }
 
     /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
@@ -260,22 +267,15 @@ impl Panels {
     /// same few L1 sets (slower); transposing all of A first cost a pass over it (`bench-train-ab.md`
     /// has the A/B of this change).
     pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
-        let (k, n) = (self.k, self.n);
-        assert_eq!(a_t.len(), m * k, "matmul_t: Aᵀ is not k × m");
-        assert_eq!(c.len(), m * n, "matmul_t: C is not m × n");
-        if m == 0 || n == 0 {
-            return;
-        }
-        let bp = vec![PanelRow([0.0; NR]); n.div_ceil(NR)];
+        assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
         #[cfg(target_arch = "x86_64")]
-        x86::gemm(
+        self.product(
             x86::Source::Transposed {
                 a_t: a_t.as_ptr(),
                 m,
             },
-            (m, k, n),
-            self.rows(),
-            &bp,
+            m,
+            None,
             c,
             true,
             NP_T,

@@ -80,6 +80,7 @@ impl Pool {
         }
     }
 
+    #[cfg(test)]
     fn held(&self) -> usize {
         self.spare().iter().map(|b| b.capacity()).sum()
     }
@@ -113,10 +114,6 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
-/// Floats the pool holds now.
-pub fn held() -> usize {
-    POOL.held()
-}
 
 #[cfg(test)]
 mod tests {
