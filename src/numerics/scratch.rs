@@ -114,7 +114,6 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
