@@ -620,8 +620,7 @@ mod x86 {
                 *p = a.wrapping_add(r * lda);
             }
             // 16 steps of k use one cache line of each row of A: the line after next is
-            // fetched at the start of each 16 (measured on MiniLM's shapes: 5–10% faster on
-            // one thread, most where the rows are far apart, k = 1536 or 2048).
+            // fetched at the start of each 16 (part of the change `bench-train-ab.md` times).
             for chunk in bp.chunks(16) {
                 for row in &rows {
                     _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(32) as *const i8);

@@ -4,11 +4,10 @@
 //! A training step allocates a few hundred MB afresh (MiniLM, batch 16 × 128 tokens: the
 //! forward's kept activations alone are ~50 MB a layer), frees them in the backward, and the
 //! next step allocates them again. Large allocations come from fresh pages, and the first touch
-//! of a fresh page is a page fault: writing 6 × 12.6 MB took 32–41 ms fresh against 13.5 ms into
-//! buffers written before (a standalone loop on the 2-core VM of `bench-train.md`). glibc's
-//! tunables (a higher mmap threshold, no trimming) did not remove those faults in the training
-//! step. Here the step hands its large buffers back when done with them and takes them again
-//! the next step, so their pages stay mapped.
+//! of a fresh page is a page fault, on every step. glibc's tunables (a higher mmap threshold, no
+//! trimming) did not remove those faults in the training step. Here the step hands its large
+//! buffers back when done with them and takes them again the next step, so their pages stay
+//! mapped (`bench-train-ab.md` times this with the rest of its change).
 //!
 //! [`take`] gives a buffer whose contents are unspecified (values of an earlier use): only for
 //! outputs the caller overwrites in full. Small buffers bypass the pool (the allocator serves
