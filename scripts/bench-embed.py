@@ -252,12 +252,14 @@ NOTES = """
   real tokens only and attention runs per (sequence, head). On banking77/clinc150 (~11–16
   tokens per text) fixed 128-token padding would be ~8-10x the work; even padding to the longest
   in a sorted batch (what sentence-transformers does) wastes a little.
-- **Matmuls: our own AVX-512 kernel** (`backbone::gemm`) over weights packed once into
+- **Matmuls: our own AVX-512 kernel** (`numerics::gemm`) over weights packed once into
   64-byte-aligned 32-column panels, 12x32 register tile, rayon over (row block, panel group).
-  candle 0.11's matmul (gemm 0.19, AVX2 path) reached ~35–45 GFLOP/s per core on these shapes,
-  about half of what torch's oneDNN/MKL gets with AVX-512; gemm's own `x86-v4` (AVX-512)
-  feature was *slower* here (~15–25 GFLOP/s), so it stays off. Our kernel: ~75–95 GFLOP/s on
-  one core. The matmuls are still where the time goes (see the profile table).
+  candle 0.11's CPU matmul runs the gemm crate's AVX2 kernel on these shapes (docs/ARCHITECTURE.md
+  gives the measurements behind the choice). The matmuls are still where the time goes (see the
+  profile table).
+- **Recycled buffers.** Each layer's outputs (at 32 x 128 tokens the largest are 19 and 25 MB)
+  come from and go back to `numerics::scratch` instead of fresh allocations, whose pages fault in
+  on every batch; `bench-embed-ab.md` times that change (same vectors, bit for bit).
 - **Fused kernels** for everything else: embedding gather + LN, bias + GELU (erf via A&S 7.1.26
   with a polynomial exp, |error| <= 1.5e-7), bias + residual + LN, attention with softmax in
   registers; each compiled for AVX-512, AVX2+FMA and baseline, picked at run time.
@@ -267,12 +269,8 @@ NOTES = """
 - **Noise.** The machine has 2 cores shared with other jobs; torch's OpenMP threads degrade more
   than rayon's when cores are oversubscribed, so a busy machine flatters the ratio. Every timed
   pass is in the JSON (`*_seconds_all`) with the load averages; compare rounds, not one figure.
-  (An earlier run on the same day with load average ~5 measured "4.86x" only because torch fell
-  to ~56 rows/s; on a quieter machine both sides run at 300–480 rows/s on these texts.)
-- **Long texts (128 tokens) are still slower than torch** (~0.65–0.7x): attention per
-  (sequence, head) is plain auto-vectorised loops (~1/3 of the time at 128 tokens, see the
-  profile) where torch uses batched GEMMs; the next step is a GEMM-shaped attention
-  (Q·Kᵀ and P·V through the packed kernel) for long sequences.
+- **Long texts.** From 48 tokens on, attention runs Q·Kᵀ and P·V per (sequence, head) through the
+  packed kernel; shorter sequences take fused loops, where packing would cost more than it saves.
 - **Parity** is exact to float rounding: the committed fixture test
   (`tests/backbone_parity.rs`, 21 texts) sees max |diff| ~4e-7 on both the fast path and the
   differentiable reference path.

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tuning speed of two revisions of proxal side by side on this machine: bench_train built at
-# REV (in a worktree under target/ab, its own target directory: a full build the first time) and
-# the working tree's, alternated for BENCH_ROUNDS rounds (default 3), each side's best round per
-# case kept. Writes experiments/results/bench-train-ab.md. For a change to the training path,
+# REV (scripts/ab-old-bin.sh) and the working tree's, alternated for BENCH_ROUNDS rounds
+# (default 3), each side's best round per case kept. Writes experiments/results/bench-train-ab.md. For a change to the training path,
 # the speed-up measured in one run on one machine, which PyTorch's ratio in bench-train.md (a
 # different reference on every machine) does not show.
 #
@@ -18,14 +17,7 @@ scripts/fetch-assets.sh >/dev/null
 export PROXAL_ASSETS="${PROXAL_ASSETS:-$root/assets}"
 ${CARGO:-cargo} build --bin proxal --bin bench_train
 for d in banking77 clinc150; do target/debug/proxal data import-builtin "$d" >/dev/null; done
-old="${OLD_BIN:-}"
-if [ -z "$old" ]; then
-  wt="$root/target/ab/$sha"
-  [ -d "$wt" ] || git worktree add --detach "$wt" "$sha" >/dev/null
-  (cd "$wt" && CARGO_TARGET_DIR="$root/target/ab/target" ${CARGO:-cargo} build --bin bench_train)
-  old="$root/target/ab/target/debug/bench_train"
-fi
-[ -x "$old" ] || die "$old is not an executable"
+old="$(scripts/ab-old-bin.sh "$sha" bench_train)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 rounds="${BENCH_ROUNDS:-3}"

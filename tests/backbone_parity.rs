@@ -58,6 +58,47 @@ fn minilm_matches_sentence_transformers() {
     compare(&bb, &texts, &want, opts);
 }
 
+/// The fast path recycles its layers' buffers from batch to batch (`numerics::scratch`), so a
+/// batch starts from buffers an earlier, larger batch left full of its values. Each text embedded
+/// among others, in batches that reuse those buffers, must give exactly the vector it gets alone
+/// in a fresh call: any element a layer read before writing would show here.
+#[test]
+fn minilm_rows_do_not_depend_on_recycled_buffers() {
+    let Some(dir) = common::minilm("minilm_rows_do_not_depend_on_recycled_buffers") else {
+        return;
+    };
+    let (bb, _, texts, _) = fixture(&dir, include_str!("fixtures/parity-minilm.json"));
+    // Longest first within each call: later batches are shorter than the buffers they reuse.
+    let long: Vec<String> = texts.iter().map(|t| format!("{t} {t} {t} {t}")).collect();
+    let all: Vec<&str> = long.iter().chain(&texts).map(String::as_str).collect();
+    let opts = EmbedOptions {
+        batch: 4,
+        max_len: 128,
+        ..Default::default()
+    };
+    let together = bb.embedder(opts.clone()).unwrap().embed(&all).unwrap();
+    let dim = together.len() / all.len();
+    // Bit for bit on the packed kernel, whose rows do not depend on the other rows of a product;
+    // candle's matmul (the fallback elsewhere) makes no such promise.
+    let tol = if proxal::numerics::gemm::avx512() {
+        0.0
+    } else {
+        1e-6
+    };
+    for (i, t) in all.iter().enumerate() {
+        let alone = bb.embedder(opts.clone()).unwrap().embed(&[t]).unwrap();
+        let worst = together[i * dim..(i + 1) * dim]
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= tol,
+            "text {i} differs by {worst} when embedded with others"
+        );
+    }
+}
+
 /// Embed `texts` on the fast and the reference path and hold each vector to `want`.
 fn compare(bb: &Backbone, texts: &[String], want: &[Vec<f32>], opts: EmbedOptions) {
     compare_max(bb, texts, want, opts, MAX_ABS_DIFF)

@@ -99,6 +99,9 @@ impl<'a> Embedder<'a> {
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<f32>> {
         let dim = self.dim();
+        // The fast path recycles its layers' buffers from batch to batch; they go back when
+        // this call ends.
+        let _release = crate::numerics::scratch::ReleaseOnDrop;
         let mut out = vec![0f32; enc.len() * dim];
         let mut order: Vec<usize> = (0..enc.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(enc[i].get_ids().len()), i));

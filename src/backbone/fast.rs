@@ -14,6 +14,7 @@ use super::bert::Bert;
 use super::config::HiddenAct;
 use super::pooling::{l2_normalize_row, Pooling};
 use crate::numerics::gemm::PackedWeight;
+use crate::numerics::scratch;
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
@@ -147,7 +148,9 @@ impl FastBert {
         }
         let total = *offsets.last().unwrap();
         let t = profile::start();
-        let mut x = vec![0f32; total * h];
+        // The layers' buffers (the largest are [tokens, 3·hidden] and [tokens, ffn]) come from
+        // and go back to `numerics::scratch`: fresh ones fault their pages in on every batch.
+        let mut x = scratch::take(total * h);
         kernels::embed_ln(seqs, &offsets, self, &mut x);
         profile::add(profile::EMBED, t);
         // MPNet: the bucket ids of each sequence length of the batch, made once for every layer.
@@ -169,16 +172,17 @@ impl FastBert {
             let qkv = l.wqkv.matmul(&x, total)?;
             profile::add(profile::MATMUL, t);
             let t = profile::start();
-            let mut ctx = vec![0f32; total * h];
+            let mut ctx = scratch::take(total * h);
             kernels::attention(&qkv, &l.bqkv, &offsets, self.heads, h, rel, &mut ctx);
-            drop(qkv);
+            scratch::give(qkv);
             profile::add(profile::ATTENTION, t);
             let t = profile::start();
             let mut a = l.wo.matmul(&ctx, total)?;
+            scratch::give(ctx);
             profile::add(profile::MATMUL, t);
             let t = profile::start();
             kernels::bias_residual_ln(&mut a, &l.bo, &x, &l.ln1_g, &l.ln1_b, self.eps);
-            x = a;
+            scratch::give(std::mem::replace(&mut x, a));
             profile::add(profile::NORM, t);
             let t = profile::start();
             let mut i = l.wi.matmul(&x, total)?;
@@ -188,10 +192,11 @@ impl FastBert {
             profile::add(profile::GELU, t);
             let t = profile::start();
             let mut o = l.wout.matmul(&i, total)?;
+            scratch::give(i);
             profile::add(profile::MATMUL, t);
             let t = profile::start();
             kernels::bias_residual_ln(&mut o, &l.bout, &x, &l.ln2_g, &l.ln2_b, self.eps);
-            x = o;
+            scratch::give(std::mem::replace(&mut x, o));
             profile::add(profile::NORM, t);
         }
         Ok(x)
@@ -221,6 +226,7 @@ impl FastBert {
             }
             start += s.len();
         }
+        scratch::give(x);
         Ok(out)
     }
 }

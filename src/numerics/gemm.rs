@@ -379,11 +379,14 @@ impl PackedWeight {
         (self.k, self.n)
     }
 
-    /// `a` is `[m, k]` row-major; returns `[m, n]`, computed over the rayon pool.
+    /// `a` is `[m, k]` row-major; returns `[m, n]`, computed over the rayon pool. With the
+    /// packed kernel the result is a [`scratch`] buffer (the kernel writes all of it): callers
+    /// that run many products (the inference path's layers) hand it back with
+    /// [`scratch::give`] so its pages stay mapped.
     pub fn matmul(&self, a: &[f32], m: usize) -> Result<Vec<f32>> {
         assert_eq!(a.len(), m * self.k, "matmul: A is not m × k");
         if let Some(p) = &self.panels {
-            let mut c = vec![0f32; m * self.n];
+            let mut c = scratch::take(m * self.n);
             p.matmul_into(a, m, None, &mut c, true);
             return Ok(c);
         }

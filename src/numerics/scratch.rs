@@ -1,5 +1,6 @@
 //! Recycled f32 buffers for the training step's activations, their gradients and the packed
-//! panels of its products.
+//! panels of its products, and for the inference path's layer outputs (`backbone::fast`, freed
+//! when an `Embedder` call returns).
 //!
 //! A training step allocates a few hundred MB afresh (MiniLM, batch 16 × 128 tokens: the
 //! forward's kept activations alone are ~50 MB a layer), frees them in the backward, and the
