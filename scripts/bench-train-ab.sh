@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fine-tuning speed of two revisions of proxal side by side on this machine: bench_train built at
 # REV (scripts/ab-old-bin.sh) and the working tree's, alternated for BENCH_ROUNDS rounds
-# (default 3), each side's best round per case kept. Writes experiments/results/bench-train-ab.md. For a change to the training path,
+# (default 3), each side's best round per case kept. Writes experiments/results/bench-train-ab.md
+# (AB_OUT=name.md: experiments/results/name.md instead, keeping an earlier record). For a change to the training path,
 # the speed-up measured in one run on one machine, which PyTorch's ratio in bench-train.md (a
 # different reference on every machine) does not show.
 #
@@ -31,7 +32,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 new_sha="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo '+changes')"
-python3 - "$work" "$rounds" "$sha" "$new_sha" "$root/experiments/results/bench-train-ab.md" <<'PYEOF'
+python3 - "$work" "$rounds" "$sha" "$new_sha" "$root/experiments/results/${AB_OUT:-bench-train-ab.md}" <<'PYEOF'
 import json, os, sys
 work, rounds, old_sha, new_sha, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 runs = {s: [json.load(open(os.path.join(work, f"{s}-{r}", "bench-train.json"))) for r in range(1, rounds + 1)] for s in ("old", "new")}

@@ -25,6 +25,8 @@ struct Case {
     /// `candle_nn::AdamW` on copies of the same weights with the same gradients (for the ratio).
     update_candle: f64,
     n_classes: usize,
+    /// Minor page faults in the timed steps' forward, backward and update (all steps).
+    faults: [u64; 3],
     /// Every batch as fed to the model (warm-up first): token ids, attention mask, labels, for
     /// PyTorch to run the same steps (scripts/bench-train-torch.py).
     fed: Vec<serde_json::Value>,
@@ -85,6 +87,9 @@ fn run_case(
         },
     )?;
     let (mut fwd, mut bwd, mut upd, mut upd_old, mut toks) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    // Minor page faults (first touches of fresh memory) in the timed steps' forward, backward
+    // and update.
+    let mut faults = [0u64; 3];
     let mut fed = Vec::new();
     let mut last_grads: Option<GradStore> = None;
     // As fine_tune: the fused ops write parameter gradients here (backbone::ops::GradSink).
@@ -98,6 +103,7 @@ fn run_case(
         let y = Tensor::from_vec(ys.clone(), batch.len(), &dev)?;
         // Tokenised outside the timing, as PyTorch gets the ids ready-made.
         let (ids, mask) = bb.tokenize(&bt, max_len)?;
+        let f0 = minor_faults();
         let t0 = Instant::now();
         let hidden = bb.model.forward_train(&ids, &mask, None, Some(&sink))?;
         let f = pooling::l2_normalize(&pooling::pool(&hidden, &mask, Pooling::Mean)?)?;
@@ -107,11 +113,28 @@ fn run_case(
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         loss.to_scalar::<f32>()?;
         let t1 = Instant::now();
-        let mut grads = loss.backward()?;
-        sink.drain_into(&mut grads)?;
+        let f1 = minor_faults();
+        let grads = loss.backward()?;
+        let tb = Instant::now();
+        let fb = minor_faults();
+        if compare && s + 1 == batches.len() {
+            // The last step's gradients, candle's and the sink's, for candle_nn::AdamW below
+            // (untimed; a copy, so the step below reads the sink's gradients alone).
+            let mut all = GradStore::default();
+            for v in &vars {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    all.insert(v.as_tensor(), g.clone());
+                }
+            }
+            sink.copy_into(&mut all)?;
+            last_grads = Some(all);
+        }
+        let f2 = minor_faults();
         let t2 = Instant::now();
-        opt.step(&grads)?;
+        // As fine_tune: the sink's gradients read where they are.
+        opt.step_with(&grads, Some(&*sink))?;
         let t3 = Instant::now();
+        let f3 = minor_faults();
         fed.push(serde_json::json!({
             "ids": ids.to_vec2::<u32>()?,
             "mask": mask.to_vec2::<u32>()?,
@@ -120,11 +143,13 @@ fn run_case(
         if s > 0 {
             // step 0 is warm-up
             fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
+            bwd += (tb - t1).as_secs_f64();
             upd += (t3 - t2).as_secs_f64();
             toks += ids.dims2()?.1;
+            for (acc, (a, b)) in faults.iter_mut().zip([(f0, f1), (f1, fb), (f2, f3)]) {
+                *acc += b.saturating_sub(a);
+            }
         }
-        last_grads = Some(grads);
     }
     // candle_nn::AdamW after the timed steps (interleaved, its copies of every weight and state
     // would crowd the caches of the steps being timed): as many updates, the last gradients.
@@ -152,8 +177,21 @@ fn run_case(
         update: upd,
         update_candle: upd_old,
         n_classes,
+        faults,
         fed,
     })
+}
+
+/// This process's minor page faults so far (field 10 of /proc/self/stat; 0 where there is none).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The command name (field 2) may hold spaces: count from its closing parenthesis.
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Seconds for forward + backward of Σ f(x) ⊙ r, best of `reps`.
@@ -477,7 +515,9 @@ fn main() -> Result<()> {
          after each case's timed steps, as many updates on copies of the weights with the last step's gradients \
          (not counted in steps/s).\n\n\
          CONDITIONS\n\n\
-         | texts | tokens/row (padded) | steps/s | forward s | backward s | update s | candle_nn::AdamW update s | update speed-up |\n|---|---|---|---|---|---|---|---|\n"
+         Page faults: the process's minor page faults (first touches of freshly mapped memory, from \
+         /proc/self/stat) per timed step, in the forward / backward / update.\n\n\
+         | texts | tokens/row (padded) | steps/s | forward s | backward s | update s | candle_nn::AdamW update s | update speed-up | page faults per step (fwd / bwd / upd) |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     let mut json = Vec::new();
     for c in &cases {
@@ -491,14 +531,18 @@ fn main() -> Result<()> {
         } else {
             "not run | –".to_string()
         };
+        let pf = c.faults.map(|f| f as f64 / c.steps as f64);
         md += &format!(
-            "| {} | {:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {old} |\n",
+            "| {} | {:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {old} | {:.0} / {:.0} / {:.0} |\n",
             c.name,
             c.tokens_per_row,
             1.0 / per,
             c.forward / c.steps as f64,
             c.backward / c.steps as f64,
             c.update / c.steps as f64,
+            pf[0],
+            pf[1],
+            pf[2],
         );
         json.push(serde_json::json!({
             "texts": c.name, "batch": 16, "tokens_per_row": c.tokens_per_row, "steps": c.steps,
@@ -507,6 +551,7 @@ fn main() -> Result<()> {
             "backward_seconds_per_step": c.backward / c.steps as f64,
             "update_seconds_per_step": c.update / c.steps as f64,
             "candle_adamw_update_seconds_per_step": c.update_candle / c.steps as f64,
+            "page_faults_per_step": {"forward": pf[0], "backward": pf[1], "update": pf[2]},
             "update_speedup": if c.update_candle > 0.0 { Some(c.update_candle / c.update.max(1e-12)) } else { None },
         }));
     }

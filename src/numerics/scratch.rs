@@ -65,7 +65,14 @@ impl Pool {
                 }
                 v
             }
-            None => vec![0f32; len],
+            None => {
+                // Room for the next power of two: a later, somewhat longer request (a batch of
+                // longer rows) fits it too, instead of allocating (and faulting in) a buffer of
+                // its own. The pages past `len` are not touched until a request needs them.
+                let mut v = Vec::with_capacity(len.next_power_of_two());
+                v.resize(len, 0.0);
+                v
+            }
         }
     }
 
@@ -123,23 +130,28 @@ mod tests {
         let pool = Pool::new(4 * 10 * MIN_LEN);
         let n = 3 * MIN_LEN + 7;
         let mut v = pool.take(n);
-        assert_eq!(v.len(), n);
+        // Allocated with room up to the next power of two.
+        assert_eq!((v.len(), v.capacity()), (n, 4 * MIN_LEN));
         v.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32);
         let ptr = v.as_ptr();
         pool.give(v);
-        assert_eq!(pool.held(), n);
+        assert_eq!(pool.held(), 4 * MIN_LEN);
         // Too large a buffer for this request (more than twice it): a new one.
         let small = pool.take(MIN_LEN);
         assert_ne!(small.as_ptr(), ptr);
-        assert_eq!(pool.held(), n);
+        assert_eq!(pool.held(), 4 * MIN_LEN);
         // A request it fits: the same memory, truncated, its old contents left.
         let w = pool.take(n - 5);
         assert_eq!((w.as_ptr(), w.len(), w[10]), (ptr, n - 5, 10.0));
         assert_eq!(pool.held(), 0);
-        // Grown back within its capacity on a later, larger request.
+        // Grown back within its capacity on a later, larger request (larger than the first
+        // one, too: the room the rounding left), zeros where it was never written.
         pool.give(w);
-        let w = pool.take(n);
-        assert_eq!((w.as_ptr(), w.len(), w[n - 1]), (ptr, n, 0.0));
+        let w = pool.take(4 * MIN_LEN);
+        assert_eq!(
+            (w.as_ptr(), w.len(), w[n - 1], w[n]),
+            (ptr, 4 * MIN_LEN, 0.0, 0.0)
+        );
         // Small buffers are not kept; nor one that would pass the cap.
         pool.give(vec![0f32; 16]);
         assert_eq!(pool.held(), 0);
@@ -147,10 +159,10 @@ mod tests {
         pool.give(vec![0f32; 8 * MIN_LEN]);
         assert_eq!(
             pool.held(),
-            n,
+            4 * MIN_LEN,
             "10 · MIN_LEN floats of room: the second one is freed"
         );
         pool.give(small);
-        assert_eq!(pool.held(), n + MIN_LEN);
+        assert_eq!(pool.held(), 5 * MIN_LEN);
     }
 }

@@ -428,10 +428,9 @@ pub fn fine_tune(
                 bail!("fine-tune: loss became {lv} at step {step}; lower the learning rates");
             }
             let mut grads = loss.backward()?;
-            sink.drain_into(&mut grads)?;
             opt.set_learning_rate(0, lr_at(step, total, warmup, opts.hyper.lr_backbone));
             opt.set_learning_rate(1, lr_at(step, total, warmup, lr_head));
-            opt.step(&grads)?;
+            opt.step_with(&mut grads, &sink)?;
             step += 1;
             trained_rows += batch.len();
             pb.set_message(format!("epoch {} loss {lv:.3}", epoch + 1));

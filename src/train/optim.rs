@@ -5,7 +5,10 @@
 //! step. [`FusedAdamW`] does the same maths in one pass per variable over plain `f32` slices,
 //! split into chunks over the rayon pool, and writes the new weights straight into the `Var`'s
 //! storage (through a candle in-place op, so no tensor is allocated and nothing is copied back).
-//! The first and second moments live in the optimiser as `Vec<f32>`.
+//! The first and second moments live in the optimiser as `Vec<f32>`. A training step's weight
+//! gradients are read where the fused ops wrote them, in the step's
+//! [`GradSink`] ([`FusedAdamW::step_with`]): nothing gradient-sized is allocated, moved or
+//! zeroed between the backward and the update; candle's `GradStore` holds the rest (the head's).
 //!
 //! The update is torch.optim.AdamW's (decoupled weight decay, bias-corrected moments), for a
 //! parameter θ with gradient g at its t-th update:
@@ -19,8 +22,9 @@
 //! lr, no decay on the head), and [`FusedAdamW::set_learning_rate`] changes one group's rate
 //! (warmup / decay schedules). As in torch, t counts the updates a variable actually received: a
 //! variable with no gradient in a step is left alone, moments included.
+use crate::backbone::ops::GradSink;
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Result, Var};
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Result, Storage, Tensor, Var};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -132,33 +136,27 @@ fn update(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coeffs) {
         .for_each(|(((w, g), m), v)| update_chunk(w, g, m, v, k));
 }
 
-/// The in-place candle op: the variable's storage is the destination, the gradient the source.
+/// The in-place candle op: the variable's storage is the destination, `grad` the gradient.
 struct StepOp<'a> {
     moments: RefCell<(&'a mut [f32], &'a mut [f32])>,
+    grad: &'a [f32],
     k: Coeffs,
 }
 
-impl InplaceOp2 for StepOp<'_> {
+impl InplaceOp1 for StepOp<'_> {
     fn name(&self) -> &'static str {
         "fused-adamw"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let (Some((w0, w1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("fused-adamw: variable and gradient must be contiguous");
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout) -> Result<()> {
+        let Some((w0, w1)) = l1.contiguous_offsets() else {
+            candle_core::bail!("fused-adamw: the variable must be contiguous");
         };
         let w = match s1 {
             CpuStorage::F32(w) => &mut w[w0..w1],
             _ => candle_core::bail!("fused-adamw: only f32 variables"),
         };
-        let g = &s2.as_slice::<f32>()?[g0..g1];
+        let g = self.grad;
         let mut guard = self.moments.borrow_mut();
         let (m, v) = &mut *guard;
         if w.len() != g.len() || w.len() != m.len() || w.len() != v.len() {
@@ -172,6 +170,26 @@ impl InplaceOp2 for StepOp<'_> {
         update(w, g, m, v, &self.k);
         Ok(())
     }
+}
+
+/// One update of `var` (moments `m`, `v`) from its gradient `grad`, in place.
+fn apply(var: &Tensor, m: &mut [f32], v: &mut [f32], grad: &[f32], k: Coeffs) -> Result<()> {
+    let moments = RefCell::new((m, v));
+    var.inplace_op1(&StepOp { moments, grad, k })
+}
+
+/// The `f32` values of a contiguous CPU tensor, to `f`.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.dtype() == DType::F32 {
+        t.contiguous()?
+    } else {
+        t.to_dtype(DType::F32)?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let (Storage::Cpu(s), Some((a, b))) = (&*storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("fused-adamw: a gradient is not a contiguous CPU tensor");
+    };
+    f(&s.as_slice::<f32>()?[a..b])
 }
 
 impl FusedAdamW {
@@ -226,23 +244,33 @@ impl FusedAdamW {
 
     /// One AdamW update of every variable that has a gradient in `grads`.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step_with(grads, None)
+    }
+
+    /// One AdamW update of every variable that has a gradient in `grads` or in `sink` (the
+    /// gradients the fused ops wrote, read where the sink keeps them; a variable with both gets
+    /// their sum). Ends the sink's step.
+    pub fn step_with(&mut self, grads: &GradStore, sink: Option<&GradSink>) -> Result<()> {
         let config = self.config;
+        let mut held = sink.map(GradSink::consume);
         for group in &mut self.groups {
             for state in &mut group.states {
-                let Some(g) = grads.get(state.var.as_tensor()) else {
-                    continue;
-                };
-                let g = if g.dtype() == DType::F32 {
-                    g.contiguous()?
-                } else {
-                    g.to_dtype(DType::F32)?
-                };
+                let var = state.var.as_tensor();
+                let mut from_store = grads.get(var);
+                if let (Some(held), Some(g)) = (held.as_mut(), from_store) {
+                    if with_values(g, |g| Ok(held.add(var, g)))? {
+                        // Summed into the sink's gradient.
+                        from_store.take();
+                    }
+                }
+                let k = Coeffs::new(&config, group.lr, group.weight_decay, state.t + 1);
+                let (m, v) = (&mut state.m[..], &mut state.v[..]);
+                match (held.as_ref().and_then(|h| h.get(var)), from_store) {
+                    (Some(g), _) => apply(var, m, v, g, k)?,
+                    (None, Some(g)) => with_values(g, |g| apply(var, m, v, g, k))?,
+                    (None, None) => continue,
+                }
                 state.t += 1;
-                let op = StepOp {
-                    moments: RefCell::new((&mut state.m, &mut state.v)),
-                    k: Coeffs::new(&config, group.lr, group.weight_decay, state.t),
-                };
-                state.var.as_tensor().inplace_op2(&g, &op)?;
             }
         }
         Ok(())
@@ -299,6 +327,19 @@ impl Optimiser {
             Optimiser::Candle(each) => each
                 .iter_mut()
                 .try_for_each(|o| candle_nn::Optimizer::step(o, grads)),
+        }
+    }
+
+    /// One update from `grads` and the gradients in `sink` (see [`FusedAdamW::step_with`]; off
+    /// the CPU they are moved into `grads` first).
+    pub fn step_with(&mut self, grads: &mut GradStore, sink: &GradSink) -> Result<()> {
+        match self {
+            Optimiser::Fused(o) => o.step_with(grads, Some(sink)),
+            Optimiser::Candle(each) => {
+                sink.drain_into(grads)?;
+                each.iter_mut()
+                    .try_for_each(|o| candle_nn::Optimizer::step(o, grads))
+            }
         }
     }
 }
@@ -456,6 +497,74 @@ mod tests {
         let grads = x.matmul(&w.as_tensor().t()?)?.sum_all()?.backward()?;
         opt.step(&grads)?;
         assert_eq!(b.as_tensor().to_vec1::<f32>()?, before);
+        Ok(())
+    }
+
+    /// A training step's way (the sink's gradients read where they are, `step_with`) and the
+    /// general way (moved into candle's GradStore, `step`) give the same weights, bit for bit,
+    /// over steps whose embedding rows differ (a row the step before wrote must read as zero).
+    #[test]
+    fn stepping_from_a_sink_matches_stepping_from_its_drained_gradients() -> Result<()> {
+        use crate::backbone::ops::{embedding_in, linear_in};
+        let dev = Device::Cpu;
+        let make = || -> Result<[Var; 4]> {
+            let mut rng = crate::util::rng(3);
+            let mut v = |shape: &[usize]| -> Result<Var> {
+                use rand::Rng;
+                let n = shape.iter().product();
+                let data: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+                Var::from_tensor(&Tensor::from_vec(data, shape, &dev)?)
+            };
+            Ok([v(&[13, 6])?, v(&[4, 6])?, v(&[4])?, v(&[2, 4])?])
+        };
+        let (a, b) = (make()?, make()?);
+        let opt = |v: &[Var; 4]| {
+            FusedAdamW::new(
+                vec![
+                    ParamGroup {
+                        vars: v[..3].to_vec(),
+                        lr: 0.05,
+                        weight_decay: 0.01,
+                    },
+                    ParamGroup {
+                        vars: vec![v[3].clone()],
+                        lr: 0.1,
+                        weight_decay: 0.0,
+                    },
+                ],
+                AdamWConfig::default(),
+            )
+        };
+        let (mut oa, mut ob) = (opt(&a)?, opt(&b)?);
+        let loss = |v: &[Var; 4], ids: &[u32], sink: &std::sync::Arc<GradSink>| -> Result<Tensor> {
+            let lin =
+                candle_nn::Linear::new(v[1].as_tensor().clone(), Some(v[2].as_tensor().clone()));
+            let ids = Tensor::from_slice(ids, ids.len(), &dev)?;
+            let x = linear_in(
+                &embedding_in(&ids, v[0].as_tensor(), Some(sink))?,
+                &lin,
+                Some(sink),
+            )?;
+            // The head's gradient comes from candle's GradStore.
+            (x.tanh()?.matmul(&v[3].as_tensor().t()?)? - 0.2)?
+                .sqr()?
+                .sum_all()
+        };
+        let (sa, sb) = (
+            std::sync::Arc::new(GradSink::default()),
+            std::sync::Arc::new(GradSink::default()),
+        );
+        for ids in [&[0u32, 5, 5, 12][..], &[3, 7], &[12, 1, 1, 9, 0]] {
+            let ga = loss(&a, ids, &sa)?.backward()?;
+            oa.step_with(&ga, Some(&sa))?;
+            let mut gb = loss(&b, ids, &sb)?.backward()?;
+            sb.drain_into(&mut gb)?;
+            ob.step(&gb)?;
+        }
+        for (va, vb) in a.iter().zip(&b) {
+            let (x, y) = (va.as_tensor().flatten_all()?, vb.as_tensor().flatten_all()?);
+            assert_eq!(x.to_vec1::<f32>()?, y.to_vec1::<f32>()?);
+        }
         Ok(())
     }
 }
