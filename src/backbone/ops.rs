@@ -1051,6 +1051,21 @@ impl Held {
     fn find(&mut self, param: &Tensor) -> Option<&mut HeldGrad> {
         self.grads.iter_mut().find(|g| g.param.id() == param.id())
     }
+
+    /// The current step's gradient of `param`, if one was written.
+    fn live(&self, param: &Tensor) -> Option<&HeldGrad> {
+        (self.grads.iter())
+            .find(|g| g.param.id() == param.id())
+            .filter(|g| g.step == self.step)
+    }
+}
+
+impl HeldGrad {
+    /// Add `g` to the values (written densely from now on).
+    fn accumulate(&mut self, g: &[f32]) {
+        self.values.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        self.rows = None;
+    }
 }
 
 impl GradSink {
@@ -1084,8 +1099,7 @@ impl GradSink {
         let step = held.step;
         match held.find(param) {
             Some(g) if live => {
-                g.values.iter_mut().zip(&buf).for_each(|(a, b)| *a += b);
-                g.rows = None;
+                g.accumulate(&buf);
                 scratch::give(buf);
             }
             Some(g) => {
@@ -1155,6 +1169,8 @@ impl GradSink {
         // Overwritten by the product.
         let mut dx = scratch::take(m * inp);
         let mut db = vec![0f32; out];
+        // Rows of dw (and entries of db) per parameter.
+        let part = out / params.len().max(1);
         if let [(wt, _)] = params {
             // One layer: the product writes the weight's gradient where the sink keeps it.
             self.write(wt, out * inp, |dw| {
@@ -1164,14 +1180,12 @@ impl GradSink {
             // Overwritten by the product.
             let mut dw = scratch::take(out * inp);
             linear_grads(x, w, g, m, inp, out, &mut dx, &mut dw, &mut db)?;
-            let part = out / params.len().max(1);
             let rows = dw.chunks_exact(part * inp);
             for ((wt, _), dw) in params.iter().zip(rows) {
                 self.add(wt, dw);
             }
             scratch::give(dw);
         }
-        let part = out / params.len().max(1);
         for ((_, bt), db) in params.iter().zip(db.chunks_exact(part.max(1))) {
             self.add(bt, db);
         }
@@ -1216,7 +1230,6 @@ impl GradSink {
     pub fn drain_into(&self, grads: &mut candle_core::backprop::GradStore) -> Result<()> {
         let mut held = self.held();
         let step = held.step;
-        held.step += 1;
         for g in std::mem::take(&mut held.grads) {
             if g.step == step {
                 merge(grads, &g.param, g.values)?;
@@ -1243,12 +1256,7 @@ pub struct StepGrads<'a>(std::sync::MutexGuard<'a, Held>);
 impl StepGrads<'_> {
     /// This step's gradient of `param` (in its layout), if the sink holds one.
     pub fn get(&self, param: &Tensor) -> Option<&[f32]> {
-        let step = self.0.step;
-        self.0
-            .grads
-            .iter()
-            .find(|g| g.param.id() == param.id() && g.step == step)
-            .map(|g| &g.values[..])
+        self.0.live(param).map(|g| &g.values[..])
     }
 
     /// Add `g` to this step's gradient of `param`; false (nothing added) if the sink holds none.
@@ -1256,8 +1264,7 @@ impl StepGrads<'_> {
         let step = self.0.step;
         match self.0.find(param).filter(|h| h.step == step) {
             Some(h) if h.values.len() == g.len() => {
-                h.values.iter_mut().zip(g).for_each(|(a, b)| *a += b);
-                h.rows = None;
+                h.accumulate(g);
                 true
             }
             _ => false,

@@ -335,10 +335,9 @@ impl Optimiser {
     pub fn step_with(&mut self, grads: &mut GradStore, sink: &GradSink) -> Result<()> {
         match self {
             Optimiser::Fused(o) => o.step_with(grads, Some(sink)),
-            Optimiser::Candle(each) => {
+            Optimiser::Candle(_) => {
                 sink.drain_into(grads)?;
-                each.iter_mut()
-                    .try_for_each(|o| candle_nn::Optimizer::step(o, grads))
+                self.step(grads)
             }
         }
     }
