@@ -17,7 +17,7 @@
 //! Off the CPU or for other dtypes the functions fall back to the composed versions
 //! ([`layer_norm_composed`], [`softmax_last_composed`], `Tensor::gelu_erf`), which the tests also
 //! use as the reference.
-use crate::numerics::gemm::transpose;
+use crate::numerics::gemm::{transpose, Panels};
 use crate::numerics::linalg::softmax_rows_slice;
 use crate::numerics::scratch;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
@@ -332,7 +332,9 @@ struct SoftmaxLastBwd {
 /// One row of [`SoftmaxLastBwd`], in place: `g` (the gradient at the softmax's output `y`)
 /// becomes the gradient at its input.
 fn softmax_grad_row(g: &mut [f32], y: &[f32], scale: f32) {
-    let dot: f32 = y.iter().zip(g.iter()).map(|(y, g)| y * g).sum();
+    // In 8 interleaved partial sums: a plain sum is one chain of dependent adds (the compiler
+    // may not reorder it), which cost attention's backward ~15% at 128 tokens.
+    let dot = crate::numerics::linalg::dot(y, g);
     for (g, &y) in g.iter_mut().zip(y) {
         *g = y * (*g - dot) * scale;
     }
@@ -594,22 +596,6 @@ fn attention_dims(
     }
 }
 
-/// One head's rows of q, k or v (`which` 0, 1, 2) from an item's `[s, 3h]` rows, contiguous.
-fn gather_head(
-    item: &[f32],
-    s: usize,
-    h: usize,
-    d: usize,
-    which: usize,
-    head: usize,
-    out: &mut [f32],
-) {
-    for t in 0..s {
-        let src = t * 3 * h + which * h + head * d;
-        out[t * d..(t + 1) * d].copy_from_slice(&item[src..src + d]);
-    }
-}
-
 /// A pointer to an op's output that the (item, head) tasks write disjoint column ranges of.
 #[derive(Clone, Copy)]
 struct Rows(*mut f32);
@@ -618,77 +604,42 @@ unsafe impl Send for Rows {}
 unsafe impl Sync for Rows {}
 
 impl Rows {
-    /// Rows `t` of `src` `[s, d]` to `base + t · stride` (`d` floats each).
-    ///
-    /// # Safety
-    /// The destination ranges must lie inside the output and no other task may write them.
-    unsafe fn put(self, src: &[f32], s: usize, d: usize, base: usize, stride: usize) {
-        for t in 0..s {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr().add(t * d),
-                self.0.add(base + t * stride),
-                d,
-            );
-        }
+    /// The output from float `offset` on (a method, so that closures capture the whole `Send`
+    /// wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
     }
 }
 
-/// `c = a · b` for row-major `a` `[m, k]`, `b` `[k, n]`, on the packed kernel, serially (the
-/// attention tasks run in parallel already). Only called where AVX-512F was detected.
-fn small_mm(a: &[f32], m: usize, b: &[f32], k: usize, n: usize, c: &mut [f32]) {
-    let panels = crate::numerics::gemm::Panels::new(b, k, n).expect("attention: AVX-512F checked");
-    panels.matmul_into(a, m, None, c, false);
+/// Head `head`'s queries, keys or values (`which` 0, 1, 2) in an item's `[s, 3h]` rows: the
+/// slice from its first element, its rows `3h` floats apart, read in place by the packed
+/// kernel's strided products.
+fn head_part(item: &[f32], h: usize, d: usize, which: usize, head: usize) -> &[f32] {
+    &item[which * h + head * d..]
 }
 
-/// Attention probabilities of one head, `p` `[s, s]` = softmax(q kᵀ · scale + mask) by rows,
-/// with `kt` = kᵀ `[d, s]`.
-fn head_probs(q: &[f32], kt: &[f32], mask: &[f32], d: usize, scale: f32, p: &mut [f32]) {
+/// The attention probabilities of one head, `p` `[s, s]` = softmax(q kᵀ · scale + mask) by
+/// rows, q and k read in place from the item's `[s, 3h]` rows. Only called where AVX-512F was
+/// detected.
+fn head_probs(item: &[f32], mask: &[f32], (h, d): (usize, usize), head: usize, p: &mut [f32]) {
     let s = mask.len();
-    small_mm(q, s, kt, d, s, p);
+    let scale = 1.0 / (d as f32).sqrt();
+    let keys = head_part(item, h, d, 1, head);
+    let kt = Panels::new_transposed_strided(keys, 3 * h, s, d).expect("attention: AVX-512F");
+    assert_eq!(p.len(), s * s, "attention: probabilities' size");
+    // SAFETY: p is s × s, this call's alone.
+    unsafe { kt.matmul_strided(head_part(item, h, d, 0, head), 3 * h, s, p.as_mut_ptr(), s) };
     masked_softmax_rows(p, mask, scale);
-}
-
-/// One (item, head) of an attention op: its queries, keys and values `[s, d]` gathered from the
-/// item's `[s, 3h]` rows, and its attention probabilities `[s, s]`.
-struct Head {
-    /// Queries, keys and values.
-    qkv: [Vec<f32>; 3],
-    p: Vec<f32>,
-}
-
-impl Head {
-    #[allow(clippy::too_many_arguments)]
-    fn load(
-        item: &[f32],
-        mask: &[f32],
-        s: usize,
-        h: usize,
-        d: usize,
-        head: usize,
-        scale: f32,
-    ) -> Head {
-        let qkv = Head::gather(item, s, h, d, head);
-        let mut kt = vec![0f32; s * d];
-        transpose(&qkv[1], s, d, &mut kt);
-        let mut p = vec![0f32; s * s];
-        head_probs(&qkv[0], &kt, mask, d, scale, &mut p);
-        Head { qkv, p }
-    }
-
-    /// The head's queries, keys and values `[s, d]`, gathered from the item's `[s, 3h]` rows.
-    fn gather(item: &[f32], s: usize, h: usize, d: usize, head: usize) -> [Vec<f32>; 3] {
-        std::array::from_fn(|which| {
-            let mut out = vec![0f32; s * d];
-            gather_head(item, s, h, d, which, head, &mut out);
-            out
-        })
-    }
 }
 
 /// The attention op's forward on slices: `qkv` `[b, s, 3h]`, `mask` `[b, s]`, `heads` of width
 /// `d` (the dimensions as [`attention_dims`] gives them); the context `[b, s, h]`. With `keep`
 /// (`[b · heads, s, s]`), every head's probabilities are written there too, for
 /// [`attention_grads`] to reuse.
+///
+/// One task per (item, head): S = q kᵀ and C = P v on the packed kernel, q, k and v read where
+/// they lie in `qkv` and C written straight to the head's columns of the context (no gathered
+/// copies, no transposes).
 pub(super) fn attention_rows(
     qkv: &[f32],
     mask: &[f32],
@@ -696,22 +647,17 @@ pub(super) fn attention_rows(
     heads: usize,
     keep: Option<&mut [f32]>,
 ) -> Vec<f32> {
-    let scale = 1.0 / (d as f32).sqrt();
     // Every (item, head) task writes its rows' columns of its head: all of it.
     let mut out = scratch::take(b * s * h);
     let rows = Rows(out.as_mut_ptr());
-    // One task per (item, head), writing its context rows [s, d] in place.
-    let run = |task: usize, keep: Option<&mut [f32]>| {
+    let run = |task: usize, p: &mut [f32]| {
         let (bi, hd) = (task / heads, task % heads);
         let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-        let head = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-        let mut c = vec![0f32; s * d];
-        small_mm(&head.p, s, &head.qkv[2], s, d, &mut c);
-        // SAFETY: item bi's rows, head hd's columns: this task's alone, inside `out`.
-        unsafe { rows.put(&c, s, d, bi * s * h + hd * d, h) };
-        if let Some(keep) = keep {
-            keep.copy_from_slice(&head.p);
-        }
+        head_probs(item, &mask[bi * s..(bi + 1) * s], (h, d), hd, p);
+        let values = head_part(item, h, d, 2, hd);
+        let v = Panels::new_strided(values, 3 * h, s, d).expect("attention: AVX-512F");
+        // SAFETY: item bi's rows, head hd's columns of `out`: this task's alone, inside it.
+        unsafe { v.matmul_strided(p, s, s, rows.at(bi * s * h + hd * d), h) };
     };
     match keep {
         Some(keep) => {
@@ -722,11 +668,11 @@ pub(super) fn attention_rows(
             );
             keep.par_chunks_mut((s * s).max(1))
                 .enumerate()
-                .for_each(|(task, p)| run(task, Some(p)));
+                .for_each(|(task, p)| run(task, p));
         }
         None => (0..b * heads)
             .into_par_iter()
-            .for_each(|task| run(task, None)),
+            .for_each_init(|| vec![0f32; s * s], |p, task| run(task, p)),
     }
     out
 }
@@ -776,6 +722,10 @@ struct AttentionBwd {
 /// The attention op's backward on slices: from `qkv`, `mask` and the context's gradient `g`
 /// `[b, s, h]`, the gradient of `qkv` `[b, s, 3h]`. `kept`: the probabilities the forward kept
 /// ([`attention_rows`]); without them they are computed again.
+///
+/// One task per (item, head), its four products on the packed kernel reading q, k, v and dC
+/// where they lie (rows `3h` or `h` apart), Pᵀ and dSᵀ read as transposed sources instead of
+/// being transposed, and dQ, dK, dV written straight to the head's columns of `dqkv`.
 pub(super) fn attention_grads(
     qkv: &[f32],
     mask: &[f32],
@@ -788,52 +738,44 @@ pub(super) fn attention_grads(
     // Every task writes its head's columns of q, k and v for all its item's rows: all of it.
     let mut dqkv = scratch::take(b * s * 3 * h);
     let rows = Rows(dqkv.as_mut_ptr());
-    // One task per (item, head), writing its dq, dk and dv rows [s, d] in place.
-    (0..b * heads).into_par_iter().for_each(|task| {
-        let (bi, hd) = (task / heads, task % heads);
-        let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
-        // The probabilities as the forward kept them (read in place), or again.
-        let (gathered, loaded);
-        let ([q, k, v], p) = match kept {
-            Some(all) => {
-                gathered = Head::gather(item, s, h, d, hd);
-                (&gathered, &all[task * s * s..(task + 1) * s * s])
+    let packed =
+        |w: &[f32], ld: usize| Panels::new_strided(w, ld, s, d).expect("attention: AVX-512F");
+    // Each thread's dP (then dS) and, without `kept`, P, both [s, s].
+    let init = || vec![0f32; 2 * s * s];
+    (0..b * heads)
+        .into_par_iter()
+        .for_each_init(init, |buf, task| {
+            let (bi, hd) = (task / heads, task % heads);
+            let item = &qkv[bi * s * 3 * h..(bi + 1) * s * 3 * h];
+            let (dp, own) = buf.split_at_mut(s * s);
+            // The probabilities as the forward kept them (read in place), or again.
+            let p: &[f32] = match kept {
+                Some(all) => &all[task * s * s..(task + 1) * s * s],
+                None => {
+                    head_probs(item, &mask[bi * s..(bi + 1) * s], (h, d), hd, own);
+                    own
+                }
+            };
+            let dc = &g[bi * s * h + hd * d..];
+            let base = bi * s * 3 * h + hd * d;
+            // dP = dC vᵀ.
+            let values = head_part(item, h, d, 2, hd);
+            let vt =
+                Panels::new_transposed_strided(values, 3 * h, s, d).expect("attention: AVX-512F");
+            // SAFETY: dp is s × s, this task's alone.
+            unsafe { vt.matmul_strided(dc, h, s, dp.as_mut_ptr(), s) };
+            // dV = Pᵀ dC. SAFETY (this and the two below): item bi's rows, head hd's columns of
+            // v, q or k in `dqkv`: this task's alone, inside it.
+            unsafe { packed(dc, h).matmul_t_strided(p, s, rows.at(base + 2 * h), 3 * h) };
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
+            for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
+                softmax_grad_row(dr, pr, scale);
             }
-            None => {
-                loaded = Head::load(item, &mask[bi * s..(bi + 1) * s], s, h, d, hd, scale);
-                (&loaded.qkv, &loaded.p[..])
-            }
-        };
-        let mut buf = vec![0f32; 2 * s * d + 2 * s * s];
-        let (t, rest) = buf.split_at_mut(s * d);
-        let (dc, rest) = rest.split_at_mut(s * d);
-        let (dp, tt) = rest.split_at_mut(s * s);
-        for r in 0..s {
-            let src = (bi * s + r) * h + hd * d;
-            dc[r * d..(r + 1) * d].copy_from_slice(&g[src..src + d]);
-        }
-        // dP = dC vᵀ.
-        transpose(v, s, d, t);
-        small_mm(dc, s, t, d, s, dp);
-        let mut out = vec![0f32; 3 * s * d];
-        let (dq, rest) = out.split_at_mut(s * d);
-        let (dk, dv) = rest.split_at_mut(s * d);
-        // dV = Pᵀ dC.
-        transpose(p, s, s, tt);
-        small_mm(tt, s, dc, s, d, dv);
-        // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place of dP.
-        for (dr, pr) in dp.chunks_exact_mut(s).zip(p.chunks_exact(s)) {
-            softmax_grad_row(dr, pr, scale);
-        }
-        // dQ = dS k, dK = dSᵀ q.
-        small_mm(dp, s, k, s, d, dq);
-        transpose(dp, s, s, tt);
-        small_mm(tt, s, q, s, d, dk);
-        for (which, part) in out.chunks_exact(s * d).enumerate() {
-            // SAFETY: item bi's rows, head hd's columns of q, k or v: this task's alone.
-            unsafe { rows.put(part, s, d, bi * s * 3 * h + which * h + hd * d, 3 * h) };
-        }
-    });
+            // dQ = dS k, dK = dSᵀ q.
+            let (q, k) = (head_part(item, h, d, 0, hd), head_part(item, h, d, 1, hd));
+            unsafe { packed(k, 3 * h).matmul_strided(dp, s, s, rows.at(base), 3 * h) };
+            unsafe { packed(q, 3 * h).matmul_t_strided(dp, s, rows.at(base + h), 3 * h) };
+        });
     dqkv
 }
 
@@ -1181,9 +1123,11 @@ impl GradSink {
             let mut dw = scratch::take(out * inp);
             linear_grads(x, w, g, m, inp, out, &mut dx, &mut dw, &mut db)?;
             let rows = dw.chunks_exact(part * inp);
-            for ((wt, _), dw) in params.iter().zip(rows) {
-                self.add(wt, dw);
-            }
+            super::stack::phases::time("  sink add", || {
+                for ((wt, _), dw) in params.iter().zip(rows) {
+                    self.add(wt, dw);
+                }
+            });
             scratch::give(dw);
         }
         for ((_, bt), db) in params.iter().zip(db.chunks_exact(part.max(1))) {
@@ -1444,12 +1388,17 @@ pub(super) fn linear_rows(
     inp: usize,
     out: usize,
 ) -> Result<Vec<f32>> {
-    let Some(panels) = crate::numerics::gemm::Panels::new_transposed(w, out, inp) else {
+    use super::stack::phases::time as ph;
+    let Some(panels) = ph("  fwd pack", || {
+        crate::numerics::gemm::Panels::new_transposed(w, out, inp)
+    }) else {
         candle_core::bail!("proxal-linear: needs AVX-512F");
     };
     // Overwritten by the product.
     let mut y = scratch::take(m * out);
-    panels.matmul_into(x, m, Some(b), &mut y, true);
+    ph("  fwd gemm", || {
+        panels.matmul_into(x, m, Some(b), &mut y, true)
+    });
     Ok(y)
 }
 
@@ -1468,37 +1417,37 @@ pub(super) fn linear_grads(
     dw: &mut [f32],
     db: &mut [f32],
 ) -> Result<()> {
-    use crate::numerics::gemm::Panels;
     let no_kernel = || candle_core::Error::Msg("proxal-linear-bwd: needs AVX-512F".into());
     // dx [m, in] = dy [m, out] · w [out, in].
-    Panels::new(w, out, inp)
-        .ok_or_else(no_kernel)?
-        .matmul_into(g, m, None, dx, true);
+    use super::stack::phases::time as ph;
+    ph("  dx pack", || Panels::new(w, out, inp))
+        .ok_or_else(no_kernel)
+        .map(|p| ph("  dx gemm", || p.matmul_into(g, m, None, dx, true)))?;
     // dw [out, in] = dyᵀ [out, m] · x [m, in]. The product packs its right operand (the m rows
     // of an activation, copied whole) and reads its left one transposed in place, so the
     // narrower of dy and x goes right: x as it stands, or dy for dwᵀ = xᵀ · dy, transposed
     // back (weight-sized). Each element is the same chain of products over the rows in order
     // either way.
     if out >= inp {
-        Panels::new(x, m, inp)
-            .ok_or_else(no_kernel)?
-            .matmul_t_into(g, out, dw);
+        let p = ph("  dw pack", || Panels::new(x, m, inp)).ok_or_else(no_kernel)?;
+        ph("  dw gemm", || p.matmul_t_into(g, out, dw));
     } else {
         // Overwritten by the product.
         let mut dwt = scratch::take(inp * out);
-        Panels::new(g, m, out)
-            .ok_or_else(no_kernel)?
-            .matmul_t_into(x, inp, &mut dwt);
-        transpose(&dwt, inp, out, dw);
+        let p = ph("  dw pack", || Panels::new(g, m, out)).ok_or_else(no_kernel)?;
+        ph("  dw gemm", || p.matmul_t_into(x, inp, &mut dwt));
+        ph("  dw transpose", || transpose(&dwt, inp, out, dw));
         scratch::give(dwt);
     }
     // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
-    db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
-        db.fill(0.0);
-        let c0 = band * 64;
-        for row in g.chunks_exact(out.max(1)) {
-            db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
-        }
+    ph("  db", || {
+        db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
+            db.fill(0.0);
+            let c0 = band * 64;
+            for row in g.chunks_exact(out.max(1)) {
+                db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
+            }
+        })
     });
     Ok(())
 }

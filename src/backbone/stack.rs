@@ -116,6 +116,50 @@ fn add_into(a: &mut [f32], b: &[f32]) {
         .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
 }
 
+/// Wall time by phase of the stack's forward and backward, summed over calls, for profiling
+/// the training step (`PROXAL_STACK_PHASES=1`; `bench_train` prints them per case). Off, a
+/// phase costs one load of a flag.
+pub mod phases {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    static TOTALS: Mutex<Vec<(&'static str, Duration, u64)>> = Mutex::new(Vec::new());
+
+    /// Whether phases are timed (`PROXAL_STACK_PHASES=1`, read once).
+    pub fn enabled() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var("PROXAL_STACK_PHASES").as_deref() == Ok("1"))
+    }
+
+    /// `f()`, its wall time added to `name`'s total when phases are timed.
+    pub fn time<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
+        if !enabled() {
+            return f();
+        }
+        let t = Instant::now();
+        let r = f();
+        let dt = t.elapsed();
+        let mut all = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        match all.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(e) => {
+                e.1 += dt;
+                e.2 += 1;
+            }
+            None => all.push((name, dt, 1)),
+        }
+        r
+    }
+
+    /// The totals so far, (phase, seconds, calls) in first-seen order, and a fresh start.
+    pub fn take() -> Vec<(&'static str, f64, u64)> {
+        let mut all = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *all)
+            .into_iter()
+            .map(|(n, d, c)| (n, d.as_secs_f64(), c))
+            .collect()
+    }
+}
+
 /// The encoder layers over `x` `[b, s, h]` (the embeddings after their layer norm) with the
 /// additive attention mask `mask` `[b, s]`, as one op whose backward writes every layer
 /// weight's gradient into `sink`. `None` where the stack does not apply (see the module doc):
@@ -214,25 +258,39 @@ impl CustomOp2 for Stack {
                 dst.copy_from_slice(w.get()?);
                 b_qkv.extend_from_slice(bias.get()?);
             }
-            let qkv = ops::linear_rows(&x, m, &w_qkv, &b_qkv, h, 3 * h)?;
+            let qkv = phases::time("fwd linear qkv", || {
+                ops::linear_rows(&x, m, &w_qkv, &b_qkv, h, 3 * h)
+            })?;
             // Written in full by the attention.
             let mut probs = scratch::take(b * self.heads * s * s);
-            let ctx = ops::attention_rows(&qkv, mask, (b, s, h, d), self.heads, Some(&mut probs));
+            let ctx = phases::time("fwd attention", || {
+                ops::attention_rows(&qkv, mask, (b, s, h, d), self.heads, Some(&mut probs))
+            });
             let (wo, bo) = views(&l.attn_out)?;
-            let mut r1 = ops::linear_rows(&ctx, m, wo.get()?, bo.get()?, h, h)?;
-            add_into(&mut r1, &x);
+            let mut r1 = phases::time("fwd linear o", || {
+                ops::linear_rows(&ctx, m, wo.get()?, bo.get()?, h, h)
+            })?;
             let (w1, b1) = views(&l.attn_ln)?;
-            let x1 = ops::layer_norm_rows(&r1, w1.get()?, b1.get()?, self.eps);
+            let x1 = phases::time("fwd add+ln", || -> Result<_> {
+                add_into(&mut r1, &x);
+                Ok(ops::layer_norm_rows(&r1, w1.get()?, b1.get()?, self.eps))
+            })?;
             let (wi, bi) = views(&l.intermediate)?;
             let ffn = bi.get()?.len();
-            let i = ops::linear_rows(&x1, m, wi.get()?, bi.get()?, h, ffn)?;
-            let (g, slope) = ops::gelu_slope_rows(&i);
+            let i = phases::time("fwd linear i", || {
+                ops::linear_rows(&x1, m, wi.get()?, bi.get()?, h, ffn)
+            })?;
+            let (g, slope) = phases::time("fwd gelu", || ops::gelu_slope_rows(&i));
             scratch::give(i);
             let (wf, bf) = views(&l.output)?;
-            let mut r2 = ops::linear_rows(&g, m, wf.get()?, bf.get()?, ffn, h)?;
-            add_into(&mut r2, &x1);
+            let mut r2 = phases::time("fwd linear f", || {
+                ops::linear_rows(&g, m, wf.get()?, bf.get()?, ffn, h)
+            })?;
             let (w2, b2) = views(&l.out_ln)?;
-            let y = ops::layer_norm_rows(&r2, w2.get()?, b2.get()?, self.eps);
+            let y = phases::time("fwd add+ln", || -> Result<_> {
+                add_into(&mut r2, &x1);
+                Ok(ops::layer_norm_rows(&r2, w2.get()?, b2.get()?, self.eps))
+            })?;
             saved.push(Saved {
                 x: std::mem::replace(&mut x, y),
                 qkv,
@@ -278,28 +336,42 @@ impl CustomOp2 for Stack {
             let sink = &self.sink;
             // Output layer norm, then the feed-forward's second linear.
             let (w2, _) = views(&l.out_ln)?;
-            let dr2 = sink.layer_norm_grads(&sv.r2, w2.get()?, &dy, self.eps, pair(&l.out_ln));
+            let dr2 = phases::time("bwd ln", || -> Result<_> {
+                Ok(sink.layer_norm_grads(&sv.r2, w2.get()?, &dy, self.eps, pair(&l.out_ln)))
+            })?;
             let (wf, _) = views(&l.output)?;
-            let dg = sink.linear_grads(&sv.g, wf.get()?, &dr2, (m, ffn, h), &[pair(&l.output)])?;
+            let dg = phases::time("bwd linear f", || {
+                sink.linear_grads(&sv.g, wf.get()?, &dr2, (m, ffn, h), &[pair(&l.output)])
+            })?;
             // GELU and the first linear; the residual's gradient joins the linear's.
-            let di = ops::mul_rows(&sv.slope, &dg);
+            let di = phases::time("bwd gelu", || ops::mul_rows(&sv.slope, &dg));
             scratch::give(dg);
             let (wi, _) = views(&l.intermediate)?;
             let params = [pair(&l.intermediate)];
-            let mut dx1 = sink.linear_grads(&sv.x1, wi.get()?, &di, (m, h, ffn), &params)?;
-            add_into(&mut dx1, &dr2);
+            let mut dx1 = phases::time("bwd linear i", || {
+                sink.linear_grads(&sv.x1, wi.get()?, &di, (m, h, ffn), &params)
+            })?;
+            phases::time("bwd add", || add_into(&mut dx1, &dr2));
             // Attention's layer norm and output linear.
             let (w1, _) = views(&l.attn_ln)?;
-            let dr1 = sink.layer_norm_grads(&sv.r1, w1.get()?, &dx1, self.eps, pair(&l.attn_ln));
+            let dr1 = phases::time("bwd ln", || -> Result<_> {
+                Ok(sink.layer_norm_grads(&sv.r1, w1.get()?, &dx1, self.eps, pair(&l.attn_ln)))
+            })?;
             let (wo, _) = views(&l.attn_out)?;
             let params = [pair(&l.attn_out)];
-            let dctx = sink.linear_grads(&sv.ctx, wo.get()?, &dr1, (m, h, h), &params)?;
+            let dctx = phases::time("bwd linear o", || {
+                sink.linear_grads(&sv.ctx, wo.get()?, &dr1, (m, h, h), &params)
+            })?;
             // Attention, then the stacked query/key/value linear; the residual joins.
             let kept = Some(&sv.probs[..]);
-            let dqkv = ops::attention_grads(&sv.qkv, mask, &dctx, (b, s, h, d), self.heads, kept);
+            let dqkv = phases::time("bwd attention", || {
+                ops::attention_grads(&sv.qkv, mask, &dctx, (b, s, h, d), self.heads, kept)
+            });
             let params = l.qkv.each_ref().map(pair);
-            let mut dx = sink.linear_grads(&sv.x, &sv.w_qkv, &dqkv, (m, h, 3 * h), &params)?;
-            add_into(&mut dx, &dr1);
+            let mut dx = phases::time("bwd linear qkv", || {
+                sink.linear_grads(&sv.x, &sv.w_qkv, &dqkv, (m, h, 3 * h), &params)
+            })?;
+            phases::time("bwd add", || add_into(&mut dx, &dr1));
             // This layer's activations and gradients, back for the next step's forward.
             let kept = [
                 sv.x, sv.qkv, sv.w_qkv, sv.ctx, sv.r1, sv.x1, sv.r2, sv.probs, sv.g,

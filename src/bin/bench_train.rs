@@ -30,6 +30,9 @@ struct Case {
     /// Every batch as fed to the model (warm-up first): token ids, attention mask, labels, for
     /// PyTorch to run the same steps (scripts/bench-train-torch.py).
     fed: Vec<serde_json::Value>,
+    /// With PROXAL_STACK_PHASES=1: the encoder stack's wall time by phase over the timed steps
+    /// (`backbone::stack::phases`), (phase, seconds, calls).
+    phases: Vec<(&'static str, f64, u64)>,
 }
 
 /// Time `batches[1..]` (batch 0 is the warm-up step) of real training steps: forward, backward,
@@ -140,6 +143,10 @@ fn run_case(
             "mask": mask.to_vec2::<u32>()?,
             "labels": ys,
         }));
+        if s == 0 {
+            // The warm-up step's phases are not counted.
+            proxal::backbone::stack::phases::take();
+        }
         if s > 0 {
             // step 0 is warm-up
             fwd += (t1 - t0).as_secs_f64();
@@ -151,6 +158,8 @@ fn run_case(
             }
         }
     }
+    // PROXAL_STACK_PHASES=1: where the timed steps' encoder stack spent its time.
+    let phases = proxal::backbone::stack::phases::take();
     // candle_nn::AdamW after the timed steps (interleaved, its copies of every weight and state
     // would crowd the caches of the steps being timed): as many updates, the last gradients.
     if let (true, Some(grads)) = (compare, last_grads) {
@@ -179,7 +188,66 @@ fn run_case(
         n_classes,
         faults,
         fed,
+        phases,
     })
+}
+
+/// The cases' encoder-stack phases as markdown (BENCH_PHASES_OUT): ms per timed step, with
+/// each case's whole forward and backward beside them.
+fn phases_md(cases: &[Case], conditions: &str) -> String {
+    let mut md = String::from(
+        "# Where a fine-tuning step's time goes (encoder stack, by phase)\n\n\
+         Made by `scripts/bench-train-phases.sh` (`bench_train` with PROXAL_STACK_PHASES=1): the \
+         wall time of each phase of `backbone::stack`'s forward and backward, summed over the \
+         timed steps and divided by their number (ms per step), batch 16, MiniLM-L6. Rows marked \
+         (linear) are parts of the linear phases, all layers' together: packing an operand, the \
+         packed-kernel product, the bias gradient, the stacked query/key/value gradient handed \
+         to the sink. What the stack does not cover (embeddings, pooling, loss, candle's autograd \
+         outside the stack) is the difference between a case's forward or backward and the sum \
+         of its other rows. These timings are a profile, not a record of speed: \
+         `bench-train.md` is.\n\n",
+    );
+    md += conditions;
+    md += "\n\n";
+    for c in cases.iter().filter(|c| !c.phases.is_empty()) {
+        let per = |secs: f64| 1e3 * secs / c.steps.max(1) as f64;
+        md += &format!(
+            "## {} ({:.1} tokens/row, {} timed steps)\n\nforward {:.1} ms, backward {:.1} ms per step. ",
+            c.name,
+            c.tokens_per_row,
+            c.steps,
+            per(c.forward),
+            per(c.backward)
+        );
+        let gemm: f64 = c
+            .phases
+            .iter()
+            .filter(|p| p.0.ends_with(" gemm"))
+            .map(|p| p.1)
+            .sum();
+        md += &format!(
+            "The linear layers' packed-kernel products: {:.1} ms, {:.0}% of the step's forward and \
+             backward (attention's products are in its rows).\n\n",
+            per(gemm),
+            100.0 * gemm / (c.forward + c.backward).max(1e-12)
+        );
+        md += "| phase | ms per step | calls |\n|---|---|---|\n";
+        // The phases first, then the parts of the linear ones (recorded with two leading spaces).
+        for part in [false, true] {
+            for (phase, secs, calls) in &c.phases {
+                if phase.starts_with("  ") == part {
+                    let name = if part {
+                        format!("&nbsp;&nbsp;(linear) {}", phase.trim_start())
+                    } else {
+                        phase.to_string()
+                    };
+                    md += &format!("| {name} | {:.1} | {calls} |\n", per(*secs));
+                }
+            }
+        }
+        md += "\n";
+    }
+    md
 }
 
 /// This process's minor page faults so far (field 10 of /proc/self/stat; 0 where there is none).
@@ -577,6 +645,9 @@ fn main() -> Result<()> {
             .map(|c| serde_json::json!({"texts": c.name, "n_classes": c.n_classes, "batches": c.fed}))
             .collect();
         std::fs::write(path, serde_json::to_string(&cases)?)?;
+    }
+    if let Ok(path) = std::env::var("BENCH_PHASES_OUT") {
+        std::fs::write(path, phases_md(&cases, &cond.line()))?;
     }
     let md = md.replace("CONDITIONS", &cond.line());
     print!("{md}");

@@ -7,7 +7,10 @@
 //! for a transposed `A` ([`Panels::matmul_t_into`]), from tiles packed as it goes; k in passes
 //! of `KC` steps so the panel's slice stays in L1. [`Panels`] is the kernel on plain slices
 //! (the backbone's dense layers, the training step's forward and backward products, the proxy's
-//! logits), serial or split over rayon by (row block, panel group); [`PackedWeight`] wraps it
+//! logits), serial or split over rayon by (row block, panel group); its strided forms read A or
+//! W from wider rows and write C into wider rows, so the training step's attention multiplies a
+//! head's queries, keys and values where they lie in the `[s, 3h]` rows and writes its
+//! gradients straight into the head's columns; [`PackedWeight`] wraps it
 //! with candle's matmul as the fallback elsewhere. The kernel accumulates over `k` in order,
 //! one FMA per step, starting from the bias (or zero), so a row's result does not depend on the
 //! other rows of the batch, nor on threading, nor on the passes, nor on how A is laid out.
@@ -110,6 +113,27 @@ impl Panels {
     /// Pack `w`, row-major `[k, n]`. `None` when the CPU lacks AVX-512F.
     pub fn new(w: &[f32], k: usize, n: usize) -> Option<Panels> {
         assert_eq!(w.len(), k * n, "Panels::new: w is not k × n");
+        Panels::pack(w, n, k, n, k * n >= 1 << 16)
+    }
+
+    /// As [`Panels::new`] for `k` rows of `n` floats `ld` apart in `w` (a head's columns of an
+    /// attention's `[s, 3h]` rows), packed serially (for callers that run one task per
+    /// product already).
+    pub fn new_strided(w: &[f32], ld: usize, k: usize, n: usize) -> Option<Panels> {
+        assert!(
+            n <= ld,
+            "Panels::new_strided: rows of {n} floats {ld} apart"
+        );
+        assert!(
+            k == 0 || w.len() >= (k - 1) * ld + n,
+            "Panels::new_strided: w holds fewer than {k} rows"
+        );
+        Panels::pack(w, ld, k, n, false)
+    }
+
+    /// `k` rows of `n` floats, `ld` apart in `w` (checked by the callers), packed; over the
+    /// rayon pool when `parallel`.
+    fn pack(w: &[f32], ld: usize, k: usize, n: usize, parallel: bool) -> Option<Panels> {
         if !avx512() {
             return None;
         }
@@ -124,7 +148,7 @@ impl Panels {
         // prefetcher for wide w).
         let pack = |rows: std::ops::Range<usize>| {
             for kk in rows {
-                let row = &w[kk * n..(kk + 1) * n];
+                let row = &w[kk * ld..kk * ld + n];
                 for (pi, src) in row.chunks(NR).enumerate() {
                     let row = if pi < full {
                         // A whole panel row: a fixed-size copy, inlined (not a memcpy call).
@@ -143,7 +167,7 @@ impl Panels {
         // Large matrices (the training backward packs every layer's weight and input each
         // step) in parallel, 64 rows a task; the small per-head products of attention, already
         // one task each, serially.
-        if k * n >= 1 << 16 {
+        if parallel {
             (0..k.div_ceil(64))
                 .into_par_iter()
                 .for_each(|b| pack(b * 64..((b + 1) * 64).min(k)));
@@ -158,47 +182,72 @@ impl Panels {
     /// CPU lacks AVX-512F. Panels are filled in parallel.
     pub fn new_transposed(w: &[f32], n: usize, k: usize) -> Option<Panels> {
         assert_eq!(w.len(), k * n, "Panels::new_transposed: w is not n × k");
+        Panels::pack_transposed(w, k, n, k, true)
+    }
+
+    /// As [`Panels::new_transposed`] for `n` rows of `k` floats `ld` apart in `w` (a head's
+    /// keys or values in an attention's `[s, 3h]` rows), packed serially.
+    pub fn new_transposed_strided(w: &[f32], ld: usize, n: usize, k: usize) -> Option<Panels> {
+        assert!(
+            k <= ld,
+            "Panels::new_transposed_strided: rows of {k} floats {ld} apart"
+        );
+        assert!(
+            n == 0 || w.len() >= (n - 1) * ld + k,
+            "Panels::new_transposed_strided: w holds fewer than {n} rows"
+        );
+        Panels::pack_transposed(w, ld, n, k, false)
+    }
+
+    /// The transpose of `n` rows of `k` floats, `ld` apart in `w` (checked by the callers),
+    /// packed as the `[k, n]` operand; panels in parallel when `parallel`.
+    fn pack_transposed(w: &[f32], ld: usize, n: usize, k: usize, parallel: bool) -> Option<Panels> {
         if !avx512() {
             return None;
         }
         // Written in full below (as in `new`), not zeroed first.
         let mut p = Panels::alloc(k, n);
         if k > 0 {
-            p.rows_mut()
-                .par_chunks_exact_mut(k)
-                .enumerate()
-                .for_each(|(pi, panel)| {
-                    let (c0, c1) = (pi * NR, ((pi + 1) * NR).min(n));
-                    // 16 steps of k at a time: the 2 KB of panel being filled stay in L1 while
-                    // the panel's 32 rows of w are read 64 bytes each; whole 32 × 16 blocks as
-                    // two 16 × 16 transposes in registers.
-                    for (kb, rows) in panel.chunks_mut(16).enumerate() {
-                        let k0 = kb * 16;
-                        #[cfg(target_arch = "x86_64")]
-                        if c1 - c0 == NR && rows.len() == 16 {
-                            let dst = rows.as_mut_ptr() as *mut f32;
-                            // SAFETY: AVX-512F checked above; w's rows c0..c0 + 32, columns
-                            // k0..k0 + 16 are inside w, and the 16 panel rows inside `rows`.
-                            unsafe {
-                                x86::transpose16(w.as_ptr().add(c0 * k + k0), k, dst, NR);
-                                x86::transpose16(
-                                    w.as_ptr().add((c0 + 16) * k + k0),
-                                    k,
-                                    dst.add(16),
-                                    NR,
-                                );
-                            }
-                            continue;
+            let fill = |(pi, panel): (usize, &mut [PanelRow])| {
+                let (c0, c1) = (pi * NR, ((pi + 1) * NR).min(n));
+                // 16 steps of k at a time: the 2 KB of panel being filled stay in L1 while
+                // the panel's 32 rows of w are read 64 bytes each; whole 32 × 16 blocks as
+                // two 16 × 16 transposes in registers.
+                for (kb, rows) in panel.chunks_mut(16).enumerate() {
+                    let k0 = kb * 16;
+                    #[cfg(target_arch = "x86_64")]
+                    if c1 - c0 == NR && rows.len() == 16 {
+                        let dst = rows.as_mut_ptr() as *mut f32;
+                        // SAFETY: AVX-512F checked above; w's rows c0..c0 + 32, columns
+                        // k0..k0 + 16 are inside w, and the 16 panel rows inside `rows`.
+                        unsafe {
+                            x86::transpose16(w.as_ptr().add(c0 * ld + k0), ld, dst, NR);
+                            x86::transpose16(
+                                w.as_ptr().add((c0 + 16) * ld + k0),
+                                ld,
+                                dst.add(16),
+                                NR,
+                            );
                         }
-                        for (t, dst) in rows.iter_mut().enumerate() {
-                            let mut row = [0.0; NR];
-                            for j in c0..c1 {
-                                row[j - c0] = w[j * k + k0 + t];
-                            }
-                            *dst = PanelRow(row);
-                        }
+                        continue;
                     }
-                });
+                    for (t, dst) in rows.iter_mut().enumerate() {
+                        let mut row = [0.0; NR];
+                        for j in c0..c1 {
+                            row[j - c0] = w[j * ld + k0 + t];
+                        }
+                        *dst = PanelRow(row);
+                    }
+                }
+            };
+            if parallel {
+                p.rows_mut()
+                    .par_chunks_exact_mut(k)
+                    .enumerate()
+                    .for_each(fill);
+            } else {
+                p.rows_mut().chunks_exact_mut(k).enumerate().for_each(fill);
+            }
         }
         Some(p)
     }
@@ -220,26 +269,102 @@ impl Panels {
         parallel: bool,
     ) {
         assert_eq!(a.len(), m * self.k, "matmul: A is not m × k");
+        assert_eq!(c.len(), m * self.n, "matmul: C is not m × n");
+        let (k, n) = (self.k, self.n);
         #[cfg(target_arch = "x86_64")]
-        self.product(x86::Source::Rows(a.as_ptr()), m, bias, c, parallel, NP);
+        // SAFETY: A holds m rows of k floats and C m rows of n, as asserted.
+        unsafe {
+            self.product(
+                x86::Source::Rows {
+                    a: a.as_ptr(),
+                    lda: k,
+                },
+                m,
+                bias,
+                c.as_mut_ptr(),
+                n,
+                parallel,
+                NP,
+            )
+        };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
 
-    /// `c = A · W + bias` for A `[m, k]` read from `src` (its caller checked its size), split
-    /// over the rayon pool in tasks of `group` panels when `parallel`.
+    /// `C = A · W` for `m` rows of A, `lda` floats apart in `a` (a head's queries in an
+    /// attention's `[s, 3h]` rows, say), into `m` rows of C at `c`, `ldc` floats apart (only
+    /// their first n floats written), serially: the products of attention, one task per head.
+    /// The same FMAs in the same order as [`Panels::matmul_into`], so the same result bit for
+    /// bit.
+    ///
+    /// # Safety
+    /// `c` must be valid for writes of `(m − 1) · ldc + n` floats from it, with `n ≤ ldc`, and
+    /// nothing else may read or write the ones written while this runs.
+    pub unsafe fn matmul_strided(&self, a: &[f32], lda: usize, m: usize, c: *mut f32, ldc: usize) {
+        let (k, n) = (self.k, self.n);
+        assert!(k <= lda && n <= ldc, "matmul_strided: rows overlap");
+        assert!(
+            m == 0 || a.len() >= (m - 1) * lda + k,
+            "matmul_strided: A holds fewer than {m} rows"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: A's rows are inside `a` (asserted), C's are the caller's.
+        unsafe {
+            self.product(
+                x86::Source::Rows { a: a.as_ptr(), lda },
+                m,
+                None,
+                c,
+                ldc,
+                false,
+                NP,
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Panels are only built with AVX-512");
+    }
+
+    /// `C = Aᵀ · W` for `a_t` row-major `[k, m]`, as [`Panels::matmul_t_into`] but serially and
+    /// into rows of C at `c`, `ldc` floats apart (a head's columns of an attention's gradient).
+    /// The same result, bit for bit, as [`Panels::matmul_into`] on A.
+    ///
+    /// # Safety
+    /// As [`Panels::matmul_strided`].
+    pub unsafe fn matmul_t_strided(&self, a_t: &[f32], m: usize, c: *mut f32, ldc: usize) {
+        assert_eq!(a_t.len(), m * self.k, "matmul_t_strided: Aᵀ is not k × m");
+        assert!(self.n <= ldc, "matmul_t_strided: rows overlap");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Aᵀ is k × m (asserted), C's rows are the caller's.
+        unsafe {
+            let src = x86::Source::Transposed {
+                a_t: a_t.as_ptr(),
+                m,
+            };
+            self.product(src, m, None, c, ldc, false, NP_T)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Panels are only built with AVX-512");
+    }
+
+    /// `C = A · W + bias` for A `[m, k]` read from `src`, into m rows of C at `c`, `ldc` floats
+    /// apart; split over the rayon pool in tasks of `group` panels when `parallel`.
+    ///
+    /// # Safety
+    /// `src` must hold A's m rows, `c` be valid for writes of `(m − 1) · ldc + n` floats, and
+    /// no one else touch them while this runs.
     #[cfg(target_arch = "x86_64")]
-    fn product(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn product(
         &self,
         src: x86::Source,
         m: usize,
         bias: Option<&[f32]>,
-        c: &mut [f32],
+        c: *mut f32,
+        ldc: usize,
         parallel: bool,
         group: usize,
     ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(c.len(), m * n, "matmul: C is not m × n");
         if let Some(b) = bias {
             assert_eq!(b.len(), n, "matmul: bias is not n long");
         }
@@ -255,7 +380,8 @@ impl Panels {
                 row.0[..c1 - c0].copy_from_slice(&b[c0..c1]);
             }
         }
-        x86::gemm(src, (m, k, n), self.rows(), &bp, c, parallel, group);
+        // SAFETY: as the caller promised.
+        unsafe { x86::gemm(src, (m, k, n), self.rows(), &bp, c, ldc, parallel, group) };
     }
 
     /// `c = aᵀ · W` for `a_t` row-major `[k, m]` (so `A = a_tᵀ` is `[m, k]`) and `c` row-major
@@ -268,18 +394,16 @@ impl Panels {
     /// has the A/B of this change).
     pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
         assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
+        assert_eq!(c.len(), m * self.n, "matmul_t: C is not m × n");
         #[cfg(target_arch = "x86_64")]
-        self.product(
-            x86::Source::Transposed {
+        // SAFETY: Aᵀ is k × m and C m × n, as asserted.
+        unsafe {
+            let src = x86::Source::Transposed {
                 a_t: a_t.as_ptr(),
                 m,
-            },
-            m,
-            None,
-            c,
-            true,
-            NP_T,
-        );
+            };
+            self.product(src, m, None, c.as_mut_ptr(), self.n, true, NP_T)
+        };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
@@ -439,23 +563,28 @@ mod x86 {
 
     /// `c = A · panels (+ bias)`, A `[m, k]` read from `src` (its caller checked that it holds
     /// m × k floats); `parallel`: over the rayon pool, tasks of a row block and `group` panels.
+    ///
+    /// # Safety
+    /// `src` must hold A's m rows and `c` be valid for writes of m rows of n floats, `ldc`
+    /// apart, that no one else touches while this runs.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
+    pub unsafe fn gemm(
         src: Source,
         (m, k, n): (usize, usize, usize),
         panels: &[PanelRow],
         bias: &[PanelRow],
-        c: &mut [f32],
+        c: *mut f32,
+        ldc: usize,
         parallel: bool,
         group: usize,
     ) {
         let np = n.div_ceil(NR);
-        let cp = SendPtr(c.as_mut_ptr());
+        let cp = SendPtr(c);
         let run = move |(m0, m1, p0, p1): (usize, usize, usize, usize)| {
             let cp = cp;
             // SAFETY: Panels exist only where AVX-512F was detected; every pointer stays inside
-            // A (m × k) and c (m × n); regions written by different tasks are disjoint.
-            unsafe { block(src, k, (m0, m1, p0, p1), panels, bias, cp.0, n) }
+            // A and C (the caller's promise); regions written by different tasks are disjoint.
+            unsafe { block(src, k, (m0, m1, p0, p1), panels, bias, cp.0, (n, ldc)) }
         };
         if !parallel {
             // Row blocks outer, all panels inner: the block's rows stay in cache while every
@@ -491,8 +620,15 @@ mod x86 {
     /// a copy instead of a transpose of all of A first).
     #[derive(Clone, Copy)]
     pub(super) enum Source {
-        Rows(*const f32),
-        Transposed { a_t: *const f32, m: usize },
+        /// A's rows, `lda` floats apart.
+        Rows {
+            a: *const f32,
+            lda: usize,
+        },
+        Transposed {
+            a_t: *const f32,
+            m: usize,
+        },
     }
     // SAFETY: A is only read, by tasks that run while the slice it points into is borrowed.
     unsafe impl Send for Source {}
@@ -507,7 +643,7 @@ mod x86 {
         panels: &[PanelRow],
         bias: &[PanelRow],
         c: *mut f32,
-        n: usize,
+        (n, ldc): (usize, usize),
     ) {
         let run = |buf: *mut f32| {
             for k0 in (0..k).step_by(KC) {
@@ -535,16 +671,16 @@ mod x86 {
                     let mut i = m0;
                     while i < m1 {
                         let r = (m1 - i).min(MR);
-                        let ci = c.add(i * n + p * NR);
+                        let ci = c.add(i * ldc + p * NR);
                         macro_rules! go {
                             ($($n:literal)*) => {
                                 match (src, r) {
                                     $(
-                                        (Source::Rows(a), $n) => {
-                                            tile::<$n, false>(a.add(i * k + k0), k, bp, b0, more, ci, n, mk)
+                                        (Source::Rows { a, lda }, $n) => {
+                                            tile::<$n, false>(a.add(i * lda + k0), lda, bp, b0, more, ci, ldc, mk)
                                         }
                                         (Source::Transposed { .. }, $n) => {
-                                            tile::<$n, true>(buf.add((i - m0) * kc), 0, bp, b0, more, ci, n, mk)
+                                            tile::<$n, true>(buf.add((i - m0) * kc), 0, bp, b0, more, ci, ldc, mk)
                                         }
                                     )*
                                     _ => unreachable!("tiles have 1 to MR rows"),
@@ -558,7 +694,7 @@ mod x86 {
             }
         };
         match src {
-            Source::Rows(_) => run(std::ptr::null_mut()),
+            Source::Rows { .. } => run(std::ptr::null_mut()),
             Source::Transposed { .. } => PACKED.with_borrow_mut(|buf| {
                 let need = (m1 - m0) * KC.min(k);
                 if buf.len() < need {
@@ -717,6 +853,79 @@ mod tests {
             p.matmul_into(&a, m, None, &mut nb, false);
             let w0: f64 = (0..k).map(|t| a[t] as f64 * w[t * n] as f64).sum();
             assert!((nb[0] as f64 - w0).abs() < 1e-5 * (k as f64).sqrt().max(1.0));
+        }
+    }
+
+    /// The strided forms (A read in place from wider rows, W packed from wider rows, C written
+    /// into wider rows) give what the contiguous ones give, bit for bit, and write nothing
+    /// outside their columns: as attention uses them, a head's columns of `[s, 3h]` rows.
+    #[test]
+    fn strided_products_equal_the_contiguous_ones_and_write_only_their_columns() {
+        if !avx512() {
+            return crate::util::skip_for_machine(
+                "strided_products_equal_the_contiguous_ones_and_write_only_their_columns",
+                "no AVX-512F on this CPU",
+            );
+        }
+        // (m, k, n, extra): rows `extra` floats wider than the operand; ragged edges, a k past
+        // one KC pass, whole and partial panels.
+        for &(m, k, n, extra) in &[(13, 32, 37, 5), (128, 32, 128, 64), (37, 300, 32, 1)] {
+            // A [m, k] in rows k + extra apart, W [k, n] in rows n + extra apart.
+            let (lda, ldw, ldc) = (k + extra, n + extra, n + 2 * extra);
+            let a_wide = random(m * lda, 11 + m as u64);
+            let w_wide = random(k * ldw, 12 + k as u64);
+            let a: Vec<f32> = a_wide.chunks(lda).flat_map(|r| r[..k].to_vec()).collect();
+            let w: Vec<f32> = w_wide.chunks(ldw).flat_map(|r| r[..n].to_vec()).collect();
+            let plain = Panels::new(&w, k, n).expect("avx512");
+            let mut want = vec![0f32; m * n];
+            plain.matmul_into(&a, m, None, &mut want, false);
+            // W packed from wide rows: the same panels.
+            let strided =
+                Panels::new_strided(&w_wide[..(k - 1) * ldw + n], ldw, k, n).expect("avx512");
+            assert!(plain
+                .rows()
+                .iter()
+                .zip(strided.rows())
+                .all(|(x, y)| x.0 == y.0));
+            // Its transpose, packed from wide rows of Wᵀ: the same panels.
+            let wt_wide: Vec<f32> = (0..n)
+                .flat_map(|j| (0..k + extra).map(move |t| (j, t)))
+                .map(|(j, t)| if t < k { w[t * n + j] } else { f32::NAN })
+                .collect();
+            let from_t = Panels::new_transposed_strided(&wt_wide, k + extra, n, k).expect("avx512");
+            assert!(plain
+                .rows()
+                .iter()
+                .zip(from_t.rows())
+                .all(|(x, y)| x.0 == y.0));
+            // A read in place, C into wide rows whose other columns keep their sentinel.
+            let sentinel = -7.25f32;
+            let mut c = vec![sentinel; m * ldc];
+            // SAFETY: c holds m rows of ldc ≥ n floats, this test's alone.
+            unsafe { strided.matmul_strided(&a_wide, lda, m, c.as_mut_ptr(), ldc) };
+            // Aᵀ [k, m] as a transposed source, into the same wide rows.
+            let mut a_t = vec![0f32; k * m];
+            for i in 0..m {
+                for t in 0..k {
+                    a_t[t * m + i] = a[i * k + t];
+                }
+            }
+            let mut c_t = vec![sentinel; m * ldc];
+            // SAFETY: as above.
+            unsafe { strided.matmul_t_strided(&a_t, m, c_t.as_mut_ptr(), ldc) };
+            for (what, c) in [("strided A", &c), ("transposed A", &c_t)] {
+                for (i, row) in c.chunks(ldc).enumerate() {
+                    assert_eq!(
+                        row[..n],
+                        want[i * n..(i + 1) * n],
+                        "{what} {m}×{k}×{n} row {i}"
+                    );
+                    assert!(
+                        row[n..].iter().all(|&v| v == sentinel),
+                        "{what} {m}×{k}×{n} row {i}: wrote past its columns"
+                    );
+                }
+            }
         }
     }
 
