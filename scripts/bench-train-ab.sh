@@ -14,10 +14,8 @@ cd "$root"
 rev="${1:?usage: scripts/bench-train-ab.sh REV}"
 die() { echo "bench-train-ab: error: $*" >&2; exit 1; }
 sha="$(git rev-parse --short "$rev^{commit}" 2>/dev/null)" || die "$rev is not a commit here"
-scripts/fetch-assets.sh >/dev/null
-export PROXAL_ASSETS="${PROXAL_ASSETS:-$root/assets}"
-${CARGO:-cargo} build --bin proxal --bin bench_train
-for d in banking77 clinc150; do target/debug/proxal data import-builtin "$d" >/dev/null; done
+. scripts/bench-train-lib.sh
+bench_train_setup
 old="$(scripts/ab-old-bin.sh "$sha" bench_train)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -7,10 +7,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-scripts/fetch-assets.sh >/dev/null
-export PROXAL_ASSETS="${PROXAL_ASSETS:-$root/assets}"
-${CARGO:-cargo} build --bin proxal --bin bench_train
-target/debug/proxal data import-builtin banking77 >/dev/null
+. scripts/bench-train-lib.sh
+bench_train_setup
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 PROXAL_STACK_PHASES=1 BENCH_CASES="${BENCH_CASES:-banking77,long}" BENCH_CANDLE_ADAMW=0 \

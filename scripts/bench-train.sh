@@ -10,12 +10,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-scripts/fetch-assets.sh >/dev/null
-export PROXAL_ASSETS="${PROXAL_ASSETS:-$root/assets}"
-${CARGO:-cargo} build --bin proxal --bin bench_train
-for d in banking77 clinc150; do
-  target/debug/proxal data import-builtin "$d"
-done
+. scripts/bench-train-lib.sh
+bench_train_setup
 # PyTorch on the same batches, right after proxal (scripts/bench-train-torch.py), in the
 # reference venv (scripts/ref-venv.sh: created once, several GB).
 # BENCH_ROUNDS (default 3) alternating rounds, each side's best kept (bench-train-torch.py merge).

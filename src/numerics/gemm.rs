@@ -120,14 +120,7 @@ impl Panels {
     /// attention's `[s, 3h]` rows), packed serially (for callers that run one task per
     /// product already).
     pub fn new_strided(w: &[f32], ld: usize, k: usize, n: usize) -> Option<Panels> {
-        assert!(
-            n <= ld,
-            "Panels::new_strided: rows of {n} floats {ld} apart"
-        );
-        assert!(
-            k == 0 || w.len() >= (k - 1) * ld + n,
-            "Panels::new_strided: w holds fewer than {k} rows"
-        );
+        check_rows("Panels::new_strided: w", w, ld, k, n);
         Panels::pack(w, ld, k, n, false)
     }
 
@@ -188,14 +181,7 @@ impl Panels {
     /// As [`Panels::new_transposed`] for `n` rows of `k` floats `ld` apart in `w` (a head's
     /// keys or values in an attention's `[s, 3h]` rows), packed serially.
     pub fn new_transposed_strided(w: &[f32], ld: usize, n: usize, k: usize) -> Option<Panels> {
-        assert!(
-            k <= ld,
-            "Panels::new_transposed_strided: rows of {k} floats {ld} apart"
-        );
-        assert!(
-            n == 0 || w.len() >= (n - 1) * ld + k,
-            "Panels::new_transposed_strided: w holds fewer than {n} rows"
-        );
+        check_rows("Panels::new_transposed_strided: w", w, ld, n, k);
         Panels::pack_transposed(w, ld, n, k, false)
     }
 
@@ -302,10 +288,10 @@ impl Panels {
     /// nothing else may read or write the ones written while this runs.
     pub unsafe fn matmul_strided(&self, a: &[f32], lda: usize, m: usize, c: *mut f32, ldc: usize) {
         let (k, n) = (self.k, self.n);
-        assert!(k <= lda && n <= ldc, "matmul_strided: rows overlap");
+        check_rows("matmul_strided: A", a, lda, m, k);
         assert!(
-            m == 0 || a.len() >= (m - 1) * lda + k,
-            "matmul_strided: A holds fewer than {m} rows"
+            n <= ldc,
+            "matmul_strided: C's rows of {n} floats {ldc} apart"
         );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: A's rows are inside `a` (asserted), C's are the caller's.
@@ -332,7 +318,11 @@ impl Panels {
     /// As [`Panels::matmul_strided`].
     pub unsafe fn matmul_t_strided(&self, a_t: &[f32], m: usize, c: *mut f32, ldc: usize) {
         assert_eq!(a_t.len(), m * self.k, "matmul_t_strided: Aᵀ is not k × m");
-        assert!(self.n <= ldc, "matmul_t_strided: rows overlap");
+        let n = self.n;
+        assert!(
+            n <= ldc,
+            "matmul_t_strided: C's rows of {n} floats {ldc} apart"
+        );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Aᵀ is k × m (asserted), C's rows are the caller's.
         unsafe {
@@ -407,6 +397,18 @@ impl Panels {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
+}
+
+/// Panics unless `v` holds `rows` rows of `width` floats, `ld` apart (`what` names it).
+fn check_rows(what: &str, v: &[f32], ld: usize, rows: usize, width: usize) {
+    assert!(
+        width <= ld,
+        "{what}: rows of {width} floats {ld} apart overlap"
+    );
+    assert!(
+        rows == 0 || v.len() >= (rows - 1) * ld + width,
+        "{what}: fewer than {rows} rows of {width} floats {ld} apart"
+    );
 }
 
 /// `mt = mᵀ` for `m` row-major `[rows, cols]`, in bands of 16 rows of `m`: 16 × 16 blocks
