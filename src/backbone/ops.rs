@@ -1425,12 +1425,12 @@ pub(super) fn linear_grads(
         .map(|p| ph("  dx gemm", || p.matmul_into(g, m, None, dx, true)))?;
     // dw [out, in] = dyᵀ [out, m] · x [m, in]. The product packs its right operand (the m rows
     // of an activation, copied whole) and reads its left one transposed in place, so the
-    // narrower of dy and x goes right: x as it stands, or dy for dwᵀ = xᵀ · dy, transposed
-    // back (weight-sized). Each element is the same chain of products over the rows in order
-    // either way.
+    // narrower of dy and x goes right: x as it stands (the product adds up db = Σ_rows dy as it
+    // packs dy's tiles), or dy for dwᵀ = xᵀ · dy, transposed back (weight-sized). Each element
+    // is the same chain of products over the rows in order either way, and db the same sums.
     if out >= inp {
         let p = ph("  dw pack", || Panels::new(x, m, inp)).ok_or_else(no_kernel)?;
-        ph("  dw gemm", || p.matmul_t_into(g, out, dw));
+        ph("  dw gemm", || p.matmul_t_sums_into(g, out, dw, db));
     } else {
         // Overwritten by the product.
         let mut dwt = scratch::take(inp * out);
@@ -1438,17 +1438,17 @@ pub(super) fn linear_grads(
         ph("  dw gemm", || p.matmul_t_into(x, inp, &mut dwt));
         ph("  dw transpose", || transpose(&dwt, inp, out, dw));
         scratch::give(dwt);
+        // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
+        ph("  db", || {
+            db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
+                db.fill(0.0);
+                let c0 = band * 64;
+                for row in g.chunks_exact(out.max(1)) {
+                    db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
+                }
+            })
+        });
     }
-    // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
-    ph("  db", || {
-        db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
-            db.fill(0.0);
-            let c0 = band * 64;
-            for row in g.chunks_exact(out.max(1)) {
-                db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
-            }
-        })
-    });
     Ok(())
 }
 

@@ -329,6 +329,7 @@ impl Panels {
             let src = x86::Source::Transposed {
                 a_t: a_t.as_ptr(),
                 m,
+                sums: std::ptr::null_mut(),
             };
             self.product(src, m, None, c, ldc, false, NP_T)
         };
@@ -361,6 +362,18 @@ impl Panels {
         if m == 0 || n == 0 {
             return;
         }
+        if k == 0 {
+            // No step of k for the kernel to run: C is the bias, or zero.
+            for i in 0..m {
+                // SAFETY: row i of C, n floats from i · ldc, is the caller's (see above).
+                let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) };
+                match bias {
+                    Some(b) => row.copy_from_slice(b),
+                    None => row.fill(0.0),
+                }
+            }
+            return;
+        }
         // Zero-padded bias in panel layout (one PanelRow per panel).
         let np = n.div_ceil(NR);
         let mut bp = vec![PanelRow([0.0; NR]); np];
@@ -383,14 +396,37 @@ impl Panels {
     /// same few L1 sets (slower); transposing all of A first cost a pass over it (`bench-train-ab.md`
     /// has the A/B of this change).
     pub fn matmul_t_into(&self, a_t: &[f32], m: usize, c: &mut [f32]) {
+        self.matmul_t(a_t, m, c, None);
+    }
+
+    /// [`Panels::matmul_t_into`], and `sums[i]` = Σ_k A[i][k] (the column sums of `a_t`: a
+    /// linear layer's bias gradient, Σ over rows of dy) added up as the tiles of A are packed,
+    /// in order of k from zero, so the same floats as a plain loop over `a_t`'s rows: no
+    /// separate pass over `a_t` for them.
+    pub fn matmul_t_sums_into(&self, a_t: &[f32], m: usize, c: &mut [f32], sums: &mut [f32]) {
+        assert_eq!(sums.len(), m, "matmul_t: sums are not m long");
+        self.matmul_t(a_t, m, c, Some(sums));
+    }
+
+    fn matmul_t(&self, a_t: &[f32], m: usize, c: &mut [f32], sums: Option<&mut [f32]>) {
         assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
         assert_eq!(c.len(), m * self.n, "matmul_t: C is not m × n");
+        let sums = match sums {
+            // No step of k to add, or no panel to run the kernel (and pack A) for: zero sums.
+            Some(s) if self.k == 0 || self.n == 0 => {
+                s.fill(0.0);
+                std::ptr::null_mut()
+            }
+            Some(s) => s.as_mut_ptr(),
+            None => std::ptr::null_mut(),
+        };
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Aᵀ is k × m and C m × n, as asserted.
+        // SAFETY: Aᵀ is k × m, C m × n and the sums m long, as asserted.
         unsafe {
             let src = x86::Source::Transposed {
                 a_t: a_t.as_ptr(),
                 m,
+                sums,
             };
             self.product(src, m, None, c.as_mut_ptr(), self.n, true, NP_T)
         };
@@ -623,13 +659,13 @@ mod x86 {
     #[derive(Clone, Copy)]
     pub(super) enum Source {
         /// A's rows, `lda` floats apart.
-        Rows {
-            a: *const f32,
-            lda: usize,
-        },
+        Rows { a: *const f32, lda: usize },
+        /// `sums` (m floats, or null): where A's row sums go, written by the tasks of the first
+        /// panel group as they pack A.
         Transposed {
             a_t: *const f32,
             m: usize,
+            sums: *mut f32,
         },
     }
     // SAFETY: A is only read, by tasks that run while the slice it points into is borrowed.
@@ -653,15 +689,33 @@ mod x86 {
                 let kc = k1 - k0;
                 // The first pass starts from the bias, later ones from the sums left in C.
                 let more = k0 > 0;
-                if let Source::Transposed { a_t, m } = src {
+                if let Source::Transposed { a_t, m, sums } = src {
+                    // Only one task per row block (the first panel group's) adds up the sums.
+                    let sums = if p0 == 0 { sums } else { std::ptr::null_mut() };
                     let mut i = m0;
                     while i < m1 {
                         let r = (m1 - i).min(MR);
                         let mask: u16 = (1u16 << r) - 1;
                         let dst = buf.add((i - m0) * kc);
-                        for kk in 0..kc {
-                            let v = _mm512_maskz_loadu_ps(mask, a_t.add((k0 + kk) * m + i));
-                            _mm512_mask_storeu_ps(dst.add(kk * r), mask, v);
+                        if sums.is_null() {
+                            for kk in 0..kc {
+                                let v = _mm512_maskz_loadu_ps(mask, a_t.add((k0 + kk) * m + i));
+                                _mm512_mask_storeu_ps(dst.add(kk * r), mask, v);
+                            }
+                        } else {
+                            // From zero, then from the sums of the passes before, one add per
+                            // step of k in order.
+                            let mut acc = if more {
+                                _mm512_maskz_loadu_ps(mask, sums.add(i))
+                            } else {
+                                _mm512_setzero_ps()
+                            };
+                            for kk in 0..kc {
+                                let v = _mm512_maskz_loadu_ps(mask, a_t.add((k0 + kk) * m + i));
+                                _mm512_mask_storeu_ps(dst.add(kk * r), mask, v);
+                                acc = _mm512_add_ps(acc, v);
+                            }
+                            _mm512_mask_storeu_ps(sums.add(i), mask, acc);
                         }
                         i += r;
                     }
@@ -804,6 +858,7 @@ mod tests {
         }
         for &(m, k, n) in &[
             (1, 1, 1),
+            (4, 0, 9),
             (5, 3, 7),
             (13, 17, 32),
             (25, 40, 33),
@@ -855,6 +910,36 @@ mod tests {
             p.matmul_into(&a, m, None, &mut nb, false);
             let w0: f64 = (0..k).map(|t| a[t] as f64 * w[t * n] as f64).sum();
             assert!((nb[0] as f64 - w0).abs() < 1e-5 * (k as f64).sqrt().max(1.0));
+        }
+    }
+
+    /// The row sums a transposed product adds up as it packs A are the plain sums over `a_t`'s
+    /// rows in order, bit for bit, with every row block and panel group (each row summed once),
+    /// over several passes of k; and the product is the one without sums.
+    #[test]
+    fn row_sums_of_a_transposed_product_are_the_plain_sums() {
+        if !avx512() {
+            return crate::util::skip_for_machine(
+                "row_sums_of_a_transposed_product_are_the_plain_sums",
+                "no AVX-512F on this CPU",
+            );
+        }
+        // (m, k, n): one tile; row blocks of 96 and a ragged one; k over several KC passes;
+        // n over several panel groups (tasks that must not add the sums again); no k.
+        for &(m, k, n) in &[(5, 3, 7), (200, 600, 40), (37, 300, 700), (13, 0, 32)] {
+            let a_t = random(k * m, 21 + m as u64);
+            let w = random(k * n, 22 + n as u64);
+            let p = Panels::new(&w, k, n).expect("avx512");
+            let (mut c, mut plain) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            let mut sums = vec![f32::NAN; m];
+            p.matmul_t_sums_into(&a_t, m, &mut c, &mut sums);
+            p.matmul_t_into(&a_t, m, &mut plain);
+            assert_eq!(c, plain, "{m}×{k}×{n}: the product changed");
+            let mut want = vec![0f32; m];
+            for row in a_t.chunks_exact(m) {
+                want.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+            assert_eq!(sums, want, "{m}×{k}×{n}: row sums");
         }
     }
 
