@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PROXAL := target/debug/proxal
 
-.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-ann bench-train peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 experiments-subpool report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm bench-shards build-cuda bench-gpu clean-features help
+.PHONY: all assets build test lint fmt demo bench-embed bench-embed-mpnet bench-select bench-ann bench-train bench-train-phases peer-check check-figures tune-ft-head-lr tune-dropout experiments experiments-full experiments-plasm experiments-f16 experiments-subpool report-experiments stopping longtail plan-check plan-alignment reproduce-check compare-proxies kill-campaign test-slurm bench-shards build-cuda bench-gpu clean-features help
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-select  proxy + strategy speed at 100K / 1M rows vs a peer library"
 	@echo "make bench-ann     proxal's IVF index (candidate subpooling) vs hnsw_rs: build time and recall on clinc150 (real) and 100K synthetic rows"
 	@echo "make bench-train   MiniLM fine-tuning steps/s on CPU (forward/backward/update; fused vs candle AdamW)"
+	@echo "make bench-train-phases  where a fine-tuning step's time goes, by phase of the encoder stack (banking77, 128 tokens)"
 	@echo "make build-cuda    build proxal with the cuda feature without a CUDA install (CUDA 13 from pinned PyPI wheels; CUDA_COMPUTE_CAP=90 default); target/cuda/release/proxal"
 	@echo "make bench-gpu     proxal vs PyTorch on this machine's GPU (embedding rows/s, fine-tuning steps/s; random weights of MiniLM and BERT-base shapes) into experiments/results/bench-gpu.{md,json}"
 	@echo "make peer-check    proxal's strategies and proxy vs scikit-activeml on the same features and probabilities"
@@ -89,6 +90,9 @@ bench-gpu: build-cuda
 
 bench-train:
 	@scripts/bench-train.sh
+
+bench-train-phases:
+	@scripts/bench-train-phases.sh
 
 peer-check:
 	@scripts/peer-check.sh

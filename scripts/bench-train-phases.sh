@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Where a fine-tuning step's time goes: bench_train's cases (default: banking77 and 128-token;
-# BENCH_CASES to choose) with the encoder stack's phases timed (PROXAL_STACK_PHASES=1,
-# backbone::stack::phases), written to experiments/results/bench-train-phases.md
-# (BENCH_PHASES_OUT to write elsewhere). The steps/s of this run are not a record: its
-# bench-train.{md,json} go to a temporary directory, and bench-train.md keeps `make bench-train`'s.
+# make bench-train-phases: where a fine-tuning step's time goes. bench_train's cases (default:
+# banking77 and 128-token; BENCH_CASES to choose) with the encoder stack's phases timed
+# (PROXAL_STACK_PHASES=1, backbone::stack::phases), written to
+# experiments/results/bench-train-phases.md (BENCH_PHASES_OUT to write elsewhere). The steps/s of
+# this run are not a record: its bench-train.{md,json} go to a temporary directory, and
+# bench-train.md keeps `make bench-train`'s.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

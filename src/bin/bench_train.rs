@@ -197,7 +197,7 @@ fn run_case(
 fn phases_md(cases: &[Case], conditions: &str) -> String {
     let mut md = String::from(
         "# Where a fine-tuning step's time goes (encoder stack, by phase)\n\n\
-         Made by `scripts/bench-train-phases.sh` (`bench_train` with PROXAL_STACK_PHASES=1): the \
+         Made by `make bench-train-phases` (`bench_train` with PROXAL_STACK_PHASES=1): the \
          wall time of each phase of `backbone::stack`'s forward and backward, summed over the \
          timed steps and divided by their number (ms per step), batch 16, MiniLM-L6. Rows marked \
          (linear) are parts of the linear phases, all layers' together: packing an operand, the \
