@@ -649,6 +649,9 @@ pub(super) fn attention_rows(
 ) -> Vec<f32> {
     // Every (item, head) task writes its rows' columns of its head: all of it.
     let mut out = scratch::take(b * s * h);
+    if s == 0 {
+        return out;
+    }
     let rows = Rows(out.as_mut_ptr());
     let run = |task: usize, p: &mut [f32]| {
         let (bi, hd) = (task / heads, task % heads);
@@ -737,6 +740,9 @@ pub(super) fn attention_grads(
     let scale = 1.0 / (d as f32).sqrt();
     // Every task writes its head's columns of q, k and v for all its item's rows: all of it.
     let mut dqkv = scratch::take(b * s * 3 * h);
+    if s == 0 {
+        return dqkv;
+    }
     let rows = Rows(dqkv.as_mut_ptr());
     let packed =
         |w: &[f32], ld: usize| Panels::new_strided(w, ld, s, d).expect("attention: AVX-512F");
@@ -1752,6 +1758,17 @@ mod tests {
             "the loss did not fall: {fused:?}"
         );
         Ok(())
+    }
+
+    /// Rows of no tokens: both directions give nothing, without reading a head's columns of
+    /// them.
+    #[test]
+    fn attention_of_rows_without_tokens_is_empty() {
+        let dims = (2, 0, 8, 4);
+        let heads = 2;
+        assert!(attention_rows(&[], &[], dims, heads, None).is_empty());
+        assert!(attention_rows(&[], &[], dims, heads, Some(&mut [])).is_empty());
+        assert!(attention_grads(&[], &[], &[], dims, heads, None).is_empty());
     }
 
     #[test]

@@ -412,9 +412,13 @@ impl Panels {
         assert_eq!(a_t.len(), m * self.k, "matmul_t: Aᵀ is not k × m");
         assert_eq!(c.len(), m * self.n, "matmul_t: C is not m × n");
         let sums = match sums {
-            // No step of k to add, or no panel to run the kernel (and pack A) for: zero sums.
+            // No step of k (zero sums), or no panel for the kernel to run (and pack A) for: the
+            // plain sums, in the same order.
             Some(s) if self.k == 0 || self.n == 0 => {
                 s.fill(0.0);
+                for row in a_t.chunks_exact(m.max(1)) {
+                    s.iter_mut().zip(row).for_each(|(x, &v)| *x += v);
+                }
                 std::ptr::null_mut()
             }
             Some(s) => s.as_mut_ptr(),
@@ -450,8 +454,7 @@ fn check_rows(what: &str, v: &[f32], ld: usize, rows: usize, width: usize) {
 /// `mt = mᵀ` for `m` row-major `[rows, cols]`, in bands of 16 rows of `m`: 16 × 16 blocks
 /// transposed in AVX-512 registers where the CPU has it, so every cache line is read and written
 /// whole; the edges and other CPUs element by element. Large matrices (a training step's
-/// activations) go over the rayon pool; small ones (attention's per-head blocks, already one
-/// task each) serially.
+/// activations) go over the rayon pool; small ones serially.
 pub fn transpose(m: &[f32], rows: usize, cols: usize, mt: &mut [f32]) {
     assert_eq!(m.len(), rows * cols, "transpose: m is not rows × cols");
     assert_eq!(mt.len(), rows * cols, "transpose: mt is not cols × rows");
@@ -600,7 +603,8 @@ mod x86 {
     }
 
     /// `c = A · panels (+ bias)`, A `[m, k]` read from `src` (its caller checked that it holds
-    /// m × k floats); `parallel`: over the rayon pool, tasks of a row block and `group` panels.
+    /// A's m rows: (m − 1) · lda + k floats, or k × m for a transposed A); `parallel`: over the
+    /// rayon pool, tasks of a row block and `group` panels.
     ///
     /// # Safety
     /// `src` must hold A's m rows and `c` be valid for writes of m rows of n floats, `ldc`
@@ -668,7 +672,9 @@ mod x86 {
             sums: *mut f32,
         },
     }
-    // SAFETY: A is only read, by tasks that run while the slice it points into is borrowed.
+    // SAFETY: A is only read, by tasks that run while the slice it points into is borrowed; the
+    // sums of a transposed A are written by one task per row block (its rows alone) and read
+    // back only by that task, between its passes.
     unsafe impl Send for Source {}
     unsafe impl Sync for Source {}
 
@@ -925,8 +931,14 @@ mod tests {
             );
         }
         // (m, k, n): one tile; row blocks of 96 and a ragged one; k over several KC passes;
-        // n over several panel groups (tasks that must not add the sums again); no k.
-        for &(m, k, n) in &[(5, 3, 7), (200, 600, 40), (37, 300, 700), (13, 0, 32)] {
+        // n over several panel groups (tasks that must not add the sums again); no k; no n.
+        for &(m, k, n) in &[
+            (5, 3, 7),
+            (200, 600, 40),
+            (37, 300, 700),
+            (13, 0, 32),
+            (6, 5, 0),
+        ] {
             let a_t = random(k * m, 21 + m as u64);
             let w = random(k * n, 22 + n as u64);
             let p = Panels::new(&w, k, n).expect("avx512");
