@@ -1444,16 +1444,8 @@ pub(super) fn linear_grads(
         ph("  dw gemm", || p.matmul_t_into(x, inp, &mut dwt));
         ph("  dw transpose", || transpose(&dwt, inp, out, dw));
         scratch::give(dwt);
-        // db = Σ_rows dy, in row order, bands of 64 columns over the rayon pool.
-        ph("  db", || {
-            db.par_chunks_mut(64).enumerate().for_each(|(band, db)| {
-                db.fill(0.0);
-                let c0 = band * 64;
-                for row in g.chunks_exact(out.max(1)) {
-                    db.iter_mut().zip(&row[c0..]).for_each(|(d, &v)| *d += v);
-                }
-            })
-        });
+        // db = Σ_rows dy, in row order.
+        ph("  db", || crate::numerics::gemm::column_sums(g, out, db));
     }
     Ok(())
 }

@@ -388,6 +388,7 @@ impl CustomOp2 for Stack {
 #[cfg(test)]
 mod tests {
     use super::ops::{GradSink, REFERENCE, STACK_RUNS};
+    use crate::numerics::gemm::skipped_without_avx512;
     use crate::numerics::scratch;
     use candle_core::{Device, Result, Tensor};
     use std::collections::HashMap;
@@ -442,18 +443,6 @@ mod tests {
             out.insert(name.clone(), gv.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok((out, runs))
-    }
-
-    /// Whether `test` cannot run here (no AVX-512F): then it is recorded as a machine skip.
-    fn skipped_without_avx512(test: &str) -> bool {
-        let skip = !crate::numerics::gemm::avx512();
-        if skip {
-            crate::util::skip_for_machine(
-                test,
-                "no AVX-512F on this CPU (the stack runs on the packed kernel)",
-            );
-        }
-        skip
     }
 
     #[test]

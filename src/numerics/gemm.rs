@@ -401,7 +401,7 @@ impl Panels {
 
     /// [`Panels::matmul_t_into`], and `sums[i]` = Σ_k A[i][k] (the column sums of `a_t`: a
     /// linear layer's bias gradient, Σ over rows of dy) added up as the tiles of A are packed,
-    /// in order of k from zero, so the same floats as a plain loop over `a_t`'s rows: no
+    /// in order of k from zero, so the same floats as [`column_sums`] of `a_t` gives: no
     /// separate pass over `a_t` for them.
     pub fn matmul_t_sums_into(&self, a_t: &[f32], m: usize, c: &mut [f32], sums: &mut [f32]) {
         assert_eq!(sums.len(), m, "matmul_t: sums are not m long");
@@ -413,12 +413,9 @@ impl Panels {
         assert_eq!(c.len(), m * self.n, "matmul_t: C is not m × n");
         let sums = match sums {
             // No step of k (zero sums), or no panel for the kernel to run (and pack A) for: the
-            // plain sums, in the same order.
+            // sums of their own pass.
             Some(s) if self.k == 0 || self.n == 0 => {
-                s.fill(0.0);
-                for row in a_t.chunks_exact(m.max(1)) {
-                    s.iter_mut().zip(row).for_each(|(x, &v)| *x += v);
-                }
+                column_sums(a_t, m, s);
                 std::ptr::null_mut()
             }
             Some(s) => s.as_mut_ptr(),
@@ -437,6 +434,36 @@ impl Panels {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Panels are only built with AVX-512");
     }
+}
+
+/// For a test that needs the packed kernel: true, with the skip recorded as the machine's
+/// (`util::skip_for_machine`), where the CPU lacks AVX-512F.
+#[cfg(test)]
+pub(crate) fn skipped_without_avx512(test: &str) -> bool {
+    let skip = !avx512();
+    if skip {
+        crate::util::skip_for_machine(
+            test,
+            "no AVX-512F on this CPU (the packed kernel does not run here)",
+        );
+    }
+    skip
+}
+
+/// `sums[j]` = Σ_i m[i][j] for `m` row-major with `cols` columns, added in row order from zero,
+/// in bands of 64 columns over the rayon pool: a linear layer's bias gradient from dy, where no
+/// product packs dy to add it up on the way ([`Panels::matmul_t_sums_into`]).
+pub fn column_sums(m: &[f32], cols: usize, sums: &mut [f32]) {
+    assert_eq!(sums.len(), cols, "column_sums: sums are not cols long");
+    sums.par_chunks_mut(64)
+        .enumerate()
+        .for_each(|(band, sums)| {
+            sums.fill(0.0);
+            let c0 = band * 64;
+            for row in m.chunks_exact(cols.max(1)) {
+                sums.iter_mut().zip(&row[c0..]).for_each(|(s, &v)| *s += v);
+            }
+        });
 }
 
 /// Panics unless `v` holds `rows` rows of `width` floats, `ld` apart (`what` names it).
@@ -854,12 +881,8 @@ mod tests {
 
     #[test]
     fn panels_match_f64_reference_any_shape() {
-        if !avx512() {
+        if skipped_without_avx512("panels_match_f64_reference_any_shape") {
             assert!(Panels::new(&[0.0; 6], 2, 3).is_none());
-            crate::util::skip_for_machine(
-                "panels_match_f64_reference_any_shape",
-                "no AVX-512F on this CPU (the packed kernel is not built here)",
-            );
             return;
         }
         for &(m, k, n) in &[
@@ -924,11 +947,8 @@ mod tests {
     /// over several passes of k; and the product is the one without sums.
     #[test]
     fn row_sums_of_a_transposed_product_are_the_plain_sums() {
-        if !avx512() {
-            return crate::util::skip_for_machine(
-                "row_sums_of_a_transposed_product_are_the_plain_sums",
-                "no AVX-512F on this CPU",
-            );
+        if skipped_without_avx512("row_sums_of_a_transposed_product_are_the_plain_sums") {
+            return;
         }
         // (m, k, n): one tile; row blocks of 96 and a ragged one; k over several KC passes;
         // n over several panel groups (tasks that must not add the sums again); no k; no n.
@@ -960,11 +980,10 @@ mod tests {
     /// outside their columns: as attention uses them, a head's columns of `[s, 3h]` rows.
     #[test]
     fn strided_products_equal_the_contiguous_ones_and_write_only_their_columns() {
-        if !avx512() {
-            return crate::util::skip_for_machine(
-                "strided_products_equal_the_contiguous_ones_and_write_only_their_columns",
-                "no AVX-512F on this CPU",
-            );
+        if skipped_without_avx512(
+            "strided_products_equal_the_contiguous_ones_and_write_only_their_columns",
+        ) {
+            return;
         }
         // (m, k, n, extra): rows `extra` floats wider than the operand; ragged edges, a k past
         // one KC pass, whole and partial panels.
@@ -1055,11 +1074,8 @@ mod tests {
 
     #[test]
     fn panels_of_a_transpose_equal_panels_of_the_transposed_copy() {
-        if !avx512() {
-            return crate::util::skip_for_machine(
-                "panels_of_a_transpose_equal_panels_of_the_transposed_copy",
-                "no AVX-512F on this CPU",
-            );
+        if skipped_without_avx512("panels_of_a_transpose_equal_panels_of_the_transposed_copy") {
+            return;
         }
         // Whole 32 × 16 blocks (the register transposes), a partial last panel, k off 16.
         for &(n, k) in &[(64, 48), (70, 45), (32, 16), (5, 3), (384, 1536)] {
